@@ -1,0 +1,34 @@
+# The README's two commands. Both build .venv from this project's own files when it is missing, and are idempotent.
+# CPU torch is installed first and pinned: a bare `pip install torch` pulls a multi-GB CUDA build, and torchvision /
+# timm must never be installed next to it (see DESIGN.md). GPU users: make demo TORCH_SPEC="torch==2.13.0" TORCH_INDEX=
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+# e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu to force the CPU wheel where PyPI would give a CUDA one
+TORCH_INDEX ?=
+EXTRAS ?= faces,retrieval,bench,test
+PIP := $(VENV)/bin/python -m pip
+STAMP := $(VENV)/.pros_hf-installed
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py Makefile
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python examples/demo.py
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest tests -q
+
+bench: $(STAMP)
+	$(VENV)/bin/python benchmarks/bench_backbone.py
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache
