@@ -1,0 +1,65 @@
+"""ProSConfig: presets, validation that names the field, and a lossless save/load."""
+
+import pytest
+
+from pros_hf import PRESETS, ProSConfig
+
+
+def test_defaults_are_vit_b16_with_dino_recipe():
+    config = ProSConfig()
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (768, 12, 12)
+    assert (config.image_size, config.patch_size, config.grid_size) == (224, 16, (14, 14))
+    assert config.target_mode == "center" and config.share_prototypes is True
+    assert config.me_max_weight == 0.0  # only "sharpen" turns me-max on by default
+
+
+@pytest.mark.parametrize(
+    "name, width, depth, heads", [("micro", 64, 4, 4), ("vit-s16", 384, 12, 6), ("vit-b16", 768, 12, 12),
+                                  ("vit-l16", 1024, 24, 16)]
+)
+def test_presets(name, width, depth, heads):
+    config = ProSConfig.from_preset(name)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (width, depth, heads)
+    assert set(PRESETS) >= {"micro", "vit-s16", "vit-b16", "vit-l16"}
+
+
+def test_preset_overrides_and_unknown_preset():
+    assert ProSConfig.from_preset("micro", image_size=64).grid_size == (8, 8)
+    with pytest.raises(ValueError, match="vit-b16"):
+        ProSConfig.from_preset("vit-huge")
+
+
+def test_sharpen_turns_me_max_on_unless_set():
+    assert ProSConfig(target_mode="sharpen").me_max_weight == 1.0
+    assert ProSConfig(target_mode="sharpen", me_max_weight=0.5).me_max_weight == 0.5
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(hidden_size=100, num_attention_heads=12), "num_attention_heads"),
+        (dict(image_size=230, patch_size=16), "patch_size"),
+        (dict(student_temperature=0.0), "student_temperature"),
+        (dict(teacher_temperature=-0.1), "teacher_temperature"),
+        (dict(num_prototypes=0), "num_prototypes"),
+        (dict(target_mode="kmeans"), "target_mode"),
+        (dict(drop_path_rate=1.5), "drop_path_rate"),
+        (dict(center_momentum=1.0), "center_momentum"),
+        (dict(warmup_teacher_temperature=0.2), "warmup_teacher_temperature"),
+        (dict(koleo_weight=-1.0), "koleo_weight"),
+        (dict(num_hidden_layers=2.5), "num_hidden_layers"),
+    ],
+)
+def test_invalid_values_name_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        ProSConfig(**overrides)
+
+
+def test_save_load_round_trip(tmp_path):
+    config = ProSConfig.from_preset("micro", target_mode="sinkhorn", koleo_weight=0.1, share_prototypes=False)
+    config.save_pretrained(tmp_path)
+    loaded = ProSConfig.from_pretrained(tmp_path)
+    for key, value in config.to_dict().items():
+        if key not in ("transformers_version", "_name_or_path"):
+            assert loaded.to_dict()[key] == value, key
+    assert loaded.model_type == "pros"
