@@ -1,0 +1,324 @@
+"""ProS models: the ViT backbone whose teacher copy is the product of pre-training.
+
+Written the way transformers' own `models/vit` and `models/dinov2` are (classes prefixed with the model name, each
+submodule takes the whole config, initialisation only in `_init_weights`), with two deliberate differences:
+
+- one fused `qkv` projection instead of three: one matmul instead of three per block, and the layout of DINO/timm
+  checkpoints, which then convert without reshuffling (`pros_hf.convert`);
+- outputs are collected explicitly instead of through transformers' private output-capturing decorators, which
+  change between minor versions.
+
+`save_pretrained` copies this file and `configuration_pros.py` to the Hub for `trust_remote_code=True` users who do
+not have the package: it must import nothing but torch, transformers and its own relative imports.
+"""
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from .configuration_pros import ProSConfig
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+
+
+class ProSPatchEmbeddings(nn.Module):
+    """Non-overlapping `patch_size` patches projected to `hidden_size` (a strided convolution, as in ViT)."""
+
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        self.patch_size = _pair(config.patch_size)
+        self.num_channels = config.num_channels
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=self.patch_size, stride=self.patch_size
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.projection(pixel_values).flatten(2).transpose(1, 2)
+
+
+class ProSEmbeddings(nn.Module):
+    """CLS token + patch embeddings + learnable position embeddings, interpolated for other input sizes."""
+
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        self.config = config
+        self.grid_size = config.grid_size
+        self.patch_embeddings = ProSPatchEmbeddings(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        num_positions = self.grid_size[0] * self.grid_size[1] + 1
+        self.position_embeddings = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def interpolate_pos_encoding(self, grid_height: int, grid_width: int, dtype: torch.dtype) -> torch.Tensor:
+        """Position embeddings for a `grid_height x grid_width` patch grid.
+
+        Resampled bicubically to that exact grid (not by a scale factor, which rounds differently across versions),
+        in float32: bicubic resampling in half precision shifts the embeddings (REFERENCE.md section 6, item 10).
+        """
+        if (grid_height, grid_width) == self.grid_size:
+            return self.position_embeddings.to(dtype)
+        cls_position = self.position_embeddings[:, :1]
+        patch_positions = self.position_embeddings[:, 1:]
+        dim = patch_positions.shape[-1]
+        patch_positions = patch_positions.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
+        patch_positions = nn.functional.interpolate(
+            patch_positions.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False
+        )
+        patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
+        return torch.cat((cls_position.float(), patch_positions), dim=1).to(dtype)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        height, width = pixel_values.shape[-2:]
+        patch_height, patch_width = self.patch_embeddings.patch_size
+        embeddings = self.patch_embeddings(pixel_values)
+        cls_tokens = self.cls_token.to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
+        embeddings = torch.cat((cls_tokens, embeddings), dim=1)
+        embeddings = embeddings + self.interpolate_pos_encoding(
+            height // patch_height, width // patch_width, embeddings.dtype
+        )
+        return self.dropout(embeddings)
+
+
+def eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout=0.0, **kwargs):
+    """Plain softmax attention; the reference implementation and the one that can return attention maps."""
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+class ProSAttention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection, dispatched through transformers' attention interface.
+
+    `config._attn_implementation` picks the kernel ("sdpa" by default, "eager", or any registered one). When attention
+    maps are requested the eager path is used for that call, since fused kernels do not return them.
+    """
+
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
+        batch_size, seq_len, _ = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+
+        implementation = self.config._attn_implementation
+        if output_attentions or implementation in (None, "eager"):
+            attention_interface = eager_attention_forward
+        else:
+            attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            scaling=self.scaling,
+            dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
+            is_causal=False,
+        )
+        attn_output = self.o_proj(attn_output.reshape(batch_size, seq_len, -1))
+        return attn_output, (attn_weights if output_attentions else None)
+
+
+class ProSMLP(nn.Module):
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation_fn = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.activation_fn(self.fc1(hidden_states))
+        return self.dropout(self.fc2(hidden_states))
+
+
+def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop a whole residual branch per sample (Huang et al., 2016), rescaling the kept ones."""
+    if drop_prob == 0.0 or not training:
+        return hidden_states
+    keep_prob = 1.0 - drop_prob
+    shape = (hidden_states.shape[0],) + (1,) * (hidden_states.ndim - 1)
+    mask = hidden_states.new_empty(shape).bernoulli_(keep_prob)
+    return hidden_states * mask.div_(keep_prob)
+
+
+class ProSLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block (DINO's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, config: ProSConfig, layer_index: int = 0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = ProSAttention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = ProSMLP(config)
+        # DINO's linearly increasing stochastic depth: 0 for the first block, drop_path_rate for the last.
+        depth = config.num_hidden_layers
+        self.drop_path_rate = config.drop_path_rate * layer_index / max(depth - 1, 1)
+
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
+        attn_output, attn_weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions)
+        hidden_states = hidden_states + drop_path(attn_output, self.drop_path_rate, self.training)
+        mlp_output = self.mlp(self.norm2(hidden_states))
+        hidden_states = hidden_states + drop_path(mlp_output, self.drop_path_rate, self.training)
+        return hidden_states, attn_weights
+
+
+class ProSEncoder(nn.Module):
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        self.layer = nn.ModuleList([ProSLayer(config, index) for index in range(config.num_hidden_layers)])
+
+    def forward(self, hidden_states, output_attentions=False, output_hidden_states=False):
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layer:
+            hidden_states, attn_weights = layer(hidden_states, output_attentions=output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (attn_weights,)
+        return hidden_states, all_hidden_states, all_attentions
+
+
+class ProSPreTrainedModel(PreTrainedModel):
+    """Weight initialisation and loading logic shared by every ProS model."""
+
+    config_class = ProSConfig
+    config: ProSConfig
+    base_model_prefix = "pros"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ProSEmbeddings", "ProSLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """All initialisation lives here: transformers 5.x builds models on the meta device and calls this for every
+        tensor that was not loaded from a checkpoint (REFERENCE.md section 6, item 8)."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, ProSEmbeddings):
+            init.trunc_normal_(module.cls_token, mean=0.0, std=std)
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+
+
+class ProSModel(ProSPreTrainedModel):
+    """The ProS ViT backbone: what pre-training exports (the teacher) and what downstream heads fine-tune.
+
+    `pooler_output` is the final-norm CLS token, the image representation used by k-NN evaluation, retrieval and
+    the classification heads.
+    """
+
+    def __init__(self, config: ProSConfig):
+        super().__init__(config)
+        self.embeddings = ProSEmbeddings(config)
+        self.encoder = ProSEncoder(config)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> ProSPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    def _check_pixel_values(self, pixel_values) -> None:
+        """Catch the inputs a user gets wrong before torch reports them from inside a convolution."""
+        if pixel_values is None:
+            raise ValueError("ProSModel needs `pixel_values` of shape (batch, channels, height, width).")
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(
+                f"ProSModel expects `pixel_values` as a torch.Tensor, got {type(pixel_values).__name__}; "
+                "run images through ProSImageProcessor(..., return_tensors='pt') first."
+            )
+        if not pixel_values.is_floating_point():
+            raise TypeError(
+                f"ProSModel expects normalised floating-point `pixel_values`, got dtype {pixel_values.dtype}; "
+                "uint8 images must go through ProSImageProcessor or MultiCropAugmentation first."
+            )
+        if pixel_values.ndim != 4:
+            raise ValueError(
+                f"ProSModel expects `pixel_values` of shape (batch, channels, height, width), got shape "
+                f"{tuple(pixel_values.shape)}."
+            )
+        if pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"ProSModel expects {self.config.num_channels} channels (config.num_channels), got "
+                f"{pixel_values.shape[1]} in `pixel_values` of shape {tuple(pixel_values.shape)}."
+            )
+        patch_height, patch_width = _pair(self.config.patch_size)
+        height, width = pixel_values.shape[-2:]
+        if height % patch_height or width % patch_width or height == 0 or width == 0:
+            raise ValueError(
+                f"ProSModel needs image sides that are positive multiples of the patch size "
+                f"{(patch_height, patch_width)}, got {height}x{width}; resize or crop the input."
+            )
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
+            Normalised images; any height and width that are multiples of `patch_size` (position embeddings are
+            interpolated).
+        output_attentions (`bool`, *optional*): return each block's attention maps (computed with eager attention).
+        output_hidden_states (`bool`, *optional*): return the embeddings and each block's output (before the final
+            norm), `num_hidden_layers + 1` tensors.
+        """
+        self._check_pixel_values(pixel_values)
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+
+        weight = self.embeddings.patch_embeddings.projection.weight
+        if not torch.is_autocast_enabled(pixel_values.device.type):
+            pixel_values = pixel_values.to(weight.dtype)
+        embeddings = self.embeddings(pixel_values)
+        hidden_states, all_hidden_states, all_attentions = self.encoder(
+            embeddings, output_attentions=bool(output_attentions), output_hidden_states=bool(output_hidden_states)
+        )
+        sequence_output = self.layernorm(hidden_states)
+        pooled_output = sequence_output[:, 0]
+        if not return_dict:
+            extras = tuple(value for value in (all_hidden_states, all_attentions) if value is not None)
+            return (sequence_output, pooled_output) + extras
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+
+
+__all__ = ["ProSPreTrainedModel", "ProSModel"]

@@ -1,0 +1,133 @@
+"""Save/load and the Hub: exact round trips, the Auto classes, and trust_remote_code without the package."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skimage import data
+from transformers import AutoConfig, AutoImageProcessor, AutoModel
+
+from conftest import install_in_hub_cache
+from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    torch.manual_seed(0)
+    model = ProSModel(ProSConfig.from_preset("micro", image_size=48)).eval()
+    folder = tmp_path_factory.mktemp("pros-micro")
+    model.save_pretrained(folder)
+    ProSImageProcessor.from_model_config(model.config).save_pretrained(folder)
+    return model, folder
+
+
+def test_save_load_reproduces_every_tensor_exactly(saved_model):
+    model, folder = saved_model
+    loaded = ProSModel.from_pretrained(folder)
+    original, reloaded = model.state_dict(), loaded.state_dict()
+    assert set(original) == set(reloaded)
+    for name, tensor in original.items():
+        assert torch.equal(tensor, reloaded[name]), name
+    # buffers too (none today; the pre-training model adds prototypes and the center)
+    assert {n for n, _ in model.named_buffers()} == {n for n, _ in loaded.named_buffers()}
+
+
+def test_saved_folder_has_auto_map_and_code(saved_model):
+    _, folder = saved_model
+    files = set(os.listdir(folder))
+    assert {"config.json", "model.safetensors", "modeling_pros.py", "configuration_pros.py",
+            "preprocessor_config.json", "image_processing_pros.py"} <= files
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "pros"
+    assert config["auto_map"] == {"AutoConfig": "configuration_pros.ProSConfig", "AutoModel": "modeling_pros.ProSModel"}
+    processor = json.loads((folder / "preprocessor_config.json").read_text())
+    assert processor["auto_map"] == {"AutoImageProcessor": "image_processing_pros.ProSImageProcessor"}
+
+
+def test_auto_classes_load_from_the_hub_cache(saved_model):
+    model, folder = saved_model
+    install_in_hub_cache(folder, "org/pros-vitb")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the Auto path must not warn (no torchvision, offline)
+        config = AutoConfig.from_pretrained("org/pros-vitb")
+        loaded = AutoModel.from_pretrained("org/pros-vitb")
+        processor = AutoImageProcessor.from_pretrained("org/pros-vitb")
+    assert isinstance(config, ProSConfig) and isinstance(loaded, ProSModel)
+    assert isinstance(processor, ProSImageProcessor)
+    pixel_values = processor(data.astronaut(), return_tensors="pt").pixel_values
+    assert pixel_values.shape == (1, 3, 48, 48)
+    torch.testing.assert_close(loaded(pixel_values).pooler_output, model(pixel_values).pooler_output, rtol=0, atol=0)
+
+
+REMOTE_CODE_SCRIPT = r"""
+import importlib.abc, sys
+class BlockPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pros_hf" or name.startswith("pros_hf."):
+            raise ImportError("pros_hf is blocked in this process")
+sys.meta_path.insert(0, BlockPackage())
+try:
+    import pros_hf  # noqa: F401
+    raise SystemExit("pros_hf was importable")
+except ImportError:
+    pass
+import numpy as np, torch
+from transformers import AutoImageProcessor, AutoModel
+model = AutoModel.from_pretrained("org/pros-vitb", trust_remote_code=True)
+processor = AutoImageProcessor.from_pretrained("org/pros-vitb", trust_remote_code=True)
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+image = np.load(sys.argv[1])
+pixel_values = processor(image, return_tensors="pt").pixel_values
+np.save(sys.argv[2], model(pixel_values).pooler_output.detach().numpy())
+"""
+
+
+def test_trust_remote_code_in_a_process_without_the_package(saved_model, tmp_path, hf_home):
+    model, folder = saved_model
+    install_in_hub_cache(folder, "org/pros-vitb")
+    image = data.astronaut()[::4, ::4]
+    np.save(tmp_path / "image.npy", image)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    result = subprocess.run(
+        [sys.executable, "-c", REMOTE_CODE_SCRIPT, str(tmp_path / "image.npy"), str(tmp_path / "features.npy")],
+        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = np.load(tmp_path / "features.npy")
+    local = model(ProSImageProcessor.from_model_config(model.config)(image, return_tensors="pt").pixel_values)
+    np.testing.assert_array_equal(remote, local.pooler_output.detach().numpy())
+
+
+def test_image_processor_geometry_and_values():
+    processor = ProSImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    image = np.zeros((64, 128, 3), dtype=np.uint8)
+    image[:, 48:80] = 255  # a white band in the middle: it must survive the center crop
+    pixel_values = processor([image, image], return_tensors="pt").pixel_values
+    assert pixel_values.shape == (2, 3, 32, 32)
+    mean = torch.tensor(processor.image_mean).view(3, 1, 1)
+    std = torch.tensor(processor.image_std).view(3, 1, 1)
+    restored = pixel_values[0] * std + mean
+    assert restored[:, :, 10:22].min() > 0.95 and restored[:, :, :6].max() < 0.05
+    # float [0, 1], grayscale and torch CHW inputs all land on the same values
+    as_float = processor(image.astype(np.float32) / 255, return_tensors="pt").pixel_values
+    as_tensor = processor(torch.from_numpy(image).permute(2, 0, 1), return_tensors="pt").pixel_values
+    torch.testing.assert_close(as_float, pixel_values[:1])
+    torch.testing.assert_close(as_tensor, pixel_values[:1])
+    gray = processor(image[..., 0], return_tensors="pt").pixel_values
+    assert gray.shape == (1, 3, 32, 32)
+
+
+def test_image_processor_bad_inputs():
+    processor = ProSImageProcessor()
+    with pytest.raises(TypeError, match="PIL images, numpy arrays or torch tensors"):
+        processor("not an image")
+    with pytest.raises(ValueError, match="unknown arguments"):
+        processor(np.zeros((8, 8, 3), np.uint8), do_magic=True)
+    with pytest.raises(ValueError, match="resample"):
+        ProSImageProcessor(resample="lanczos7")
