@@ -63,7 +63,7 @@ class ProSEmbeddings(nn.Module):
         in float32: bicubic resampling in half precision shifts the embeddings (REFERENCE.md section 6, item 10).
         """
         if (grid_height, grid_width) == self.grid_size:
-            return self.position_embeddings.to(dtype)
+            return self.position_embeddings if self.position_embeddings.dtype == dtype else self.position_embeddings.to(dtype)
         cls_position = self.position_embeddings[:, :1]
         patch_positions = self.position_embeddings[:, 1:]
         dim = patch_positions.shape[-1]
@@ -78,7 +78,8 @@ class ProSEmbeddings(nn.Module):
         height, width = pixel_values.shape[-2:]
         patch_height, patch_width = self.patch_embeddings.patch_size
         embeddings = self.patch_embeddings(pixel_values)
-        cls_tokens = self.cls_token.to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
+        cls_token = self.cls_token if self.cls_token.dtype == embeddings.dtype else self.cls_token.to(embeddings.dtype)
+        cls_tokens = cls_token.expand(embeddings.shape[0], -1, -1)
         embeddings = torch.cat((cls_tokens, embeddings), dim=1)
         embeddings = embeddings + self.interpolate_pos_encoding(
             height // patch_height, width // patch_width, embeddings.dtype
@@ -147,8 +148,8 @@ class ProSMLP(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        hidden_states = self.activation_fn(self.fc1(hidden_states))
-        return self.dropout(self.fc2(hidden_states))
+        # one expression, so the wide activation is freed as soon as fc2 has consumed it
+        return self.dropout(self.fc2(self.activation_fn(self.fc1(hidden_states))))
 
 
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
@@ -177,9 +178,9 @@ class ProSLayer(GradientCheckpointingLayer):
     def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
         attn_output, attn_weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions)
         hidden_states = hidden_states + drop_path(attn_output, self.drop_path_rate, self.training)
-        mlp_output = self.mlp(self.norm2(hidden_states))
-        hidden_states = hidden_states + drop_path(mlp_output, self.drop_path_rate, self.training)
-        return hidden_states, attn_weights
+        del attn_output  # not kept alive through the MLP: one residual-stream tensor less at the peak
+        mlp_output = drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
+        return hidden_states + mlp_output, attn_weights
 
 
 class ProSEncoder(nn.Module):
@@ -302,7 +303,7 @@ class ProSModel(ProSPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
 
         weight = self.embeddings.patch_embeddings.projection.weight
-        if not torch.is_autocast_enabled(pixel_values.device.type):
+        if pixel_values.dtype != weight.dtype and not torch.is_autocast_enabled(pixel_values.device.type):
             pixel_values = pixel_values.to(weight.dtype)
         embeddings = self.embeddings(pixel_values)
         hidden_states, all_hidden_states, all_attentions = self.encoder(

@@ -1,0 +1,179 @@
+"""ProSModel against transformers' own ViTModel with identical dimensions, in one run, alternating.
+
+    python benchmarks/bench_backbone.py                       # ViT-S/16 at 224, CPU, fp32 and bf16 autocast
+    python benchmarks/bench_backbone.py --preset vit-b16 --device cuda --batch_size 64
+
+Both models use SDPA attention and the same precision. For each mode (inference, forward+backward) and precision the
+two models take turns, repetition by repetition, so that drifts in machine load hit both alike; the figure is the
+median. Peak memory of one step, above the model and its input: on CUDA `max_memory_allocated`, on a CPU the peak of
+live tensor bytes counted op by op (`LiveTensorMemory`), since torch's CPU allocator keeps no statistics.
+"""
+
+import argparse
+import json
+import statistics
+import time
+import weakref
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from transformers import ViTConfig, ViTModel
+
+from pros_hf import ProSConfig, ProSModel
+
+
+def build(kind: str, preset: str, image_size: int, device: str) -> torch.nn.Module:
+    """The two contenders: identical widths, depths, heads, patch size and norm epsilon, SDPA attention."""
+    config = ProSConfig.from_preset(preset, image_size=image_size, drop_path_rate=0.0)
+    if kind == "pros":
+        model = ProSModel(config)
+    else:
+        model = ViTModel(
+            ViTConfig(
+                hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+                num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+                image_size=image_size, patch_size=config.patch_size, layer_norm_eps=config.layer_norm_eps,
+                qkv_bias=config.qkv_bias,
+            ),
+            add_pooling_layer=False,
+        )
+    if model.config._attn_implementation != "sdpa":
+        raise RuntimeError(f"{kind} runs {model.config._attn_implementation!r} attention, not SDPA")
+    return model.to(device)
+
+
+def step(model, pixel_values, mode: str, precision: str) -> None:
+    device_type = pixel_values.device.type
+    autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    if mode == "inference":
+        model.eval()
+        with torch.inference_mode(), autocast:
+            model(pixel_values).last_hidden_state.sum().item()
+    else:
+        model.train()
+        with autocast:
+            output = model(pixel_values).last_hidden_state
+        output.float().square().mean().backward()
+        model.zero_grad(set_to_none=True)
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure_speed(args) -> dict:
+    models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}
+    pixel_values = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=args.device)
+    results = {}
+    for mode in ("inference", "train"):
+        for precision in args.precisions:
+            timings = {kind: [] for kind in models}
+            for kind, model in models.items():  # warm-up (allocator, kernels, oneDNN primitives)
+                for _ in range(args.warmup):
+                    step(model, pixel_values, mode, precision)
+            for _ in range(args.repeats):
+                for kind, model in models.items():
+                    synchronize(args.device)
+                    start = time.perf_counter()
+                    step(model, pixel_values, mode, precision)
+                    synchronize(args.device)
+                    timings[kind].append(time.perf_counter() - start)
+            row = {kind: args.batch_size / statistics.median(values) for kind, values in timings.items()}
+            row["ratio"] = row["pros"] / row["vit"]
+            results[f"{mode}/{precision}"] = row
+            print(f"{mode:>9} {precision:>4}: ViTModel {row['vit']:8.1f} img/s   ProSModel {row['pros']:8.1f} img/s"
+                  f"   ratio {row['ratio']:.3f}", flush=True)
+    return results
+
+
+class LiveTensorMemory(TorchDispatchMode):
+    """Peak bytes of tensors alive at once, counted op by op (forward and backward), above what existed before.
+
+    torch's CPU allocator keeps no statistics and the process's resident set mixes in allocator caching, so on a CPU
+    this is the fair figure: every tensor an op returns is counted until its storage is freed. Scratch buffers that a
+    kernel allocates internally and frees before returning are not seen (the same for both models).
+    """
+
+    def __init__(self, existing=()):
+        super().__init__()
+        self.live = self.peak = 0
+        self.references = {}
+        # storages that were there before the step (weights, input): an op that returns one of them allocates nothing
+        self.existing = {tensor.untyped_storage().data_ptr() for tensor in existing}
+
+    def _release(self, pointer):
+        count, size = self.references[pointer]
+        if count == 1:
+            del self.references[pointer]
+            self.live -= size
+        else:
+            self.references[pointer] = (count - 1, size)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        output = func(*args, **(kwargs or {}))
+        for tensor in torch.utils._pytree.tree_leaves(output):
+            if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+                storage = tensor.untyped_storage()
+                pointer = storage.data_ptr()
+                if pointer in self.existing:
+                    continue
+                count, size = self.references.get(pointer, (0, storage.nbytes()))
+                if count == 0:
+                    self.live += size
+                    self.peak = max(self.peak, self.live)
+                self.references[pointer] = (count + 1, size)
+                weakref.finalize(tensor, self._release, pointer)
+        return output
+
+
+def peak_step_memory(model, pixel_values, mode: str, precision: str) -> float:
+    """Peak memory (MiB) of one step above the model, its input and the allocator's pools (after a warm-up step)."""
+    step(model, pixel_values, mode, precision)
+    if pixel_values.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step(model, pixel_values, mode, precision)
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    with LiveTensorMemory(existing=[pixel_values, *model.parameters(), *model.buffers()]) as tracker:
+        step(model, pixel_values, mode, precision)
+    return tracker.peak / 2**20
+
+
+def measure_memory(args) -> dict:
+    models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}
+    pixel_values = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=args.device)
+    results = {}
+    for mode in ("inference", "train"):
+        for precision in args.precisions:
+            row = {kind: peak_step_memory(model, pixel_values, mode, precision) for kind, model in models.items()}
+            row["ratio"] = row["pros"] / row["vit"]
+            results[f"{mode}/{precision}"] = row
+            print(f"{mode:>9} {precision:>4}: peak step memory ViTModel {row['vit']:8.1f} MiB   ProSModel "
+                  f"{row['pros']:8.1f} MiB   ratio {row['ratio']:.3f}", flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="vit-s16")
+    parser.add_argument("--image_size", type=int, default=224)
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+    print(f"{args.preset} at {args.image_size} px, batch {args.batch_size}, {args.device}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    results = {"speed": measure_speed(args), "memory": measure_memory(args), "settings": vars(args)}
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
