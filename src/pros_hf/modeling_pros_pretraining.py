@@ -1,0 +1,253 @@
+"""ProSForPreTraining: a student and an EMA teacher ViT matched through learnable prototypes (REFERENCE.md 2-3).
+
+The student sees every crop (global and local, one backbone call per resolution); the teacher sees only the global
+crops, without gradient, and is always in eval mode. Both map the CLS token through a projection head to an
+L2-normalised vector, compare it with K prototypes (cosine similarity) and turn the similarities into distributions:
+the student's with a softmax at `student_temperature`, the teacher's by `target_mode` (centering, Sinkhorn-Knopp or
+sharpening). The loss is the cross-entropy from each teacher view to every other student view, plus optional me-max
+and KoLeo terms. After each optimizer step the trainer calls `update_teacher(momentum)`.
+
+Kept separate from `modeling_pros.py` so that the backbone file users download stays small; `save_pretrained` copies
+this file, `modeling_pros.py`, `configuration_pros.py` and `losses.py` for `trust_remote_code=True` users.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from . import losses
+from .configuration_pros import ProSConfig
+from .modeling_pros import ProSModel, ProSPreTrainedModel
+
+
+@dataclass
+class ProSPreTrainingOutput(ModelOutput):
+    """Loss and the health signals of REFERENCE.md section 2 (all detached except `loss`).
+
+    A `matching_loss` stuck at ln K means uniform collapse; one near 0 within an epoch means one-hot collapse.
+    `teacher_entropy` (mean entropy of the teacher targets), `student_mean_entropy` (entropy of the batch-mean student
+    distribution: low when every image lands on the same prototypes) and `active_prototypes` (prototypes that are the
+    teacher's argmax for at least one image on this process) tell the two apart.
+    """
+
+    loss: torch.FloatTensor | None = None
+    matching_loss: torch.FloatTensor | None = None
+    me_max_loss: torch.FloatTensor | None = None
+    koleo_loss: torch.FloatTensor | None = None
+    teacher_entropy: torch.FloatTensor | None = None
+    student_mean_entropy: torch.FloatTensor | None = None
+    active_prototypes: torch.LongTensor | None = None
+    teacher_temperature: torch.FloatTensor | None = None
+
+
+class ProSProjectionHead(nn.Module):
+    """DINO's head without its last layer: MLP `hidden_size -> head_hidden_size ... -> head_bottleneck_size`, GELU,
+    optional BatchNorm. The prototypes play the part of DINO's weight-normalised last layer."""
+
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        layers = []
+        width = config.hidden_size
+        for _ in range(config.head_num_layers - 1):
+            layers.append(nn.Linear(width, config.head_hidden_size))
+            if config.head_use_bn:
+                layers.append(nn.BatchNorm1d(config.head_hidden_size))
+            layers.append(nn.GELU())
+            width = config.head_hidden_size
+        layers.append(nn.Linear(width, config.head_bottleneck_size))
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp(features)
+
+
+class ProSForPreTraining(ProSPreTrainedModel):
+    """Student, teacher, heads, prototypes and center. `forward(global_crops, local_crops)` returns the loss."""
+
+    def __init__(self, config: ProSConfig):
+        super().__init__(config)
+        self.student = ProSModel(config)
+        self.teacher = ProSModel(config)
+        self.student_head = ProSProjectionHead(config)
+        self.teacher_head = ProSProjectionHead(config)
+        # A plain matrix (not weight_norm, whose state-dict keys change across torch versions), normalised in forward.
+        self.prototypes = nn.Parameter(torch.empty(config.num_prototypes, config.head_bottleneck_size))
+        if not config.share_prototypes:
+            self.teacher_prototypes = nn.Parameter(
+                torch.empty(config.num_prototypes, config.head_bottleneck_size), requires_grad=False
+            )
+        self.register_buffer("center", torch.zeros(1, config.num_prototypes))
+        self.post_init()
+        for parameter in self._teacher_parameters():
+            parameter.requires_grad_(False)
+        self.copy_student_to_teacher()
+        self.train(self.training)  # puts the teacher in eval mode from the start
+
+    # ------------------------------------------------------------------------------------------------------------ #
+    # initialisation and the teacher
+    # ------------------------------------------------------------------------------------------------------------ #
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, nn.BatchNorm1d):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+            if getattr(module, "running_mean", None) is not None:
+                init.zeros_(module.running_mean)
+                init.ones_(module.running_var)
+                init.zeros_(module.num_batches_tracked)
+        if isinstance(module, ProSForPreTraining):
+            init.trunc_normal_(module.prototypes, mean=0.0, std=self.config.initializer_range)
+            if hasattr(module, "teacher_prototypes"):
+                init.copy_(module.teacher_prototypes, module.prototypes)
+            init.zeros_(module.center)
+
+    def _student_parameters(self) -> list[nn.Parameter]:
+        parameters = [*self.student.parameters(), *self.student_head.parameters()]
+        return parameters if self.config.share_prototypes else parameters + [self.prototypes]
+
+    def _teacher_parameters(self) -> list[nn.Parameter]:
+        parameters = [*self.teacher.parameters(), *self.teacher_head.parameters()]
+        return parameters if self.config.share_prototypes else parameters + [self.teacher_prototypes]
+
+    def _paired_float_buffers(self):
+        student = [b for b in [*self.student.buffers(), *self.student_head.buffers()] if b.is_floating_point()]
+        teacher = [b for b in [*self.teacher.buffers(), *self.teacher_head.buffers()] if b.is_floating_point()]
+        return student, teacher
+
+    @torch.no_grad()
+    def copy_student_to_teacher(self) -> None:
+        """Teacher = student, as at the start of training."""
+        for teacher, student in zip(self._teacher_parameters(), self._student_parameters()):
+            teacher.copy_(student)
+        for teacher, student in zip(*reversed(self._paired_float_buffers())):
+            teacher.copy_(student)
+
+    @torch.no_grad()
+    def update_teacher(self, momentum: float) -> None:
+        """`theta_t <- m theta_t + (1 - m) theta_s` with fused `_foreach` ops; call after every optimizer step, on
+        every process, on the unwrapped model (REFERENCE.md section 6, item 4)."""
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"update_teacher: momentum must be in [0, 1], got {momentum}")
+        teacher = [p.data for p in self._teacher_parameters()]
+        student = [p.data for p in self._student_parameters()]
+        student_buffers, teacher_buffers = self._paired_float_buffers()
+        teacher += teacher_buffers
+        student += student_buffers
+        torch._foreach_mul_(teacher, momentum)
+        torch._foreach_add_(teacher, student, alpha=1.0 - momentum)
+
+    def train(self, mode: bool = True):
+        """The teacher stays in eval mode whatever the rest does (no drop-path, frozen BatchNorm statistics)."""
+        super().train(mode)
+        self.teacher.eval()
+        self.teacher_head.eval()
+        return self
+
+    def export_teacher(self) -> ProSModel:
+        """A standalone `ProSModel` holding the teacher backbone: the product of pre-training."""
+        backbone = ProSModel(self.config)
+        backbone.load_state_dict(self.teacher.state_dict())
+        return backbone.eval()
+
+    # ------------------------------------------------------------------------------------------------------------ #
+    # forward
+    # ------------------------------------------------------------------------------------------------------------ #
+    def _embed(self, backbone: ProSModel, head: ProSProjectionHead, crops: torch.Tensor) -> torch.Tensor:
+        """(B, V, 3, H, W) crops -> (V, B, d) head outputs, with one backbone call for the whole group."""
+        batch_size, num_views = crops.shape[:2]
+        features = head(backbone(crops.flatten(0, 1)).pooler_output)
+        return features.view(batch_size, num_views, -1).transpose(0, 1)
+
+    def _teacher_targets(self, scores: torch.Tensor, temperature: float) -> torch.Tensor:
+        mode = self.config.target_mode
+        if mode == "center":
+            return losses.centered_teacher_probabilities(scores, self.center, temperature)
+        if mode == "sinkhorn":
+            flat = scores.reshape(-1, scores.shape[-1])
+            return losses.sinkhorn_knopp(flat, temperature, self.config.sinkhorn_iterations).view_as(scores)
+        return losses.sharpened_teacher_probabilities(scores, temperature, self.config.sharpen_temperature)
+
+    @staticmethod
+    def _check_crops(name: str, crops: torch.Tensor) -> None:
+        if not isinstance(crops, torch.Tensor) or crops.ndim != 5:
+            shape = tuple(crops.shape) if isinstance(crops, torch.Tensor) else type(crops).__name__
+            raise ValueError(f"ProSForPreTraining expects {name} of shape (batch, views, 3, height, width), got {shape}.")
+
+    def forward(
+        self,
+        global_crops: torch.Tensor,
+        local_crops: torch.Tensor | None = None,
+        teacher_temperature: float | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ProSPreTrainingOutput | tuple:
+        r"""
+        global_crops (`torch.FloatTensor` of shape `(batch, G, 3, H, W)`): seen by the teacher and the student.
+        local_crops (`torch.FloatTensor` of shape `(batch, L, 3, h, w)`, *optional*): seen by the student only.
+        teacher_temperature (`float`, *optional*): tau_t for this step (the trainer's warm-up schedule); defaults to
+            `config.teacher_temperature`.
+        """
+        self._check_crops("global_crops", global_crops)
+        num_global = global_crops.shape[1]
+        if local_crops is not None:
+            self._check_crops("local_crops", local_crops)
+            if local_crops.shape[0] != global_crops.shape[0]:
+                raise ValueError(
+                    f"global_crops and local_crops must have the same batch size, got {global_crops.shape[0]} and "
+                    f"{local_crops.shape[0]}."
+                )
+            if local_crops.shape[1] == 0:
+                local_crops = None
+        if num_global + (local_crops.shape[1] if local_crops is not None else 0) < 2:
+            raise ValueError("ProSForPreTraining needs at least two views per image (e.g. two global crops).")
+        temperature = float(teacher_temperature if teacher_temperature is not None else self.config.teacher_temperature)
+        config = self.config
+
+        # student: one backbone call per crop resolution, views first: (V, B, d)
+        student_features = self._embed(self.student, self.student_head, global_crops)
+        if local_crops is not None:
+            student_features = torch.cat(
+                (student_features, self._embed(self.student, self.student_head, local_crops)), dim=0
+            )
+        student_scores = losses.prototype_scores(student_features, self.prototypes)
+        student_log_probabilities = F.log_softmax(student_scores / config.student_temperature, dim=-1)
+
+        # teacher: global crops only, no gradient, eval mode
+        with torch.no_grad():
+            teacher_features = self._embed(self.teacher, self.teacher_head, global_crops)
+            prototypes = self.prototypes if config.share_prototypes else self.teacher_prototypes
+            teacher_scores = losses.prototype_scores(teacher_features, prototypes.detach())
+            targets = self._teacher_targets(teacher_scores, temperature)
+
+        matching_loss = losses.prototype_matching_loss(targets, student_log_probabilities)
+        loss = matching_loss
+        student_probabilities = student_log_probabilities.exp()
+        me_max_loss = koleo = None
+        if config.me_max_weight > 0:
+            me_max_loss = losses.mean_entropy_maximization(student_probabilities)
+            loss = loss + config.me_max_weight * me_max_loss
+        if config.koleo_weight > 0:
+            koleo = torch.stack([losses.koleo_loss(view) for view in student_features[:num_global]]).mean()
+            loss = loss + config.koleo_weight * koleo
+
+        with torch.no_grad():
+            if config.target_mode == "center" and self.training:
+                losses.update_center(self.center, teacher_scores, config.center_momentum)
+            output = ProSPreTrainingOutput(
+                loss=loss,
+                matching_loss=matching_loss.detach(),
+                me_max_loss=me_max_loss.detach() if me_max_loss is not None else None,
+                koleo_loss=koleo.detach() if koleo is not None else None,
+                teacher_entropy=losses.entropy(targets).mean(),
+                student_mean_entropy=losses.entropy(student_probabilities.reshape(-1, config.num_prototypes).mean(0)),
+                active_prototypes=targets.argmax(dim=-1).unique().numel() * torch.ones((), dtype=torch.long),
+                teacher_temperature=torch.tensor(temperature),
+            )
+        return output if return_dict is not False else output.to_tuple()
+
+
+__all__ = ["ProSForPreTraining", "ProSPreTrainingOutput", "ProSProjectionHead"]

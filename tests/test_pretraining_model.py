@@ -1,0 +1,160 @@
+"""ProSForPreTraining: teacher/student mechanics, every loss variant, and an exact save/load round trip."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from pros_hf import ProSConfig, losses
+from pros_hf.modeling_pros_pretraining import ProSForPreTraining
+
+
+def micro_model(**overrides):
+    torch.manual_seed(0)
+    return ProSForPreTraining(ProSConfig.from_preset("micro", **overrides))
+
+
+def crops(batch=4, num_global=2, num_local=3, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, num_global, 3, 32, 32, generator=generator),
+            torch.randn(batch, num_local, 3, 16, 16, generator=generator))
+
+
+def test_teacher_starts_as_the_student_and_never_trains():
+    model = micro_model(drop_path_rate=0.2)
+    for (name, s), t in zip(model.student.named_parameters(), model.teacher.parameters()):
+        assert torch.equal(s, t), name
+        assert s.requires_grad and not t.requires_grad
+    assert not model.teacher.training
+    model.train()
+    assert model.student.training and not model.teacher.training and not model.teacher_head.training
+    global_crops, local_crops = crops()
+    model(global_crops, local_crops).loss.backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert model.prototypes.grad is not None and model.prototypes.grad.abs().sum() > 0
+    assert model.student.embeddings.cls_token.grad.abs().sum() > 0
+
+
+def test_loss_equals_a_plain_recomputation():
+    model = micro_model().eval()
+    global_crops, local_crops = crops()
+    output = model(global_crops, local_crops, teacher_temperature=0.05)
+    config = model.config
+
+    def embed(backbone, head, x):
+        return F.normalize(head(backbone(x).pooler_output), dim=-1)
+
+    prototypes = F.normalize(model.prototypes, dim=-1)
+    student_views = [embed(model.student, model.student_head, global_crops[:, v]) for v in range(2)]
+    student_views += [embed(model.student, model.student_head, local_crops[:, v]) for v in range(3)]
+    teacher_views = [embed(model.teacher, model.teacher_head, global_crops[:, v]) for v in range(2)]
+    total, pairs = 0.0, 0
+    for g, teacher in enumerate(teacher_views):
+        target = F.softmax((teacher @ prototypes.t() - model.center) / 0.05, dim=-1)
+        for v, student in enumerate(student_views):
+            if v != g:
+                log_q = F.log_softmax(student @ prototypes.t() / config.student_temperature, dim=-1)
+                total = total + (-(target * log_q).sum(-1)).mean()
+                pairs += 1
+    torch.testing.assert_close(output.loss, total / pairs, atol=1e-5, rtol=1e-5)
+    assert pairs == 2 * 4
+    assert output.teacher_temperature.item() == pytest.approx(0.05)
+    assert 1 <= output.active_prototypes.item() <= 4 * 2
+
+
+def test_update_teacher_is_an_exact_ema():
+    model = micro_model()
+    with torch.no_grad():
+        for parameter in model.student.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    teacher_before = [p.clone() for p in model.teacher.parameters()]
+    model.update_teacher(0.75)
+    for before, student, after in zip(teacher_before, model.student.parameters(), model.teacher.parameters()):
+        torch.testing.assert_close(after, 0.75 * before + 0.25 * student)
+    model.update_teacher(0.0)
+    assert all(torch.equal(s, t) for s, t in zip(model.student.parameters(), model.teacher.parameters()))
+    with pytest.raises(ValueError, match="momentum"):
+        model.update_teacher(1.5)
+
+
+def test_center_moves_only_in_training():
+    model = micro_model()
+    global_crops, local_crops = crops()
+    model.eval()
+    model(global_crops, local_crops)
+    assert model.center.abs().sum() == 0
+    model.train()
+    model(global_crops, local_crops)
+    assert model.center.abs().sum() > 0
+
+
+@pytest.mark.parametrize("overrides", [dict(target_mode="sinkhorn"), dict(target_mode="sharpen"),
+                                       dict(koleo_weight=0.1), dict(share_prototypes=False),
+                                       dict(head_use_bn=True, head_num_layers=2)])
+def test_every_variant_trains(overrides):
+    model = micro_model(**overrides).train()
+    global_crops, local_crops = crops()
+    output = model(global_crops, local_crops)
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    if overrides.get("target_mode") == "sharpen":
+        assert output.me_max_loss is not None and output.me_max_loss >= 0
+    if "koleo_weight" in overrides:
+        assert output.koleo_loss is not None
+    if overrides.get("share_prototypes") is False:
+        assert model.teacher_prototypes.grad is None and not model.teacher_prototypes.requires_grad
+        with torch.no_grad():
+            model.prototypes.add_(1.0)
+        before = model.teacher_prototypes.clone()
+        model.update_teacher(0.5)
+        torch.testing.assert_close(model.teacher_prototypes, 0.5 * before + 0.5 * model.prototypes)
+
+
+def test_uniform_student_scores_give_ln_k():
+    """Zero prototypes make every similarity 0: the student is uniform and the loss is exactly ln K."""
+    model = micro_model().eval()
+    with torch.no_grad():
+        model.prototypes.zero_()
+    output = model(*crops())
+    assert output.matching_loss.item() == pytest.approx(torch.log(torch.tensor(64.0)).item(), rel=1e-5)
+
+
+def test_bf16_autocast_keeps_the_loss_in_fp32():
+    model = micro_model().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(*crops())
+    assert output.loss.dtype == torch.float32 and torch.isfinite(output.loss)
+
+
+def test_global_views_only_and_bad_shapes():
+    model = micro_model()
+    global_crops, local_crops = crops()
+    assert torch.isfinite(model(global_crops).loss)
+    with pytest.raises(ValueError, match="two views"):
+        model(global_crops[:, :1])
+    with pytest.raises(ValueError, match="batch, views, 3, height, width"):
+        model(global_crops[:, 0])
+    with pytest.raises(ValueError, match="same batch size"):
+        model(global_crops, local_crops[:2])
+
+
+def test_save_load_round_trip_keeps_teacher_prototypes_and_center(tmp_path):
+    model = micro_model(share_prototypes=False).train()
+    model(*crops())  # moves the center
+    model.update_teacher(0.9)
+    model.save_pretrained(tmp_path)
+    loaded = ProSForPreTraining.from_pretrained(tmp_path)
+    original, reloaded = model.state_dict(), loaded.state_dict()
+    assert set(original) == set(reloaded) and "center" in original and "teacher_prototypes" in original
+    for name, tensor in original.items():
+        assert torch.equal(tensor, reloaded[name]), name
+
+
+def test_export_teacher_is_the_teacher():
+    model = micro_model()
+    with torch.no_grad():
+        model.student.embeddings.cls_token.add_(1.0)
+    model.update_teacher(0.5)
+    backbone = model.export_teacher()
+    pixel_values = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(backbone(pixel_values).pooler_output, model.teacher(pixel_values).pooler_output)
+    assert not torch.allclose(backbone(pixel_values).pooler_output, model.student.eval()(pixel_values).pooler_output)
