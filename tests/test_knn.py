@@ -1,0 +1,348 @@
+"""k-NN evaluation, the k-NN Trainer callback, CLS attention maps, and the knn_eval / visualize examples."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import TrainerControl, TrainerState
+
+from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
+from pros_hf.knn import (
+    KNNCallback,
+    evaluate_knn,
+    extract_features,
+    knn_accuracy,
+    knn_accuracy_from_features,
+    load_backbone,
+    stratified_split_indices,
+    weighted_knn_classify,
+)
+from pros_hf.visualization import cls_attention_maps, denormalize, save_attention_figure
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _normalized(*shape, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.normalize(torch.randn(*shape, generator=generator), dim=1)
+
+
+def _reference_knn(train_features, train_labels, test_features, num_classes, k, temperature):
+    """Plain loops: DINO's weighted vote for one query at a time."""
+    scores = torch.zeros(len(test_features), num_classes, dtype=torch.float64)
+    for i, query in enumerate(test_features.double()):
+        similarities = [float(query @ row) for row in train_features.double()]
+        nearest = sorted(range(len(similarities)), key=lambda j: -similarities[j])[:k]
+        for j in nearest:
+            scores[i, int(train_labels[j])] += math.exp(similarities[j] / temperature)
+    return scores
+
+
+@pytest.fixture(scope="module")
+def micro_model():
+    torch.manual_seed(0)
+    return ProSModel(ProSConfig.from_preset("micro", image_size=32)).eval()
+
+
+@pytest.fixture(scope="module")
+def faces():
+    from pros_hf.data.synthetic import make_synthetic_faces
+
+    return make_synthetic_faces(60, image_size=32, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the classifier
+
+
+def test_weighted_knn_matches_loop_reference_across_chunks():
+    train, test = _normalized(50, 16, seed=1), _normalized(13, 16, seed=2)
+    labels = torch.randint(0, 6, (50,), generator=torch.Generator().manual_seed(3))
+    predictions, scores = weighted_knn_classify(train, labels, test, num_classes=6, k=7, temperature=0.1, chunk_size=4)
+    reference = _reference_knn(train, labels, test, 6, 7, 0.1)
+    assert scores.shape == (13, 6) and scores.dtype == torch.float64
+    torch.testing.assert_close(scores, reference, rtol=1e-5, atol=1e-5)
+    assert torch.equal(predictions, reference.argmax(dim=1))
+    # each row's votes add up to the k weights exactly: no neighbour lost or double counted
+    assert torch.all((scores > 0).sum(dim=1) <= 7)
+
+
+def test_accuracy_top1_top5_match_reference():
+    train, test = _normalized(80, 8, seed=4), _normalized(40, 8, seed=5)
+    generator = torch.Generator().manual_seed(6)
+    train_labels = torch.randint(0, 8, (80,), generator=generator)
+    test_labels = torch.randint(0, 8, (40,), generator=generator)
+    result = knn_accuracy_from_features(train, train_labels, test, test_labels, num_classes=8, k=10, temperature=0.07)
+    ranking = _reference_knn(train, train_labels, test, 8, 10, 0.07).argsort(dim=1, descending=True)
+    expected_top1 = 100.0 * (ranking[:, 0] == test_labels).double().mean().item()
+    expected_top5 = 100.0 * (ranking[:, :5] == test_labels[:, None]).any(dim=1).double().mean().item()
+    assert result["top1"] == pytest.approx(expected_top1)
+    assert result["top5"] == pytest.approx(expected_top5)
+    assert result["top5"] >= result["top1"]
+    # fewer than 5 classes: no top-5
+    assert set(knn_accuracy_from_features(train, train_labels % 3, test, test_labels % 3, k=5)) == {"top1"}
+
+
+def test_separable_features_give_100_percent():
+    generator = torch.Generator().manual_seed(7)
+    centers = torch.eye(5, 32) * 3
+    train_labels, test_labels = torch.arange(100) % 5, torch.arange(30) % 5
+    noise = 0.3 * torch.randn(130, 32, generator=generator)
+    train = torch.nn.functional.normalize(centers[train_labels] + noise[:100], dim=1)
+    test = torch.nn.functional.normalize(centers[test_labels] + noise[100:], dim=1)
+    assert knn_accuracy_from_features(train, train_labels, test, test_labels, k=20)["top1"] == 100.0
+
+
+def test_label_independent_features_give_chance():
+    generator = torch.Generator().manual_seed(8)
+    train, test = _normalized(2000, 32, seed=9), _normalized(1000, 32, seed=10)
+    train_labels = torch.randint(0, 4, (2000,), generator=generator)
+    test_labels = torch.randint(0, 4, (1000,), generator=generator)
+    top1 = knn_accuracy_from_features(train, train_labels, test, test_labels, k=20)["top1"]
+    assert 20.0 < top1 < 30.0  # chance = 25 %, binomial std over 1000 queries ~ 1.4 %
+
+
+def test_k1_is_nearest_neighbour_and_temperature_weights_votes():
+    train, test = _normalized(40, 8, seed=11), _normalized(25, 8, seed=12)
+    labels = torch.randint(0, 4, (40,), generator=torch.Generator().manual_seed(13))
+    predictions, _ = weighted_knn_classify(train, labels, test, num_classes=4, k=1)
+    assert torch.equal(predictions, labels[(test @ train.T).argmax(dim=1)])
+
+    # one very close neighbour of class 0 against two farther ones of class 1
+    query = torch.tensor([[1.0, 0.0]])
+    near, far = [0.99, math.sqrt(1 - 0.99**2)], [0.90, math.sqrt(1 - 0.90**2)]
+    train = torch.tensor([near, far, far, [-1.0, 0.0]])
+    labels = torch.tensor([0, 1, 1, 2])
+    sharp, scores = weighted_knn_classify(train, labels, query, num_classes=3, k=3, temperature=0.01)
+    assert sharp.item() == 0  # exp(99) >> 2 exp(90): the closest neighbour wins
+    assert scores[0, 0].item() == pytest.approx(math.exp(0.99 / 0.01), rel=1e-4)
+    flat, scores = weighted_knn_classify(train, labels, query, num_classes=3, k=3, temperature=1e4)
+    assert flat.item() == 1  # T -> infinity: plain majority vote
+    torch.testing.assert_close(scores, torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64), rtol=1e-3, atol=1e-3)
+    assert scores[0, 2] == 0  # the 4th (farthest) example is not among the k = 3
+
+
+def test_knn_validation_names_the_argument():
+    train, test = _normalized(10, 4), _normalized(3, 4, seed=1)
+    labels = torch.arange(10) % 2
+    with pytest.raises(ValueError, match="k must"):
+        weighted_knn_classify(train, labels, test, 2, k=0)
+    with pytest.raises(ValueError, match="k=11"):
+        weighted_knn_classify(train, labels, test, 2, k=11)
+    with pytest.raises(ValueError, match="temperature"):
+        weighted_knn_classify(train, labels, test, 2, temperature=0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        weighted_knn_classify(train, labels, test, 2, temperature=1e-4)  # exp(1e4) overflows
+    with pytest.raises(ValueError, match="train_labels"):
+        weighted_knn_classify(train, labels[:9], test, 2, k=3)
+    with pytest.raises(ValueError, match="train_labels"):
+        weighted_knn_classify(train, labels + 1, test, 2, k=3)  # label 2 with num_classes = 2
+    with pytest.raises(ValueError, match="test_features"):
+        weighted_knn_classify(train, labels, _normalized(3, 5), 2, k=3)
+    with pytest.raises(ValueError, match="num_classes"):
+        weighted_knn_classify(train, labels, test, 0, k=3)
+    with pytest.raises(ValueError, match="test_labels"):
+        knn_accuracy_from_features(train, labels, test, torch.tensor([0, 1, 5]), num_classes=2, k=3)
+    with pytest.raises(ValueError, match="test_labels"):
+        knn_accuracy_from_features(train, labels, test, torch.tensor([0, 1]), num_classes=2, k=3)
+
+
+def test_stratified_split_keeps_class_proportions():
+    labels = np.repeat(np.arange(4), [10, 20, 5, 1])
+    train, test = stratified_split_indices(labels, test_fraction=0.2, seed=0)
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(36))
+    assert np.bincount(labels[test], minlength=4).tolist() == [2, 4, 1, 0]  # the singleton class stays in train
+    assert np.array_equal(stratified_split_indices(labels, 0.2, seed=0)[1], test)
+    with pytest.raises(ValueError, match="test_fraction"):
+        stratified_split_indices(labels, test_fraction=1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# features and datasets
+
+
+def test_extract_features_dataset_tensor_and_loader_agree(micro_model, faces):
+    subset = faces.select(range(10))
+    processor = ProSImageProcessor.from_model_config(micro_model.config)
+    micro_model.train()
+    from_dataset = extract_features(micro_model, subset, batch_size=4)
+    assert micro_model.training  # mode restored
+    micro_model.eval()
+    pixel_values = processor([image.convert("RGB") for image in subset["image"]], return_tensors="pt")["pixel_values"]
+    from_tensor = extract_features(micro_model, pixel_values, batch_size=3)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(pixel_values), batch_size=5)
+    from_loader = extract_features(micro_model, loader)
+    assert from_dataset.shape == (10, 64) and from_dataset.dtype == torch.float32
+    torch.testing.assert_close(from_dataset.norm(dim=1), torch.ones(10))
+    torch.testing.assert_close(from_tensor, from_dataset, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(from_loader, from_dataset, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(micro_model(pixel_values).pooler_output, dim=1)
+    torch.testing.assert_close(from_tensor, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_evaluate_knn_and_knn_accuracy_on_micro_model(micro_model, faces):
+    results = evaluate_knn(micro_model, faces, label_columns=("expression", "identity"), k=5, test_fraction=0.25)
+    assert set(results) == {"expression", "identity"}
+    assert all(0.0 <= value <= 100.0 for value in results.values())
+    again = evaluate_knn(micro_model, faces, label_columns=("expression", "identity"), k=5, test_fraction=0.25)
+    assert again == results  # fixed split, deterministic model
+    scores = knn_accuracy(micro_model, faces.select(range(40)), faces.select(range(40, 60)), "expression", k=5)
+    assert set(scores) == {"top1", "top5"} and 0 <= scores["top1"] <= scores["top5"] <= 100
+    with pytest.raises(ValueError, match="label_column"):
+        evaluate_knn(micro_model, faces, label_columns=("attributes",))  # multi-label column
+    with pytest.raises(ValueError, match="temperature"):
+        evaluate_knn(micro_model, faces, temperature=-1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the callback
+
+
+class _PreTrainingLike(torch.nn.Module):
+    def __init__(self, backbone):
+        super().__init__()
+        self.student = torch.nn.Linear(2, 2)
+        self.teacher = backbone
+
+
+class _Wrapper(torch.nn.Module):  # what DDP / accelerate put around the model
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+
+def test_knn_callback_logs_on_schedule_and_restores_mode(micro_model, faces):
+    torch.manual_seed(0)
+    teacher = ProSModel(micro_model.config)
+    model = _Wrapper(_PreTrainingLike(teacher)).train()
+    callback = KNNCallback.from_dataset(faces, label_columns=("expression", "identity"), k=5, eval_steps=2)
+    state, control = TrainerState(), TrainerControl()
+    state.global_step, state.epoch = 1, 0.5
+    callback.on_step_end(None, state, control, model=model)
+    assert state.log_history == []  # not an evaluation step
+    state.global_step = 2
+    control.should_log = True
+    callback.on_step_end(None, state, control, model=model)
+    entry = state.log_history[-1]
+    assert entry["step"] == 2 and entry["epoch"] == 0.5
+    assert set(entry) == {"knn/expression_top1", "knn/identity_top1", "step", "epoch"}
+    assert all(0 <= entry[key] <= 100 for key in ("knn/expression_top1", "knn/identity_top1"))
+    assert teacher.training and model.training  # train mode restored
+    assert control.should_log  # the train log of this step is untouched
+    # the teacher was measured, not the student: same numbers as evaluating the teacher directly
+    expected = callback.compute(teacher)
+    assert entry["knn/expression_top1"] == expected["knn/expression_top1"]
+
+    metrics = {"eval_loss": 1.0}
+    callback.on_evaluate(None, state, control, model=model, metrics=metrics)  # same step: reuses, no new entry
+    assert metrics["eval_knn/expression_top1"] == entry["knn/expression_top1"] and len(state.log_history) == 1
+    state.global_step = 3
+    callback.on_train_end(None, state, control, model=model)
+    assert len(state.log_history) == 2 and state.log_history[-1]["step"] == 3
+
+
+def test_knn_callback_reports_through_trainer_log(micro_model, faces):
+    class FakeTrainer:
+        def __init__(self):
+            self.logged = []
+
+        def log(self, logs):
+            self.logged.append(logs)
+            control.should_log = False  # what Trainer.log's on_log does
+
+    state, control = TrainerState(), TrainerControl()
+    state.global_step = 5
+    control.should_log = True
+    callback = KNNCallback(faces.select(range(40)), faces.select(range(40, 60)), label_columns="expression", k=3,
+                           trainer=FakeTrainer())
+    metrics = {}
+    callback.on_evaluate(None, state, control, model=micro_model, metrics=metrics)
+    assert list(callback.trainer.logged[0]) == ["knn/expression_top1"] and "eval_knn/expression_top1" in metrics
+    assert control.should_log and state.log_history == []
+    with pytest.raises(ValueError, match="eval_steps"):
+        KNNCallback(faces, faces, eval_steps=0)
+    with pytest.raises(ValueError, match="k must"):
+        KNNCallback(faces, faces, k=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# attention maps
+
+
+def test_cls_attention_maps_shape_and_mass(micro_model):
+    pixel_values = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(0))
+    maps = cls_attention_maps(micro_model, pixel_values)
+    assert maps.shape == (2, 4, 4, 8) and maps.dtype == torch.float32
+    with torch.no_grad():
+        attentions = micro_model(pixel_values, output_attentions=True).attentions
+    cls_self = attentions[-1][:, :, 0, 0]
+    torch.testing.assert_close(maps.sum(dim=(2, 3)), 1 - cls_self, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(maps[:, :, 1, 3], attentions[-1][:, :, 0, 1 + 1 * 8 + 3])  # row-major patch grid
+    first = cls_attention_maps(micro_model, pixel_values, layer=0)
+    torch.testing.assert_close(first.flatten(2), attentions[0][:, :, 0, 1:])
+    with pytest.raises(ValueError, match="layer"):
+        cls_attention_maps(micro_model, pixel_values, layer=4)
+
+
+def test_save_attention_figure_writes_png(tmp_path, micro_model):
+    processor = ProSImageProcessor.from_model_config(micro_model.config)
+    pixel_values = torch.randn(2, 3, 32, 32)
+    images = denormalize(pixel_values, processor.image_mean, processor.image_std)
+    assert images.shape == (2, 32, 32, 3) and images.min() >= 0 and images.max() <= 1
+    path = save_attention_figure(images, cls_attention_maps(micro_model, pixel_values), tmp_path / "maps.png")
+    from PIL import Image
+
+    with Image.open(path) as png:
+        assert png.format == "PNG" and png.width > png.height > 100  # 2 rows x 6 panels
+    with pytest.raises(ValueError, match="maps"):
+        save_attention_figure(images, torch.zeros(3, 4, 4, 4), tmp_path / "bad.png")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# examples and loading
+
+
+def test_load_backbone_round_trip(tmp_path, micro_model):
+    micro_model.save_pretrained(tmp_path / "backbone")
+    loaded = load_backbone(str(tmp_path / "backbone"))
+    assert type(loaded) is ProSModel and not loaded.training
+    for (name, a), (_, b) in zip(micro_model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def _run_example(script, *args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    completed = subprocess.run([sys.executable, str(ROOT / "examples" / script), *args], cwd=cwd, env=env,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout
+
+
+def test_knn_eval_example_end_to_end(tmp_path, micro_model):
+    micro_model.save_pretrained(tmp_path / "backbone")
+    out = tmp_path / "knn.json"
+    stdout = _run_example("knn_eval.py", "--model", str(tmp_path / "backbone"), "--num_images", "60",
+                          "--image_size", "32", "--k", "5", "--compare_random_init", "--output_json", str(out),
+                          cwd=tmp_path)  # fmt: skip
+    assert "expression" in stdout and "identity" in stdout
+    results = json.loads(out.read_text())
+    assert results["num_examples"] == 60 and results["k"] == 5
+    expression = results["labels"]["expression"]
+    assert expression["num_classes"] == 7
+    for entry in results["labels"].values():
+        for key in ("top1", "random_init_top1", "majority_chance_top1"):
+            assert 0 <= entry[key] <= 100
+
+
+def test_visualize_example_end_to_end(tmp_path):
+    out = tmp_path / "attention.png"
+    args = ("--num_images", "2", "--image_size", "32", "--output", str(out))
+    stdout = _run_example("visualize.py", *args, cwd=tmp_path)
+    assert "4 heads" in stdout and out.stat().st_size > 1000
