@@ -1,0 +1,170 @@
+"""Pre-train a ProS backbone: `accelerate launch examples/pretrain.py [--train_dir DATA] [--output_dir OUT]`.
+
+With no data argument it pre-trains a micro ViT on the embedded synthetic faces, on a CPU, in a few minutes, and
+writes the exported teacher backbone (a `ProSModel` folder) to `--output_dir`. Every ProSConfig loss option and every
+ProSTrainingArguments schedule is a flag; `--help` lists them with why they matter.
+
+    accelerate launch examples/pretrain.py --train_dir ./curated/dataset --preset vit-s16 \
+        --global_crop_size 224 --local_crop_size 96 --per_device_train_batch_size 64 --bf16 --output_dir ./pros-vits
+"""
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from transformers import HfArgumentParser, set_seed
+
+from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.data.loading import load_pretraining_images
+from pros_hf.data.synthetic import make_synthetic_faces
+from pros_hf.modeling_pros_pretraining import ProSForPreTraining
+from pros_hf.training import ProSTrainer, ProSTrainingArguments
+
+
+logger = logging.getLogger("pretrain")
+
+
+@dataclass
+class ModelArguments:
+    preset: str = field(default="micro", metadata={"help": (
+        "Backbone size: micro (tests and CPU demos), vit-s16, vit-b16 (the likely paper setting), vit-l16.")})
+    model_name_or_path: str | None = field(default=None, metadata={"help": (
+        "Start student and teacher from this ProSModel backbone (a folder or Hub id), e.g. converted DINO weights.")})
+    num_prototypes: int | None = field(default=None, metadata={"help": (
+        "K. DINO uses 65536 on ImageNet; on a few thousand faces a few hundred to a few thousand avoid dead "
+        "prototypes. Default: the preset's.")})
+    target_mode: str = field(default="center", metadata={"help": (
+        "Teacher targets: center (DINO), sinkhorn (balanced by construction, DINOv2) or sharpen (MSN, with me-max).")})
+    share_prototypes: bool = field(default=True, metadata={"help": (
+        "One prototype matrix for teacher and student (MSN-like, closest to the ProS abstract); False keeps an EMA "
+        "copy in the teacher (DINO-like).")})
+    student_temperature: float = field(default=0.1, metadata={"help": "tau_s of the student softmax (DINO: 0.1)."})
+    teacher_temperature: float = field(default=0.07, metadata={"help": (
+        "tau_t after warm-up (DINO: 0.04-0.07). Lower it if the loss sits at ln K (uniform collapse).")})
+    warmup_teacher_temperature: float = field(default=0.04, metadata={"help": "tau_t at step 0 (DINO: 0.04)."})
+    center_momentum: float = field(default=0.9, metadata={"help": "EMA momentum of the center (center mode)."})
+    me_max_weight: float | None = field(default=None, metadata={"help": (
+        "Mean-entropy maximisation weight (default 1.0 with sharpen, else 0).")})
+    koleo_weight: float = field(default=0.0, metadata={"help": "KoLeo uniformity weight (DINOv2 uses 0.1)."})
+    drop_path_rate: float | None = field(default=None, metadata={"help": (
+        "Stochastic depth of the student (0.1 for ViT-S/B, 0.3-0.4 for ViT-L). Default: the preset's.")})
+    head_hidden_size: int | None = field(default=None, metadata={"help": "Projection head width (DINO: 2048)."})
+    head_bottleneck_size: int | None = field(default=None, metadata={"help": "Head output size (DINO: 256)."})
+
+
+@dataclass
+class DataArguments:
+    train_dir: str | None = field(default=None, metadata={"help": (
+        "Pre-training images: an image folder (recursive), a saved datasets folder (e.g. examples/curate.py's "
+        "OUTPUT/dataset) or a Hub dataset id. Default: synthetic faces rendered on the fly.")})
+    streaming: bool = field(default=False, metadata={"help": (
+        "Stream the data (sets larger than memory): sharded across processes and DataLoader workers. Needs "
+        "--max_steps.")})
+    image_column: str | None = field(default=None, metadata={"help": "Image column of a dataset (auto-detected)."})
+    source_image_size: int | None = field(default=None, metadata={"help": (
+        "Side every image is resized and center-cropped to in the workers before batched multi-crop on the device. "
+        "Default: a little above the global crop (global_crop_size * 8 / 7).")})
+    num_synthetic_images: int = field(default=2000, metadata={"help": "Synthetic faces to render without data."})
+    synthetic_image_size: int = field(default=64, metadata={"help": "Side of the rendered synthetic faces."})
+
+
+def default_cpu_demo(argv: list[str]) -> list[str]:
+    """With no data argument: a small, fast run on the synthetic faces (unless the user set these flags)."""
+    defaults = {
+        "--output_dir": "outputs/pros-micro", "--num_train_epochs": "10", "--per_device_train_batch_size": "64",
+        "--global_crop_size": "48", "--local_crop_size": "24", "--num_local_crops": "4", "--learning_rate": "1e-3",
+        "--warmup_teacher_temperature_epochs": "3", "--teacher_momentum": "0.99", "--logging_steps": "20",
+        "--save_strategy": "epoch", "--save_total_limit": "2", "--report_to": "none", "--dataloader_num_workers": "0",
+        "--num_prototypes": "256", "--seed": "0",
+    }
+    given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
+    extra = []
+    for flag, value in defaults.items():
+        if flag not in given:
+            extra += [flag, value]
+    return argv + extra
+
+
+def build_model(model_args: ModelArguments, training_args: ProSTrainingArguments) -> ProSForPreTraining:
+    overrides = {k: v for k, v in {
+        "num_prototypes": model_args.num_prototypes, "target_mode": model_args.target_mode,
+        "share_prototypes": model_args.share_prototypes, "student_temperature": model_args.student_temperature,
+        "teacher_temperature": model_args.teacher_temperature,
+        "warmup_teacher_temperature": model_args.warmup_teacher_temperature,
+        "center_momentum": model_args.center_momentum, "me_max_weight": model_args.me_max_weight,
+        "koleo_weight": model_args.koleo_weight, "drop_path_rate": model_args.drop_path_rate,
+        "head_hidden_size": model_args.head_hidden_size, "head_bottleneck_size": model_args.head_bottleneck_size,
+    }.items() if v is not None}
+    if model_args.model_name_or_path:
+        from pros_hf import ProSModel
+
+        backbone = ProSModel.from_pretrained(model_args.model_name_or_path)
+        config = ProSConfig(**{**backbone.config.to_dict(), **overrides})
+        model = ProSForPreTraining(config)
+        model.student.load_state_dict(backbone.state_dict())
+        model.copy_student_to_teacher()
+        return model
+    config = ProSConfig.from_preset(model_args.preset, image_size=training_args.global_crop_size, **overrides)
+    return ProSForPreTraining(config)
+
+
+def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
+    """Parse the flags, load the data, build the model and the trainer; also says what to resume from."""
+    parser = HfArgumentParser((ModelArguments, DataArguments, ProSTrainingArguments))
+    if not any(arg.split("=")[0] == "--train_dir" for arg in argv):
+        argv = default_cpu_demo(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and "--use_cpu" not in argv:
+        argv = argv + ["--use_cpu"]  # several CPU processes (gloo): transformers only forms the group with use_cpu
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_seed(training_args.seed)
+
+    source_size = data_args.source_image_size or int(round(training_args.global_crop_size * 8 / 7))
+    if data_args.train_dir is None:
+        dataset_name = f"synthetic faces ({data_args.num_synthetic_images} images, {data_args.synthetic_image_size} px)"
+        source = make_synthetic_faces(data_args.num_synthetic_images, image_size=data_args.synthetic_image_size,
+                                      seed=training_args.seed).select_columns(["image"])
+    else:
+        dataset_name = data_args.train_dir
+        source = data_args.train_dir
+    train_dataset = load_pretraining_images(source, image_size=source_size, streaming=data_args.streaming,
+                                            image_column=data_args.image_column, shuffle=data_args.streaming,
+                                            seed=training_args.seed)
+    model = build_model(model_args, training_args)
+    logger.info("ProS %s: %.1fM parameters per backbone, %d prototypes, source images %d px, %d x %d + %d x %d crops",
+                model_args.preset, sum(p.numel() for p in model.student.parameters()) / 1e6,
+                model.config.num_prototypes, source_size, training_args.num_global_crops,
+                training_args.global_crop_size, training_args.num_local_crops, training_args.local_crop_size)
+    trainer = ProSTrainer(
+        model=model, args=training_args, train_dataset=train_dataset, dataset_name=dataset_name,
+        image_processor=ProSImageProcessor.from_model_config(model.config),
+    )
+    # A run restarted with the same --output_dir continues from its last checkpoint (after a crash or a kill).
+    resume = training_args.resume_from_checkpoint
+    if resume is None and os.path.isdir(training_args.output_dir):
+        if any(d.startswith("checkpoint-") for d in os.listdir(training_args.output_dir)):
+            resume = True
+    return trainer, resume
+
+
+def main(argv: list[str] | None = None) -> int:
+    trainer, resume = build_trainer(list(sys.argv[1:] if argv is None else argv))
+    if resume:
+        logger.info("Resuming from %s", "the last checkpoint" if resume is True else resume)
+    result = trainer.train(resume_from_checkpoint=resume)
+    output_dir = trainer.args.output_dir
+    if trainer.is_world_process_zero():
+        metrics = {**result.metrics, "skipped_images": trainer.skip_report.summary().get("skipped", 0)}
+        with open(os.path.join(output_dir, "train_results.json"), "w") as handle:
+            json.dump(metrics, handle, indent=2)
+        print(f"Exported the teacher backbone to {output_dir} (AutoModel.from_pretrained({output_dir!r}))")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_float32_matmul_precision("high")
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""ProSTrainer and ProSTrainingArguments: prototype self-distillation on transformers' Trainer.
+
+What the stock Trainer does is kept (optimizer, lr schedule, gradient accumulation, clipping, mixed precision,
+checkpoints with optimizer/scheduler/RNG state, resume, Accelerate's DDP/FSDP/DeepSpeed). What self-distillation adds:
+
+- batched multi-crop on the device inside `compute_loss` (the data loader delivers uint8 source images);
+- the teacher temperature, teacher momentum and weight decay as pure functions of the global step (`schedules.py`);
+- after every optimizer step, the EMA update of the teacher from the unwrapped model, on every process;
+- prototype gradients cancelled for the first epoch(s), after clipping (DINO's `freeze_last_layer`);
+- no weight decay for biases, norms, prototypes, CLS token and position embeddings;
+- health metrics in the logs, a collapse warning, and a hard stop on a non-finite loss (the stock Trainer would
+  hide it behind `logging_nan_inf_filter`);
+- at the end, the teacher backbone exported to `output_dir` as a `ProSModel` with its image processor and card.
+"""
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from . import schedules
+from .augmentation import MultiCropAugmentation, MultiCropConfig
+from .data.loading import collate_pretraining
+from .data.skips import SkipReport
+from .hub import backbone_card, push_folder
+from .image_processing_pros import ProSImageProcessor
+
+
+logger = logging.getLogger(__name__)
+
+HEALTH_METRICS = ("matching_loss", "me_max_loss", "koleo_loss", "teacher_entropy", "student_mean_entropy",
+                  "active_prototypes", "teacher_temperature")
+NO_DECAY_NAMES = ("prototypes", "cls_token", "position_embeddings")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite: training stops; the last checkpoint on disk is the last good state."""
+
+
+@dataclass
+class ProSTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with DINO's recipe as defaults, plus the self-distillation schedules and the crops."""
+
+    # --- defaults changed from TrainingArguments ---------------------------------------------------------------- #
+    learning_rate: float = field(default=5e-4, metadata={"help": (
+        "Peak AdamW learning rate. DINO scales it with the total batch: 5e-4 * batch / 256. Too high a value is the "
+        "most common cause of early collapse.")})
+    weight_decay: float = field(default=0.04, metadata={"help": (
+        "Weight decay at step 0; it grows along a cosine to --weight_decay_end (DINO). Not applied to biases, norms, "
+        "prototypes, the CLS token and position embeddings.")})
+    max_grad_norm: float = field(default=3.0, metadata={"help": (
+        "Gradient clipping (DINO: 3.0). Self-distillation has rare large gradients early on; clipping keeps the "
+        "student from jumping away from its teacher.")})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "DINO: linear warm-up then cosine decay."})
+    warmup_steps: float = field(default=0.1, metadata={"help": (
+        "Learning-rate warm-up; below 1, a fraction of the training steps (DINO: 10 of 100 epochs).")})
+    remove_unused_columns: bool = field(default=False, metadata={"help": (
+        "Must stay False: the images are consumed by the multi-crop inside compute_loss, not by the model's "
+        "forward signature, and removing them would leave nothing to train on.")})
+    # --- self-distillation ------------------------------------------------------------------------------------ #
+    weight_decay_end: float = field(default=0.4, metadata={"help": (
+        "Weight decay at the end of training (DINO: 0.4). Strong late regularisation smooths the final features.")})
+    teacher_momentum: float = field(default=0.996, metadata={"help": (
+        "EMA momentum of the teacher at step 0, raised along a cosine to --teacher_momentum_end. Use 0.9995 or higher "
+        "for small batches (< 256): with few images per step a fast teacher follows the student's noise.")})
+    teacher_momentum_end: float = field(default=1.0, metadata={"help": "Final EMA momentum (DINO: 1.0)."})
+    warmup_teacher_temperature_epochs: float = field(default=30.0, metadata={"help": (
+        "Epochs over which the teacher temperature rises from config.warmup_teacher_temperature to "
+        "config.teacher_temperature (DINO: 30 of 100). Capped at the length of training. A sharp teacher early on "
+        "keeps the random-init features from collapsing to uniform targets.")})
+    freeze_prototypes_epochs: float = field(default=1.0, metadata={"help": (
+        "Epochs during which prototype gradients are cancelled (DINO's freeze_last_layer: 1). Moving prototypes "
+        "before the backbone has structure chases noise; raise it if the loss collapses early.")})
+    num_global_crops: int = field(default=2, metadata={"help": "Global crops per image (teacher and student)."})
+    num_local_crops: int = field(default=6, metadata={"help": (
+        "Local crops per image (student only; DINO: 6-10). Each costs about (local/global size)^2 of a global "
+        "view; 0 turns multi-crop off.")})
+    global_crop_size: int = field(default=224, metadata={"help": "Side of a global crop (the backbone resolution)."})
+    local_crop_size: int = field(default=96, metadata={"help": "Side of a local crop (an eye or a mouth on a face)."})
+    global_crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0], metadata={"help": (
+        "Area range of global crops (DINO: 0.4 1.0). On face-dominant images 0.4 keeps most of the face.")})
+    local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4], metadata={"help": (
+        "Area range of local crops (DINO: 0.05 0.4). Keep its maximum at or below the global minimum.")})
+    augmentation_overrides: str | None = field(default=None, metadata={"help": (
+        "JSON object of further MultiCropConfig fields (colour jitter, blur, solarize, interpolation, ...), e.g. "
+        "'{\"hue\": 0.05, \"interpolation\": \"bilinear\"}'.")})
+    collapse_tolerance: float = field(default=0.01, metadata={"help": (
+        "A logged matching loss within this relative distance of ln K counts as collapsed (uniform targets).")})
+    collapse_patience: int = field(default=3, metadata={"help": (
+        "Warn after this many consecutive collapsed logs. The loss value alone is a poor guide otherwise: "
+        "monitor k-NN accuracy (examples/knn_eval.py, KNNCallback).")})
+
+    def multicrop_config(self) -> MultiCropConfig:
+        overrides = json.loads(self.augmentation_overrides) if self.augmentation_overrides else {}
+        if not isinstance(overrides, dict):
+            raise ValueError(f"--augmentation_overrides must be a JSON object, got {self.augmentation_overrides!r}")
+        return MultiCropConfig.from_dict({
+            "n_global_crops": self.num_global_crops, "n_local_crops": self.num_local_crops,
+            "global_crop_size": self.global_crop_size, "local_crop_size": self.local_crop_size,
+            "global_crop_scale": tuple(self.global_crop_scale), "local_crop_scale": tuple(self.local_crop_scale),
+            **overrides,
+        })
+
+
+class _SelfDistillationCallback(TrainerCallback):
+    """The per-step mechanics that must sit between clipping, the optimizer step and the next step."""
+
+    def __init__(self, trainer: "ProSTrainer"):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        step = state.global_step
+        model = trainer.unwrapped_model
+        if schedules.prototypes_frozen(step, trainer.freeze_prototype_steps):
+            for parameter in (model.prototypes,):
+                if parameter.grad is not None:
+                    parameter.grad.zero_()
+        decay = schedules.weight_decay(step, state.max_steps, args.weight_decay, args.weight_decay_end)
+        for group in trainer.optimizer.param_groups:
+            if group.get("weight_decay", 0.0) > 0.0 or group.get("pros_decay", False):
+                group["pros_decay"] = True
+                group["weight_decay"] = decay
+
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        trainer = self.trainer
+        if getattr(trainer.accelerator, "optimizer_step_was_skipped", False):
+            return  # fp16 overflow: the student did not move, neither does the teacher
+        momentum = schedules.teacher_momentum(state.global_step, state.max_steps, args.teacher_momentum,
+                                              args.teacher_momentum_end)
+        trainer.unwrapped_model.update_teacher(momentum)
+        trainer.last_teacher_momentum = momentum
+
+
+class ProSTrainer(Trainer):
+    """Trainer for `ProSForPreTraining` on batches of uint8 source images (`{"pixel_values": (B, 3, S, S)}`)."""
+
+    def __init__(self, model=None, args: ProSTrainingArguments = None, augmentation: MultiCropAugmentation = None,
+                 image_processor: ProSImageProcessor | None = None, dataset_name: str = "unspecified", **kwargs):
+        if args is None:
+            args = ProSTrainingArguments(output_dir="pros-pretraining")
+        if not isinstance(args, ProSTrainingArguments):
+            raise TypeError("ProSTrainer needs ProSTrainingArguments (it reads the self-distillation schedules).")
+        if args.remove_unused_columns:
+            raise ValueError("ProSTrainingArguments.remove_unused_columns must be False: it would drop the images.")
+        # The Hub push is done by export_backbone (the teacher as a ProSModel), not by the stock checkpoint pushes.
+        self.push_backbone_to_hub = args.push_to_hub
+        args.push_to_hub = False
+        kwargs.setdefault("data_collator", collate_pretraining)
+        if args.dataloader_pin_memory and not torch.cuda.is_available():
+            args.dataloader_pin_memory = False  # nothing to pin for; torch would warn on every epoch
+        super().__init__(model=model, args=args, **kwargs)
+        self.model_accepts_loss_kwargs = False  # the loss is a per-batch mean: let the Trainer scale it for GA
+        self.loss_is_scaled_for_ga = False
+        self.augmentation = augmentation or MultiCropAugmentation(args.multicrop_config())
+        self.image_processor = image_processor
+        self.dataset_name = dataset_name
+        self.skip_report = SkipReport()
+        self.freeze_prototype_steps = 0
+        self.warmup_temperature_steps = 0
+        self.last_teacher_momentum = None
+        self._metric_sums: dict[str, torch.Tensor] = {}
+        self.last_metrics: dict[str, torch.Tensor] = {}
+        self._metric_count = 0
+        self._collapsed_logs = 0
+        self.add_callback(_SelfDistillationCallback(self))
+
+    # --------------------------------------------------------------------------------------------------------- #
+    @property
+    def unwrapped_model(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def _epoch_steps(self, epochs: float) -> int:
+        """Optimizer steps in `epochs` epochs of this run (the schedules are defined per epoch, like DINO's)."""
+        num_epochs = max(float(self.state.num_train_epochs or 1), 1e-9)
+        steps_per_epoch = self.state.max_steps / num_epochs
+        return min(int(round(epochs * steps_per_epoch)), self.state.max_steps)
+
+    def get_decay_parameter_names(self, model) -> list[str]:
+        """DINO's rule (no decay for 1-D tensors: biases, norms) plus prototypes, CLS token and position embeddings."""
+        return [name for name, parameter in model.named_parameters()
+                if parameter.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)]
+
+    def current_teacher_temperature(self) -> float:
+        config = self.unwrapped_model.config
+        return schedules.teacher_temperature(self.state.global_step, self.warmup_temperature_steps,
+                                             config.warmup_teacher_temperature, config.teacher_temperature)
+
+    # --------------------------------------------------------------------------------------------------------- #
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.state.max_steps and not self.warmup_temperature_steps and not self.freeze_prototype_steps:
+            self.warmup_temperature_steps = self._epoch_steps(self.args.warmup_teacher_temperature_epochs)
+            self.freeze_prototype_steps = self._epoch_steps(self.args.freeze_prototypes_epochs)
+        if "pixel_values" not in inputs:
+            raise ValueError(f"ProSTrainer expects batches with 'pixel_values' (uint8 source images), got "
+                             f"{sorted(inputs)}; use pros_hf.data.load_pretraining_images and collate_pretraining.")
+        if model.training:
+            self.skip_report.update(inputs)
+        pixel_values = inputs["pixel_values"]
+        if pixel_values.shape[0] == 0:  # every image of this batch was unreadable: a zero step, kept in the graph
+            loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+            return (loss, None) if return_outputs else loss
+        global_crops, local_crops = self.augmentation(pixel_values)
+        outputs = model(
+            global_crops=global_crops,
+            local_crops=local_crops if local_crops.shape[1] > 0 else None,
+            teacher_temperature=self.current_teacher_temperature(),
+        )
+        loss = outputs.loss
+        if not torch.isfinite(loss.detach()).item():
+            raise NonFiniteLossError(
+                f"The ProS loss is {loss.item()} at optimizer step {self.state.global_step}. Training stops here; the "
+                f"last checkpoint in {self.args.output_dir} is the last good state. Usual causes: too high a "
+                "learning rate, fp16 overflow (prefer bf16), or too low a teacher temperature."
+            )
+        if model.training:
+            self._accumulate_metrics(outputs)
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate_metrics(self, outputs) -> None:
+        """Sum the health metrics on the device (no host sync per step); `log` turns them into averages."""
+        self.last_metrics = {}
+        for name in HEALTH_METRICS:
+            value = getattr(outputs, name, None)
+            if value is not None:
+                value = value.detach().float()
+                self.last_metrics[name] = value
+                self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value
+        self._metric_count += 1
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        if "loss" in logs and self._metric_count:
+            averages = {name: (total / self._metric_count).item() for name, total in self._metric_sums.items()}
+            logs.update(averages)
+            if self.last_teacher_momentum is not None:
+                logs["teacher_momentum"] = self.last_teacher_momentum
+            for group in self.optimizer.param_groups if self.optimizer else ():
+                if group.get("pros_decay"):
+                    logs["weight_decay"] = group["weight_decay"]
+                    break
+            self._metric_sums, self._metric_count = {}, 0
+            self._check_collapse(averages.get("matching_loss"))
+        super().log(logs, *args, **kwargs)
+
+    def _check_collapse(self, matching_loss: float | None) -> None:
+        if matching_loss is None:
+            return
+        log_k = math.log(self.unwrapped_model.config.num_prototypes)
+        if abs(matching_loss - log_k) <= self.args.collapse_tolerance * log_k:
+            self._collapsed_logs += 1
+        else:
+            self._collapsed_logs = 0
+        if self._collapsed_logs == self.args.collapse_patience:
+            logger.warning(
+                "The matching loss has stayed at ln K = %.3f for %d logs (step %d): the teacher targets look uniform "
+                "(collapse). Try a lower teacher temperature, a higher teacher momentum, fewer prototypes for small "
+                "data, more --freeze_prototypes_epochs, or a lower learning rate.",
+                log_k, self._collapsed_logs, self.state.global_step,
+            )
+
+    # --------------------------------------------------------------------------------------------------------- #
+    def train(self, *args, **kwargs):
+        """Train, report skipped images, then export the teacher backbone to `output_dir`."""
+        result = super().train(*args, **kwargs)
+        report = self.skip_report.summary()
+        if report.get("skipped"):
+            logger.warning("Images skipped during training on this process: %s", self.skip_report.format())
+        self.export_backbone(self.args.output_dir)
+        return result
+
+    def export_backbone(self, output_dir: str, evaluation: dict[str, float] | None = None) -> str:
+        """Write the teacher as a `ProSModel` folder (weights, code for trust_remote_code, image processor, card)."""
+        self.accelerator.wait_for_everyone()
+        if self.is_world_process_zero():
+            model = self.unwrapped_model
+            backbone = model.export_teacher()
+            os.makedirs(output_dir, exist_ok=True)
+            backbone.save_pretrained(output_dir)
+            processor = self.image_processor or ProSImageProcessor.from_model_config(model.config)
+            processor.save_pretrained(output_dir)
+            repo_id = self.args.hub_model_id if self.push_backbone_to_hub else None
+            summary = (
+                f"{self.state.global_step} optimizer steps, {self.state.num_train_epochs} epoch(s), batch "
+                f"{self.args.per_device_train_batch_size} per device x {self.args.world_size} process(es) x "
+                f"{self.args.gradient_accumulation_steps} accumulation; lr {self.args.learning_rate}, "
+                f"{self.args.num_global_crops} x {self.args.global_crop_size} px + {self.args.num_local_crops} x "
+                f"{self.args.local_crop_size} px crops."
+            )
+            backbone_card(backbone, repo_id=repo_id, dataset=self.dataset_name, training_summary=summary,
+                          evaluation=evaluation).save(os.path.join(output_dir, "README.md"))
+            with open(os.path.join(output_dir, "skip_report.json"), "w") as handle:
+                json.dump(self.skip_report.summary(), handle, indent=2)
+            if self.push_backbone_to_hub:
+                repo = self.args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
+                url = push_folder(output_dir, repo, token=self.args.hub_token,
+                                  private=getattr(self.args, "hub_private_repo", None))
+                logger.info("Pushed the backbone to %s", url)
+        self.accelerator.wait_for_everyone()
+        return output_dir
+
+
+__all__ = ["NonFiniteLossError", "ProSTrainer", "ProSTrainingArguments"]

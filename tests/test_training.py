@@ -1,0 +1,216 @@
+"""ProSTrainer on micro models: the self-distillation mechanics, safety stops, export, exact resume, 2 processes."""
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from safetensors.torch import load_file
+from transformers import AutoModel
+
+from pros_hf import ProSConfig, ProSModel
+from pros_hf.data.loading import load_pretraining_images
+from pros_hf.data.synthetic import make_synthetic_faces
+from pros_hf.modeling_pros_pretraining import ProSForPreTraining
+from pros_hf.training import NonFiniteLossError, ProSTrainer, ProSTrainingArguments
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = ROOT / "tests" / "pretrain_driver.py"
+# flags shared by the subprocess runs: micro model, 32-px crops, a few steps
+TINY_RUN = ["--num_synthetic_images", "48", "--synthetic_image_size", "40", "--global_crop_size", "32",
+            "--local_crop_size", "16", "--num_local_crops", "2", "--per_device_train_batch_size", "8",
+            "--num_prototypes", "32", "--logging_steps", "2", "--report_to", "none", "--disable_tqdm", "true"]
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return load_pretraining_images(make_synthetic_faces(32, image_size=40, seed=0).select_columns(["image"]),
+                                   image_size=36)
+
+
+def make_trainer(tmp_path, faces, **overrides):
+    torch.manual_seed(0)
+    model = ProSForPreTraining(ProSConfig.from_preset("micro", num_prototypes=32, **overrides.pop("config", {})))
+    defaults = dict(
+        output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, num_train_epochs=2, global_crop_size=32,
+        local_crop_size=16, num_local_crops=2, logging_steps=2, report_to="none", save_strategy="no",
+        disable_tqdm=True, learning_rate=1e-3, freeze_prototypes_epochs=1, warmup_teacher_temperature_epochs=1,
+        teacher_momentum=0.9, seed=0,
+    )
+    args = ProSTrainingArguments(**{**defaults, **overrides})
+    return ProSTrainer(model=model, args=args, train_dataset=faces, dataset_name="synthetic test faces")
+
+
+def test_training_steps_update_teacher_prototypes_and_logs(tmp_path, faces):
+    trainer = make_trainer(tmp_path, faces)
+    model = trainer.model
+    prototypes_at_start = model.prototypes.detach().clone()
+    snapshots = {}
+
+    from transformers import TrainerCallback
+
+    class Snapshot(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            snapshots[state.global_step] = model.prototypes.detach().clone()
+
+    trainer.add_callback(Snapshot())
+    trainer.train()
+    assert trainer.state.global_step == 8  # 32 images / batch 8 x 2 epochs
+    # prototypes frozen during the first epoch (4 steps), trained afterwards
+    assert torch.equal(snapshots[4], prototypes_at_start)
+    assert not torch.equal(snapshots[8], prototypes_at_start)
+    # the teacher followed the student, but is not the student
+    assert any(not torch.equal(t, s) for t, s in zip(model.teacher.parameters(), model.student.parameters()))
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 4
+    for name in ("matching_loss", "teacher_entropy", "student_mean_entropy", "active_prototypes",
+                 "teacher_temperature", "teacher_momentum", "weight_decay"):
+        assert name in logs[-1], name
+    assert logs[0]["teacher_temperature"] < logs[-1]["teacher_temperature"] == pytest.approx(0.07)
+    assert logs[0]["weight_decay"] < logs[-1]["weight_decay"]
+    assert all(math.isfinite(entry["loss"]) for entry in logs)
+
+
+def test_parameter_groups_exclude_biases_norms_prototypes_and_embeddings(tmp_path, faces):
+    trainer = make_trainer(tmp_path, faces)
+    decay = set(trainer.get_decay_parameter_names(trainer.model))
+    assert "student.encoder.layer.0.attention.qkv.weight" in decay
+    assert "student_head.mlp.0.weight" in decay
+    for name in ("prototypes", "student.embeddings.cls_token", "student.embeddings.position_embeddings",
+                 "student.encoder.layer.0.attention.qkv.bias", "student.encoder.layer.0.norm1.weight"):
+        assert name not in decay, name
+    optimizer = trainer.create_optimizer()
+    trainable = {id(p) for p in trainer.model.parameters() if p.requires_grad}
+    grouped = [id(p) for group in optimizer.param_groups for p in group["params"]]
+    assert set(grouped) == trainable and len(grouped) == len(trainable)  # no teacher parameter, none twice
+
+
+def test_export_writes_a_loadable_teacher_backbone_with_card(tmp_path, faces):
+    trainer = make_trainer(tmp_path, faces, num_train_epochs=1)
+    trainer.train()
+    output_dir = Path(trainer.args.output_dir)
+    backbone = AutoModel.from_pretrained(output_dir)
+    assert isinstance(backbone, ProSModel)
+    teacher = trainer.model.teacher.state_dict()
+    for name, tensor in backbone.state_dict().items():
+        assert torch.equal(tensor, teacher[name]), name
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.library_name == "transformers" and "pros" in card.data.tags
+    assert "4 optimizer steps" in card.text
+    assert (output_dir / "preprocessor_config.json").exists() and (output_dir / "modeling_pros.py").exists()
+    assert json.loads((output_dir / "skip_report.json").read_text())["delivered"] == 32
+
+
+def test_non_finite_loss_stops_with_the_step(tmp_path, faces):
+    trainer = make_trainer(tmp_path, faces)
+    with torch.no_grad():
+        trainer.model.student.embeddings.cls_token.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="optimizer step 0"):
+        trainer.train()
+
+
+def test_collapse_warning(tmp_path, faces, caplog):
+    trainer = make_trainer(tmp_path, faces, collapse_tolerance=1.0, collapse_patience=2)
+    with caplog.at_level(logging.WARNING, logger="pros_hf.training"):
+        trainer.train()
+    assert any("ln K" in record.getMessage() for record in caplog.records)
+    quiet = make_trainer(tmp_path, faces, collapse_tolerance=1e-9, collapse_patience=2)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pros_hf.training"):
+        quiet.train()
+    assert not any("ln K" in record.getMessage() for record in caplog.records)
+
+
+def test_gradient_accumulation_scales_the_loss(tmp_path, faces):
+    # sinkhorn targets keep no state between calls (the center would move), so both calls see the same targets
+    trainer = make_trainer(tmp_path, faces, gradient_accumulation_steps=2, config={"target_mode": "sinkhorn"})
+    trainer.create_optimizer()
+    batch = trainer.data_collator([faces[i] for i in range(8)])
+    torch.manual_seed(3)
+    full = trainer.compute_loss(trainer.model, dict(batch)).detach()
+    trainer.model.zero_grad()
+    torch.manual_seed(3)
+    trainer.current_gradient_accumulation_steps = 2
+    returned = trainer.training_step(trainer.model, dict(batch))
+    torch.testing.assert_close(returned, full / 2)
+
+
+def test_bad_arguments(tmp_path, faces):
+    with pytest.raises(ValueError, match="remove_unused_columns"):
+        make_trainer(tmp_path, faces, remove_unused_columns=True)
+    with pytest.raises(ValueError, match="augmentation_overrides"):
+        ProSTrainingArguments(output_dir=str(tmp_path), augmentation_overrides="[1, 2]").multicrop_config()
+    with pytest.raises(ValueError, match="interpolation"):
+        ProSTrainingArguments(output_dir=str(tmp_path),
+                              augmentation_overrides='{"interpolation": "lanczos"}').multicrop_config()
+
+
+def run_driver(record_dir, output_dir, extra=(), env_extra=None, wait=True):
+    env = {**os.environ, **(env_extra or {})}
+    command = [sys.executable, str(DRIVER), str(record_dir), "--output_dir", str(output_dir), *TINY_RUN, *extra]
+    if wait:
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path):
+    """Train 12 steps straight; separately SIGKILL a run after its step-8 checkpoint and restart it: same weights."""
+    flags = ["--max_steps", "12", "--save_steps", "4", "--save_strategy", "steps", "--seed", "3"]
+    straight = run_driver(tmp_path / "rec-a", tmp_path / "a", flags)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    process = run_driver(tmp_path / "rec-b", tmp_path / "b", flags, {"PROS_DRIVER_HOLD_AFTER_SAVE": "8"}, wait=False)
+    marker = tmp_path / "rec-b" / "held-8"
+    deadline = time.time() + 300
+    while not marker.exists():
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        assert time.time() < deadline, "the run never reached its step-8 checkpoint"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL
+    assert not (tmp_path / "b" / "model.safetensors").exists()  # it really died before the end
+    assert (tmp_path / "b" / "checkpoint-8").is_dir()
+
+    resumed = run_driver(tmp_path / "rec-b", tmp_path / "b", flags)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = (json.loads((tmp_path / rec / "rank-0.json").read_text()) for rec in ("rec-a", "rec-b"))
+    assert a["global_step"] == b["global_step"] == 12
+    assert a["teacher_sha256"] == b["teacher_sha256"]
+    assert a["center"] == b["center"]
+    exported_a, exported_b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    for name, tensor in exported_a.items():
+        assert torch.equal(tensor, exported_b[name]), name
+    final_a = load_file(tmp_path / "a" / "checkpoint-12" / "model.safetensors")
+    final_b = load_file(tmp_path / "b" / "checkpoint-12" / "model.safetensors")
+    for name, tensor in final_a.items():  # student, teacher, prototypes and center
+        assert torch.equal(tensor, final_b[name]), name
+
+
+def test_two_processes_keep_identical_teachers_and_all_reduce(tmp_path):
+    """2 CPU processes (gloo) under accelerate launch: teachers identical; center and me-max statistics global."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
+               "29517", str(DRIVER), str(tmp_path / "rec"), "--output_dir", str(tmp_path / "out"), *TINY_RUN,
+               "--max_steps", "4", "--me_max_weight", "0.5", "--ddp_broadcast_buffers", "false",
+               "--save_strategy", "no"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / "rec" / f"rank-{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["teacher_sha256"] == ranks[1]["teacher_sha256"]
+    assert ranks[0]["teacher_student_differ"]
+    # the ranks saw different images (different matching losses) ...
+    assert ranks[0]["last_metrics"]["matching_loss"] != ranks[1]["last_metrics"]["matching_loss"]
+    # ... yet the center (buffers are not broadcast here) and the me-max term were computed on the global batch
+    assert ranks[0]["center"] == ranks[1]["center"]
+    assert ranks[0]["last_metrics"]["me_max_loss"] == pytest.approx(ranks[1]["last_metrics"]["me_max_loss"], rel=1e-6)
