@@ -131,3 +131,34 @@ def test_image_processor_bad_inputs():
         processor(np.zeros((8, 8, 3), np.uint8), do_magic=True)
     with pytest.raises(ValueError, match="resample"):
         ProSImageProcessor(resample="lanczos7")
+
+
+PRETRAINING_REMOTE_SCRIPT = REMOTE_CODE_SCRIPT.split("import numpy as np, torch")[0] + r"""
+import torch
+from transformers import AutoModelForPreTraining
+model = AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True)
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+torch.manual_seed(0)
+output = model(torch.randn(2, 2, 3, 32, 32), torch.randn(2, 2, 3, 16, 16))
+print(repr(float(output.loss)))
+"""
+
+
+def test_pretraining_checkpoint_loads_with_remote_code_and_its_loss_module(tmp_path):
+    from transformers import AutoModelForPreTraining
+
+    from pros_hf import ProSForPreTraining
+
+    torch.manual_seed(0)
+    model = ProSForPreTraining(ProSConfig.from_preset("micro")).eval()
+    model.save_pretrained(tmp_path / "ckpt")
+    assert {"modeling_pros_pretraining.py", "modeling_pros.py", "losses.py", "configuration_pros.py"} <= set(
+        os.listdir(tmp_path / "ckpt"))
+    assert isinstance(AutoModelForPreTraining.from_pretrained(tmp_path / "ckpt"), ProSForPreTraining)
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run([sys.executable, "-c", PRETRAINING_REMOTE_SCRIPT, str(tmp_path / "ckpt")], env=env,
+                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch.manual_seed(0)
+    expected = model(torch.randn(2, 2, 3, 32, 32), torch.randn(2, 2, 3, 16, 16)).loss.detach()
+    assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(float(expected), rel=1e-6)

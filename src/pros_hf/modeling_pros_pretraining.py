@@ -19,7 +19,17 @@ from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from . import losses
+from .losses import (
+    centered_teacher_probabilities,
+    entropy,
+    koleo_loss,
+    mean_entropy_maximization,
+    prototype_matching_loss,
+    prototype_scores,
+    sharpened_teacher_probabilities,
+    sinkhorn_knopp,
+    update_center,
+)
 from .configuration_pros import ProSConfig
 from .modeling_pros import ProSModel, ProSPreTrainedModel
 
@@ -165,11 +175,11 @@ class ProSForPreTraining(ProSPreTrainedModel):
     def _teacher_targets(self, scores: torch.Tensor, temperature: float) -> torch.Tensor:
         mode = self.config.target_mode
         if mode == "center":
-            return losses.centered_teacher_probabilities(scores, self.center, temperature)
+            return centered_teacher_probabilities(scores, self.center, temperature)
         if mode == "sinkhorn":
             flat = scores.reshape(-1, scores.shape[-1])
-            return losses.sinkhorn_knopp(flat, temperature, self.config.sinkhorn_iterations).view_as(scores)
-        return losses.sharpened_teacher_probabilities(scores, temperature, self.config.sharpen_temperature)
+            return sinkhorn_knopp(flat, temperature, self.config.sinkhorn_iterations).view_as(scores)
+        return sharpened_teacher_probabilities(scores, temperature, self.config.sharpen_temperature)
 
     @staticmethod
     def _check_crops(name: str, crops: torch.Tensor) -> None:
@@ -213,37 +223,37 @@ class ProSForPreTraining(ProSPreTrainedModel):
             student_features = torch.cat(
                 (student_features, self._embed(self.student, self.student_head, local_crops)), dim=0
             )
-        student_scores = losses.prototype_scores(student_features, self.prototypes)
+        student_scores = prototype_scores(student_features, self.prototypes)
         student_log_probabilities = F.log_softmax(student_scores / config.student_temperature, dim=-1)
 
         # teacher: global crops only, no gradient, eval mode
         with torch.no_grad():
             teacher_features = self._embed(self.teacher, self.teacher_head, global_crops)
             prototypes = self.prototypes if config.share_prototypes else self.teacher_prototypes
-            teacher_scores = losses.prototype_scores(teacher_features, prototypes.detach())
+            teacher_scores = prototype_scores(teacher_features, prototypes.detach())
             targets = self._teacher_targets(teacher_scores, temperature)
 
-        matching_loss = losses.prototype_matching_loss(targets, student_log_probabilities)
+        matching_loss = prototype_matching_loss(targets, student_log_probabilities)
         loss = matching_loss
         student_probabilities = student_log_probabilities.exp()
         me_max_loss = koleo = None
         if config.me_max_weight > 0:
-            me_max_loss = losses.mean_entropy_maximization(student_probabilities)
+            me_max_loss = mean_entropy_maximization(student_probabilities)
             loss = loss + config.me_max_weight * me_max_loss
         if config.koleo_weight > 0:
-            koleo = torch.stack([losses.koleo_loss(view) for view in student_features[:num_global]]).mean()
+            koleo = torch.stack([koleo_loss(view) for view in student_features[:num_global]]).mean()
             loss = loss + config.koleo_weight * koleo
 
         with torch.no_grad():
             if config.target_mode == "center" and self.training:
-                losses.update_center(self.center, teacher_scores, config.center_momentum)
+                update_center(self.center, teacher_scores, config.center_momentum)
             output = ProSPreTrainingOutput(
                 loss=loss,
                 matching_loss=matching_loss.detach(),
                 me_max_loss=me_max_loss.detach() if me_max_loss is not None else None,
                 koleo_loss=koleo.detach() if koleo is not None else None,
-                teacher_entropy=losses.entropy(targets).mean(),
-                student_mean_entropy=losses.entropy(student_probabilities.reshape(-1, config.num_prototypes).mean(0)),
+                teacher_entropy=entropy(targets).mean(),
+                student_mean_entropy=entropy(student_probabilities.reshape(-1, config.num_prototypes).mean(0)),
                 active_prototypes=targets.argmax(dim=-1).unique().numel() * torch.ones((), dtype=torch.long),
                 teacher_temperature=torch.tensor(temperature),
             )
