@@ -1,0 +1,224 @@
+"""The ProS pre-training step against a DINO-style reference step built from transformers' ViTModel, in one run.
+
+    python benchmarks/bench_pretrain_step.py                                   # CPU: ViT-S/16, 2x224 + 6x96, batch 4
+    python benchmarks/bench_pretrain_step.py --preset vit-b16 --batch_size 64 --num_local 10 --device cuda --precisions bf16
+
+A step is forward, backward, gradient clipping, AdamW (foreach) and the EMA teacher update, on crops prepared
+beforehand; both sides get the same crops, widths, depths, heads, prototype count and batch, and the same precision.
+The reference is DINO's training step (facebookresearch/dino main_dino.py) with transformers' `ViTModel` (SDPA) as
+the backbone: MultiCropWrapper (one backbone call per crop resolution), DINOHead with a weight-normalised last layer,
+DINOLoss's double loop with centering, and a `_foreach` EMA. Steps alternate between the two so that load drifts hit
+both alike; the figure is the median. Also printed: peak step memory, the FLOPs of a step (FlopCounterMode) as a
+fraction of a large matmul's rate measured in the same run, and (`--with_augmentation`) the on-device multi-crop
+throughput, which must exceed the step's for the data path never to be the bottleneck.
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import ViTConfig, ViTModel
+
+from pros_hf import ProSConfig, ProSForPreTraining
+from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
+
+from memory import LiveTensorMemory  # benchmarks/memory.py
+
+
+class DinoHead(nn.Module):
+    """DINO's head: 3-layer MLP, L2-normalised bottleneck, weight-normalised last layer (weight_g fixed to 1)."""
+
+    def __init__(self, in_dim, out_dim, hidden_dim, bottleneck_dim):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
+                                 nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
+        self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer.parametrizations.weight.original0.data.fill_(1)
+        self.last_layer.parametrizations.weight.original0.requires_grad = False
+
+    def forward(self, x):
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1, p=2))
+
+
+class DinoReference(nn.Module):
+    """Student and teacher (ViTModel + DinoHead), DINOLoss with centering, as main_dino.py wires them."""
+
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        vit_config = ViTConfig(
+            hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
+            image_size=config.image_size, patch_size=config.patch_size, layer_norm_eps=config.layer_norm_eps,
+        )
+        head = (config.hidden_size, config.num_prototypes, config.head_hidden_size, config.head_bottleneck_size)
+        self.student, self.teacher = ViTModel(vit_config, add_pooling_layer=False), ViTModel(vit_config, add_pooling_layer=False)
+        self.student_head, self.teacher_head = DinoHead(*head), DinoHead(*head)
+        self.teacher.load_state_dict(self.student.state_dict())
+        self.teacher_head.load_state_dict(self.student_head.state_dict())
+        for parameter in [*self.teacher.parameters(), *self.teacher_head.parameters()]:
+            parameter.requires_grad = False
+        self.register_buffer("center", torch.zeros(1, config.num_prototypes))
+        self.student_temperature, self.teacher_temperature = config.student_temperature, config.teacher_temperature
+
+    def embed(self, backbone, crops_by_resolution):  # MultiCropWrapper
+        cls = [backbone(crops, interpolate_pos_encoding=True).last_hidden_state[:, 0] for crops in crops_by_resolution]
+        return torch.cat(cls)
+
+    def forward(self, global_crops, local_crops):
+        num_global, num_views = global_crops.shape[1], global_crops.shape[1] + local_crops.shape[1]
+        globals_, locals_ = global_crops.transpose(0, 1).flatten(0, 1), local_crops.transpose(0, 1).flatten(0, 1)
+        student_output = self.student_head(self.embed(self.student, [globals_, locals_]))
+        with torch.no_grad():
+            teacher_output = self.teacher_head(self.embed(self.teacher, [globals_]))
+        student_chunks = (student_output / self.student_temperature).chunk(num_views)
+        teacher_chunks = F.softmax((teacher_output - self.center) / self.teacher_temperature, dim=-1).detach()
+        teacher_chunks = teacher_chunks.chunk(num_global)
+        total, terms = 0, 0
+        for iq, q in enumerate(teacher_chunks):
+            for v in range(len(student_chunks)):
+                if v == iq:
+                    continue
+                total = total + torch.sum(-q * F.log_softmax(student_chunks[v], dim=-1), dim=-1).mean()
+                terms += 1
+        with torch.no_grad():
+            self.center.mul_(0.9).add_(teacher_output.mean(dim=0, keepdim=True), alpha=0.1)
+        return total / terms
+
+    @torch.no_grad()
+    def update_teacher(self, momentum):
+        student = [p.data for p in [*self.student.parameters(), *self.student_head.parameters()]]
+        teacher = [p.data for p in [*self.teacher.parameters(), *self.teacher_head.parameters()]]
+        torch._foreach_mul_(teacher, momentum)
+        torch._foreach_add_(teacher, student, alpha=1 - momentum)
+
+
+def make_step(model, optimizer, global_crops, local_crops, precision):
+    device_type = global_crops.device.type
+
+    def step():
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            output = model(global_crops, local_crops)
+        loss = output if isinstance(output, torch.Tensor) else output.loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 3.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.update_teacher(0.996)
+        return loss
+
+    return step
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def matmul_rate(device, dtype, size=2048, repeats=10) -> float:
+    """FLOP/s of a large square matmul on this device and dtype: the ceiling the step's utilisation is measured on."""
+    a, b = torch.randn(size, size, device=device, dtype=dtype), torch.randn(size, size, device=device, dtype=dtype)
+    a @ b
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="vit-s16")
+    parser.add_argument("--batch_size", type=int, default=4)
+    parser.add_argument("--num_global", type=int, default=2)
+    parser.add_argument("--num_local", type=int, default=6)
+    parser.add_argument("--global_size", type=int, default=224)
+    parser.add_argument("--local_size", type=int, default=96)
+    parser.add_argument("--num_prototypes", type=int, default=65536)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="torch.compile both backbones (both sides alike)")
+    parser.add_argument("--with_augmentation", action="store_true", help="also time the on-device multi-crop")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    config = ProSConfig.from_preset(args.preset, image_size=args.global_size, num_prototypes=args.num_prototypes,
+                                    drop_path_rate=0.0)
+    global_crops = torch.randn(args.batch_size, args.num_global, 3, args.global_size, args.global_size, device=device)
+    local_crops = torch.randn(args.batch_size, args.num_local, 3, args.local_size, args.local_size, device=device)
+    models = {"reference": DinoReference(config).to(device).train(), "pros": ProSForPreTraining(config).to(device).train()}
+    if args.compile:
+        for model in models.values():
+            model.student, model.teacher = torch.compile(model.student), torch.compile(model.teacher)
+    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    print(f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
+          f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads{', compiled' if args.compile else ''}", flush=True)
+
+    for precision in args.precisions:
+        steps, flops = {}, {}
+        for name, model in models.items():
+            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, **fused)
+            steps[name] = make_step(model, optimizer, global_crops, local_crops, precision)
+            for _ in range(args.warmup):
+                steps[name]()
+            with FlopCounterMode(display=False) as counter:
+                steps[name]()
+            flops[name] = counter.get_total_flops()
+        timings = {name: [] for name in steps}
+        for _ in range(args.repeats):
+            for name, step in steps.items():
+                synchronize(device)
+                start = time.perf_counter()
+                step()
+                synchronize(device)
+                timings[name].append(time.perf_counter() - start)
+        peak = matmul_rate(device, torch.bfloat16 if precision == "bf16" else torch.float32)
+        rates = {name: args.batch_size / statistics.median(values) for name, values in timings.items()}
+        for name in steps:
+            utilisation = flops[name] / statistics.median(timings[name]) / peak
+            print(f"{precision:>4} {name:>9}: {rates[name]:8.2f} img/s  {flops[name] / 1e9:8.1f} GFLOP/step  "
+                  f"{100 * utilisation:5.1f}% of a {peak / 1e12:.2f} TFLOP/s matmul", flush=True)
+        print(f"{precision:>4}     ratio: ProS / reference = {rates['pros'] / rates['reference']:.3f}", flush=True)
+        if device.type == "cuda":
+            memory = {}
+            for name, step in steps.items():
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                base = torch.cuda.memory_allocated()
+                step()
+                torch.cuda.synchronize()
+                memory[name] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        else:
+            memory = {}
+            for name, step in steps.items():
+                model = models[name]
+                with LiveTensorMemory(existing=[global_crops, local_crops, *model.parameters(), *model.buffers()]) as tracker:
+                    step()
+                memory[name] = tracker.peak / 2**20
+        print(f"{precision:>4}    memory: reference {memory['reference']:.0f} MiB, ProS {memory['pros']:.0f} MiB, "
+              f"ratio {memory['pros'] / memory['reference']:.3f}", flush=True)
+
+    if args.with_augmentation:
+        source = torch.randint(0, 256, (args.batch_size, 3, 256, 256), dtype=torch.uint8, device=device)
+        augmentation = MultiCropAugmentation(MultiCropConfig(
+            n_global_crops=args.num_global, n_local_crops=args.num_local, global_crop_size=args.global_size,
+            local_crop_size=args.local_size))
+        augmentation(source)
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(args.repeats):
+            augmentation(source)
+        synchronize(device)
+        rate = args.batch_size * args.repeats / (time.perf_counter() - start)
+        print(f"multi-crop on {device}: {rate:.1f} img/s ({rate / rates['pros']:.1f}x the last ProS step rate)")
+
+
+if __name__ == "__main__":
+    main()
