@@ -116,10 +116,8 @@ class _SelfDistillationCallback(TrainerCallback):
         trainer = self.trainer
         step = state.global_step
         model = trainer.unwrapped_model
-        if schedules.prototypes_frozen(step, trainer.freeze_prototype_steps):
-            for parameter in (model.prototypes,):
-                if parameter.grad is not None:
-                    parameter.grad.zero_()
+        if schedules.prototypes_frozen(step, trainer.freeze_prototype_steps) and model.prototypes.grad is not None:
+            model.prototypes.grad.zero_()
         decay = schedules.weight_decay(step, state.max_steps, args.weight_decay, args.weight_decay_end)
         for group in trainer.optimizer.param_groups:
             if group.get("weight_decay", 0.0) > 0.0 or group.get("pros_decay", False):

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import functional as AF
+from .serializable import SerializableConfig
 from .multicrop import OUTPUT_DTYPES, PADDING_MODES, _check_prob, _check_range
 
 __all__ = [
@@ -169,7 +170,7 @@ def resize_with_landmarks(
 
 
 @dataclass
-class LandmarkAugmentationConfig:
+class LandmarkAugmentationConfig(SerializableConfig):
     """Hyper-parameters of :class:`LandmarkAugmentation` (common face-alignment training ranges by default)."""
 
     output_size: Tuple[int, int] = (224, 224)
@@ -249,16 +250,6 @@ class LandmarkAugmentationConfig:
         if self.output_dtype not in OUTPUT_DTYPES:
             raise ValueError(f"output_dtype must be one of {tuple(OUTPUT_DTYPES)}, got {self.output_dtype!r}")
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, config: Dict[str, Any]) -> "LandmarkAugmentationConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"unknown LandmarkAugmentationConfig fields {unknown}; valid fields: {sorted(names)}")
-        return cls(**config)
 
 
 @dataclass

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as AF
+from .serializable import SerializableConfig
 
 __all__ = ["MultiCropConfig", "ViewGroupParams", "MultiCropParams", "MultiCropAugmentation", "OUTPUT_DTYPES"]
 
@@ -81,7 +82,7 @@ def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> Tuple[float, ..
 
 
 @dataclass
-class MultiCropConfig:
+class MultiCropConfig(SerializableConfig):
     """Every hyper-parameter of :class:`MultiCropAugmentation`, DINO's values by default.
 
     Serialisable with :meth:`to_dict` / :meth:`from_dict` (JSON-friendly), validated on construction.
@@ -205,17 +206,6 @@ class MultiCropConfig:
         """Kernel half-width: 3 sigma of the largest sigma (13 taps for DINO's 2.0)."""
         return max(1, int(math.ceil(3.0 * self.blur_sigma[1])))
 
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-serialisable dict (tuples become lists); :meth:`from_dict` restores an equal config."""
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, config: Dict[str, Any]) -> "MultiCropConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - names)
-        if unknown:
-            raise ValueError(f"unknown MultiCropConfig fields {unknown}; valid fields: {sorted(names)}")
-        return cls(**config)
 
 
 @dataclass

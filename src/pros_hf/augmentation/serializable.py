@@ -1,0 +1,20 @@
+"""JSON round trips for the augmentation configs (saved with training runs and checkpoints)."""
+
+import dataclasses
+from typing import Any, Dict
+
+
+class SerializableConfig:
+    """Mixin for config dataclasses: `to_dict()` is JSON-friendly (tuples become lists); `from_dict()` restores an
+    equal config and refuses unknown fields by name, so a typo in a saved or hand-written config is not ignored."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, config: Dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(config) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid fields: {sorted(names)}")
+        return cls(**config)
