@@ -132,3 +132,20 @@ def test_single_process_never_touches_torch_distributed():
     assert losses.distributed_world_size() == 1
     value = torch.tensor([3.0])
     assert losses.all_reduce_mean(value).item() == 3.0 and losses.all_reduce_sum(value).item() == 3.0
+
+
+def test_prototype_scores_are_cosines_with_exact_gradients():
+    torch.manual_seed(0)
+    features = torch.randn(5, 7, dtype=torch.float64, requires_grad=True)
+    prototypes = torch.randn(9, 7, dtype=torch.float64, requires_grad=True)
+    reference = F.normalize(features, dim=-1) @ F.normalize(prototypes, dim=-1).t()
+    torch.testing.assert_close(losses.prototype_scores(features, prototypes).double(), reference)
+    # the hand-written backward against autograd's, numerically
+    assert torch.autograd.gradcheck(losses._CosineScores.apply, (F.normalize(features, dim=-1), prototypes))
+    weights = torch.randn(5, 9, dtype=torch.float64)
+    (reference * weights).sum().backward()
+    expected = prototypes.grad.clone(), features.grad.clone()
+    prototypes.grad = features.grad = None
+    (losses.prototype_scores(features.float(), prototypes.float()) * weights.float()).sum().backward()
+    torch.testing.assert_close(prototypes.grad, expected[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(features.grad, expected[1], rtol=1e-4, atol=1e-5)
