@@ -214,3 +214,13 @@ def test_two_processes_keep_identical_teachers_and_all_reduce(tmp_path):
     # ... yet the center (buffers are not broadcast here) and the me-max term were computed on the global batch
     assert ranks[0]["center"] == ranks[1]["center"]
     assert ranks[0]["last_metrics"]["me_max_loss"] == pytest.approx(ranks[1]["last_metrics"]["me_max_loss"], rel=1e-6)
+
+
+def test_push_to_hub_offline_keeps_the_export_and_says_why(tmp_path, faces):
+    trainer = make_trainer(tmp_path, faces, num_train_epochs=1, push_to_hub=True, hub_model_id="org/pros-test")
+    assert trainer.args.push_to_hub is False  # the stock checkpoint pushes are replaced by the backbone push
+    with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE"):
+        trainer.train()
+    card = ModelCard.load(Path(trainer.args.output_dir) / "README.md")
+    assert "org/pros-test" in card.text  # the folder that would be pushed is complete on disk
+    assert (Path(trainer.args.output_dir) / "model.safetensors").exists()
