@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import functional as AF
-from .serializable import SerializableConfig
+from .serializable import ConfiguredTransform, SerializableConfig
 from .multicrop import OUTPUT_DTYPES, PADDING_MODES, _check_prob, _check_range
 
 __all__ = [
@@ -271,7 +271,7 @@ class LandmarkParams:
         return LandmarkParams(**{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in kw.items()})
 
 
-class LandmarkAugmentation(nn.Module):
+class LandmarkAugmentation(ConfiguredTransform, nn.Module):
     """Random similarity transform (+ optional flip and colour jitter) of images and their landmarks, batched.
 
     Args:
@@ -283,6 +283,8 @@ class LandmarkAugmentation(nn.Module):
     Points may leave the output frame under strong rotation/translation; they are returned as they are.
     """
 
+    config_class = LandmarkAugmentationConfig
+
     def __init__(self, config: Optional[LandmarkAugmentationConfig] = None, **kwargs: Any) -> None:
         super().__init__()
         if config is None:
@@ -290,15 +292,6 @@ class LandmarkAugmentation(nn.Module):
         elif kwargs:
             config = LandmarkAugmentationConfig(**{**config.to_dict(), **kwargs})
         self.config = config
-
-    def to_config(self) -> Dict[str, Any]:
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: Union[Dict[str, Any], LandmarkAugmentationConfig]) -> "LandmarkAugmentation":
-        if isinstance(config, LandmarkAugmentationConfig):
-            return cls(config)
-        return cls(LandmarkAugmentationConfig.from_dict(dict(config)))
 
     def extra_repr(self) -> str:
         c = self.config

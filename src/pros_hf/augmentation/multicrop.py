@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as AF
-from .serializable import SerializableConfig
+from .serializable import ConfiguredTransform, SerializableConfig
 
 __all__ = ["MultiCropConfig", "ViewGroupParams", "MultiCropParams", "MultiCropAugmentation", "OUTPUT_DTYPES"]
 
@@ -252,7 +252,7 @@ class MultiCropParams:
         return MultiCropParams(self.global_views.to(device), self.local_views.to(device), self.source_size)
 
 
-class MultiCropAugmentation(nn.Module):
+class MultiCropAugmentation(ConfiguredTransform, nn.Module):
     """DINO multi-crop on a batch, on its own device: ``(B, 3, S, S)`` uint8 -> global and local crops.
 
     Args:
@@ -269,6 +269,8 @@ class MultiCropAugmentation(nn.Module):
     Every op is applied per sample with its own probability and parameters; see the module docstring for the order.
     """
 
+    config_class = MultiCropConfig
+
     def __init__(self, config: Optional[MultiCropConfig] = None, **kwargs: Any) -> None:
         super().__init__()
         if config is None:
@@ -278,18 +280,6 @@ class MultiCropAugmentation(nn.Module):
         elif not isinstance(config, MultiCropConfig):
             raise ValueError(f"config must be a MultiCropConfig, got {type(config).__name__}")
         self.config = config
-
-    # -- config ------------------------------------------------------------------------------------------------
-
-    def to_config(self) -> Dict[str, Any]:
-        """The JSON-serialisable configuration (what a trainer saves next to a checkpoint)."""
-        return self.config.to_dict()
-
-    @classmethod
-    def from_config(cls, config: Union[Dict[str, Any], MultiCropConfig]) -> "MultiCropAugmentation":
-        if isinstance(config, MultiCropConfig):
-            return cls(config)
-        return cls(MultiCropConfig.from_dict(dict(config)))
 
     def extra_repr(self) -> str:
         c = self.config

@@ -18,3 +18,19 @@ class SerializableConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields {unknown}; valid fields: {sorted(names)}")
         return cls(**config)
+
+
+class ConfiguredTransform:
+    """Mixin for the augmentation modules: `to_config()` / `from_config()` through their `config_class`, so a trainer
+    can save an augmentation next to a checkpoint and rebuild it exactly."""
+
+    config_class = None
+
+    def to_config(self) -> Dict[str, Any]:
+        return self.config.to_dict()
+
+    @classmethod
+    def from_config(cls, config):
+        if isinstance(config, cls.config_class):
+            return cls(config)
+        return cls(cls.config_class.from_dict(dict(config)))
