@@ -62,9 +62,7 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def measure_speed(args) -> dict:
-    models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}
-    pixel_values = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=args.device)
+def measure_speed(args, models, pixel_values) -> dict:
     results = {}
     for mode in ("inference", "train"):
         for precision in args.precisions:
@@ -102,9 +100,7 @@ def peak_step_memory(model, pixel_values, mode: str, precision: str) -> float:
     return tracker.peak / 2**20
 
 
-def measure_memory(args) -> dict:
-    models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}
-    pixel_values = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=args.device)
+def measure_memory(args, models, pixel_values) -> dict:
     results = {}
     for mode in ("inference", "train"):
         for precision in args.precisions:
@@ -129,7 +125,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.preset} at {args.image_size} px, batch {args.batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
-    results = {"speed": measure_speed(args), "memory": measure_memory(args), "settings": vars(args)}
+    models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}
+    pixel_values = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=args.device)
+    results = {"speed": measure_speed(args, models, pixel_values), "memory": measure_memory(args, models, pixel_values),
+               "settings": vars(args)}
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(results, handle, indent=2)

@@ -158,3 +158,12 @@ def test_export_teacher_is_the_teacher():
     pixel_values = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(backbone(pixel_values).pooler_output, model.teacher(pixel_values).pooler_output)
     assert not torch.allclose(backbone(pixel_values).pooler_output, model.student.eval()(pixel_values).pooler_output)
+
+
+def test_active_prototype_count_matches_unique():
+    targets = torch.softmax(torch.randn(2, 5, 16), dim=-1)
+    expected = targets.argmax(dim=-1).unique().numel()
+    assert ProSForPreTraining._count_active_prototypes(targets).item() == expected
+    one_hot = torch.zeros(3, 4, 16)
+    one_hot[..., 7] = 1.0
+    assert ProSForPreTraining._count_active_prototypes(one_hot).item() == 1

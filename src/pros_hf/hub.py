@@ -63,10 +63,18 @@ def backbone_card(
     )
 
 
+def is_offline() -> bool:
+    """Whether the Hub is switched off for this process (HF_HUB_OFFLINE, read now rather than at import)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return bool(constants.HF_HUB_OFFLINE) or value in ("1", "ON", "YES", "TRUE")
+
+
 def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = None, private: bool | None = None,
                 commit_message: str = "Upload ProS model") -> str:
     """Create `repo_id` if needed and upload `folder` (without checkpoints and logs). Offline: a clear error."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+    if is_offline():
         raise RuntimeError(
             f"Cannot push {folder} to the Hub repository {repo_id!r}: HF_HUB_OFFLINE is set. The folder is complete "
             "on disk; push it later with `huggingface-cli upload` or by re-running without HF_HUB_OFFLINE."
@@ -80,4 +88,4 @@ def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = Non
     return getattr(commit, "commit_url", str(commit))
 
 
-__all__ = ["backbone_card", "push_folder", "render_card"]
+__all__ = ["backbone_card", "is_offline", "push_folder", "render_card"]

@@ -182,6 +182,14 @@ class ProSForPreTraining(ProSPreTrainedModel):
         return sharpened_teacher_probabilities(scores, temperature, self.config.sharpen_temperature)
 
     @staticmethod
+    def _count_active_prototypes(targets: torch.Tensor) -> torch.Tensor:
+        """Prototypes that are the teacher's argmax for at least one view, as a device tensor: `unique().numel()`
+        would force a host sync on every training step."""
+        winners = targets.argmax(dim=-1).flatten()
+        hit = torch.zeros(targets.shape[-1], dtype=torch.bool, device=targets.device).index_fill_(0, winners, True)
+        return hit.sum()
+
+    @staticmethod
     def _check_crops(name: str, crops: torch.Tensor) -> None:
         if not isinstance(crops, torch.Tensor) or crops.ndim != 5:
             shape = tuple(crops.shape) if isinstance(crops, torch.Tensor) else type(crops).__name__
@@ -254,7 +262,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
                 koleo_loss=koleo.detach() if koleo is not None else None,
                 teacher_entropy=entropy(targets).mean(),
                 student_mean_entropy=entropy(student_probabilities.reshape(-1, config.num_prototypes).mean(0)),
-                active_prototypes=targets.argmax(dim=-1).unique().numel() * torch.ones((), dtype=torch.long),
+                active_prototypes=self._count_active_prototypes(targets),
                 teacher_temperature=torch.tensor(temperature),
             )
         return output if return_dict is not False else output.to_tuple()

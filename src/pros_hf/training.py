@@ -112,6 +112,12 @@ class _SelfDistillationCallback(TrainerCallback):
     def __init__(self, trainer: "ProSTrainer"):
         self.trainer = trainer
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """The epoch-based schedule lengths in steps, once the Trainer knows the length of the run."""
+        trainer = self.trainer
+        trainer.warmup_temperature_steps = trainer._epoch_steps(args.warmup_teacher_temperature_epochs)
+        trainer.freeze_prototype_steps = trainer._epoch_steps(args.freeze_prototypes_epochs)
+
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         trainer = self.trainer
         step = state.global_step
@@ -190,9 +196,6 @@ class ProSTrainer(Trainer):
 
     # --------------------------------------------------------------------------------------------------------- #
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.state.max_steps and not self.warmup_temperature_steps and not self.freeze_prototype_steps:
-            self.warmup_temperature_steps = self._epoch_steps(self.args.warmup_teacher_temperature_epochs)
-            self.freeze_prototype_steps = self._epoch_steps(self.args.freeze_prototypes_epochs)
         if "pixel_values" not in inputs:
             raise ValueError(f"ProSTrainer expects batches with 'pixel_values' (uint8 source images), got "
                              f"{sorted(inputs)}; use pros_hf.data.load_pretraining_images and collate_pretraining.")

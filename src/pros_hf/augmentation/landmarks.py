@@ -287,11 +287,7 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
 
     def __init__(self, config: Optional[LandmarkAugmentationConfig] = None, **kwargs: Any) -> None:
         super().__init__()
-        if config is None:
-            config = LandmarkAugmentationConfig(**kwargs)
-        elif kwargs:
-            config = LandmarkAugmentationConfig(**{**config.to_dict(), **kwargs})
-        self.config = config
+        self.config = self._resolve_config(config, kwargs)
 
     def extra_repr(self) -> str:
         c = self.config

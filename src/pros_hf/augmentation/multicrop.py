@@ -273,13 +273,7 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
 
     def __init__(self, config: Optional[MultiCropConfig] = None, **kwargs: Any) -> None:
         super().__init__()
-        if config is None:
-            config = MultiCropConfig(**kwargs)
-        elif kwargs:
-            config = MultiCropConfig(**{**config.to_dict(), **kwargs})
-        elif not isinstance(config, MultiCropConfig):
-            raise ValueError(f"config must be a MultiCropConfig, got {type(config).__name__}")
-        self.config = config
+        self.config = self._resolve_config(config, kwargs)
 
     def extra_repr(self) -> str:
         c = self.config

@@ -26,6 +26,15 @@ class ConfiguredTransform:
 
     config_class = None
 
+    @classmethod
+    def _resolve_config(cls, config, overrides: Dict[str, Any]):
+        """The config to use: `config` (or the defaults) with keyword `overrides` applied."""
+        if config is None:
+            return cls.config_class(**overrides)
+        if not isinstance(config, cls.config_class):
+            raise ValueError(f"config must be a {cls.config_class.__name__}, got {type(config).__name__}")
+        return cls.config_class(**{**config.to_dict(), **overrides}) if overrides else config
+
     def to_config(self) -> Dict[str, Any]:
         return self.config.to_dict()
 

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.decoding import UnreadableImageError, list_image_files, open_image_rgb
+from ..hub import is_offline
 from .detectors import FaceDetector, get_face_detector
 from .dominance import FaceThresholds, crop_square_face, select_face
 from .embedding import ImageEmbedder
@@ -270,10 +271,7 @@ def embed_seed_folder(folder: str, work: _ShardWork) -> tuple[np.ndarray, dict]:
 
 def push_curated_dataset(dataset, repo_id: str, private: Optional[bool] = None) -> None:
     """``dataset.push_to_hub(repo_id)``, with a clear error when offline (the local copy is already saved)."""
-    from huggingface_hub import constants
-
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
-    if offline:
+    if is_offline():
         raise RuntimeError(
             f"Cannot push the curated dataset to {repo_id!r}: HF_HUB_OFFLINE is set. The dataset is saved locally; "
             f"push it later with datasets.load_from_disk(...).push_to_hub({repo_id!r}) while online."
