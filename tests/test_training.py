@@ -196,11 +196,20 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         assert torch.equal(tensor, final_b[name]), name
 
 
+def free_port() -> int:
+    """A port nobody listens on now: a fixed one can still be held by a previous run's socket."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def test_two_processes_keep_identical_teachers_and_all_reduce(tmp_path):
     """2 CPU processes (gloo) under accelerate launch: teachers identical; center and me-max statistics global."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               "29517", str(DRIVER), str(tmp_path / "rec"), "--output_dir", str(tmp_path / "out"), *TINY_RUN,
+               str(free_port()), str(DRIVER), str(tmp_path / "rec"), "--output_dir", str(tmp_path / "out"), *TINY_RUN,
                "--max_steps", "4", "--me_max_weight", "0.5", "--ddp_broadcast_buffers", "false",
                "--save_strategy", "no"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
@@ -224,3 +233,14 @@ def test_push_to_hub_offline_keeps_the_export_and_says_why(tmp_path, faces):
     card = ModelCard.load(Path(trainer.args.output_dir) / "README.md")
     assert "org/pros-test" in card.text  # the folder that would be pushed is complete on disk
     assert (Path(trainer.args.output_dir) / "model.safetensors").exists()
+
+
+def test_weight_decay_schedule_reaches_the_decay_groups_even_from_zero(tmp_path, faces):
+    """The decayed groups are found by their parameters, not by a non-zero starting decay."""
+    trainer = make_trainer(tmp_path, faces, num_train_epochs=1, weight_decay=0.0, weight_decay_end=0.2)
+    trainer.train()
+    groups = trainer.decay_groups()
+    assert len(groups) == 1 and groups[0]["weight_decay"] > 0.1
+    no_decay = [g for g in trainer.optimizer.param_groups if g not in groups]
+    assert no_decay and all(g["weight_decay"] == 0.0 for g in no_decay)
+    assert any(p is trainer.model.prototypes for g in no_decay for p in g["params"])

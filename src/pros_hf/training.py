@@ -125,10 +125,8 @@ class _SelfDistillationCallback(TrainerCallback):
         if schedules.prototypes_frozen(step, trainer.freeze_prototype_steps) and model.prototypes.grad is not None:
             model.prototypes.grad.zero_()
         decay = schedules.weight_decay(step, state.max_steps, args.weight_decay, args.weight_decay_end)
-        for group in trainer.optimizer.param_groups:
-            if group.get("weight_decay", 0.0) > 0.0 or group.get("pros_decay", False):
-                group["pros_decay"] = True
-                group["weight_decay"] = decay
+        for group in trainer.decay_groups():
+            group["weight_decay"] = decay
 
     def on_optimizer_step(self, args, state, control, **kwargs):
         trainer = self.trainer
@@ -169,6 +167,7 @@ class ProSTrainer(Trainer):
         self.last_teacher_momentum = None
         self._metric_sums: dict[str, torch.Tensor] = {}
         self.last_metrics: dict[str, torch.Tensor] = {}
+        self._decay_groups = None
         self._metric_count = 0
         self._collapsed_logs = 0
         self.add_callback(_SelfDistillationCallback(self))
@@ -188,6 +187,19 @@ class ProSTrainer(Trainer):
         """DINO's rule (no decay for 1-D tensors: biases, norms) plus prototypes, CLS token and position embeddings."""
         return [name for name, parameter in model.named_parameters()
                 if parameter.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)]
+
+    def decay_groups(self) -> list[dict]:
+        """The optimizer's parameter groups that hold weight-decayed parameters (the Trainer builds them from
+        `get_decay_parameter_names`); found by parameter identity, so they are right whatever their current decay."""
+        if self.optimizer is None:
+            return []
+        if self._decay_groups is None or self._decay_groups[0] is not self.optimizer:  # found once per optimizer
+            model = self.unwrapped_model
+            names = set(self.get_decay_parameter_names(model))
+            decayed = {id(p) for name, p in model.named_parameters() if name in names}
+            groups = [g for g in self.optimizer.param_groups if g["params"] and id(g["params"][0]) in decayed]
+            self._decay_groups = (self.optimizer, groups)
+        return self._decay_groups[1]
 
     def current_teacher_temperature(self) -> float:
         config = self.unwrapped_model.config
@@ -239,10 +251,9 @@ class ProSTrainer(Trainer):
             logs.update(averages)
             if self.last_teacher_momentum is not None:
                 logs["teacher_momentum"] = self.last_teacher_momentum
-            for group in self.optimizer.param_groups if self.optimizer else ():
-                if group.get("pros_decay"):
-                    logs["weight_decay"] = group["weight_decay"]
-                    break
+            groups = self.decay_groups()
+            if groups:
+                logs["weight_decay"] = groups[0]["weight_decay"]
             self._metric_sums, self._metric_count = {}, 0
             self._check_collapse(averages.get("matching_loss"))
         super().log(logs, *args, **kwargs)
