@@ -3,8 +3,11 @@
     python benchmarks/bench_pretrain_step.py                                   # CPU: ViT-S/16, 2x224 + 6x96, batch 4
     python benchmarks/bench_pretrain_step.py --preset vit-b16 --batch_size 64 --num_local 10 --device cuda --precisions bf16
 
-A step is forward, backward, gradient clipping, AdamW (foreach) and the EMA teacher update, on crops prepared
-beforehand; both sides get the same crops, widths, depths, heads, prototype count and batch, and the same precision.
+A step is forward, backward, gradient clipping, AdamW and the EMA teacher update, on crops prepared beforehand; both
+sides get the same crops, widths, depths, heads, prototype count and batch, and the same precision. Each side uses its
+own AdamW: the reference DINO's (`torch.optim.AdamW` with torch's defaults: a per-tensor loop on CPU, `foreach` on
+CUDA), ProS the fused kernel that `ProSTrainer` runs (transformers' default `optim="adamw_torch_fused"`);
+`--same_optimizer` gives the reference the fused one too, which isolates what the model itself gains.
 The reference is DINO's training step (facebookresearch/dino main_dino.py) with transformers' `ViTModel` (SDPA) as
 the backbone: MultiCropWrapper (one backbone call per crop resolution), DINOHead with a weight-normalised last layer,
 DINOLoss's double loop with centering, and a `_foreach` EMA. Steps alternate between the two so that load drifts hit
@@ -146,6 +149,8 @@ def main() -> None:
     parser.add_argument("--compile", choices=["none", "pros", "both"], default="none", help=(
         "torch.compile the student and teacher backbones of the ProS side, or of both sides (a fair comparison of "
         "compiled steps); the default compares eager steps"))
+    parser.add_argument("--same_optimizer", action="store_true", help=(
+        "give the reference the fused AdamW too (default: DINO's torch.optim.AdamW with torch's defaults)"))
     parser.add_argument("--with_augmentation", action="store_true", help="also time the on-device multi-crop")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -158,15 +163,17 @@ def main() -> None:
     for name, model in models.items():
         if args.compile == "both" or (args.compile == "pros" and name == "pros"):
             model.student, model.teacher = torch.compile(model.student), torch.compile(model.teacher)
-    fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
     print(f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
           f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, compiled: {args.compile}", flush=True)
+          f"{torch.get_num_threads()} threads, compiled: {args.compile}, reference optimizer: "
+          f"{'fused AdamW' if args.same_optimizer else 'torch.optim.AdamW defaults (DINO)'}", flush=True)
 
     for precision in args.precisions:
         steps, flops = {}, {}
         for name, model in models.items():
-            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, **fused)
+            fused = name == "pros" or args.same_optimizer
+            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                                          **({"fused": True} if fused else {}))
             steps[name] = make_step(model, optimizer, global_crops, local_crops, precision)
             for _ in range(args.warmup):
                 steps[name]()

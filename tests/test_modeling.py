@@ -82,6 +82,27 @@ def test_eager_and_sdpa_agree():
                                atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_pooled_only_gives_the_same_pooler_output_and_gradients(implementation):
+    """Pre-training's shortcut (the last block on the CLS token alone) changes no number the loss sees."""
+    torch.manual_seed(0)
+    model = micro().train()
+    model.config._attn_implementation = implementation
+    pixel_values = torch.randn(3, 3, 40, 32)
+    full = model(pixel_values).pooler_output
+    full.square().sum().backward()
+    full_grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+    model.zero_grad()
+    short = model(pixel_values, pooled_only=True)
+    assert short.last_hidden_state.shape == (3, 1, 64)
+    torch.testing.assert_close(short.pooler_output, full, atol=1e-5, rtol=1e-4)
+    short.pooler_output.square().sum().backward()
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter.grad, full_grads[name], atol=1e-4, rtol=1e-3, msg=name)
+    with pytest.raises(ValueError, match="pooled_only"):
+        model(pixel_values, pooled_only=True, output_hidden_states=True)
+
+
 def test_position_embeddings_interpolate_in_fp32_to_the_exact_grid():
     model = micro()
     embeddings = model.embeddings

@@ -115,10 +115,13 @@ class ProSAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, num_queries: int | None = None):
+        """`num_queries`: attend from the first `num_queries` tokens only (all tokens still give keys and values)."""
         batch_size, seq_len, _ = hidden_states.shape
         qkv = self.qkv(hidden_states).view(batch_size, seq_len, 3, self.num_heads, self.head_dim)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if num_queries is not None:
+            query = query[:, :, :num_queries]
 
         implementation = self.config._attn_implementation
         if output_attentions or implementation in (None, "eager"):
@@ -135,7 +138,7 @@ class ProSAttention(nn.Module):
             dropout=self.config.attention_probs_dropout_prob if self.training else 0.0,
             is_causal=False,
         )
-        attn_output = self.o_proj(attn_output.reshape(batch_size, seq_len, -1))
+        attn_output = self.o_proj(attn_output.reshape(batch_size, query.shape[2], -1))
         return attn_output, (attn_weights if output_attentions else None)
 
 
@@ -175,8 +178,13 @@ class ProSLayer(GradientCheckpointingLayer):
         depth = config.num_hidden_layers
         self.drop_path_rate = config.drop_path_rate * layer_index / max(depth - 1, 1)
 
-    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False):
-        attn_output, attn_weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions)
+    def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, num_queries: int | None = None):
+        """`num_queries`: compute the block's output for the first `num_queries` tokens only (see ProSModel)."""
+        attn_output, attn_weights = self.attention(
+            self.norm1(hidden_states), output_attentions=output_attentions, num_queries=num_queries
+        )
+        if num_queries is not None:
+            hidden_states = hidden_states[:, :num_queries]
         hidden_states = hidden_states + drop_path(attn_output, self.drop_path_rate, self.training)
         del attn_output  # not kept alive through the MLP: one residual-stream tensor less at the peak
         mlp_output = drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
@@ -188,11 +196,15 @@ class ProSEncoder(nn.Module):
         super().__init__()
         self.layer = nn.ModuleList([ProSLayer(config, index) for index in range(config.num_hidden_layers)])
 
-    def forward(self, hidden_states, output_attentions=False, output_hidden_states=False):
+    def forward(self, hidden_states, output_attentions=False, output_hidden_states=False, pooled_only=False):
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
-        for layer in self.layer:
-            hidden_states, attn_weights = layer(hidden_states, output_attentions=output_attentions)
+        last = len(self.layer) - 1
+        for index, layer in enumerate(self.layer):
+            num_queries = 1 if pooled_only and index == last else None
+            hidden_states, attn_weights = layer(
+                hidden_states, output_attentions=output_attentions, num_queries=num_queries
+            )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions:
@@ -285,6 +297,7 @@ class ProSModel(ProSPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        pooled_only: bool = False,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         r"""
@@ -294,6 +307,11 @@ class ProSModel(ProSPreTrainedModel):
         output_attentions (`bool`, *optional*): return each block's attention maps (computed with eager attention).
         output_hidden_states (`bool`, *optional*): return the embeddings and each block's output (before the final
             norm), `num_hidden_layers + 1` tensors.
+        pooled_only (`bool`, *optional*, defaults to `False`): compute only what `pooler_output` needs. The last
+            block's patch-token outputs feed nothing but `last_hidden_state`, so its attention query, output
+            projection and MLP run on the CLS token alone (keys and values still come from every token): the same
+            `pooler_output`, about (1 - 1/tokens) of one block's work less. Pre-training uses it, since its loss sees
+            the CLS token only. `last_hidden_state` then holds the CLS token alone, shape (batch, 1, hidden).
         """
         self._check_pixel_values(pixel_values)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
@@ -301,13 +319,19 @@ class ProSModel(ProSPreTrainedModel):
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if pooled_only and (output_hidden_states or output_attentions):
+            raise ValueError("`pooled_only=True` skips the last block's patch tokens; it cannot also return "
+                             "`hidden_states` or `attentions`.")
 
         weight = self.embeddings.patch_embeddings.projection.weight
         if pixel_values.dtype != weight.dtype and not torch.is_autocast_enabled(pixel_values.device.type):
             pixel_values = pixel_values.to(weight.dtype)
         embeddings = self.embeddings(pixel_values)
         hidden_states, all_hidden_states, all_attentions = self.encoder(
-            embeddings, output_attentions=bool(output_attentions), output_hidden_states=bool(output_hidden_states)
+            embeddings,
+            output_attentions=bool(output_attentions),
+            output_hidden_states=bool(output_hidden_states),
+            pooled_only=pooled_only,
         )
         sequence_output = self.layernorm(hidden_states)
         pooled_output = sequence_output[:, 0]
