@@ -1,0 +1,294 @@
+"""The evaluate metric modules: values worked out by hand, plain-numpy loops on random data, bad input, offline load."""
+
+import math
+import os
+import socket
+import sys
+
+import numpy as np
+import pytest
+
+from pros_hf.metrics import METRICS, load_metric, metric_path
+
+
+@pytest.fixture(scope="module")
+def nme():
+    return load_metric("landmark_nme")
+
+
+@pytest.fixture(scope="module")
+def attributes():
+    return load_metric("attribute_accuracy")
+
+
+@pytest.fixture(scope="module")
+def expression():
+    return load_metric("expression_metrics")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def test_metric_path_names_the_valid_metrics():
+    for name in METRICS:
+        assert os.path.isfile(os.path.join(metric_path(name), f"{name}.py"))
+    with pytest.raises(ValueError, match="landmark_nme, attribute_accuracy, expression_metrics"):
+        metric_path("accuracy")
+
+
+def test_loads_by_path_offline_into_hf_home(hf_home, tmp_path, monkeypatch):
+    import evaluate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a metric tried to reach the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.chdir(tmp_path)
+    for name in METRICS:
+        for metric in (load_metric(name), evaluate.load(metric_path(name))):
+            script = sys.modules[type(metric).__module__].__file__
+            assert os.path.commonpath([script, hf_home]) == hf_home  # evaluate's modules cache, in the temp HF_HOME
+            assert metric.name == name
+    assert load_metric("expression_metrics").compute(predictions=[1, 0], references=[1, 1])["accuracy"] == 0.5
+    assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Landmark NME
+
+
+def _face_68():
+    """68 points: outer eye corners 36/45 40 px apart, eye centres 30 px apart, landmark box 80 x 45 px."""
+    points = np.full((68, 2), 50.0)
+    points[36:42] = [(30, 40), (33, 38), (37, 38), (40, 40), (37, 42), (33, 42)]  # centre (35, 40)
+    points[42:48] = [(60, 40), (63, 38), (67, 38), (70, 40), (67, 42), (63, 42)]  # centre (65, 40); 45 is (70, 40)
+    points[0], points[8] = (10, 20), (90, 65)
+    return points
+
+
+def _face_98():
+    """98 points (WFLW): outer eye corners 60/72 40 px apart, pupils 96/97 30 px apart, box 80 x 45 px."""
+    points = np.full((98, 2), 50.0)
+    points[60], points[72], points[96], points[97] = (30, 40), (70, 40), (35, 40), (65, 40)
+    points[0], points[32] = (10, 20), (90, 65)
+    return points
+
+
+@pytest.mark.parametrize("face", [_face_68, _face_98])
+@pytest.mark.parametrize("normalization, distance", [
+    ("inter_ocular", 40.0), ("inter_pupil", 30.0), ("box", math.sqrt(80 * 45)), ("box_diagonal", math.hypot(80, 45)),
+])
+def test_nme_of_each_normalisation_by_hand(nme, face, normalization, distance):
+    reference = face()
+    prediction = reference + (3.0, 4.0)  # every point 5 px off
+    result = nme.compute(predictions=[prediction], references=[reference], normalization=normalization)
+    assert result["nme"] == pytest.approx(5.0 / distance, rel=1e-6)
+    assert result["per_image_nme"] == pytest.approx([5.0 / distance], rel=1e-6)
+
+
+def test_failure_rate_and_auc_by_hand(nme):
+    reference = _face_68()  # inter-ocular 40 px: offsets of 1.0, 2.2 and 6.0 px give NME 0.025, 0.055, 0.15
+    predictions = [reference + (0.0, offset) for offset in (1.0, 2.2, 6.0)]
+    result = nme.compute(predictions=predictions, references=[reference] * 3, failure_threshold=0.10, ced_steps=10)
+    assert result["per_image_nme"] == pytest.approx([0.025, 0.055, 0.15], rel=1e-5)
+    assert result["nme"] == pytest.approx((0.025 + 0.055 + 0.15) / 3, rel=1e-5)
+    assert result["failure_rate"] == pytest.approx(1 / 3)
+    # CED at 0, 0.01, ..., 0.1: 0 (3 levels), 1/3 (3 levels), 2/3 (5 levels); trapezoid 0.01 * (1 + 10/3 - 1/3) = 0.04
+    # over the threshold 0.1 = 0.4, which is also the exact mean of max(0, 1 - e / 0.1) = (0.75 + 0.45 + 0) / 3.
+    assert result["auc"] == pytest.approx(0.4, abs=1e-6)
+    fine = nme.compute(predictions=predictions, references=[reference] * 3)  # default 1000 steps
+    assert fine["auc"] == pytest.approx(0.4, abs=1 / 2000)
+    strict = nme.compute(predictions=predictions, references=[reference] * 3, failure_threshold=0.05)
+    assert strict["failure_rate"] == pytest.approx(2 / 3) and strict["auc"] == pytest.approx(0.5 / 3, abs=1e-3)
+
+
+def _numpy_loop(predictions, references, normalization, threshold, steps):
+    errors = []
+    for prediction, reference in zip(predictions, references):
+        if normalization == "inter_ocular":
+            distance = np.linalg.norm(reference[36] - reference[45])
+        elif normalization == "inter_pupil":
+            distance = np.linalg.norm(reference[36:42].mean(0) - reference[42:48].mean(0))
+        else:
+            width, height = reference.max(0) - reference.min(0)
+            distance = math.sqrt(width * height) if normalization == "box" else math.hypot(width, height)
+        errors.append(sum(np.linalg.norm(p - r) for p, r in zip(prediction, reference)) / len(reference) / distance)
+    errors = np.array(errors)
+    levels = np.linspace(0, threshold, steps + 1)
+    ced = [np.count_nonzero(errors <= level) / len(errors) for level in levels]
+    return errors, np.mean(errors > threshold), np.trapezoid(ced, levels) / threshold
+
+
+@pytest.mark.parametrize("normalization", ["inter_ocular", "inter_pupil", "box", "box_diagonal"])
+def test_nme_matches_a_numpy_loop_on_random_faces(nme, normalization):
+    rng = np.random.default_rng(0)
+    references = (_face_68() + rng.normal(0, 3, (40, 68, 2))).astype(np.float32)
+    noise = rng.uniform(0.5, 8, (40, 1, 1))  # per-image error scales that straddle the threshold
+    predictions = (references + rng.normal(0, 1, references.shape) * noise).astype(np.float32)
+    errors, failure_rate, auc = _numpy_loop(predictions.astype(np.float64), references.astype(np.float64),
+                                            normalization, 0.08, 200)
+    result = nme.compute(predictions=predictions, references=references, normalization=normalization,
+                         failure_threshold=0.08, ced_steps=200)
+    assert result["per_image_nme"] == pytest.approx(errors.tolist(), rel=1e-6)
+    assert result["nme"] == pytest.approx(errors.mean(), rel=1e-6)
+    assert result["failure_rate"] == pytest.approx(failure_rate)
+    assert 0 < result["failure_rate"] < 1 and result["auc"] == pytest.approx(auc, abs=1e-9)
+
+
+def test_other_point_counts_need_eye_indices_or_a_box(nme):
+    rng = np.random.default_rng(1)
+    reference = rng.uniform(0, 100, (19, 2))  # AFLW-19
+    prediction = reference + 1.0
+    with pytest.raises(ValueError, match="19 points; pass left_eye and right_eye"):
+        nme.compute(predictions=[prediction], references=[reference])
+    result = nme.compute(predictions=[prediction], references=[reference], left_eye=6, right_eye=11)
+    assert result["nme"] == pytest.approx(math.sqrt(2) / np.linalg.norm(reference[6] - reference[11]), rel=1e-5)
+    centres = nme.compute(predictions=[prediction], references=[reference], normalization="inter_pupil",
+                          left_eye=[6, 7, 8], right_eye=[9, 10, 11])
+    distance = np.linalg.norm(reference[6:9].mean(0) - reference[9:12].mean(0))
+    assert centres["nme"] == pytest.approx(math.sqrt(2) / distance, rel=1e-5)
+    diagonal = nme.compute(predictions=[prediction], references=[reference], normalization="box_diagonal",
+                           failure_threshold=0.07)
+    width, height = reference.max(0) - reference.min(0)
+    assert diagonal["nme"] == pytest.approx(math.sqrt(2) / math.hypot(width, height), rel=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"normalization": "inter_eye"}, "normalization must be one of"),
+    ({"left_eye": 36}, "left_eye and right_eye must be given together"),
+    ({"normalization": "box", "left_eye": 36, "right_eye": 45}, "eye normalisations only"),
+    ({"left_eye": 36, "right_eye": 80}, "example 0: eye point 80 is out of range for its 68 points"),
+    ({"failure_threshold": 0}, "failure_threshold must be positive"),
+    ({"ced_steps": 0}, "ced_steps must be a positive integer"),
+])
+def test_nme_rejects_bad_arguments(nme, kwargs, message):
+    reference = _face_68()
+    with pytest.raises(ValueError, match=message):
+        nme.compute(predictions=[reference + 1], references=[reference], **kwargs)
+
+
+def test_nme_names_the_bad_example(nme):
+    face = _face_68()
+    with pytest.raises(ValueError, match=r"example 1: prediction has shape \(67, 2\) but its reference \(68, 2\)"):
+        nme.compute(predictions=[face, face[:67]], references=[face, face])
+    with pytest.raises(ValueError, match=r"example 1: references must be \(N >= 2, 2\) points"):
+        nme.compute(predictions=[face, np.ones((68, 3))], references=[face, np.ones((68, 3))])
+    with pytest.raises(ValueError, match="example 2: the inter_ocular distance of its reference is 0"):
+        nme.compute(predictions=[face] * 3, references=[face, face, np.zeros((68, 2))])
+    with pytest.raises(ValueError, match="example 0: points must be finite"):
+        nme.compute(predictions=[np.full((68, 2), np.nan)], references=[face])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Attribute accuracy
+
+_ATTRIBUTE_REFERENCES = [[1, 0, 0], [0, 1, 1], [1, 1, 0], [1, 1, 1]]
+
+
+def test_attribute_accuracy_by_hand(attributes):
+    hard = [[1, 0, 1], [0, 0, 1], [1, 1, 0], [0, 0, 1]]  # wrong: (0, 2), (1, 1), (3, 0), (3, 1)
+    result = attributes.compute(predictions=hard, references=_ATTRIBUTE_REFERENCES)
+    assert result["per_attribute_accuracy"] == pytest.approx([0.75, 0.5, 0.75])
+    assert result["mean_accuracy"] == pytest.approx(2 / 3)
+
+    probabilities = [[0.9, 0.1, 0.6], [0.2, 0.4, 0.51], [0.7, 0.8, 0.3], [0.5, 0.0, 1.0]]
+    same = attributes.compute(predictions=probabilities, references=_ATTRIBUTE_REFERENCES)  # 0.5 is not above 0.5
+    assert same["per_attribute_accuracy"] == pytest.approx([0.75, 0.5, 0.75])
+    low = attributes.compute(predictions=probabilities, references=_ATTRIBUTE_REFERENCES, threshold=0.35,
+                             attribute_names=["Smiling", "Male", "Eyeglasses"])  # (1, 1) and (3, 0) turn right
+    assert low["per_attribute_accuracy"] == pytest.approx({"Smiling": 1.0, "Male": 0.75, "Eyeglasses": 0.75})
+    assert low["mean_accuracy"] == pytest.approx(2.5 / 3)
+
+
+def test_attribute_accuracy_matches_a_numpy_loop(attributes):
+    rng = np.random.default_rng(2)
+    references = rng.integers(0, 2, (50, 40))
+    probabilities = rng.uniform(0, 1, (50, 40)).astype(np.float32)
+    expected = [np.mean([(p > 0.5) == (r == 1) for p, r in zip(probabilities[:, a], references[:, a])])
+                for a in range(40)]
+    result = attributes.compute(predictions=probabilities, references=references)
+    assert result["per_attribute_accuracy"] == pytest.approx(expected)
+    assert result["mean_accuracy"] == pytest.approx(np.mean(expected))
+
+
+@pytest.mark.parametrize("predictions, references, kwargs, message", [
+    ([[1, 0], [1, 0, 1]], [[1, 0], [1, 0]], {}, "example 1: predictions has 3 attributes but example 0 has 2"),
+    ([[1, 0], [1, 0]], [[1, 0], [1, 2]], {}, r"example 1: references must be 0 or 1, got \[1.0, 2.0\]"),
+    ([[0.2, 0.3], [1.7, -0.4]], [[1, 0], [1, 0]], {}, "example 1: predictions must be 0/1 or probabilities"),
+    ([[1, 0], [1, 0]], [[1, 0, 1], [1, 0, 1]], {}, "predictions have 2 attributes per image but references 3"),
+    ([[1, 0]], [[1, 0]], {"threshold": 1.0}, r"threshold must lie in \(0, 1\)"),
+    ([[1, 0]], [[1, 0]], {"attribute_names": ["a"]}, "attribute_names has 1 names but the inputs have 2"),
+])
+def test_attribute_accuracy_rejects_bad_input(attributes, predictions, references, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        attributes.compute(predictions=predictions, references=references, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Expression metrics
+
+
+def test_expression_metrics_by_hand(expression):
+    predictions = [0, 1, 2, 2, 1, 0, 2]
+    references = [0, 1, 1, 2, 1, 2, 2]
+    result = expression.compute(predictions=predictions, references=references, num_classes=4)
+    assert result["confusion_matrix"] == [[1, 0, 0, 0], [0, 2, 1, 0], [1, 0, 2, 0], [0, 0, 0, 0]]
+    assert result["accuracy"] == pytest.approx(5 / 7)
+    # F1 = 2TP / (2TP + FP + FN): class 0 2/3, class 1 4/5, class 2 4/6; class 3 neither occurs nor is predicted
+    assert result["per_class_f1"] == pytest.approx([2 / 3, 4 / 5, 2 / 3, None])
+    assert result["macro_f1"] == pytest.approx((2 / 3 + 4 / 5 + 2 / 3) / 3)
+    inferred = expression.compute(predictions=predictions, references=references, label_names=["neutral", "happy",
+                                                                                                "sad"])
+    assert inferred["confusion_matrix"] == [[1, 0, 0], [0, 2, 1], [1, 0, 2]]
+    assert inferred["per_class_f1"] == pytest.approx({"neutral": 2 / 3, "happy": 4 / 5, "sad": 2 / 3})
+    predicted_only = expression.compute(predictions=[0, 1], references=[0, 0])  # class 1: predicted, no support
+    assert predicted_only["per_class_f1"] == pytest.approx([2 / 3, 0.0]) and predicted_only["macro_f1"] == 1 / 3
+
+
+def test_expression_metrics_match_a_numpy_loop(expression):
+    rng = np.random.default_rng(3)
+    references = rng.integers(0, 7, 200)
+    predictions = np.where(rng.uniform(size=200) < 0.6, references, rng.integers(0, 7, 200))
+    matrix = np.zeros((7, 7), dtype=int)
+    for reference, prediction in zip(references, predictions):
+        matrix[reference, prediction] += 1
+    f1 = []
+    for c in range(7):
+        tp = np.sum((predictions == c) & (references == c))
+        precision, recall = tp / np.sum(predictions == c), tp / np.sum(references == c)
+        f1.append(2 * precision * recall / (precision + recall))
+    result = expression.compute(predictions=predictions, references=references)
+    assert result["confusion_matrix"] == matrix.tolist()
+    assert result["accuracy"] == pytest.approx(np.mean(predictions == references))
+    assert result["macro_f1"] == pytest.approx(np.mean(f1))
+
+
+def test_macro_f1_follows_sklearns_default_convention(expression):
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    predictions, references = [0, 1, 1, 4, 4], [0, 1, 0, 4, 1]  # classes 2 and 3 absent on both sides
+    result = expression.compute(predictions=predictions, references=references, num_classes=5)
+    assert result["macro_f1"] == pytest.approx(sklearn_metrics.f1_score(references, predictions, average="macro"))
+
+
+@pytest.mark.parametrize("predictions, references, kwargs, message", [
+    ([0, 1, 7], [0, 1, 2], {"num_classes": 3}, r"example 2: predictions holds class 7, outside \[0, 3\)"),
+    ([0, 1, 2], [0, -1, 2], {}, r"example 1: references holds class -1, outside \[0, 3\)"),
+    ([0, 1, 2], [0, 1, 3], {"label_names": ["a", "b", "c"]}, "example 2: references holds class 3"),
+    ([0, 1], [0, 1], {"num_classes": 3, "label_names": ["a", "b"]}, "num_classes is 3 but label_names has 2"),
+    ([0, 1], [0, 1], {"num_classes": 0}, "num_classes must be a positive integer"),
+])
+def test_expression_metrics_reject_bad_input(expression, predictions, references, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        expression.compute(predictions=predictions, references=references, **kwargs)
+
+
+def test_ced_figure_reports_the_metric_numbers(nme):
+    from pros_hf.evaluation_plots import _failure_rate_and_auc
+
+    rng = np.random.default_rng(4)
+    references = rng.uniform(0, 128, (30, 68, 2))
+    result = nme.compute(predictions=references + rng.normal(0, 5, references.shape), references=references,
+                         ced_steps=300)
+    assert _failure_rate_and_auc(np.array(result["per_image_nme"]), 0.10, 300) == pytest.approx(
+        (result["failure_rate"], result["auc"]))
