@@ -39,3 +39,34 @@ def install_in_hub_cache(folder, repo_id: str) -> str:
     (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
     (repo_dir / "refs" / "main").write_text(revision)
     return str(snapshot)
+
+
+# Python source that makes `import pros_hf` fail in the process that runs it, as for a Hub user without the package.
+BLOCK_PROS_HF = r"""
+import importlib.abc, sys
+class BlockPackage(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "pros_hf" or name.startswith("pros_hf."):
+            raise ImportError("pros_hf is blocked in this process")
+sys.meta_path.insert(0, BlockPackage())
+try:
+    import pros_hf  # noqa: F401
+    raise SystemExit("pros_hf was importable")
+except ImportError:
+    pass
+"""
+
+
+def run_without_pros_hf(script: str, *args, cwd, timeout: int = 300):
+    """Run `script` in a fresh Python where `pros_hf` cannot be imported (with this session's offline HF_HOME and
+    a private HF_MODULES_CACHE under `cwd`), so that models load only through `trust_remote_code=True`. Fails the
+    test with the child's stderr if it exits non-zero; returns the `subprocess.CompletedProcess`."""
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    env["HF_MODULES_CACHE"] = os.path.join(str(cwd), "modules")
+    result = subprocess.run([sys.executable, "-c", BLOCK_PROS_HF + script, *map(str, args)], env=env,
+                            capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result

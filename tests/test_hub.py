@@ -12,7 +12,7 @@ import torch
 from skimage import data
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-from conftest import install_in_hub_cache
+from conftest import BLOCK_PROS_HF, install_in_hub_cache
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
 
 
@@ -64,18 +64,7 @@ def test_auto_classes_load_from_the_hub_cache(saved_model):
     torch.testing.assert_close(loaded(pixel_values).pooler_output, model(pixel_values).pooler_output, rtol=0, atol=0)
 
 
-REMOTE_CODE_SCRIPT = r"""
-import importlib.abc, sys
-class BlockPackage(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "pros_hf" or name.startswith("pros_hf."):
-            raise ImportError("pros_hf is blocked in this process")
-sys.meta_path.insert(0, BlockPackage())
-try:
-    import pros_hf  # noqa: F401
-    raise SystemExit("pros_hf was importable")
-except ImportError:
-    pass
+REMOTE_CODE_SCRIPT = BLOCK_PROS_HF + r"""
 import numpy as np, torch
 from transformers import AutoImageProcessor, AutoModel
 model = AutoModel.from_pretrained("org/pros-vitb", trust_remote_code=True)

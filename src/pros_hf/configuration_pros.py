@@ -12,6 +12,9 @@ from transformers import PreTrainedConfig
 
 
 TARGET_MODES = ("center", "sinkhorn", "sharpen")
+CLASSIFIER_POOLINGS = ("cls", "cls_mean")
+LANDMARK_DECODERS = ("heatmap", "regression")
+PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
 
 # Named sizes. "micro" is the test size: it trains hundreds of steps per minute on two CPU cores.
 PRESETS = {
@@ -79,6 +82,35 @@ class ProSConfig(PreTrainedConfig):
         koleo_weight (`float`, 0.0): weight of the KoLeo uniformity regulariser on head outputs (DINOv2); needs more
             than one image per process.
 
+    Classification head (`ProSForImageClassification`; `num_labels`, `id2label`, `label2id` and `problem_type` are
+    transformers' standard fields, and giving only one of `id2label` / `label2id` fills the other):
+        classifier_pooling (`str`, "cls"): what the linear classifier sees. "cls" is the final-norm CLS token, the
+            representation pre-training shaped (ViT, DINO linear probes). "cls_mean" concatenates it with the mean of
+            the patch tokens (as `Dinov2ForImageClassification`): usually a little better for local cues (glasses,
+            mouth open) at twice the classifier width.
+
+    Landmark head (`ProSForLandmarkDetection`):
+        num_landmarks (`int`, 68): points per face (300W 68, WFLW 98, AFLW-19 19).
+        landmark_decoder (`str`, "heatmap"): "heatmap" decodes features of several blocks to one heatmap per point and
+            takes its soft-argmax (FaRL, VitPose): precise and translation-equivariant. "regression" maps the pooled
+            features (CLS + mean patch) through an MLP to the coordinates directly: cheaper, less precise.
+        landmark_feature_layers (`list`, [1/3, 1/2, 2/3, 1.0]): which `hidden_states` feed the heatmap decoder. A
+            float in (0, 1] is a fraction of the depth (`hidden_states[max(1, round(f * num_hidden_layers))]`), so the
+            default works at any depth and gives FaRL's blocks 3/5/7/11 (0-based) on a 12-block ViT; an int is an index
+            into `hidden_states` (0 the embeddings, i the output of block i-1, negative from the end). Mid-depth
+            blocks keep the spatial detail the last ones trade for semantics. Checked against `num_hidden_layers`
+            when the model is built.
+        landmark_decoder_hidden_size (`int`, 256): channels of the heatmap decoder (and of the regression MLP).
+        landmark_heatmap_scale_factor (`int`, 4): heatmaps are this many times finer than the patch grid (VitPose's
+            simple decoder upsamples 4x): a 224 px / 16 px-patch input gives 56x56 heatmaps.
+        landmark_heatmap_sigma (`float`, 2.0): standard deviation, in heatmap cells, of the Gaussian each predicted
+            heatmap is pulled towards (VitPose and mmpose use 2 at 4x upsampling).
+        landmark_heatmap_loss_weight (`float`, 0.1): weight of the heatmap term, KL(Gaussian target || spatial
+            softmax of the heatmap) (DSNT, Nibali et al. 2018), added to the L1 loss on the normalised coordinates.
+            The coordinate loss alone accepts any heatmap whose mean is right (multi-modal or smeared ones too); the
+            KL term keeps them unimodal. It is ~1.5 nats at the start against an L1 of ~0.1, so a weight near 1 lets
+            it dominate and slows the coordinates down; 0.1 keeps the two comparable. 0 trains on coordinates only.
+
     Example:
     ```python
     >>> from pros_hf import ProSConfig, ProSModel
@@ -120,6 +152,14 @@ class ProSConfig(PreTrainedConfig):
         sharpen_temperature=0.25,
         me_max_weight=None,
         koleo_weight=0.0,
+        classifier_pooling="cls",
+        num_landmarks=68,
+        landmark_decoder="heatmap",
+        landmark_feature_layers=(1 / 3, 1 / 2, 2 / 3, 1.0),
+        landmark_decoder_hidden_size=256,
+        landmark_heatmap_scale_factor=4,
+        landmark_heatmap_sigma=2.0,
+        landmark_heatmap_loss_weight=0.1,
         **kwargs,
     ):
         self.hidden_size = hidden_size
@@ -153,7 +193,18 @@ class ProSConfig(PreTrainedConfig):
             me_max_weight = 1.0 if target_mode == "sharpen" else 0.0
         self.me_max_weight = me_max_weight
         self.koleo_weight = koleo_weight
+        self.classifier_pooling = classifier_pooling
+        self.num_landmarks = num_landmarks
+        self.landmark_decoder = landmark_decoder
+        self.landmark_feature_layers = list(landmark_feature_layers) if isinstance(
+            landmark_feature_layers, (list, tuple)) else landmark_feature_layers
+        self.landmark_decoder_hidden_size = landmark_decoder_hidden_size
+        self.landmark_heatmap_scale_factor = landmark_heatmap_scale_factor
+        self.landmark_heatmap_sigma = landmark_heatmap_sigma
+        self.landmark_heatmap_loss_weight = landmark_heatmap_loss_weight
+        kwargs = _complete_label_maps(kwargs)
         super().__init__(**kwargs)
+        self.sync_label_maps()
         self._validate()
 
     @classmethod
@@ -169,6 +220,43 @@ class ProSConfig(PreTrainedConfig):
         height, width = _pair(self.image_size)
         patch_height, patch_width = _pair(self.patch_size)
         return height // patch_height, width // patch_width
+
+    def sync_label_maps(self) -> None:
+        """Make `id2label` and `label2id` describe the same labels. transformers fills only `id2label` from
+        `num_labels`, and `from_pretrained(..., id2label=...)` sets it after construction, leaving a stale `label2id`;
+        the heads call this when they are built."""
+        id2label = {int(index): name for index, name in (self.id2label or {}).items()}
+        label2id = dict(self.label2id or {})
+        if len(set(id2label.values())) != len(id2label):
+            raise ValueError(f"ProSConfig.id2label must name each label once, got {id2label}.")
+        inverse = {name: index for index, name in id2label.items()}
+        if label2id == inverse:
+            return
+        default_names = all(str(name).startswith("LABEL_") for name in id2label.values())
+        if label2id and default_names and sorted(label2id.values()) == list(range(len(label2id))):
+            self.id2label = {index: name for name, index in label2id.items()}  # only label2id was given
+        elif not label2id or all(str(name).startswith("LABEL_") for name in label2id):
+            self.label2id = inverse  # only id2label (or num_labels) was given
+        else:
+            raise ValueError(f"ProSConfig.id2label {id2label} and label2id {label2id} describe different labels.")
+
+    def landmark_hidden_state_indices(self) -> list[int]:
+        """`landmark_feature_layers` as sorted, distinct indices into `hidden_states` (0 .. num_hidden_layers)."""
+        depth = self.num_hidden_layers
+        indices = []
+        for layer in self.landmark_feature_layers:
+            if isinstance(layer, float):
+                index = max(1, int(layer * depth + 0.5))
+            elif -(depth + 1) <= layer <= depth:
+                index = layer % (depth + 1)
+            else:
+                raise ValueError(
+                    f"ProSConfig.landmark_feature_layers has index {layer}, but a {depth}-block model has "
+                    f"hidden_states 0..{depth} (or {-(depth + 1)}..-1); use fractions of the depth such as 0.5 to "
+                    f"be independent of it."
+                )
+            indices.append(index)
+        return sorted(set(indices))
 
     def _validate(self) -> None:
         """Fail at construction, naming the field, instead of deep inside a forward pass."""
@@ -211,13 +299,47 @@ class ProSConfig(PreTrainedConfig):
             raise ValueError(f"ProSConfig.target_mode must be one of {TARGET_MODES}, got {self.target_mode!r}.")
         if not 0.0 <= self.center_momentum < 1.0:
             raise ValueError(f"ProSConfig.center_momentum must be in [0, 1), got {self.center_momentum!r}.")
-        for name in ("me_max_weight", "koleo_weight"):
+        for name in ("me_max_weight", "koleo_weight", "landmark_heatmap_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ProSConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
+        for name, value, options in (("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS),
+                                     ("landmark_decoder", self.landmark_decoder, LANDMARK_DECODERS),
+                                     ("problem_type", self.problem_type, (None, *PROBLEM_TYPES))):
+            if value not in options:
+                raise ValueError(f"ProSConfig.{name} must be one of {options}, got {value!r}.")
+        for name in ("num_landmarks", "landmark_decoder_hidden_size", "landmark_heatmap_scale_factor"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"ProSConfig.{name} must be a positive integer, got {value!r}.")
+        if not self.landmark_heatmap_sigma > 0:
+            raise ValueError(f"ProSConfig.landmark_heatmap_sigma must be > 0, got {self.landmark_heatmap_sigma!r}.")
+        layers = self.landmark_feature_layers
+        if (not isinstance(layers, list) or not layers or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not 0 < v <= 1)
+                for v in layers)):
+            raise ValueError(
+                "ProSConfig.landmark_feature_layers must be a non-empty list of fractions of the depth in (0, 1] "
+                f"(floats) or hidden_states indices (ints), got {layers!r}."
+            )
 
 
 def _pair(value):
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
 
-__all__ = ["ProSConfig", "PRESETS", "TARGET_MODES"]
+def _complete_label_maps(kwargs: dict) -> dict:
+    """Fill `id2label` from `label2id` (transformers ignores a lone `label2id`), and refuse a `num_labels` that
+    contradicts the label names instead of transformers' warning that keeps the names."""
+    id2label, label2id = kwargs.get("id2label"), kwargs.get("label2id")
+    if label2id is not None and id2label is None:
+        kwargs["id2label"] = id2label = {int(index): name for name, index in label2id.items()}
+    num_labels = kwargs.get("num_labels")
+    if num_labels is not None and id2label is not None and len(id2label) != num_labels:
+        raise ValueError(
+            f"ProSConfig.num_labels={num_labels} contradicts the {len(id2label)} labels of id2label/label2id; "
+            "give the label names alone (num_labels follows from them)."
+        )
+    return kwargs
+
+
+__all__ = ["ProSConfig", "PRESETS", "TARGET_MODES", "CLASSIFIER_POOLINGS", "LANDMARK_DECODERS", "PROBLEM_TYPES"]

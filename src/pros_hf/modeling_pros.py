@@ -12,6 +12,8 @@ submodule takes the whole config, initialisation only in `_init_weights`), with 
 not have the package: it must import nothing but torch, transformers and its own relative imports.
 """
 
+import re
+
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -240,6 +242,26 @@ class ProSPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ProSEmbeddings):
             init.trunc_normal_(module.cls_token, mean=0.0, std=std)
             init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+
+    def get_layer_id(self, parameter_name: str) -> int:
+        """Depth of a parameter for layer-wise learning-rate decay (BEiT, DINOv2): 0 for the embeddings (patch
+        projection, CLS token, position embeddings), `i + 1` for block `i`, `num_hidden_layers + 1` for the final norm
+        and everything after it (task heads). Takes names as `named_parameters()` gives them, with any prefix
+        (`pros.`, PEFT's `base_model.model.`)."""
+        match = re.search(r"(?:^|\.)encoder\.layer\.(\d+)\.", parameter_name)
+        if match:
+            return int(match.group(1)) + 1
+        if re.search(r"(?:^|\.)embeddings\.", parameter_name):
+            return 0
+        return self.config.num_hidden_layers + 1
+
+    def backbone_parameter_names(self) -> list[str]:
+        """Names (as `named_parameters()` gives them) of the backbone's parameters; the others belong to the task
+        head. A `ProSModel` is all backbone."""
+        backbone = getattr(self, self.base_model_prefix, None)
+        if backbone is None:
+            return [name for name, _ in self.named_parameters()]
+        return [f"{self.base_model_prefix}.{name}" for name, _ in backbone.named_parameters()]
 
 
 class ProSModel(ProSPreTrainedModel):

@@ -1,0 +1,52 @@
+"""What the task heads share: getting a pre-trained backbone into a freshly initialised head in one call.
+
+Copied next to the weights of every head by `save_pretrained` (with `modeling_pros_pretraining.py`, which knows where
+the teacher lives in a pre-training export), so it imports only torch, transformers and relative modules.
+"""
+
+import os
+
+from .configuration_pros import ProSConfig
+from .modeling_pros import ProSModel, ProSPreTrainedModel
+from .modeling_pros_pretraining import ProSForPreTraining
+
+
+# config entries that describe the saved model, not the head being built
+_SAVED_MODEL_KEYS = ("architectures", "auto_map", "transformers_version", "_name_or_path", "model_type", "dtype")
+_LABEL_KEYS = ("num_labels", "id2label", "label2id")
+
+
+def load_backbone(pretrained) -> ProSModel:
+    """A `ProSModel` from a `ProSModel` (returned as is), a `ProSForPreTraining` (its EMA teacher), or the folder / Hub
+    id of either (a pre-training export is recognised by `architectures` in its config). The folder of a fine-tuned
+    head also works: its backbone is loaded and the head dropped."""
+    if isinstance(pretrained, ProSModel):
+        return pretrained
+    if isinstance(pretrained, ProSForPreTraining):
+        return pretrained.export_teacher()
+    if not isinstance(pretrained, (str, os.PathLike)):
+        raise TypeError(
+            "from_backbone takes a ProSModel, a ProSForPreTraining, or the folder / Hub id of a saved one, got "
+            f"{type(pretrained).__name__}."
+        )
+    architectures = ProSConfig.from_pretrained(pretrained).architectures or []
+    if "ProSForPreTraining" in architectures:
+        return ProSForPreTraining.from_pretrained(pretrained).export_teacher()
+    return ProSModel.from_pretrained(pretrained)
+
+
+def head_from_backbone(head_class: type[ProSPreTrainedModel], pretrained, **config_overrides) -> ProSPreTrainedModel:
+    """`head_class` built from the backbone's config plus `config_overrides`, with the backbone weights loaded into
+    `head.pros` and the head freshly initialised; returned in eval mode, like `from_pretrained`."""
+    backbone = load_backbone(pretrained)
+    config_dict = backbone.config.to_dict()
+    for key in _SAVED_MODEL_KEYS + (_LABEL_KEYS if set(_LABEL_KEYS) & set(config_overrides) else ()):
+        config_dict.pop(key, None)
+    config = ProSConfig(**{**config_dict, **config_overrides})
+    config._attn_implementation = backbone.config._attn_implementation
+    head = head_class(config)
+    head.pros.load_state_dict(backbone.state_dict())
+    return head.eval()
+
+
+__all__ = ["load_backbone", "head_from_backbone"]
