@@ -339,6 +339,8 @@ def test_knn_eval_example_end_to_end(tmp_path, micro_model):
     for entry in results["labels"].values():
         for key in ("top1", "random_init_top1", "majority_chance_top1"):
             assert 0 <= entry[key] <= 100
+        assert len(entry["random_init_top1_per_seed"]) == 3  # the default --random_init_seeds
+        assert entry["random_init_top1"] == pytest.approx(sum(entry["random_init_top1_per_seed"]) / 3)
 
 
 def test_visualize_example_end_to_end(tmp_path):
