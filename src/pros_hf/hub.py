@@ -63,6 +63,181 @@ def backbone_card(
     )
 
 
+# How each task's scalar metrics go into a card's model-index: metric key -> (metric type, display name).
+HEAD_METRICS = {
+    "expression": {"accuracy": ("accuracy", "top-1 accuracy"), "macro_f1": ("f1", "macro F1")},
+    "attributes": {"mean_accuracy": ("accuracy", "mean attribute accuracy")},
+    "landmarks": {"nme": ("nme", "NME"), "failure_rate": ("failure_rate", "failure rate"), "auc": ("auc", "AUC")},
+}
+HEAD_TASK_TYPES = {"expression": "image-classification", "attributes": "image-classification",
+                   "landmarks": "keypoint-detection"}
+_TASK_DESCRIPTIONS = {
+    "expression": "facial expression recognition",
+    "attributes": "facial attribute estimation (multi-label)",
+    "landmarks": "facial landmark alignment",
+}
+_LOWER_IS_BETTER = ("nme", "failure_rate")
+
+
+def _is_hub_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub repository id (org/name) rather than a local path."""
+    if not name or os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        return False
+    return all(part and all(c.isalnum() or c in "-_." for c in part) for part in name.split("/"))
+
+
+def _results_table(task: str, results: dict) -> str:
+    """Markdown rows `metric | pre-trained | random init` from results.json's `runs` entry."""
+    metrics = HEAD_METRICS[task]
+    runs = [(label, results[key]) for key, label in (("pretrained", "pre-trained backbone"),
+                                                      ("random_init", "random init (same architecture)"),
+                                                      ("prior", "labels only (no image)"))
+            if key in results]
+    header = "| metric | " + " | ".join(label for label, _ in runs) + " |"
+    lines = [header, "| --- |" + " --- |" * len(runs)]
+    for key, (_, name) in metrics.items():
+        arrow = " (lower is better)" if key in _LOWER_IS_BETTER else ""
+        cells = []
+        for _, run in runs:
+            mean, std = run["mean"].get(key), run["std"].get(key)
+            cells.append("n/a" if mean is None else f"{mean:.4f} ± {std:.4f}")
+        lines.append(f"| {name}{arrow} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def head_card(
+    model,
+    task: str,
+    results: dict,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    dataset: str = "unspecified",
+    dataset_id: str | None = None,
+    num_train: int | str | None = None,
+    num_test: int | None = None,
+    few_shot: float | None = None,
+    seeds: list[int] | None = None,
+    mode_summary: str = "full fine-tuning",
+    schedule_summary: str = "Not recorded.",
+    trainable_parameters: int | None = None,
+    lora_summary: str | None = None,
+    license: str = "apache-2.0",
+) -> ModelCard:
+    """The card of a fine-tuned head (`lora_summary` None) or of its LoRA adapter, with the measured metrics.
+
+    `model`: the plain head model (for an adapter, the merged one). `results`: `{"pretrained": {"mean": {metric:
+    value}, "std": {...}}, "random_init": {...}}` as `examples/finetune.py` writes them; the pre-trained means go into
+    the `model-index` metadata (`eval_results`), both runs into the card's table. `base_model` goes into the metadata
+    when it is a Hub id (a local path is named in the text only).
+    """
+    from huggingface_hub import EvalResult
+
+    if task not in HEAD_METRICS:
+        raise ValueError(f"task must be one of {sorted(HEAD_METRICS)}, got {task!r}.")
+    main_run = results.get("pretrained") or results.get("random_init")
+    if main_run is None:
+        raise ValueError("results need a 'pretrained' (or 'random_init') entry with the measured means.")
+    config = model.config
+    adapter = lora_summary is not None
+    name = (repo_id or f"ProS {task} {'adapter' if adapter else 'head'}").split("/")[-1]
+    hub_base = base_model if _is_hub_id(base_model) else None
+    dataset_type = dataset_id or ("synthetic-faces" if dataset.startswith("synthetic") else "custom")
+    split = "test"
+    eval_results = []
+    for key, (metric_type, metric_name) in HEAD_METRICS[task].items():
+        value = main_run["mean"].get(key)
+        if value is not None:
+            eval_results.append(EvalResult(
+                task_type=HEAD_TASK_TYPES[task], task_name=_TASK_DESCRIPTIONS[task], dataset_type=dataset_type,
+                dataset_name=dataset, dataset_split=split, metric_type=metric_type, metric_name=metric_name,
+                metric_value=round(float(value), 6)))
+    metadata = ModelCardData(
+        model_name=name,
+        base_model=hub_base,
+        library_name="peft" if adapter else "transformers",
+        license=license,
+        pipeline_tag=HEAD_TASK_TYPES[task],
+        tags=["pros", "pros_hf", "face", "vision-transformer", task] + (["lora"] if adapter else []),
+        datasets=[dataset_id] if dataset_id else None,
+        eval_results=eval_results or None,
+    )
+
+    classifier = task != "landmarks"
+    model_class = type(model).__name__
+    auto_class = "AutoModelForImageClassification" if classifier else "AutoModelForPoseEstimation"
+    repo = repo_id or "path/to/this/folder"
+    if classifier:
+        labels_summary = f"{config.num_labels} labels: {', '.join(str(v) for v in config.id2label.values())}"
+        head_description = (f"a linear classifier on the {getattr(config, 'classifier_pooling', 'cls')} "
+                            f"features, {config.problem_type or 'single_label_classification'}")
+    else:
+        labels_summary = f"{config.num_landmarks} points"
+        head_description = f"a {config.landmark_decoder} landmark decoder"
+    if adapter:
+        usage = (
+            "import pros_hf  # registers the ProS classes\n"
+            "from peft import PeftModel\n"
+            f"from transformers import AutoConfig, AutoImageProcessor, AutoModel, {auto_class}\n\n"
+            f"config = AutoConfig.from_pretrained(\"{repo}\")  # the head's labels and shape\n"
+            f"base = {auto_class}.from_config(config)\n"
+            f"base.pros.load_state_dict(AutoModel.from_pretrained(\"{base_model or 'BASE_BACKBONE'}\").state_dict())\n"
+            f"model = PeftModel.from_pretrained(base, \"{repo}\").eval()\n"
+            f"processor = AutoImageProcessor.from_pretrained(\"{repo}\")\n"
+            "# without pros_hf installed: pass trust_remote_code=True to each from_pretrained / from_config call"
+        )
+    elif classifier:
+        usage = (
+            "from transformers import pipeline\n\n"
+            f"classify = pipeline(\"image-classification\", model=\"{repo}\", trust_remote_code=True)\n"
+            f"classify(\"face.jpg\", top_k={config.num_labels})  # every label's "
+            f"{'probability' if config.problem_type == 'multi_label_classification' else 'score'}, not the top 5"
+        )
+    else:
+        usage = (
+            "from transformers import pipeline\n\n"
+            f"landmarks = pipeline(\"face-landmarks\", model=\"{repo}\")  # needs pros_hf (it registers the task)\n"
+            "landmarks(\"face.jpg\")  # {\"landmarks\": [[x, y], ...]} in the image's pixels\n\n"
+            f"# or, without pros_hf: {auto_class}.from_pretrained(\"{repo}\", trust_remote_code=True)"
+        )
+    notes = []
+    if "random_init" in results and "pretrained" in results:
+        notes.append("The random-init column trains the same architecture from random weights with the same recipe "
+                     "and labels: the gap is what pre-training contributes.")
+    if "prior" in results:
+        notes.append("The labels-only column predicts without the image (the majority class, each attribute's "
+                     "majority value, or the mean face shape of the same training labels): the floor to beat.")
+    comparison_note = " ".join(notes)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = trainable_parameters if trainable_parameters is not None else total
+    fields = dict(
+        model_name=name,
+        task=task,
+        task_description=_TASK_DESCRIPTIONS[task],
+        model_class=model_class,
+        auto_class=auto_class,
+        head_description=head_description,
+        base_model=base_model or "a ProS backbone",
+        usage=usage,
+        dataset=dataset,
+        num_test=num_test if num_test is not None else "?",
+        num_train=num_train if num_train is not None else "?",
+        num_seeds=len(seeds or [0]),
+        seeds=", ".join(str(s) for s in (seeds or [0])),
+        results_table=_results_table(task, results),
+        comparison_note=comparison_note,
+        main_run="the pre-trained backbone's runs" if "pretrained" in results else "the runs from random weights",
+        labels_summary=labels_summary,
+        num_parameters=f"{total / 1e6:.2f}M",
+        trainable_summary=f"{trainable:,} ({100 * trainable / total:.2f}%)",
+        mode_summary=mode_summary,
+        few_shot_summary=f" ({100 * few_shot:g}% of the training labels, drawn per seed)" if few_shot else "",
+        schedule_summary=schedule_summary,
+        lora_summary=lora_summary or "",
+        **{key: getattr(config, key) for key in ("num_hidden_layers", "hidden_size", "patch_size", "image_size")},
+    )
+    return render_card("adapter" if adapter else "head", metadata, **fields)
+
+
 def is_offline() -> bool:
     """Whether the Hub is switched off for this process (HF_HUB_OFFLINE, read now rather than at import)."""
     from huggingface_hub import constants
@@ -88,4 +263,4 @@ def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = Non
     return getattr(commit, "commit_url", str(commit))
 
 
-__all__ = ["backbone_card", "is_offline", "push_folder", "render_card"]
+__all__ = ["HEAD_METRICS", "backbone_card", "head_card", "is_offline", "push_folder", "render_card"]

@@ -1,0 +1,554 @@
+"""Fine-tune a ProS backbone for facial expressions, attributes or landmarks, and say what pre-training contributed.
+
+    python examples/finetune.py --task expression --model outputs/demo/backbone
+    python examples/finetune.py --task landmarks --model outputs/demo/backbone --few_shot 0.05 --seeds 0 1 2 \
+        --compare_random_init
+    python examples/finetune.py --task all --model outputs/demo/backbone --few_shot 0.05 --seeds 0 1 2 \
+        --compare_random_init          # the few-shot table: pre-trained vs random init on all three tasks
+    python examples/finetune.py --task attributes --model org/pros-vitb --lora --push_to_hub \
+        --hub_model_id org/pros-vitb-attributes-lora
+
+With no data flag it uses the synthetic faces, face-cropped as `make demo` crops its pre-training images (rendered
+once, then cached). Each (seed, initialisation) is one `Trainer` run; the script writes to `--output_dir`:
+`results.json` (every metric per seed, mean and std, for the pre-trained backbone and with `--compare_random_init` the
+same architecture at random initialisation), PNGs (confusion matrix, per-attribute accuracy, landmarks on test faces
+and the CED curve), and the fine-tuned head of the first seed (or its LoRA adapter, with the merged head next to it in
+`<output_dir>-merged`) with its image processor and a model card carrying the measured metrics. `--help` lists every
+flag with why it matters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+
+logger = logging.getLogger("finetune")
+TASK_CHOICES = ("attributes", "expression", "landmarks", "all")
+
+
+@dataclass
+class FinetuneArguments:
+    task: str = field(default="expression", metadata={
+        "choices": TASK_CHOICES,
+        "help": "expression (7-way single-label, cross-entropy), attributes (multi-label, BCE; mean accuracy over "
+                "attributes) or landmarks (heatmaps + soft-argmax, NME). 'all' runs the three in turn into "
+                "<output_dir>/<task> and prints one table: the few-shot comparison in one command."})
+    model: str | None = field(default=None, metadata={"help": (
+        "The backbone: a ProSModel folder or Hub id (what pre-training exports), or a pre-training checkpoint folder "
+        "(its EMA teacher is used, as ProS fine-tunes the teacher). Default: a random-init 'micro' ViT, the floor.")})
+    random_init: bool = field(default=False, metadata={"help": (
+        "Train the --model architecture from random weights instead of its pre-trained ones.")})
+    compare_random_init: bool = field(default=False, metadata={"help": (
+        "Also run every seed with the same architecture at random initialisation, same recipe and same labelled "
+        "examples: the gap is what pre-training contributes (results.json 'random_init', the printed table).")})
+
+    dataset: str | None = field(default=None, metadata={"help": (
+        "A dataset saved with save_to_disk (a Dataset, or a DatasetDict with train and test/validation splits) with "
+        "an image column and the task's column: expression (ClassLabel or int), attributes (list of ClassLabel ids "
+        "present, or a 0/1 vector with --class_names), landmarks ((N, 2) or 2N pixel coordinates).")})
+    test_dataset: str | None = field(default=None, metadata={"help": (
+        "A saved dataset to test on, next to --dataset (e.g. examples/demo.py's faces_eval next to faces_train).")})
+    image_dir: str | None = field(default=None, metadata={"help": (
+        "A folder of images, with --labels_file naming them (file_name column, relative to this folder).")})
+    labels_file: str | None = field(default=None, metadata={"help": (
+        "CSV or JSON/JSONL labels for --image_dir: file_name, then expression (class id or name), or one 0/1 column "
+        "per attribute, or landmarks (2N pixel numbers, or N [x, y] pairs in JSON). Bad rows are reported by line.")})
+    test_labels_file: str | None = field(default=None, metadata={"help": (
+        "Labels of a separate test set in --image_dir. Without it, --test_fraction of --labels_file is held out.")})
+    hub_dataset: str | None = field(default=None, metadata={"help": (
+        "A Hub dataset id (datasets.load_dataset), with the columns described for --dataset. Needs the network "
+        "once; offline it must be in the cache.")})
+    hub_config: str | None = field(default=None, metadata={"help": "Configuration name of --hub_dataset."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on when the dataset has splits."})
+    test_split: str | None = field(default=None, metadata={"help": (
+        "Split to test on (default: test, validation, valid or val, whichever exists).")})
+    test_fraction: float = field(default=0.2, metadata={"help": (
+        "Held-out fraction when the data has no test split (stratified for expressions, seeded by the first seed).")})
+    image_column: str = field(default="image", metadata={"help": "Image column of --dataset / --hub_dataset."})
+    label_column: str | None = field(default=None, metadata={"help": "Label column (default: the task's name)."})
+    class_names: list[str] | None = field(default=None, metadata={"help": (
+        "Expression class names in id order (default: the 7 basic expressions neutral, happiness, sadness, surprise, "
+        "fear, disgust, anger), or the attribute names of a 0/1 vector / of the label file's columns to use.")})
+    attribute_columns: list[str] | None = field(default=None, metadata={"help": (
+        "Separate 0/1 columns of a dataset that together are the attributes (CelebA on the Hub is laid out so).")})
+    num_landmarks: int | None = field(default=None, metadata={"help": (
+        "Points per face; every row must have this many (default: the count of the first row).")})
+    num_train: int | None = field(default=None, metadata={"help": (
+        "Cap on training images (synthetic default: 2000 rendered, the demo's pre-training set).")})
+    num_test: int | None = field(default=None, metadata={"help": (
+        "Cap on test images (synthetic default: 1000 rendered with another seed, the demo's k-NN set).")})
+    data_cache_dir: str | None = field(default=None, metadata={"help": (
+        "Where rendered synthetic face crops are cached (default: under HF_DATASETS_CACHE).")})
+
+    few_shot: float | None = field(default=None, metadata={"help": (
+        "Train on this fraction of the training labels (e.g. 0.05), drawn per seed: stratified by class for "
+        "expressions (at least one per class), at least one positive and one negative per attribute, at random for "
+        "landmarks. Few-shot is where a pre-trained backbone should matter most.")})
+    seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": (
+        "Repeat with these seeds (few-shot subset, head init, augmentation, data order); results are reported per "
+        "seed and as mean and std. Few-shot numbers vary a lot: use at least 3 seeds to compare models.")})
+
+    mode: str = field(default="full", metadata={"choices": ("full", "linear_probe"), "help": (
+        "full: train everything (backbone at a lower, layer-decayed learning rate). linear_probe: freeze the "
+        "backbone and train the head alone; measures the frozen features, cheapest, robust with very few labels.")})
+    lora: bool = field(default=False, metadata={"help": (
+        "LoRA through PEFT: the backbone frozen, low-rank updates on its attention projections (--lora_target_"
+        "modules) and the head trained in full (modules_to_save). Saves a small adapter instead of a whole model.")})
+    lora_r: int = field(default=2, metadata={"help": (
+        "LoRA rank. Parameters grow linearly with it: at the micro demo size (width 64) r=2 is 1.4 percent of the "
+        "model (r=8 would be 5.4); on a ViT-B/16, r=8 is 0.5 percent.")})
+    lora_alpha: float = field(default=4.0, metadata={"help": (
+        "LoRA scale numerator: updates are scaled by alpha / r. Keep alpha = 2r when changing r so the effective "
+        "step size stays comparable.")})
+    lora_dropout: float = field(default=0.0, metadata={"help": (
+        "Dropout on the LoRA input. 0.05-0.1 helps on larger data; with a few dozen images it mostly adds noise.")})
+    lora_target_modules: list[str] = field(default_factory=lambda: ["qkv", "o_proj"], metadata={"help": (
+        "Backbone Linear layers to adapt: qkv (fused query/key/value) and o_proj (attention output); fc1 / fc2 add the "
+        "MLPs at 4x the cost.")})
+
+    backbone_lr_scale: float = field(default=0.3, metadata={"help": (
+        "Backbone learning rate = this x --learning_rate (the head gets the full rate). A fresh head's large early "
+        "gradients would otherwise wash out pre-trained features. 0.1 suits large pre-trained ViTs; the micro demo "
+        "backbone needs to move more (0.1 left its landmark head behind 0.3 and 1.0).")})
+    layer_decay: float = field(default=0.75, metadata={"help": (
+        "Layer-wise lr decay (BEiT/MAE): block i of L gets decay^(L - i) of the backbone rate, the embeddings "
+        "decay^(L+1). Early blocks hold generic features and move least. 1.0 disables it; 0.65-0.75 is usual.")})
+    classifier_pooling: str | None = field(default=None, metadata={"choices": (None, "cls", "cls_mean"), "help": (
+        "What the classifier sees: cls (the token pre-training shaped) or cls_mean (CLS + mean patch token, "
+        "better for local cues such as glasses or an open mouth). Default: the model config's (cls).")})
+    landmark_decoder: str | None = field(default=None, metadata={"choices": (None, "heatmap", "regression"), "help": (
+        "heatmap (several blocks -> heatmaps -> soft-argmax; precise) or regression (pooled features -> MLP; "
+        "cheaper, coarser). Default: the config's (heatmap).")})
+    landmark_decoder_hidden_size: int | None = field(default=None, metadata={"help": (
+        "Channels of the landmark decoder. Default: 256, or the backbone width when it is narrower (a 256-channel "
+        "3x3 convolution would have 3x the micro backbone's parameters and dominate its CPU time).")})
+    image_size: int | None = field(default=None, metadata={"help": (
+        "Input side in pixels (multiple of the patch size). Default: the backbone's pre-training size, which its "
+        "position embeddings were learnt at (other sizes are interpolated).")})
+    augment: bool = field(default=True, metadata={"help": (
+        "Training-time augmentation: a random similarity (rotation, zoom, shift) moving image and landmarks together; "
+        "plus horizontal flips for the classifiers. With few labels it is the main guard against memorising them.")})
+    flip_landmarks: bool = field(default=False, metadata={"help": (
+        "Also flip landmark faces, with iBUG's 68-point permutation so left and right points swap. Only correct for "
+        "the 68-point layout.")})
+    nme_normalization: str | None = field(default=None, metadata={
+        "choices": (None, "inter_ocular", "inter_pupil", "box", "box_diagonal"), "help": (
+            "NME normaliser: inter_ocular (outer eye corners; 300W, WFLW; the default for 68 and 98 points), "
+            "inter_pupil, box (sqrt of the landmark box area) or box_diagonal (AFLW-19; default for other counts).")})
+    failure_threshold: float = field(default=0.10, metadata={"help": (
+        "NME above which a face counts as a failure, also the end of the CED curve for the AUC (0.10 usual; 0.07 "
+        "for AFLW-19).")})
+    num_plot_faces: int = field(default=8, metadata={"help": "Test faces drawn with their predicted landmarks."})
+    hub_base_model: str | None = field(default=None, metadata={"help": (
+        "Hub id of the backbone for the card's base_model and the adapter's base_model_name_or_path (default: "
+        "--model when it is a Hub id; a local folder is recorded as its path).")})
+    license: str = field(default="apache-2.0", metadata={"help": "License written in the model card."})
+
+
+# Defaults that fit the demo scale (micro ViT, 48-64 px face crops) on a CPU, applied unless the flag is given.
+# 400 steps of 32 images: ~130 epochs over a 5% few-shot set (98 crops), ~6.5 over the full 1,959; 20-40 s per run on
+# one busy CPU core. On the synthetic 5% split, 1e-3 / 300 steps left the landmark head near the mean shape (NME 0.14
+# to 0.20); 3e-3 and more steps brought it to 0.11-0.12. The head takes this rate, the backbone a fraction of it.
+TRAINING_DEFAULTS = {
+    "--output_dir": "outputs/finetune", "--max_steps": "400", "--per_device_train_batch_size": "32",
+    "--per_device_eval_batch_size": "128", "--learning_rate": "3e-3", "--weight_decay": "0.05",
+    "--warmup_steps": "0.1", "--lr_scheduler_type": "cosine", "--logging_steps": "50", "--save_strategy": "no",
+    "--eval_strategy": "no", "--report_to": "none", "--dataloader_num_workers": "0",
+}
+
+
+def with_training_defaults(argv: list[str]) -> list[str]:
+    given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
+    extra = []
+    defaults = dict(TRAINING_DEFAULTS)
+    if not torch.cuda.is_available():
+        defaults["--dataloader_pin_memory"] = "False"  # nothing to pin to without a GPU (and torch warns)
+    for flag, value in defaults.items():
+        if flag not in given and not (flag == "--max_steps" and "--num_train_epochs" in given):
+            extra += [flag, value]
+    return argv + extra
+
+
+def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
+    parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
+    args, training_args = parser.parse_args_into_dataclasses(args=with_training_defaults(argv))
+    if args.lora and args.mode == "linear_probe":
+        raise SystemExit("--lora and --mode linear_probe exclude each other: LoRA already freezes the backbone's "
+                         "weights and trains low-rank updates plus the head.")
+    if args.random_init and args.compare_random_init:
+        raise SystemExit("--random_init already trains from random weights; --compare_random_init adds that run "
+                         "next to the pre-trained one. Pass one of them.")
+    if args.task == "all" and training_args.push_to_hub:
+        raise SystemExit("--push_to_hub pushes one head: pick one --task.")
+    if training_args.push_to_hub and not training_args.hub_model_id:
+        raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME.")
+    if not args.seeds:
+        raise SystemExit("--seeds needs at least one seed.")
+    return args, training_args
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_backbone_and_processor(args: FinetuneArguments):
+    """(backbone for build_head: a ProSModel, or a ProSConfig for the default random micro), processor, name."""
+    from pros_hf import ProSConfig, ProSImageProcessor, load_backbone
+
+    if args.model is None:
+        config = ProSConfig.from_preset("micro", image_size=args.image_size or 64)
+        backbone, name = config, "random-init micro ViT"
+    else:
+        backbone, name = load_backbone(args.model), args.model
+        config = backbone.config
+    processor = None
+    if args.model is not None:
+        try:
+            processor = ProSImageProcessor.from_pretrained(args.model)
+        except (OSError, ValueError):
+            processor = None  # no preprocessor_config.json: derive it from the config
+    if processor is None:
+        processor = ProSImageProcessor.from_model_config(config)
+    if args.image_size:
+        processor = ProSImageProcessor(**{**processor.to_dict(), "size": {"shortest_edge": args.image_size},
+                                          "crop_size": {"height": args.image_size, "width": args.image_size}})
+    processor_dict = {k: v for k, v in processor.to_dict().items() if k not in ("image_processor_type", "auto_map")}
+    processor = ProSImageProcessor(**processor_dict)
+    return backbone, processor, name
+
+
+def decoder_width(args: FinetuneArguments, backbone) -> int | None:
+    if args.landmark_decoder_hidden_size:
+        return args.landmark_decoder_hidden_size
+    hidden = backbone.hidden_size if hasattr(backbone, "hidden_size") else backbone.config.hidden_size
+    return min(256, hidden)
+
+
+def to_image_points(normalised: np.ndarray, images, processor) -> list[np.ndarray]:
+    """Normalised predictions on the processed input -> pixel points of each original image (the pipeline's maths)."""
+    from pros_hf.pipelines import processed_to_image_coordinates
+
+    points = []
+    for prediction, image in zip(normalised, images):
+        width, height = image.size
+        points.append(processed_to_image_coordinates(prediction, (height, width), processor))
+    return points
+
+
+def run_once(args, training_args, data, backbone, processor, train_indices, init: str, seed: int, scratch: str):
+    """Train one head (one seed, one initialisation) and score it on the test set."""
+    from pros_hf.finetuning import FaceTaskCollator, apply_lora, count_trainable, default_augmentation, freeze_backbone
+    from pros_hf.finetuning.data import processed_size
+    from pros_hf.finetuning.training import (
+        FinetuneTrainer, build_head, head_config_overrides, ignore_keys_for, make_compute_metrics, scalar_metrics,
+        task_metrics,
+    )
+
+    labels = data.labels
+    set_seed(seed)
+    overrides = head_config_overrides(
+        labels, classifier_pooling=args.classifier_pooling, landmark_decoder=args.landmark_decoder,
+        landmark_decoder_hidden_size=decoder_width(args, backbone) if labels.task == "landmarks" else None,
+        drop_path_rate=0.0 if args.mode == "linear_probe" else None)  # a frozen backbone runs as in inference
+    model = build_head(labels.task, backbone, overrides, random_init=(init == "random_init"), seed=seed)
+    if args.lora:
+        model = apply_lora(model, r=args.lora_r, alpha=args.lora_alpha, dropout=args.lora_dropout,
+                           target_modules=args.lora_target_modules)
+    elif args.mode == "linear_probe":
+        freeze_backbone(model)
+    counts = count_trainable(model)
+
+    input_size = processed_size(processor)
+    augmentation = default_augmentation(labels.task, input_size, processor, labels.num_landmarks,
+                                        args.flip_landmarks) if args.augment else None
+    run_args = dataclasses.replace(
+        training_args, output_dir=os.path.join(scratch, f"{init}-seed{seed}"), seed=seed, data_seed=seed,
+        label_names=[labels.label_key], remove_unused_columns=False, push_to_hub=False, save_strategy="no",
+    )
+    train_set = data.train.select(train_indices)
+    trainer = FinetuneTrainer(
+        model=model, args=run_args, train_dataset=train_set,
+        eval_dataset=data.test if run_args.eval_strategy != "no" else None,
+        data_collator=FaceTaskCollator(labels, processor, augmentation),
+        eval_data_collator=FaceTaskCollator(labels, processor),
+        compute_metrics=make_compute_metrics(labels, input_size, args.nme_normalization, args.failure_threshold),
+        backbone_lr_scale=args.backbone_lr_scale, layer_decay=args.layer_decay,
+    )
+    start = time.perf_counter()
+    train_output = trainer.train()
+    train_seconds = time.perf_counter() - start
+    prediction = trainer.predict(data.test, ignore_keys=ignore_keys_for(labels.task))
+    predictions = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    test_images = None
+    if labels.task == "landmarks":
+        test_images = data.test["image"]
+        predicted_points = to_image_points(np.asarray(predictions), test_images, processor)
+        references = [np.asarray(points, dtype=np.float64) for points in data.test["landmarks"]]
+        full = task_metrics(labels, predicted_points, references, args.nme_normalization, args.failure_threshold)
+        full["_points"] = predicted_points
+    elif labels.task == "attributes":
+        from pros_hf.finetuning.data import multi_hot
+
+        full = task_metrics(labels, predictions, multi_hot(data.test["attributes"], labels.num_labels))
+    else:
+        full = task_metrics(labels, predictions, np.asarray(data.test["expression"]))
+    scalars = scalar_metrics(labels, full)
+    scalars.update(train_seconds=round(train_seconds, 2), train_loss=float(train_output.training_loss),
+                   num_train_labelled=len(train_set))
+    logger.info("%s %s seed %d: %s", labels.task, init, seed, scalars)
+    model.eval()
+    return {"model": model, "scalars": scalars, "full": full, "counts": counts, "test_images": test_images}
+
+
+def prior_scores(args, data, train_indices) -> dict[str, float]:
+    """What the labels alone give, without looking at the test images: the majority class (expressions), each
+    attribute's majority value, the mean face shape (landmarks), taken from the same labelled training examples. A
+    head that does not beat this has learnt nothing from the images."""
+    from pros_hf.finetuning.data import label_array, multi_hot
+    from pros_hf.finetuning.training import scalar_metrics, task_metrics
+
+    labels = data.labels
+    train = data.train.select(train_indices)
+    if labels.task == "expression":
+        majority = np.bincount(label_array(train, labels), minlength=labels.num_labels).argmax()
+        full = task_metrics(labels, np.full(len(data.test), majority), np.asarray(data.test["expression"]))
+    elif labels.task == "attributes":
+        majority = (label_array(train, labels).mean(axis=0) > 0.5).astype(np.float64)
+        logits = np.where(np.tile(majority, (len(data.test), 1)) > 0, 10.0, -10.0)
+        full = task_metrics(labels, logits, multi_hot(data.test["attributes"], labels.num_labels))
+    else:
+        sizes = [image.size for image in train["image"]]  # (width, height): the mean shape in normalised units
+        points = label_array(train, labels)
+        mean = np.mean([(p + 0.5) / np.asarray(size) for p, size in zip(points, sizes)], axis=0)
+        test_sizes = [image.size for image in data.test["image"]]
+        predictions = [mean * np.asarray(size) - 0.5 for size in test_sizes]
+        references = [np.asarray(p, dtype=np.float64) for p in data.test["landmarks"]]
+        full = task_metrics(labels, predictions, references, args.nme_normalization, args.failure_threshold)
+    return scalar_metrics(labels, full)
+
+
+def summarise(per_seed: dict[int, dict]) -> dict:
+    keys = [k for k in next(iter(per_seed.values())) if isinstance(next(iter(per_seed.values()))[k], (int, float))]
+    mean = {k: float(np.mean([run[k] for run in per_seed.values()])) for k in keys}
+    std = {k: float(np.std([run[k] for run in per_seed.values()], ddof=1)) if len(per_seed) > 1 else 0.0
+           for k in keys}
+    return {"per_seed": {str(seed): run for seed, run in per_seed.items()}, "mean": mean, "std": std}
+
+
+def make_plots(args, data, output_dir: Path, runs: dict[str, dict[int, dict]]) -> list[str]:
+    """The figures of the first seed (confusion matrix, landmarks, CED) or of all seeds (attribute accuracy)."""
+    from pros_hf.evaluation_plots import (
+        plot_attribute_accuracy, plot_ced_curves, plot_confusion_matrix, plot_landmarks,
+    )
+
+    labels, written = data.labels, []
+    names = {"pretrained": "pre-trained", "random_init": "random init"}
+    seed0 = args.seeds[0]
+    first = {init: seeds[seed0] for init, seeds in runs.items()}
+    if labels.task == "expression":
+        for init, run in first.items():
+            suffix = "" if init == next(iter(runs)) else f"_{init}"
+            written.append(plot_confusion_matrix(
+                run["full"]["confusion_matrix"], list(labels.label_names), output_dir / f"confusion_matrix{suffix}.png",
+                title=f"expression, {names[init]} (seed {seed0}): accuracy {run['full']['accuracy']:.1%}"))
+    elif labels.task == "attributes":
+        per_model = {}
+        for init, seeds in runs.items():
+            attrs = list(labels.label_names)
+            per_model[f"{names[init]} (mean of {len(seeds)} seeds)"] = {
+                name: float(np.mean([seeds[s]["full"]["per_attribute_accuracy"][name] for s in seeds]))
+                for name in attrs}
+        written.append(plot_attribute_accuracy(per_model, output_dir / "attribute_accuracy.png",
+                                               title="per-attribute accuracy on the test set"))
+    else:
+        main = next(iter(runs))
+        run = first[main]
+        count = min(args.num_plot_faces, len(data.test))
+        written.append(plot_landmarks(
+            run["test_images"][:count], run["full"]["_points"][:count],
+            [np.asarray(p) for p in data.test.select(range(count))["landmarks"]], path=output_dir / "landmarks.png",
+            title=f"{names[main]} (seed {seed0}): red predicted, green reference"))
+        written.append(plot_ced_curves(
+            {f"{names[init]} (seed {seed0})": r["full"]["per_image_nme"] for init, r in first.items()},
+            output_dir / "ced.png", threshold=args.failure_threshold))
+    return written
+
+
+def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: str, output_dir: Path) -> dict:
+    from pros_hf.finetuning import few_shot_indices, label_array, load_task_data
+    from pros_hf.finetuning.export import push_head_folder, save_adapter_folder, save_head_folder, write_card
+    from pros_hf.finetuning.lora import merge_adapter
+    from pros_hf.finetuning.training import TASK_METRICS
+    from pros_hf.hub import _is_hub_id, head_card
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    data = load_task_data(
+        task, dataset=args.dataset, image_dir=args.image_dir, labels_file=args.labels_file,
+        test_labels_file=args.test_labels_file, test_dataset=args.test_dataset, hub_dataset=args.hub_dataset,
+        hub_config=args.hub_config,
+        train_split=args.train_split, test_split=args.test_split, test_fraction=args.test_fraction,
+        image_column=args.image_column, label_column=args.label_column, label_names=args.class_names,
+        attribute_columns=args.attribute_columns, num_landmarks=args.num_landmarks, num_train=args.num_train,
+        num_test=args.num_test, seed=args.seeds[0], cache_dir=args.data_cache_dir,
+    )
+    backbone, processor, backbone_name = load_backbone_and_processor(args)
+    logger.info("%s: %d training / %d test images from %s; backbone %s", task, len(data.train), len(data.test),
+                data.dataset_name, backbone_name)
+    inits = ["random_init"] if (args.random_init or args.model is None) else ["pretrained"]
+    if args.compare_random_init and inits == ["pretrained"]:
+        inits.append("random_init")
+
+    all_labels = label_array(data.train, data.labels)
+    runs: dict[str, dict[int, dict]] = {init: {} for init in inits}
+    priors: dict[int, dict] = {}
+    counts = None
+    with tempfile.TemporaryDirectory(prefix="pros_finetune_") as scratch:
+        for seed in args.seeds:
+            indices = (few_shot_indices(all_labels, args.few_shot, seed) if args.few_shot
+                       else np.arange(len(data.train)))
+            priors[seed] = prior_scores(args, data, indices)
+            for init in inits:
+                result = run_once(args, training_args, data, backbone, processor, indices, init, seed, scratch)
+                counts = counts or result["counts"]
+                if seed != args.seeds[0]:
+                    result["model"] = None  # only the first seed's head is saved: free the others
+                runs[init][seed] = result
+
+    summary = {init: summarise({seed: r["scalars"] for seed, r in seeds.items()}) for init, seeds in runs.items()}
+    prior = summarise(priors)
+    main_init = inits[0]
+    model = runs[main_init][args.seeds[0]]["model"]
+    figures = make_plots(args, data, output_dir, runs)
+
+    # the head (or adapter) of the first seed, with its processor and card: the folder --push_to_hub uploads
+    base_model = args.hub_base_model or (args.model if _is_hub_id(args.model) else (
+        str(Path(args.model).resolve()) if args.model else None))
+    length = (f"{training_args.max_steps} steps" if training_args.max_steps > 0 else
+              f"{training_args.num_train_epochs:g} epochs")
+    scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    schedule = (f"{length}, batch {training_args.per_device_train_batch_size}, AdamW lr "
+                f"{training_args.learning_rate:g} ({scheduler}), weight decay "
+                f"{training_args.weight_decay:g}, backbone lr x{args.backbone_lr_scale:g}, layer decay "
+                f"{args.layer_decay:g}, augmentation {'on' if args.augment else 'off'}")
+    mode = ("LoRA" if args.lora else {"full": "full fine-tuning", "linear_probe": "linear probe (backbone frozen)"}[
+        args.mode])
+    if args.lora:
+        mode += f" (r={args.lora_r}, alpha={args.lora_alpha:g}, dropout {args.lora_dropout:g}, on " \
+                f"{', '.join(args.lora_target_modules)}; head trained in full)"
+    card_args = dict(
+        task=task, results={**summary, "prior": prior}, repo_id=training_args.hub_model_id, base_model=base_model,
+        dataset=data.dataset_name, dataset_id=data.dataset_id, num_test=len(data.test),
+        num_train=(f"{runs[main_init][args.seeds[0]]['scalars']['num_train_labelled']} of {len(data.train)} per seed"
+                   if args.few_shot else len(data.train)),
+        few_shot=args.few_shot, seeds=list(args.seeds), mode_summary=mode, schedule_summary=schedule,
+        license=args.license,
+    )
+    merged_dir = None
+    # the folder is what --push_to_hub uploads: drop weights a previous run of the other kind left there (a stale
+    # model.safetensors next to an adapter would be uploaded and loaded as if it were the base)
+    stale = ("model.safetensors",) if args.lora else ("adapter_model.safetensors", "adapter_config.json")
+    for name in stale:
+        if (output_dir / name).exists():
+            logger.warning("Removing %s left in %s by an earlier run", name, output_dir)
+            (output_dir / name).unlink()
+    if args.lora:
+        save_adapter_folder(model, processor, output_dir, base_model)
+        merged = merge_adapter(model)
+        write_card(head_card(merged, trainable_parameters=counts.trainable, lora_summary=(
+            f"rank {args.lora_r} on {', '.join(args.lora_target_modules)}"), **card_args), output_dir)
+        merged_dir = Path(f"{str(output_dir).rstrip('/')}-merged")
+        save_head_folder(merged, processor, merged_dir)
+        write_card(head_card(merged, trainable_parameters=counts.trainable, **{**card_args, "repo_id": None}),
+                   merged_dir)
+    else:
+        save_head_folder(model, processor, output_dir)
+        write_card(head_card(model, trainable_parameters=counts.trainable, **card_args), output_dir)
+
+    results = {
+        "task": task, "model": backbone_name, "dataset": data.dataset_name, "num_train": len(data.train),
+        "num_test": len(data.test), "few_shot": args.few_shot, "seeds": list(args.seeds), "mode": args.mode,
+        "lora": ({"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
+                  "target_modules": list(args.lora_target_modules)} if args.lora else None),
+        "labels": list(data.labels.label_names or ()) or None, "num_landmarks": data.labels.num_landmarks,
+        "metrics": list(TASK_METRICS[task]), "parameters": counts.as_dict(), "runs": summary,
+        "prior": prior,  # the labels alone: majority class / attribute values, mean face shape
+        "details": {init: {str(seed): {k: v for k, v in r["full"].items() if not k.startswith("_")}
+                           for seed, r in seeds.items()} for init, seeds in runs.items()},
+        "figures": [os.path.basename(f) for f in figures], "head_folder": str(output_dir),
+        "merged_folder": str(merged_dir) if merged_dir else None,
+    }
+    with open(output_dir / "results.json", "w") as handle:
+        json.dump(results, handle, indent=2, default=float)
+    if training_args.push_to_hub:
+        url = push_head_folder(output_dir, training_args.hub_model_id, token=training_args.hub_token,
+                               private=training_args.hub_private_repo, what="adapter" if args.lora else "head")
+        print(f"Pushed {output_dir} to {url}")
+    return results
+
+
+def format_table(all_results: dict[str, dict]) -> str:
+    from pros_hf.finetuning.training import HIGHER_IS_BETTER
+
+    lines = []
+    first = next(iter(all_results.values()))
+    few = f"{100 * first['few_shot']:g}% of the labels" if first["few_shot"] else "all labels"
+    lines.append(f"Fine-tuning ({few}, mean ± std over seeds {first['seeds']}), test set scores:")
+    compare = any("random_init" in r["runs"] and "pretrained" in r["runs"] for r in all_results.values())
+    header = f"{'task':<12}{'metric':<15}{'pre-trained':>20}" + (f"{'random init':>20}{'better':>9}" if compare else "")
+    if not compare:
+        only = {"pretrained": "pre-trained", "random_init": "random init"}[next(iter(first["runs"]))]
+        header = f"{'task':<12}{'metric':<15}{only:>20}"
+    lines.append(header + f"{'labels only':>14}")
+    for task, result in all_results.items():
+        for metric in result["metrics"]:
+            cells = []
+            for init in (("pretrained", "random_init") if compare else (next(iter(result["runs"])),)):
+                run = result["runs"][init]
+                cells.append(f"{run['mean'][metric]:.4f} ± {run['std'][metric]:.4f}")
+            row = f"{task:<12}{metric:<15}" + "".join(f"{c:>20}" for c in cells)
+            if compare:
+                a, b = result["runs"]["pretrained"]["mean"][metric], result["runs"]["random_init"]["mean"][metric]
+                better = a > b if HIGHER_IS_BETTER[metric] else a < b
+                row += f"{'yes' if better else 'no':>9}"
+            lines.append(row + f"{result['prior']['mean'][metric]:>14.4f}")
+    lines.append("labels only: the majority class, each attribute's majority value or the mean face shape of the same "
+                 "labelled examples, without the images.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args, training_args = parse(list(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import pros_hf  # noqa: F401  (registers the Auto classes before any model is built)
+
+    tasks = ["expression", "attributes", "landmarks"] if args.task == "all" else [args.task]
+    output_root = Path(training_args.output_dir)
+    start = time.perf_counter()
+    all_results = {}
+    for task in tasks:
+        folder = output_root / task if args.task == "all" else output_root
+        all_results[task] = run_task(args, training_args, task, folder)
+    table = format_table(all_results)
+    print("\n" + table)
+    if args.task == "all":
+        with open(output_root / "summary.json", "w") as handle:
+            json.dump({task: r["runs"] for task, r in all_results.items()}, handle, indent=2)
+        (output_root / "summary.txt").write_text(table + "\n")
+    print(f"\nFinished in {time.perf_counter() - start:.0f} s; outputs in {output_root}")
+    return all_results
+
+
+if __name__ == "__main__":
+    main()

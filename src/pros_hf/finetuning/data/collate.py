@@ -1,0 +1,107 @@
+"""Rows -> model batches: the processor's geometry for landmark targets, training augmentation, the collator."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .tasks import TaskLabels, multi_hot
+
+
+def processor_point_transform(processor, height: int, width: int) -> tuple[float, float, float, float]:
+    """`(sx, sy, tx, ty)` mapping a pixel-centre point of an `height x width` image into the processed image
+    (`x' = sx * x + tx`), mirroring `ProSImageProcessor`'s resize of the shorter side and its center crop."""
+    sx = sy = 1.0
+    tx = ty = 0.0
+    new_h, new_w = height, width
+    if processor.do_resize:
+        target = int(processor.size["shortest_edge"])
+        scale = target / min(height, width)
+        new_h, new_w = max(target, round(height * scale)), max(target, round(width * scale))
+        sx, sy = new_w / width, new_h / height
+        tx, ty = 0.5 * sx - 0.5, 0.5 * sy - 0.5  # align_corners=False: (x + 0.5) * s - 0.5
+    if processor.do_center_crop:
+        crop_h, crop_w = int(processor.crop_size["height"]), int(processor.crop_size["width"])
+        pad_h, pad_w = max(crop_h - new_h, 0), max(crop_w - new_w, 0)
+        new_h, new_w = new_h + pad_h, new_w + pad_w
+        tx += pad_w // 2 - (new_w - crop_w) // 2
+        ty += pad_h // 2 - (new_h - crop_h) // 2
+    return sx, sy, tx, ty
+
+
+def processed_size(processor) -> tuple[int, int]:
+    """(height, width) of the processor's output for square inputs."""
+    if processor.do_center_crop:
+        return int(processor.crop_size["height"]), int(processor.crop_size["width"])
+    side = int(processor.size["shortest_edge"])
+    return side, side
+
+
+def default_augmentation(task: str, output_size: tuple[int, int], processor, num_landmarks: int | None = None,
+                         flip_landmarks: bool = False):
+    """Training-time augmentation (a `LandmarkAugmentation`).
+
+    Landmarks: rotation up to 15 degrees, zoom 0.9-1.1, shift 5%, image and points together; no flip unless
+    `flip_landmarks` (then iBUG's 68-point permutation is used, so left and right points swap). Classification: the
+    same mild similarity plus horizontal flips (expressions and these attributes are symmetric).
+    """
+    from ...augmentation import LandmarkAugmentation
+    from ...data.synthetic import FLIP_PERMUTATION_68
+
+    common = dict(output_size=output_size, scale=(0.9, 1.1), translate=0.05, mean=tuple(processor.image_mean),
+                  std=tuple(processor.image_std))
+    if task == "landmarks":
+        if flip_landmarks and num_landmarks != 68:
+            raise ValueError(f"flip_landmarks needs the 68-point iBUG layout (its flip permutation), got "
+                             f"{num_landmarks} points.")
+        return LandmarkAugmentation(rotation_degrees=15.0, flip_p=0.5 if flip_landmarks else 0.0,
+                                    flip_permutation=FLIP_PERMUTATION_68 if flip_landmarks else None, **common)
+    return LandmarkAugmentation(rotation_degrees=10.0, flip_p=0.5, flip_permutation=(0,), **common)
+
+
+class FaceTaskCollator:
+    """Rows of a canonical task dataset -> a batch: `pixel_values` plus `labels` (int64 class ids for expressions,
+    float multi-hot for attributes) or `landmarks` ((B, N, 2) in [0, 1] of the model input, `u = (x + 0.5) / W`
+    with pixel centres at integers: `pros_hf.normalize_landmarks`' convention).
+
+    Images go through `image_processor` (resize + center crop + normalise). With `augmentation` (training), the
+    processor output is left unnormalised and the augmentation's similarity transform moves image and points together,
+    then normalises.
+    """
+
+    def __init__(self, labels: TaskLabels, image_processor, augmentation=None):
+        self.labels = labels
+        self.image_processor = image_processor
+        self.augmentation = augmentation
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        images = [row["image"] for row in rows]
+        processor = self.image_processor
+        overrides = {"do_normalize": False} if self.augmentation is not None else {}
+        pixel_values = processor(images, return_tensors="pt", **overrides)["pixel_values"]
+        out_h, out_w = pixel_values.shape[-2:]
+        batch: dict[str, torch.Tensor] = {}
+        task = self.labels.task
+        if task == "landmarks":
+            points = []
+            for image, row in zip(images, rows):
+                width, height = image.size if hasattr(image, "size") and not isinstance(image, np.ndarray) else (
+                    image.shape[1], image.shape[0])
+                sx, sy, tx, ty = processor_point_transform(processor, height, width)
+                xy = np.asarray(row["landmarks"], dtype=np.float32)
+                points.append(np.stack([xy[:, 0] * sx + tx, xy[:, 1] * sy + ty], axis=1))
+            points = torch.from_numpy(np.stack(points)).float()
+        else:
+            points = torch.zeros(len(rows), 1, 2)
+        if self.augmentation is not None:
+            pixel_values, points = self.augmentation(pixel_values, points)
+        batch["pixel_values"] = pixel_values.float()
+        if task == "landmarks":
+            # the landmark head's convention: the input spans [0, 1] edge to edge, u = (x + 0.5) / W
+            scale = torch.tensor([out_w, out_h], dtype=torch.float32)
+            batch["landmarks"] = (points + 0.5) / scale
+        elif task == "expression":
+            batch["labels"] = torch.tensor([int(row["expression"]) for row in rows], dtype=torch.long)
+        else:
+            batch["labels"] = torch.from_numpy(multi_hot([row["attributes"] for row in rows], self.labels.num_labels))
+        return batch

@@ -1,0 +1,302 @@
+"""Where labelled faces come from (label file, saved or Hub dataset, synthetic crops), all ending in one layout."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+from .splits import split_train_test
+from .tasks import TaskData, TaskLabels, _check_task, default_label_names, task_features
+from .validation import (
+    LabelError,
+    _is_missing,
+    _parse_attributes,
+    _parse_expression,
+    _parse_landmarks,
+    normalize_task_dataset,
+    validate_task_dataset,
+)
+
+
+logger = logging.getLogger(__name__)
+
+# Default synthetic data: the recipe of examples/demo.py (render 128 px, YuNet face crop to 64 px, tight margin).
+SYNTHETIC_RENDER_SIZE = 128
+SYNTHETIC_CROP_SIZE = 64
+SYNTHETIC_CROP_MARGIN = 0.05
+SYNTHETIC_TRAIN_SEED = 0
+SYNTHETIC_TEST_SEED = 1
+
+
+# Columns of a label file that are never attributes (a multi-task file may hold all of them).
+NON_ATTRIBUTE_COLUMNS = ("file_name", "expression", "landmarks", "identity")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# (a) folder + label file
+
+
+def _row_name(where: str, record: dict) -> str:
+    name = record.get("file_name")
+    return f"{where} (file_name {name!r})" if name not in (None, "") else where
+
+
+def _read_records(labels_file: Path) -> list[tuple[str, dict]]:
+    """(where, record) pairs: `where` says "line 7 of labels.csv" or "record 3 of labels.json"."""
+    suffix = labels_file.suffix.lower()
+    if suffix == ".csv":
+        with open(labels_file, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames:
+                raise LabelError(f"{labels_file} is empty: a CSV label file needs a header row with file_name.")
+            records = [(f"line {reader.line_num} of {labels_file.name}", dict(row)) for row in reader]
+    elif suffix in (".json", ".jsonl"):
+        text = labels_file.read_text(encoding="utf-8")
+        if suffix == ".jsonl" or not text.lstrip().startswith("["):
+            records = []
+            for number, line in enumerate(text.splitlines(), start=1):
+                if line.strip():
+                    try:
+                        records.append((f"line {number} of {labels_file.name}", json.loads(line)))
+                    except json.JSONDecodeError as error:
+                        raise LabelError(f"line {number} of {labels_file.name} is not valid JSON: {error}") from None
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise LabelError(f"{labels_file} is not valid JSON: {error}") from None
+            records = [(f"record {i} of {labels_file.name}", record) for i, record in enumerate(data)]
+        for where, record in records:
+            if not isinstance(record, dict):
+                raise LabelError(f"{where} must be an object with file_name and labels, got {type(record).__name__}.")
+    else:
+        raise ValueError(f"Label files must be .csv, .json or .jsonl, got {labels_file}.")
+    if not records:
+        raise LabelError(f"{labels_file} holds no rows.")
+    return records
+
+
+def read_label_file(
+    image_dir: str | os.PathLike,
+    labels_file: str | os.PathLike,
+    task: str,
+    label_names: Sequence[str] | None = None,
+    num_landmarks: int | None = None,
+):
+    """A `datasets.Dataset` (`image`, task column) from a folder of images and a CSV/JSON label file.
+
+    See the `pros_hf.finetuning.data` docstring for the columns. Raises `FileNotFoundError` naming the images that do
+    not exist and `LabelError` naming the first row whose label is missing or invalid. Returns `(dataset, TaskLabels)`.
+    """
+    import datasets
+
+    _check_task(task)
+    image_dir, labels_file = Path(image_dir), Path(labels_file)
+    if not labels_file.is_file():
+        raise FileNotFoundError(f"Label file {labels_file} does not exist.")
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"Image folder {image_dir} does not exist.")
+    records = _read_records(labels_file)
+
+    for where, record in records:
+        if _is_missing(record.get("file_name")):
+            raise LabelError(f"{where}: no file_name (every row names its image, relative to {image_dir}).")
+    missing = [(where, record["file_name"]) for where, record in records
+               if not (image_dir / str(record["file_name"])).is_file()]
+    if missing:
+        listed = "; ".join(f"{name!r} ({where})" for where, name in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise FileNotFoundError(f"{len(missing)} image(s) named in {labels_file} do not exist in {image_dir}: "
+                                f"{listed}{more}.")
+
+    if task == "attributes":
+        if label_names is None:
+            columns = list(records[0][1].keys())
+            label_names = [c for c in columns if c not in NON_ATTRIBUTE_COLUMNS]
+            if not label_names:
+                raise LabelError(f"{labels_file} has no attribute columns (one 0/1 column per attribute).")
+        for where, record in records:
+            absent = [name for name in label_names if name not in record]
+            if absent:
+                raise LabelError(f"{_row_name(where, record)}: missing attribute column(s) {absent}.")
+        labels = TaskLabels("attributes", label_names=tuple(label_names))
+    elif task == "expression":
+        labels = TaskLabels("expression", label_names=tuple(label_names or default_label_names("expression")))
+    else:
+        if num_landmarks is None:
+            where, record = records[0]
+            num_landmarks = len(_parse_landmarks(record.get("landmarks"), _row_name(where, record), None))
+        labels = TaskLabels("landmarks", num_landmarks=int(num_landmarks))
+
+    values = []
+    for where, record in records:
+        row = _row_name(where, record)
+        if task == "expression":
+            if "expression" not in record:
+                raise LabelError(f"{row}: no expression column.")
+            values.append(_parse_expression(record["expression"], row, labels))
+        elif task == "attributes":
+            values.append(_parse_attributes(record, row, labels))
+        else:
+            values.append(_parse_landmarks(record.get("landmarks"), row, labels.num_landmarks).tolist())
+    paths = [str(image_dir / str(record["file_name"])) for _, record in records]
+    dataset = datasets.Dataset.from_dict({"image": paths, task: values}, features=task_features(labels))
+    return dataset, labels
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# (d) synthetic faces
+
+
+def synthetic_face_crops(num_images: int, seed: int, cache_dir: str | os.PathLike | None = None,
+                         render_size: int = SYNTHETIC_RENDER_SIZE, crop_size: int = SYNTHETIC_CROP_SIZE,
+                         margin: float = SYNTHETIC_CROP_MARGIN):
+    """Synthetic faces rendered at `render_size` and face-cropped to `crop_size` (the demo's recipe), cached.
+
+    The first call renders and runs the face detector (about 30 images/s on a CPU core) and saves the result under
+    `cache_dir` (default: `<HF_DATASETS_CACHE>/pros_hf_face_crops`); later calls load it in a second. Rows where no
+    face is detected (under 2%) are dropped, as in the demo.
+    """
+    import datasets
+
+    from ...data.synthetic import make_synthetic_faces
+    from ...retrieval import crop_faces_in_dataset
+
+    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "pros_hf_face_crops"
+    folder = root / f"faces-n{num_images}-seed{seed}-r{render_size}-c{crop_size}-m{margin:g}"
+    if (folder / "dataset_info.json").exists():
+        return datasets.load_from_disk(str(folder))
+    logger.info("Rendering %d synthetic faces (seed %d) and cropping them (cached in %s)", num_images, seed, folder)
+    faces = make_synthetic_faces(num_images, image_size=render_size, seed=seed)
+    crops, counts = crop_faces_in_dataset(faces, size=crop_size, margin=margin)
+    logger.info("Face crops: %s", counts)
+    crops = crops.select_columns(["image", "landmarks", "expression", "attributes", "identity"])
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    crops.save_to_disk(str(tmp))
+    if not folder.exists():  # another process may have finished first: keep its copy
+        os.replace(tmp, folder)
+    return datasets.load_from_disk(str(folder))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# (b), (c) and the choice of source: train and test sets of one task
+
+
+def _load_hub_dataset(name: str, config: str | None, split: str | None):
+    import datasets
+
+    from ...hub import is_offline
+
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as error:  # noqa: BLE001 - offline, any failure is the same story for the user
+        offline = is_offline() or os.environ.get("HF_DATASETS_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE")
+        if offline:
+            raise RuntimeError(
+                f"Cannot load the Hub dataset {name!r}: the Hub is switched off (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE) "
+                "and it is not in the local cache. Download it once online, or save it with save_to_disk and pass "
+                "--dataset FOLDER."
+            ) from error
+        raise
+
+
+def load_task_data(
+    task: str,
+    dataset: str | None = None,
+    image_dir: str | None = None,
+    labels_file: str | None = None,
+    test_labels_file: str | None = None,
+    test_dataset: str | None = None,
+    hub_dataset: str | None = None,
+    hub_config: str | None = None,
+    train_split: str = "train",
+    test_split: str | None = None,
+    test_fraction: float = 0.2,
+    image_column: str = "image",
+    label_column: str | None = None,
+    label_names: Sequence[str] | None = None,
+    attribute_columns: Sequence[str] | None = None,
+    num_landmarks: int | None = None,
+    num_train: int | None = None,
+    num_test: int | None = None,
+    seed: int = 0,
+    cache_dir: str | None = None,
+) -> TaskData:
+    """Train and test sets of one task from whichever source is given (see the `pros_hf.finetuning.data` docstring).
+
+    A source with a test split (or `test_labels_file`, or `test_dataset` next to `dataset`) uses it; otherwise a
+    stratified `test_fraction` is held out with `seed`. `num_train` / `num_test` cap the sizes (for the synthetic
+    default they are the rendered counts, defaulting to the demo's 2,000 and 1,000).
+    """
+    import datasets
+
+    _check_task(task)
+    given = [name for name, value in (("dataset", dataset), ("labels_file", labels_file),
+                                      ("hub_dataset", hub_dataset)) if value]
+    if len(given) > 1:
+        raise ValueError(f"Pass one data source, got {given}.")
+    if labels_file and not image_dir:
+        raise ValueError("--labels_file needs --image_dir (file names are relative to it).")
+    if test_dataset and not dataset:
+        raise ValueError("--test_dataset goes with --dataset (a saved training set).")
+    if image_dir and not labels_file:
+        raise ValueError("--image_dir needs --labels_file (a CSV or JSON of labels; see the docs for the columns).")
+    dataset_id = None
+    if labels_file:
+        train, labels = read_label_file(image_dir, labels_file, task, label_names, num_landmarks)
+        if test_labels_file:
+            test, _ = read_label_file(image_dir, test_labels_file, task, labels.label_names, labels.num_landmarks)
+        else:
+            train, test = split_train_test(train, labels, test_fraction, seed)
+        name = f"{Path(labels_file).name} ({image_dir})"
+    elif dataset or hub_dataset:
+        if dataset:
+            loaded, name = datasets.load_from_disk(dataset), dataset
+        else:
+            loaded, name = _load_hub_dataset(hub_dataset, hub_config, None), hub_dataset
+            dataset_id = hub_dataset
+        if isinstance(loaded, datasets.DatasetDict):
+            if train_split not in loaded:
+                raise ValueError(f"No split {train_split!r} in {name} (splits {list(loaded)}); pass --train_split.")
+            test_name = test_split or next((s for s in ("test", "validation", "valid", "val") if s in loaded), None)
+            if test_split and test_split not in loaded:
+                raise ValueError(f"No split {test_split!r} in {name} (splits {list(loaded)}).")
+            train_raw, test_raw = loaded[train_split], loaded[test_name] if test_name else None
+        else:
+            train_raw, test_raw = loaded, None
+        if test_dataset:
+            test_raw = datasets.load_from_disk(test_dataset)
+            if isinstance(test_raw, datasets.DatasetDict):
+                name_in = test_split or next((s for s in ("test", "validation", "valid", "val") if s in test_raw), None)
+                if name_in is None:
+                    raise ValueError(f"{test_dataset} has splits {list(test_raw)}; pass --test_split.")
+                test_raw = test_raw[name_in]
+            name = f"{dataset} (test: {test_dataset})"
+        common = dict(task=task, label_names=label_names, num_landmarks=num_landmarks, image_column=image_column,
+                      label_column=label_column, attribute_columns=attribute_columns)
+        train, labels = normalize_task_dataset(train_raw, **common)
+        if test_raw is not None:
+            test, _ = normalize_task_dataset(test_raw, **{**common, "label_names": labels.label_names,
+                                                          "num_landmarks": labels.num_landmarks})
+        else:
+            train, test = split_train_test(train, labels, test_fraction, seed)
+    else:
+        train_raw = synthetic_face_crops(num_train or 2000, SYNTHETIC_TRAIN_SEED, cache_dir)
+        test_raw = synthetic_face_crops(num_test or 1000, SYNTHETIC_TEST_SEED, cache_dir)
+        train, labels = normalize_task_dataset(train_raw, task)
+        test, _ = normalize_task_dataset(test_raw, task)
+        name = (f"synthetic faces ({len(train)} train / {len(test)} test face crops of "
+                f"{SYNTHETIC_CROP_SIZE} px, seeds {SYNTHETIC_TRAIN_SEED}/{SYNTHETIC_TEST_SEED})")
+        num_train = num_test = None  # already the rendered counts
+    if num_train is not None and num_train < len(train):
+        train = train.shuffle(seed=seed).select(range(num_train))
+    if num_test is not None and num_test < len(test):
+        test = test.shuffle(seed=seed).select(range(num_test))
+    validate_task_dataset(train, labels)
+    validate_task_dataset(test, labels)
+    return TaskData(train=train, test=test, labels=labels, dataset_name=name, dataset_id=dataset_id)

@@ -1,0 +1,275 @@
+"""examples/finetune.py end to end on tiny data: every task, few-shot with 2 seeds against random init, LoRA, linear
+probe, results.json, PNGs, and the exact folder --push_to_hub would upload (checked offline, and loaded back in a
+fresh process without pros_hf)."""
+
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import install_in_hub_cache, run_without_pros_hf
+from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
+
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--num_train", "40", "--num_test", "16", "--max_steps", "3", "--per_device_train_batch_size", "8",
+        "--logging_steps", "1", "--num_plot_faces", "4", "--disable_tqdm", "True"]
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("finetune_example", ROOT / "examples" / "finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the string annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def example():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2 shared cores: one intra-op thread does not spin against the other jobs
+    yield load_example()
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A micro backbone (as the Hub would serve it, org/pros-micro) and a shared cache of rendered face crops."""
+    root = tmp_path_factory.mktemp("finetune")
+    torch.manual_seed(0)
+    backbone = ProSModel(ProSConfig.from_preset("micro", image_size=32))
+    backbone.save_pretrained(root / "backbone")
+    ProSImageProcessor.from_model_config(backbone.config).save_pretrained(root / "backbone")
+    install_in_hub_cache(root / "backbone", "org/pros-micro")
+    return root
+
+
+def common(workspace):
+    return ["--model", str(workspace / "backbone"), "--data_cache_dir", str(workspace / "cache"), *TINY]
+
+
+def assert_png(path):
+    assert path.is_file(), path
+    with Image.open(path) as image:
+        image.verify()
+    with Image.open(path) as image:
+        assert image.format == "PNG" and min(image.size) > 100
+
+
+@pytest.fixture(scope="module")
+def all_tasks(example, workspace):
+    """The few-shot comparison in one command: three tasks, 2 seeds, pre-trained vs random init."""
+    output = workspace / "all"
+    results = example.main(["--task", "all", "--few_shot", "0.5", "--seeds", "0", "1", "--compare_random_init",
+                            "--output_dir", str(output), *common(workspace)])
+    return output, results
+
+
+def test_all_tasks_few_shot_two_seeds_results_and_figures(all_tasks, capsys):
+    output, results = all_tasks
+    assert set(results) == {"expression", "attributes", "landmarks"}
+    for task, metrics in (("expression", ["accuracy", "macro_f1"]), ("attributes", ["mean_accuracy"]),
+                          ("landmarks", ["nme", "failure_rate", "auc"])):
+        saved = json.loads((output / task / "results.json").read_text())
+        assert saved["metrics"] == metrics and saved["seeds"] == [0, 1] and saved["few_shot"] == 0.5
+        for init in ("pretrained", "random_init"):
+            run = saved["runs"][init]
+            assert set(run["per_seed"]) == {"0", "1"}
+            for metric in metrics:
+                values = [run["per_seed"][seed][metric] for seed in ("0", "1")]
+                assert all(np.isfinite(values))
+                assert run["mean"][metric] == pytest.approx(np.mean(values))
+                assert run["std"][metric] == pytest.approx(np.std(values, ddof=1))
+            labelled = run["per_seed"]["0"]["num_train_labelled"]
+            assert 0 < labelled < saved["num_train"]  # the few-shot subset, not everything
+        assert saved["runs"]["pretrained"]["per_seed"]["0"]["num_train_labelled"] == \
+            saved["runs"]["random_init"]["per_seed"]["0"]["num_train_labelled"]  # same labelled examples
+    expression = json.loads((output / "expression" / "results.json").read_text())
+    assert len(expression["details"]["pretrained"]["0"]["confusion_matrix"]) == 7
+    for figure in ("expression/confusion_matrix.png", "expression/confusion_matrix_random_init.png",
+                   "attributes/attribute_accuracy.png", "landmarks/landmarks.png", "landmarks/ced.png"):
+        assert_png(output / figure)
+    summary = json.loads((output / "summary.json").read_text())
+    assert set(summary) == {"expression", "attributes", "landmarks"}
+    table = (output / "summary.txt").read_text()
+    assert "random init" in table and "better" in table and "mean ± std over seeds [0, 1]" in table
+    assert table.count("\n") == 2 + 6 + 1  # title, header, six metric rows, the note on the labels-only column
+    assert "labels only" in table
+    landmarks = json.loads((output / "landmarks" / "results.json").read_text())
+    assert set(landmarks["prior"]["per_seed"]) == {"0", "1"} and landmarks["prior"]["mean"]["nme"] > 0
+
+
+def test_each_task_saves_a_head_with_processor_and_card(all_tasks):
+    from huggingface_hub import ModelCard
+
+    output, _ = all_tasks
+    for task, auto_class in (("expression", "AutoModelForImageClassification"),
+                             ("attributes", "AutoModelForImageClassification"),
+                             ("landmarks", "AutoModelForPoseEstimation")):
+        folder = output / task
+        config = json.loads((folder / "config.json").read_text())
+        assert auto_class in config["auto_map"] and (folder / "model.safetensors").is_file()
+        assert json.loads((folder / "preprocessor_config.json").read_text())["crop_size"] == {"height": 32, "width": 32}
+        card = ModelCard.load(folder / "README.md")
+        means = json.loads((folder / "results.json").read_text())["runs"]["pretrained"]["mean"]
+        headline = card.data.eval_results[0]
+        assert headline.metric_value == pytest.approx(means[json.loads((folder / "results.json").read_text())[
+            "metrics"][0]], abs=1e-6)
+    attributes = json.loads((output / "attributes" / "config.json").read_text())
+    assert attributes["problem_type"] == "multi_label_classification" and len(attributes["id2label"]) == 12
+
+
+def test_saved_heads_work_in_the_pipelines(all_tasks):
+    from transformers import pipeline
+
+    output, _ = all_tasks
+    face = Image.new("RGB", (64, 64), (180, 120, 90))
+    scores = pipeline("image-classification", model=str(output / "attributes"))(face, top_k=12)
+    assert len(scores) == 12 and all(0 <= s["score"] <= 1 for s in scores)  # one probability per attribute
+    expression = pipeline("image-classification", model=str(output / "expression"))(face, top_k=7)
+    assert sum(s["score"] for s in expression) == pytest.approx(1.0, abs=1e-4)
+    points = pipeline("face-landmarks", model=str(output / "landmarks"))(face)["landmarks"]
+    assert np.asarray(points).shape == (68, 2)
+
+
+REMOTE_SCRIPT = r"""
+import json
+import numpy as np, torch
+from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification,
+                          AutoModelForPoseEstimation)
+jobs, out = json.loads(sys.argv[1]), {}
+image = np.load(sys.argv[2])
+for name, (kind, repo) in jobs.items():
+    processor = AutoImageProcessor.from_pretrained(repo, trust_remote_code=True)
+    pixel_values = processor(image, return_tensors="pt").pixel_values
+    if kind == "adapter":
+        from peft import PeftConfig, PeftModel
+        config = AutoConfig.from_pretrained(repo, trust_remote_code=True)
+        base = AutoModelForImageClassification.from_config(config, trust_remote_code=True)
+        backbone = AutoModel.from_pretrained(PeftConfig.from_pretrained(repo).base_model_name_or_path,
+                                             trust_remote_code=True)
+        base.pros.load_state_dict(backbone.state_dict())
+        model = PeftModel.from_pretrained(base, repo).eval()
+        inner = model.get_base_model()
+    else:
+        auto = AutoModelForPoseEstimation if kind == "landmarks" else AutoModelForImageClassification
+        model = inner = auto.from_pretrained(repo, trust_remote_code=True).eval()
+    assert type(inner).__module__.startswith("transformers_modules"), type(inner).__module__
+    with torch.no_grad():
+        result = model(pixel_values=pixel_values)
+    out[name] = (result.landmarks if kind == "landmarks" else result.logits).numpy().tolist()
+json.dump(out, open(sys.argv[3], "w"))
+"""
+
+
+def remote_outputs(jobs: dict, image: np.ndarray, tmp_path) -> dict:
+    """Each job's outputs from a fresh process where pros_hf cannot be imported (conftest's helper)."""
+    np.save(tmp_path / "image.npy", image)
+    run_without_pros_hf(REMOTE_SCRIPT, json.dumps(jobs), tmp_path / "image.npy", tmp_path / "o.json", cwd=tmp_path)
+    return {name: np.asarray(values) for name, values in json.loads((tmp_path / "o.json").read_text()).items()}
+
+
+def local_outputs(kind, folder, image):
+    from transformers import AutoModelForImageClassification, AutoModelForPoseEstimation
+
+    processor = ProSImageProcessor.from_pretrained(folder)
+    pixel_values = processor(image, return_tensors="pt").pixel_values
+    if kind == "adapter":
+        from pros_hf.finetuning import load_adapter_folder
+
+        model = load_adapter_folder(folder)
+    else:
+        auto = AutoModelForPoseEstimation if kind == "landmarks" else AutoModelForImageClassification
+        model = auto.from_pretrained(folder).eval()
+    with torch.no_grad():
+        result = model(pixel_values=pixel_values)
+    return (result.landmarks if kind == "landmarks" else result.logits).numpy()
+
+
+@pytest.fixture(scope="module")
+def pushed(example, workspace):
+    """--push_to_hub offline: a LoRA attribute adapter and a linear-probe expression head. The push must fail with a
+    clear error after the folder is complete."""
+    folders = {}
+    for name, extra in (("adapter", ["--task", "attributes", "--lora", "--hub_model_id", "org/pros-attributes-lora",
+                                     "--hub_base_model", "org/pros-micro"]),
+                        ("probe", ["--task", "expression", "--mode", "linear_probe", "--hub_model_id",
+                                   "org/pros-expression"])):
+        output = workspace / name
+        with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set. The folder is complete"):
+            example.main([*extra, "--push_to_hub", "--output_dir", str(output), *common(workspace)])
+        folders[name] = output
+    return folders
+
+
+def test_push_folders_are_complete_and_cards_parse(pushed):
+    from huggingface_hub import ModelCard
+
+    adapter = pushed["adapter"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "preprocessor_config.json",
+            "README.md", "results.json", "attribute_accuracy.png", "modeling_pros_classification.py",
+            "image_processing_pros.py"} <= set(os.listdir(adapter))
+    assert not (adapter / "model.safetensors").exists()  # an adapter repo, not a copy of the backbone
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "org/pros-micro" and adapter_config["task_type"] is None
+    assert adapter_config["modules_to_save"] == ["classifier"]
+    results = json.loads((adapter / "results.json").read_text())
+    card = ModelCard.load(adapter / "README.md")
+    assert card.data.base_model == "org/pros-micro" and card.data.library_name == "peft"
+    assert card.data.license == "apache-2.0" and "lora" in card.data.tags
+    assert card.data.model_name == "pros-attributes-lora"
+    [result] = card.data.eval_results
+    assert result.metric_type == "accuracy" and result.task_type == "image-classification"
+    assert result.metric_value == pytest.approx(results["runs"]["pretrained"]["mean"]["mean_accuracy"], abs=1e-6)
+    assert result.dataset_name.startswith("synthetic faces")
+    assert results["parameters"]["trainable_fraction"] < 0.02  # LoRA (r=2) + the 12-way classifier at micro size
+    merged = Path(f"{adapter}-merged")
+    assert (merged / "model.safetensors").is_file() and (merged / "README.md").is_file()
+
+    probe = pushed["probe"]
+    card = ModelCard.load(probe / "README.md")
+    values = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    means = json.loads((probe / "results.json").read_text())["runs"]["pretrained"]["mean"]
+    assert values == pytest.approx({"accuracy": means["accuracy"], "f1": means["macro_f1"]}, abs=1e-6)
+    assert card.data.library_name == "transformers" and card.data.pipeline_tag == "image-classification"
+    # a local backbone folder is not a Hub id: it stays out of base_model
+    assert card.data.base_model is None
+    parameters = json.loads((probe / "results.json").read_text())["parameters"]
+    assert parameters["trainable_parameters"] == 64 * 7 + 7
+
+
+def test_folders_load_in_a_fresh_process_without_pros_hf(all_tasks, pushed, tmp_path):
+    output, _ = all_tasks
+    install_in_hub_cache(pushed["adapter"], "org/pros-attributes-lora")
+    install_in_hub_cache(pushed["probe"], "org/pros-expression")
+    install_in_hub_cache(output / "landmarks", "org/pros-landmarks")
+    jobs = {"adapter": ("adapter", "org/pros-attributes-lora"), "probe": ("classifier", "org/pros-expression"),
+            "landmarks": ("landmarks", "org/pros-landmarks")}
+    image = np.asarray(Image.new("RGB", (48, 48), (180, 120, 90)))
+    image = (image + np.random.default_rng(0).integers(0, 40, image.shape)).astype(np.uint8)
+    remote = remote_outputs(jobs, image, tmp_path)
+    np.testing.assert_allclose(remote["adapter"], local_outputs("adapter", pushed["adapter"], image), atol=1e-6)
+    np.testing.assert_allclose(remote["probe"], local_outputs("classifier", pushed["probe"], image), atol=1e-6)
+    np.testing.assert_allclose(remote["landmarks"], local_outputs("landmarks", output / "landmarks", image),
+                               atol=1e-6)
+    # the merged head (LoRA folded in) gives the adapter's outputs
+    merged = local_outputs("classifier", Path(f"{pushed['adapter']}-merged"), image)
+    np.testing.assert_allclose(merged, remote["adapter"], atol=1e-4)
+
+
+def test_bad_flag_combinations_are_refused(example, capsys):
+    with pytest.raises(SystemExit) as done:
+        example.parse(["--help"])
+    assert done.value.code == 0 and "--compare_random_init" in capsys.readouterr().out  # every help text formats
+    with pytest.raises(SystemExit, match="exclude each other"):
+        example.parse(["--lora", "--mode", "linear_probe"])
+    with pytest.raises(SystemExit, match="needs --hub_model_id"):
+        example.parse(["--push_to_hub"])
+    with pytest.raises(SystemExit, match="pick one --task"):
+        example.parse(["--task", "all", "--push_to_hub", "--hub_model_id", "a/b"])
