@@ -4,7 +4,9 @@
 2. synthetic faces rendered with labels, and their face-dominant crops (the ProS premise);
 3. pre-training of a micro ProS ViT on those crops with `accelerate launch examples/pretrain.py`;
 4. DINO's weighted k-NN of the exported teacher against the same architecture at random initialisation;
-5. features of a real photo through AutoModel / AutoImageProcessor.
+5. features of a real photo through AutoModel / AutoImageProcessor;
+6. few-shot fine-tuning (5% of the labels) of expression, attribute and landmark heads on the exported backbone and on
+   random initialisation, evaluated with the evaluate metrics (examples/finetune.py).
 
 Everything lands in --output (default outputs/demo). Each step is one of the examples, run as a user would run it.
 """
@@ -119,12 +121,20 @@ def main() -> int:
          "--compare_random_init", "--seed", "1", "--test_fraction", "0.5", "--output_json", str(output / "knn.json")])
     print("\n=== 5. the exported backbone through the Auto classes", flush=True)
     photo_features(output / "backbone")
+    run("6. fine-tuning on 5% of the labels: expression, attributes, landmarks; pre-trained against random init",
+        [python, "examples/finetune.py", "--task", "all", "--model", str(output / "backbone"),
+         "--dataset", str(output / "faces_train"), "--test_dataset", str(output / "faces_eval"),
+         "--few_shot", "0.05", "--seeds", "0", "--compare_random_init", "--output_dir", str(output / "finetune"),
+         "--disable_tqdm", "True"])
 
     print(f"\nDemo finished in {time.perf_counter() - start:.0f} s. Outputs in {output}:")
     for name in sorted(os.listdir(output)):
         print(f"  {name}")
     knn = json.loads((output / "knn.json").read_text())
     print(json.dumps(knn, indent=2)[:2000])
+    summary = output / "finetune" / "summary.txt"
+    if summary.exists():
+        print(summary.read_text())
     return 0
 
 
