@@ -202,7 +202,6 @@ def test_heatmap_head_shapes_and_loss_for_non_square_inputs_of_any_size():
     targets = torch.rand(2, 68, 2)
     output = model(pixel_values, landmarks=targets)
     assert output.landmarks.shape == (2, 68, 2) and output.heatmaps.shape == (2, 68, 24, 16)
-    assert output.landmarks.min() >= 0 and output.landmarks.max() <= 1
     assert output.hidden_states is None and output.attentions is None
     torch.testing.assert_close(output.landmarks, soft_argmax(output.heatmaps))
     l1 = F.l1_loss(output.landmarks, targets)

@@ -95,9 +95,9 @@ class ProSConfig(PreTrainedConfig):
             takes its soft-argmax (FaRL, VitPose): precise and translation-equivariant. "regression" maps the pooled
             features (CLS + mean patch) through an MLP to the coordinates directly: cheaper, less precise.
         landmark_feature_layers (`list`, [1/3, 1/2, 2/3, 1.0]): which `hidden_states` feed the heatmap decoder. A
-            float in (0, 1] is a fraction of the depth (`hidden_states[max(1, round(f * num_hidden_layers))]`), so the
-            default works at any depth and gives FaRL's blocks 3/5/7/11 (0-based) on a 12-block ViT; an int is an index
-            into `hidden_states` (0 the embeddings, i the output of block i-1, negative from the end). Mid-depth
+            float in (0, 1] is a fraction of the depth (`hidden_states[max(1, int(f * num_hidden_layers + 0.5))]`), so
+            the default works at any depth and gives FaRL's blocks 3/5/7/11 (0-based) on a 12-block ViT; an int is an
+            index into `hidden_states` (0 the embeddings, i the output of block i-1, negative from the end). Mid-depth
             blocks keep the spatial detail the last ones trade for semantics. Checked against `num_hidden_layers`
             when the model is built.
         landmark_decoder_hidden_size (`int`, 256): channels of the heatmap decoder (and of the regression MLP).

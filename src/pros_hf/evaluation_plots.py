@@ -84,7 +84,7 @@ def plot_landmarks(images, predictions, references=None, *, path, columns: int =
 
     ``images``: HxWx3 uint8 arrays or PIL images (an (B, H, W, 3) array works too); sizes may differ. ``predictions``
     and ``references``: per image, (N, 2) (x, y) points in that image's pixel coordinates (the landmark pipeline's
-    output); ``x = 0`` is the left edge.
+    output); pixel centres at integers (``x = 0`` is the centre of the first column).
     """
     images = [np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image) for image in images]
     if not images:

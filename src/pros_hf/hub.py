@@ -175,7 +175,9 @@ def head_card(
         head_description = f"a {config.landmark_decoder} landmark decoder"
     if adapter:
         usage = (
-            "import pros_hf  # registers the ProS classes\n"
+            "from pros_hf.finetuning import load_adapter_folder\n\n"
+            f"model = load_adapter_folder(\"{repo}\")  # base backbone, LoRA and head in one call\n\n"
+            "# by hand (the base must be an exported ProSModel folder, not a pre-training checkpoint):\n"
             "from peft import PeftModel\n"
             f"from transformers import AutoConfig, AutoImageProcessor, AutoModel, {auto_class}\n\n"
             f"config = AutoConfig.from_pretrained(\"{repo}\")  # the head's labels and shape\n"

@@ -330,10 +330,10 @@ class ProSModel(ProSPreTrainedModel):
         output_hidden_states (`bool`, *optional*): return the embeddings and each block's output (before the final
             norm), `num_hidden_layers + 1` tensors.
         pooled_only (`bool`, *optional*, defaults to `False`): compute only what `pooler_output` needs. The last
-            block's patch-token outputs feed nothing but `last_hidden_state`, so its attention query, output
-            projection and MLP run on the CLS token alone (keys and values still come from every token): the same
-            `pooler_output`, about (1 - 1/tokens) of one block's work less. Pre-training uses it, since its loss sees
-            the CLS token only. `last_hidden_state` then holds the CLS token alone, shape (batch, 1, hidden).
+            block's patch-token outputs feed nothing but `last_hidden_state`, so its attention is computed for the CLS
+            query alone and its output projection and MLP for the CLS token alone (the qkv projection still runs on
+            every token, which supplies the keys and values): the same `pooler_output`, about 3/4 of one block's
+            work less. Pre-training uses it, since its loss sees the CLS token only. `last_hidden_state` then holds the CLS token alone, shape (batch, 1, hidden).
         """
         self._check_pixel_values(pixel_values)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions

@@ -169,7 +169,9 @@ class ProSForPreTraining(ProSPreTrainedModel):
     def _embed(self, backbone: ProSModel, head: ProSProjectionHead, crops: torch.Tensor) -> torch.Tensor:
         """(B, V, 3, H, W) crops -> (V, B, d) head outputs, with one backbone call for the whole group."""
         batch_size, num_views = crops.shape[:2]
-        features = head(backbone(crops.flatten(0, 1), pooled_only=True).pooler_output)
+        features = head(backbone(
+            crops.flatten(0, 1), pooled_only=True, output_hidden_states=False, output_attentions=False
+        ).pooler_output)
         return features.view(batch_size, num_views, -1).transpose(0, 1)
 
     def _teacher_targets(self, scores: torch.Tensor, temperature: float) -> torch.Tensor:
