@@ -235,19 +235,25 @@ def decoder_width(args: FinetuneArguments, backbone) -> int | None:
     return min(256, hidden)
 
 
-def to_image_points(normalised: np.ndarray, images, processor) -> list[np.ndarray]:
-    """Normalised predictions on the processed input -> pixel points of each original image (the pipeline's maths)."""
+def image_sizes(images) -> list[tuple[int, int]]:
+    """(height, width) of each image (PIL, numpy or torch), as the processor reads it."""
+    from pros_hf.pipelines import _image_size
+
+    return [tuple(int(v) for v in _image_size(image)) for image in images]
+
+
+def to_image_points(normalised: np.ndarray, sizes, processor) -> list[np.ndarray]:
+    """Normalised predictions on the processed input -> pixel points of each original image of (height, width)
+    `sizes` (the pipeline's maths)."""
     from pros_hf.pipelines import processed_to_image_coordinates
 
-    points = []
-    for prediction, image in zip(normalised, images):
-        width, height = image.size
-        points.append(processed_to_image_coordinates(prediction, (height, width), processor))
-    return points
+    return [processed_to_image_coordinates(prediction, size, processor) for prediction, size in zip(normalised, sizes)]
 
 
-def run_once(args, training_args, data, backbone, processor, train_indices, init: str, seed: int, scratch: str):
-    """Train one head (one seed, one initialisation) and score it on the test set."""
+def run_once(args, training_args, data, backbone, processor, train_indices, init: str, seed: int, scratch: str,
+             test_sizes=None):
+    """Train one head (one seed, one initialisation) and score it on the test set (`test_sizes`: (height, width) of
+    the test images, for landmarks)."""
     from pros_hf.finetuning import FaceTaskCollator, apply_lora, count_trainable, default_augmentation, freeze_backbone
     from pros_hf.finetuning.data import processed_size
     from pros_hf.finetuning.training import (
@@ -290,10 +296,8 @@ def run_once(args, training_args, data, backbone, processor, train_indices, init
     train_seconds = time.perf_counter() - start
     prediction = trainer.predict(data.test, ignore_keys=ignore_keys_for(labels.task))
     predictions = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    test_images = None
     if labels.task == "landmarks":
-        test_images = data.test["image"]
-        predicted_points = to_image_points(np.asarray(predictions), test_images, processor)
+        predicted_points = to_image_points(np.asarray(predictions), test_sizes, processor)
         references = [np.asarray(points, dtype=np.float64) for points in data.test["landmarks"]]
         full = task_metrics(labels, predicted_points, references, args.nme_normalization, args.failure_threshold)
         full["_points"] = predicted_points
@@ -308,13 +312,14 @@ def run_once(args, training_args, data, backbone, processor, train_indices, init
                    num_train_labelled=len(train_set))
     logger.info("%s %s seed %d: %s", labels.task, init, seed, scalars)
     model.eval()
-    return {"model": model, "scalars": scalars, "full": full, "counts": counts, "test_images": test_images}
+    return {"model": model, "scalars": scalars, "full": full, "counts": counts}
 
 
-def prior_scores(args, data, train_indices) -> dict[str, float]:
+def prior_scores(args, data, train_indices, train_sizes=None, test_sizes=None) -> dict[str, float]:
     """What the labels alone give, without looking at the test images: the majority class (expressions), each
     attribute's majority value, the mean face shape (landmarks), taken from the same labelled training examples. A
-    head that does not beat this has learnt nothing from the images."""
+    head that does not beat this has learnt nothing from the images. Landmarks need the (height, width) of every
+    training image (`train_sizes`, indexed by `train_indices`) and of the test images."""
     from pros_hf.finetuning.data import label_array, multi_hot
     from pros_hf.finetuning.training import scalar_metrics, task_metrics
 
@@ -328,11 +333,10 @@ def prior_scores(args, data, train_indices) -> dict[str, float]:
         logits = np.where(np.tile(majority, (len(data.test), 1)) > 0, 10.0, -10.0)
         full = task_metrics(labels, logits, multi_hot(data.test["attributes"], labels.num_labels))
     else:
-        sizes = [image.size for image in train["image"]]  # (width, height): the mean shape in normalised units
+        sizes = [train_sizes[i][::-1] for i in train_indices]  # (width, height): the mean shape in normalised units
         points = label_array(train, labels)
         mean = np.mean([(p + 0.5) / np.asarray(size) for p, size in zip(points, sizes)], axis=0)
-        test_sizes = [image.size for image in data.test["image"]]
-        predictions = [mean * np.asarray(size) - 0.5 for size in test_sizes]
+        predictions = [mean * np.asarray(size[::-1]) - 0.5 for size in test_sizes]
         references = [np.asarray(p, dtype=np.float64) for p in data.test["landmarks"]]
         full = task_metrics(labels, predictions, references, args.nme_normalization, args.failure_threshold)
     return scalar_metrics(labels, full)
@@ -376,7 +380,7 @@ def make_plots(args, data, output_dir: Path, runs: dict[str, dict[int, dict]]) -
         run = first[main]
         count = min(args.num_plot_faces, len(data.test))
         written.append(plot_landmarks(
-            run["test_images"][:count], run["full"]["_points"][:count],
+            data.test.select(range(count))["image"], run["full"]["_points"][:count],
             [np.asarray(p) for p in data.test.select(range(count))["landmarks"]], path=output_dir / "landmarks.png",
             title=f"{names[main]} (seed {seed0}): red predicted, green reference"))
         written.append(plot_ced_curves(
@@ -385,7 +389,10 @@ def make_plots(args, data, output_dir: Path, runs: dict[str, dict[int, dict]]) -
     return written
 
 
-def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: str, output_dir: Path) -> dict:
+def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: str, output_dir: Path,
+             loaded=None) -> dict:
+    """One task: every (seed, initialisation) run, figures, the saved head and results.json. `loaded`: what
+    `load_backbone_and_processor(args)` returned (loaded once for --task all)."""
     from pros_hf.finetuning import few_shot_indices, label_array, load_task_data
     from pros_hf.finetuning.export import push_head_folder, save_adapter_folder, save_head_folder, write_card
     from pros_hf.finetuning.lora import merge_adapter
@@ -402,7 +409,7 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
         attribute_columns=args.attribute_columns, num_landmarks=args.num_landmarks, num_train=args.num_train,
         num_test=args.num_test, seed=args.seeds[0], cache_dir=args.data_cache_dir,
     )
-    backbone, processor, backbone_name = load_backbone_and_processor(args)
+    backbone, processor, backbone_name = loaded or load_backbone_and_processor(args)
     logger.info("%s: %d training / %d test images from %s; backbone %s", task, len(data.train), len(data.test),
                 data.dataset_name, backbone_name)
     inits = ["random_init"] if (args.random_init or args.model is None) else ["pretrained"]
@@ -410,6 +417,9 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
         inits.append("random_init")
 
     all_labels = label_array(data.train, data.labels)
+    train_sizes = test_sizes = None
+    if task == "landmarks":  # decoded once per task, not per run
+        train_sizes, test_sizes = image_sizes(data.train["image"]), image_sizes(data.test["image"])
     runs: dict[str, dict[int, dict]] = {init: {} for init in inits}
     priors: dict[int, dict] = {}
     counts = None
@@ -417,9 +427,10 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
         for seed in args.seeds:
             indices = (few_shot_indices(all_labels, args.few_shot, seed) if args.few_shot
                        else np.arange(len(data.train)))
-            priors[seed] = prior_scores(args, data, indices)
+            priors[seed] = prior_scores(args, data, indices, train_sizes, test_sizes)
             for init in inits:
-                result = run_once(args, training_args, data, backbone, processor, indices, init, seed, scratch)
+                result = run_once(args, training_args, data, backbone, processor, indices, init, seed, scratch,
+                                  test_sizes)
                 counts = counts or result["counts"]
                 if seed != args.seeds[0]:
                     result["model"] = None  # only the first seed's head is saved: free the others
@@ -503,7 +514,10 @@ def format_table(all_results: dict[str, dict]) -> str:
     lines = []
     first = next(iter(all_results.values()))
     few = f"{100 * first['few_shot']:g}% of the labels" if first["few_shot"] else "all labels"
-    lines.append(f"Fine-tuning ({few}, mean ± std over seeds {first['seeds']}), test set scores:")
+    # one seed has no spread: results.json keeps std 0.0 (the model card's table reads it), the table shows none
+    single = len(first["seeds"]) == 1
+    spread = f"1 seed: {first['seeds'][0]}" if single else f"mean ± std over seeds {first['seeds']}"
+    lines.append(f"Fine-tuning ({few}, {spread}), test set scores:")
     compare = any("random_init" in r["runs"] and "pretrained" in r["runs"] for r in all_results.values())
     header = f"{'task':<12}{'metric':<15}{'pre-trained':>20}" + (f"{'random init':>20}{'better':>9}" if compare else "")
     if not compare:
@@ -515,7 +529,8 @@ def format_table(all_results: dict[str, dict]) -> str:
             cells = []
             for init in (("pretrained", "random_init") if compare else (next(iter(result["runs"])),)):
                 run = result["runs"][init]
-                cells.append(f"{run['mean'][metric]:.4f} ± {run['std'][metric]:.4f}")
+                cells.append(f"{run['mean'][metric]:.4f}" if single else
+                             f"{run['mean'][metric]:.4f} ± {run['std'][metric]:.4f}")
             row = f"{task:<12}{metric:<15}" + "".join(f"{c:>20}" for c in cells)
             if compare:
                 a, b = result["runs"]["pretrained"]["mean"][metric], result["runs"]["random_init"]["mean"][metric]
@@ -537,9 +552,10 @@ def main(argv: list[str] | None = None) -> dict:
     output_root = Path(training_args.output_dir)
     start = time.perf_counter()
     all_results = {}
+    loaded = load_backbone_and_processor(args)  # once for all tasks (build_head copies it for each run)
     for task in tasks:
         folder = output_root / task if args.task == "all" else output_root
-        all_results[task] = run_task(args, training_args, task, folder)
+        all_results[task] = run_task(args, training_args, task, folder, loaded)
     table = format_table(all_results)
     print("\n" + table)
     if args.task == "all":

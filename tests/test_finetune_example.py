@@ -131,7 +131,16 @@ def test_saved_heads_work_in_the_pipelines(all_tasks):
     output, _ = all_tasks
     face = Image.new("RGB", (64, 64), (180, 120, 90))
     scores = pipeline("image-classification", model=str(output / "attributes"))(face, top_k=12)
-    assert len(scores) == 12 and all(0 <= s["score"] <= 1 for s in scores)  # one probability per attribute
+    # one independent probability per attribute: the sigmoid of each logit (a softmax would sum to 1)
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(output / "attributes").eval()
+    with torch.no_grad():
+        logits = model(**ProSImageProcessor.from_pretrained(output / "attributes")(face, return_tensors="pt")).logits
+    expected = {model.config.id2label[i]: p for i, p in enumerate(torch.sigmoid(logits)[0].tolist())}
+    assert len(scores) == 12
+    assert {s["label"]: s["score"] for s in scores} == pytest.approx(expected, abs=1e-5)
+    assert sum(s["score"] for s in scores) != pytest.approx(1.0, abs=1e-2)
     expression = pipeline("image-classification", model=str(output / "expression"))(face, top_k=7)
     assert sum(s["score"] for s in expression) == pytest.approx(1.0, abs=1e-4)
     points = pipeline("face-landmarks", model=str(output / "landmarks"))(face)["landmarks"]
@@ -261,6 +270,16 @@ def test_folders_load_in_a_fresh_process_without_pros_hf(all_tasks, pushed, tmp_
     # the merged head (LoRA folded in) gives the adapter's outputs
     merged = local_outputs("classifier", Path(f"{pushed['adapter']}-merged"), image)
     np.testing.assert_allclose(merged, remote["adapter"], atol=1e-4)
+
+
+def test_table_of_one_seed_shows_no_spread(example):
+    run = {"mean": {"accuracy": 0.5, "macro_f1": 0.25}, "std": {"accuracy": 0.0, "macro_f1": 0.0}}
+    result = {"few_shot": None, "seeds": [3], "metrics": ["accuracy", "macro_f1"], "runs": {"pretrained": run},
+              "prior": {"mean": {"accuracy": 0.1, "macro_f1": 0.05}}}
+    table = example.format_table({"expression": result})
+    assert "1 seed: 3" in table and "±" not in table and "0.5000" in table
+    two = example.format_table({"expression": {**result, "seeds": [0, 1]}})
+    assert "mean ± std over seeds [0, 1]" in two and "0.5000 ± 0.0000" in two
 
 
 def test_bad_flag_combinations_are_refused(example, capsys):

@@ -28,7 +28,6 @@ from pros_hf.finetuning import (
 )
 from pros_hf.finetuning.data import default_label_names, processor_point_transform
 from pros_hf.finetuning.lora import head_module_names
-from pros_hf.finetuning.optim import layer_id
 from pros_hf.hub import head_card
 
 
@@ -330,6 +329,31 @@ def test_collator_batches_and_landmark_coordinates(tmp_path):
     assert not torch.allclose(augmented["landmarks"], batch["landmarks"])  # it did move them
 
 
+def test_collator_reads_image_sizes_of_arrays_and_tensors_and_normalises_by_the_augmented_size():
+    """A non-square image as PIL, HWC numpy and CHW tensor gives the same landmark targets; with an augmentation
+    whose output size differs from the processor's, targets are normalised by the augmented size."""
+    array = np.random.default_rng(0).integers(0, 255, size=(48, 64, 3), dtype=np.uint8)  # H 48, W 64
+    points = [[10.0, 20.0], [50.0, 30.0]]
+    labels = TaskLabels("landmarks", num_landmarks=2)
+    processor = ProSImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    collator = FaceTaskCollator(labels, processor)
+    targets = [collator([{"image": image, "landmarks": points}])["landmarks"] for image in (
+        Image.fromarray(array), array, torch.from_numpy(array).permute(2, 0, 1))]
+    for other in targets[1:]:
+        torch.testing.assert_close(other, targets[0])
+    # 48x64 -> 32x43 (x scale 43/64) -> 5 px cropped off the left (floor((43 - 32) / 2))
+    expected_x = ((10.0 + 0.5) * 43 / 64 - 0.5 - 5 + 0.5) / 32
+    assert targets[0][0, 0, 0].item() == pytest.approx(expected_x, abs=1e-5)
+
+    from pros_hf.augmentation import LandmarkAugmentation
+
+    augmentation = LandmarkAugmentation(output_size=(24, 24), rotation_degrees=0.0, scale=(1.0, 1.0), translate=0.0,
+                                        flip_p=0.0, mean=tuple(processor.image_mean), std=tuple(processor.image_std))
+    augmented = FaceTaskCollator(labels, processor, augmentation)([{"image": array, "landmarks": points}])
+    assert augmented["pixel_values"].shape[-2:] == (24, 24)
+    torch.testing.assert_close(augmented["landmarks"], targets[0], atol=0.05, rtol=0)  # same place, 24-px frame
+
+
 def test_collator_classification_labels():
     image = Image.fromarray(np.zeros((48, 48, 3), np.uint8))
     processor = ProSImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
@@ -363,14 +387,22 @@ def micro_classifier(num_labels=7, image_size=32, **overrides):
 
 def test_layer_ids_and_layer_decay_values():
     model = micro_classifier()
-    assert layer_id("pros.embeddings.cls_token", 4) == 0
-    assert layer_id("pros.embeddings.patch_embeddings.projection.weight", 4) == 0
-    assert layer_id("pros.encoder.layer.2.attention.qkv.weight", 4) == 3
-    assert layer_id("base_model.model.pros.encoder.layer.3.attention.qkv.lora_A.default.weight", 4) == 4
-    assert layer_id("pros.layernorm.weight", 4) == 5 and layer_id("classifier.weight", 4) == 5
     groups = parameter_groups(model, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1, layer_decay=0.5)
     by_name = {name: group for group in groups for name in group["names"]}
     assert set(by_name) == {name for name, _ in model.named_parameters()}
+    layer_ids = {  # 0 embeddings, i + 1 block i, L + 1 = 5 final norm and head
+        "pros.embeddings.cls_token": 0, "pros.embeddings.patch_embeddings.projection.weight": 0,
+        "pros.encoder.layer.2.attention.qkv.weight": 3, "pros.layernorm.weight": 5, "classifier.weight": 5,
+    }
+    for name, layer in layer_ids.items():
+        assert by_name[name]["layer_id"] == layer, name
+    # Through PEFT (names under base_model.model., LoRA matrices): block 3's LoRA matrix is layer 4, with the layer
+    # decay but not the backbone scale.
+    lora_groups = parameter_groups(apply_lora(micro_classifier(), r=2, alpha=4), 1e-3, backbone_lr_scale=0.1,
+                                   layer_decay=0.5)
+    lora_by_name = {name: group for group in lora_groups for name in group["names"]}
+    lora_a = "base_model.model.pros.encoder.layer.3.attention.qkv.lora_A.default.weight"
+    assert lora_by_name[lora_a]["layer_id"] == 4 and lora_by_name[lora_a]["lr"] == pytest.approx(1e-3 * 0.5)
     expected = {  # lr * backbone_scale * decay ** (L + 1 - layer_id), L = 4
         "pros.embeddings.position_embeddings": 1e-3 * 0.1 * 0.5**5,
         "pros.encoder.layer.0.attention.qkv.weight": 1e-3 * 0.1 * 0.5**4,
@@ -388,6 +420,23 @@ def test_layer_ids_and_layer_decay_values():
     assert by_name["classifier.weight"]["weight_decay"] == 0.05
     with pytest.raises(ValueError, match="layer_decay"):
         parameter_groups(model, 1e-3, layer_decay=1.5)
+
+
+def test_finetune_trainer_builds_the_optim_of_the_arguments_on_the_groups(tmp_path):
+    from transformers import TrainingArguments
+
+    from pros_hf.finetuning import FinetuneTrainer
+
+    model = micro_classifier()
+    expected = parameter_groups(model, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1, layer_decay=0.5)
+    for optim, cls in (("adamw_torch", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
+        args = TrainingArguments(output_dir=str(tmp_path), optim=optim, learning_rate=1e-3, weight_decay=0.05,
+                                 use_cpu=True, report_to=[])
+        trainer = FinetuneTrainer(model=model, args=args, backbone_lr_scale=0.1, layer_decay=0.5)
+        optimizer = trainer.create_optimizer()
+        assert type(optimizer) is cls
+        assert [(g["lr"], g["weight_decay"], g["names"]) for g in optimizer.param_groups] == [
+            (g["lr"], g["weight_decay"], g["names"]) for g in expected]
 
 
 def test_linear_probe_trains_the_head_only():

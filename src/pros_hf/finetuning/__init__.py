@@ -27,7 +27,7 @@ from .data import (
 )
 from .export import load_adapter_folder, save_adapter_folder, save_head_folder
 from .lora import apply_lora, count_trainable, head_module_names, load_adapter, merge_adapter, save_adapter
-from .optim import freeze_backbone, layer_id, parameter_groups
+from .optim import freeze_backbone, parameter_groups
 from .training import FinetuneTrainer, build_head, head_config_overrides, task_metrics
 
 
@@ -47,7 +47,6 @@ __all__ = [
     "head_config_overrides",
     "head_module_names",
     "label_array",
-    "layer_id",
     "load_adapter",
     "load_adapter_folder",
     "load_task_data",

@@ -1,21 +1,19 @@
 """Optimizer parameter groups for fine-tuning a ProS head: backbone learning-rate scale, layer-wise decay, probes.
 
-Full fine-tuning (BEiT / MAE recipe): every parameter gets a layer id (0 the patch and position embeddings, `i + 1`
-transformer block `i`, `L + 1` the final norm and the head, with `L` blocks) and the learning rate
+Full fine-tuning (BEiT / MAE recipe): every parameter gets a layer id from `ProSPreTrainedModel.get_layer_id` (0 the
+patch and position embeddings, `i + 1` transformer block `i`, `L + 1` the final norm and the head, with `L` blocks)
+and the learning rate
 
     lr * layer_decay ** (L + 1 - layer_id)            (times `backbone_lr_scale` for backbone parameters)
 
-LoRA matrices sit in the backbone's blocks and get the layer decay, but not `backbone_lr_scale`: they start at zero
-and have everything to learn, like the head.
-
-so the early blocks, which hold the most generic features, move least. Biases, norms, the CLS token and the position
-embeddings get no weight decay (decaying them towards 0 only hurts). A linear probe freezes the backbone
-(`requires_grad=False`) and trains the head alone.
+so the early blocks, which hold the most generic features, move least. LoRA matrices sit in the backbone's blocks and
+get the layer decay, but not `backbone_lr_scale`: they start at zero and have everything to learn, like the head.
+Biases, norms, the CLS token and the position embeddings get no weight decay (decaying them towards 0 only hurts).
+A linear probe freezes the backbone (`requires_grad=False`) and trains the head alone.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 import torch
@@ -24,7 +22,6 @@ from torch import nn
 
 BACKBONE_PREFIX = "pros."  # `base_model_prefix` of every ProS model: backbone parameters are named pros.*
 NO_DECAY_NAMES = ("cls_token", "position_embeddings", "mask_token")
-_BLOCK = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")
 
 
 def _strip_wrappers(name: str) -> str:
@@ -57,32 +54,6 @@ def num_backbone_layers(model: nn.Module) -> int:
     return int(config.num_hidden_layers)
 
 
-def layer_id(name: str, num_layers: int) -> int:
-    """BEiT's layer id of a parameter: 0 embeddings, i + 1 for block i, num_layers + 1 final norm and head."""
-    name = _strip_wrappers(name)
-    if not name.startswith(BACKBONE_PREFIX):
-        return num_layers + 1
-    match = _BLOCK.search(name)
-    if match:
-        return int(match.group(1)) + 1
-    if ".embeddings." in f".{name[len(BACKBONE_PREFIX):]}" or name.startswith(BACKBONE_PREFIX + "embeddings"):
-        return 0
-    return num_layers + 1
-
-
-def _model_layer_id(model: nn.Module, name: str, num_layers: int) -> int:
-    """The model's own `get_layer_id` when it has one (the heads do), else `layer_id` from the name."""
-    getter = getattr(model, "get_layer_id", None)
-    if getter is None and hasattr(model, "get_base_model"):
-        getter = getattr(model.get_base_model(), "get_layer_id", None)
-    if getter is not None:
-        try:
-            return int(getter(_strip_wrappers(name)))
-        except (KeyError, ValueError, TypeError):
-            pass
-    return layer_id(name, num_layers)
-
-
 def applies_weight_decay(name: str, parameter: torch.Tensor) -> bool:
     """No decay for biases, norm weights (1-D tensors), the CLS token, position embeddings and LoRA's none."""
     base = _strip_wrappers(name).split(".")[-1]
@@ -111,11 +82,14 @@ def parameter_groups(
     if backbone_lr_scale < 0:
         raise ValueError(f"backbone_lr_scale must be >= 0, got {backbone_lr_scale}.")
     num_layers = num_backbone_layers(model)
+    get_layer_id = getattr(model, "get_layer_id", None)  # ProSPreTrainedModel's (PEFT forwards the attribute)
+    if get_layer_id is None:
+        raise ValueError(f"parameter_groups needs a ProS model (with get_layer_id), got {type(model).__name__}.")
     groups: dict[tuple, dict] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        layer = _model_layer_id(model, name, num_layers)
+        layer = int(get_layer_id(_strip_wrappers(name)))
         scale = layer_scale(layer, num_layers, layer_decay)
         if is_backbone_parameter(name) and not is_adapter_parameter(name):
             scale *= backbone_lr_scale
@@ -146,20 +120,13 @@ def count_parameters(parameters: Iterable[torch.Tensor]) -> int:
     return sum(p.numel() for p in parameters)
 
 
-def build_optimizer(groups: list[dict], betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW over `parameter_groups` (the bookkeeping keys stay in the groups, AdamW ignores them)."""
-    return torch.optim.AdamW(groups, betas=betas, eps=eps)
-
-
 __all__ = [
     "BACKBONE_PREFIX",
     "applies_weight_decay",
-    "build_optimizer",
     "count_parameters",
     "freeze_backbone",
     "is_adapter_parameter",
     "is_backbone_parameter",
-    "layer_id",
     "layer_scale",
     "num_backbone_layers",
     "parameter_groups",

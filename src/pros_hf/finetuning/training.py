@@ -16,7 +16,7 @@ import torch
 from transformers import Trainer
 
 from .data import TaskLabels
-from .optim import build_optimizer, parameter_groups
+from .optim import parameter_groups
 
 
 logger = logging.getLogger(__name__)
@@ -89,13 +89,22 @@ class FinetuneTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         if self.optimizer is None:
+            opt_model = model if model is not None else self.model
             groups = parameter_groups(
-                model if model is not None else self.model, self.args.learning_rate,
-                weight_decay=self.args.weight_decay, backbone_lr_scale=self.backbone_lr_scale,
-                layer_decay=self.layer_decay,
+                opt_model, self.args.learning_rate, weight_decay=self.args.weight_decay,
+                backbone_lr_scale=self.backbone_lr_scale, layer_decay=self.layer_decay,
             )
-            self.optimizer = build_optimizer(groups, betas=(self.args.adam_beta1, self.args.adam_beta2),
-                                             eps=self.args.adam_epsilon)
+            # The optimizer `--optim` names (transformers' default: fused AdamW), on the layer-wise groups; each
+            # group's own `lr` / `weight_decay` override the defaults in `optimizer_kwargs`.
+            if self.optimizer_cls_and_kwargs is not None:
+                optimizer_cls, optimizer_kwargs = self.optimizer_cls_and_kwargs
+            else:
+                optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+            optimizer_kwargs = dict(optimizer_kwargs)
+            if "params" in optimizer_kwargs or "model" in optimizer_kwargs:
+                raise ValueError(f"--optim {self.args.optim} builds its own parameter groups; FinetuneTrainer needs "
+                                 "an optimizer that takes the layer-wise groups (e.g. adamw_torch, adamw_torch_fused).")
+            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
     @contextlib.contextmanager

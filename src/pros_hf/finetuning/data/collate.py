@@ -73,20 +73,22 @@ class FaceTaskCollator:
         self.labels = labels
         self.image_processor = image_processor
         self.augmentation = augmentation
+        # With augmentation the processor's geometry only: the augmentation normalises after its transform.
+        self._processor = image_processor if augmentation is None else type(image_processor)(
+            **{**image_processor.to_dict(), "do_normalize": False})
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        from ...pipelines import _image_size
+
         images = [row["image"] for row in rows]
-        processor = self.image_processor
-        overrides = {"do_normalize": False} if self.augmentation is not None else {}
-        pixel_values = processor(images, return_tensors="pt", **overrides)["pixel_values"]
-        out_h, out_w = pixel_values.shape[-2:]
+        processor = self._processor
+        pixel_values = processor(images, return_tensors="pt")["pixel_values"]
         batch: dict[str, torch.Tensor] = {}
         task = self.labels.task
         if task == "landmarks":
             points = []
             for image, row in zip(images, rows):
-                width, height = image.size if hasattr(image, "size") and not isinstance(image, np.ndarray) else (
-                    image.shape[1], image.shape[0])
+                height, width = _image_size(image)  # PIL, HWC / CHW numpy or torch
                 sx, sy, tx, ty = processor_point_transform(processor, height, width)
                 xy = np.asarray(row["landmarks"], dtype=np.float32)
                 points.append(np.stack([xy[:, 0] * sx + tx, xy[:, 1] * sy + ty], axis=1))
@@ -97,7 +99,9 @@ class FaceTaskCollator:
             pixel_values, points = self.augmentation(pixel_values, points)
         batch["pixel_values"] = pixel_values.float()
         if task == "landmarks":
-            # the landmark head's convention: the input spans [0, 1] edge to edge, u = (x + 0.5) / W
+            # the landmark head's convention: the input spans [0, 1] edge to edge, u = (x + 0.5) / W, with W and H
+            # those of the model input (after the augmentation, which may resize)
+            out_h, out_w = pixel_values.shape[-2:]
             scale = torch.tensor([out_w, out_h], dtype=torch.float32)
             batch["landmarks"] = (points + 0.5) / scale
         elif task == "expression":
