@@ -55,18 +55,15 @@ def run(step: str, command: list[str]) -> None:
 
 def make_face_crops(output: Path, num_train: int, num_eval: int) -> None:
     """Synthetic faces at 128 px, cropped around the detected face to 64 px (labels and landmarks kept)."""
-    from pros_hf.data import draw_contact_sheet, make_synthetic_faces
-    from pros_hf.retrieval import crop_faces_in_dataset
+    from pros_hf.data import draw_contact_sheet
+    from pros_hf.finetuning import synthetic_face_crops
 
     for name, count, seed in (("faces_train", num_train, 0), ("faces_eval", num_eval, 1)):
-        recipe = {"num_faces": count, "seed": seed, "image_size": 128, "crop_size": 64, "margin": CROP_MARGIN}
-        stamp = output / f"{name}.json"  # reuse earlier crops only when they were made the same way
-        if (output / name / "dataset_info.json").exists() and stamp.exists() and json.loads(stamp.read_text()) == recipe:
+        # saved to output/name; earlier crops are reused only when they were made the same way
+        crops, counts = synthetic_face_crops(count, seed, render_size=128, crop_size=64, margin=CROP_MARGIN,
+                                             path=output / name, return_counts=True)
+        if counts is None:
             continue
-        faces = make_synthetic_faces(count, image_size=128, seed=seed)
-        crops, counts = crop_faces_in_dataset(faces, size=64, margin=CROP_MARGIN)
-        crops.save_to_disk(str(output / name))
-        stamp.write_text(json.dumps(recipe))
         print(f"{name}: {counts}")
         if name == "faces_train":
             draw_contact_sheet(crops.select(range(32)), columns=8).save(output / "faces_train_contact_sheet.png")

@@ -543,3 +543,11 @@ def test_head_card_metadata_parses_with_the_measured_values():
     # a local backbone path is not a Hub id: named in the text, kept out of base_model
     local = head_card(model, "expression", results, base_model="/tmp/backbone")
     assert ModelCard(str(local)).data.base_model is None and "/tmp/backbone" in str(local)
+
+
+def test_head_card_of_one_seed_shows_the_means_without_a_spread():
+    model = micro_classifier(num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
+    run = {"per_seed": {"0": {"accuracy": 0.61, "macro_f1": 0.55}}, "mean": {"accuracy": 0.61, "macro_f1": 0.55},
+           "std": {"accuracy": 0.0, "macro_f1": 0.0}}  # as examples/finetune.py writes a one-seed run
+    card = str(head_card(model, "expression", {"pretrained": run, "random_init": run}, seeds=[3]))
+    assert "±" not in card and "| 0.6100 | 0.6100 |" in card and "1 seed\n(3)" in card

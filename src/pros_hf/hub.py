@@ -86,8 +86,10 @@ def _is_hub_id(name: str | None) -> bool:
     return all(part and all(c.isalnum() or c in "-_." for c in part) for part in name.split("/"))
 
 
-def _results_table(task: str, results: dict) -> str:
-    """Markdown rows `metric | pre-trained | random init` from results.json's `runs` entry."""
+def _results_table(task: str, results: dict, num_seeds: int) -> str:
+    """Markdown rows `metric | pre-trained | random init` from results.json's `runs` entry.
+
+    A run of one seed (its `per_seed` entry, else `num_seeds`) or without a `std` shows the mean alone: no spread."""
     metrics = HEAD_METRICS[task]
     runs = [(label, results[key]) for key, label in (("pretrained", "pre-trained backbone"),
                                                       ("random_init", "random init (same architecture)"),
@@ -99,8 +101,9 @@ def _results_table(task: str, results: dict) -> str:
         arrow = " (lower is better)" if key in _LOWER_IS_BETTER else ""
         cells = []
         for _, run in runs:
-            mean, std = run["mean"].get(key), run["std"].get(key)
-            cells.append("n/a" if mean is None else f"{mean:.4f} ± {std:.4f}")
+            single = len(run["per_seed"]) == 1 if "per_seed" in run else num_seeds == 1
+            mean, std = run["mean"].get(key), None if single else (run.get("std") or {}).get(key)
+            cells.append("n/a" if mean is None else f"{mean:.4f}" if std is None else f"{mean:.4f} ± {std:.4f}")
         lines.append(f"| {name}{arrow} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -209,6 +212,7 @@ def head_card(
         notes.append("The labels-only column predicts without the image (the majority class, each attribute's "
                      "majority value, or the mean face shape of the same training labels): the floor to beat.")
     comparison_note = " ".join(notes)
+    seeds = seeds or [0]
     total = sum(p.numel() for p in model.parameters())
     trainable = trainable_parameters if trainable_parameters is not None else total
     fields = dict(
@@ -223,9 +227,9 @@ def head_card(
         dataset=dataset,
         num_test=num_test if num_test is not None else "?",
         num_train=num_train if num_train is not None else "?",
-        num_seeds=len(seeds or [0]),
-        seeds=", ".join(str(s) for s in (seeds or [0])),
-        results_table=_results_table(task, results),
+        spread_summary="1 seed" if len(seeds) == 1 else f"mean ± standard deviation over {len(seeds)} seed(s)",
+        seeds=", ".join(str(s) for s in seeds),
+        results_table=_results_table(task, results, len(seeds)),
         comparison_note=comparison_note,
         main_run="the pre-trained backbone's runs" if "pretrained" in results else "the runs from random weights",
         labels_summary=labels_summary,

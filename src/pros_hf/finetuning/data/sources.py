@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
@@ -154,22 +155,34 @@ def read_label_file(
 
 def synthetic_face_crops(num_images: int, seed: int, cache_dir: str | os.PathLike | None = None,
                          render_size: int = SYNTHETIC_RENDER_SIZE, crop_size: int = SYNTHETIC_CROP_SIZE,
-                         margin: float = SYNTHETIC_CROP_MARGIN):
+                         margin: float = SYNTHETIC_CROP_MARGIN, *, path: str | os.PathLike | None = None,
+                         return_counts: bool = False):
     """Synthetic faces rendered at `render_size` and face-cropped to `crop_size` (the demo's recipe), cached.
 
     The first call renders and runs the face detector (about 30 images/s on a CPU core) and saves the result under
     `cache_dir` (default: `<HF_DATASETS_CACHE>/pros_hf_face_crops`); later calls load it in a second. Rows where no
-    face is detected (under 2%) are dropped, as in the demo.
+    face is detected (under 2%) are dropped, as in the demo. `path` saves to exactly that folder instead (as
+    examples/demo.py does), with the recipe in `<path>.json`: it is reused only when made the same way, otherwise
+    replaced. With `return_counts`, returns `(dataset, counts)`: the kept/dropped counts of `crop_faces_in_dataset`,
+    or None when the crops were loaded from disk.
     """
     import datasets
 
     from ...data.synthetic import make_synthetic_faces
     from ...retrieval import crop_faces_in_dataset
 
-    root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "pros_hf_face_crops"
-    folder = root / f"faces-n{num_images}-seed{seed}-r{render_size}-c{crop_size}-m{margin:g}"
-    if (folder / "dataset_info.json").exists():
-        return datasets.load_from_disk(str(folder))
+    recipe = {"num_faces": num_images, "seed": seed, "image_size": render_size, "crop_size": crop_size,
+              "margin": margin}
+    if path is not None:
+        folder, stamp = Path(path), Path(f"{path}.json")
+        cached = stamp.exists() and json.loads(stamp.read_text()) == recipe
+    else:
+        root = Path(cache_dir) if cache_dir else Path(datasets.config.HF_DATASETS_CACHE) / "pros_hf_face_crops"
+        folder, stamp = root / f"faces-n{num_images}-seed{seed}-r{render_size}-c{crop_size}-m{margin:g}", None
+        cached = True
+    if cached and (folder / "dataset_info.json").exists():
+        crops = datasets.load_from_disk(str(folder))
+        return (crops, None) if return_counts else crops
     logger.info("Rendering %d synthetic faces (seed %d) and cropping them (cached in %s)", num_images, seed, folder)
     faces = make_synthetic_faces(num_images, image_size=render_size, seed=seed)
     crops, counts = crop_faces_in_dataset(faces, size=crop_size, margin=margin)
@@ -178,9 +191,14 @@ def synthetic_face_crops(num_images: int, seed: int, cache_dir: str | os.PathLik
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     crops.save_to_disk(str(tmp))
+    if stamp is not None and (folder / "dataset_info.json").exists():
+        shutil.rmtree(folder)  # crops made another way
     if not folder.exists():  # another process may have finished first: keep its copy
         os.replace(tmp, folder)
-    return datasets.load_from_disk(str(folder))
+    if stamp is not None:
+        stamp.write_text(json.dumps(recipe))
+    crops = datasets.load_from_disk(str(folder))
+    return (crops, counts) if return_counts else crops
 
 
 # ----------------------------------------------------------------------------------------------------------------------
