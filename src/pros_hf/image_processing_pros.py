@@ -94,14 +94,39 @@ class ProSImageProcessor(BaseImageProcessor):
         height, width = (config.image_size, config.image_size) if isinstance(config.image_size, int) else config.image_size
         return cls(size={"shortest_edge": side}, crop_size={"height": height, "width": width}, **kwargs)
 
-    def _resize(self, image: torch.Tensor) -> torch.Tensor:
+    def _resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) after the resize of the shorter side to `size["shortest_edge"]`."""
         target = int(self.size["shortest_edge"])
-        height, width = image.shape[-2:]
         scale = target / min(height, width)
-        new_size = (max(target, round(height * scale)), max(target, round(width * scale)))
+        return max(target, round(height * scale)), max(target, round(width * scale))
+
+    def point_transform(self, height: int, width: int) -> tuple[float, float, float, float, int, int]:
+        """`(sx, sy, tx, ty, out_height, out_width)`: where a point of a `height x width` image lands in the
+        processed one, `x' = sx * x + tx`, `y' = sy * y + ty`, pixel centres at integers on both sides. The one
+        place that knows this geometry: landmark targets (fine-tuning) and the face-landmarks pipeline (its inverse)
+        both use it, so they cannot drift from `_resize` and `_center_crop`."""
+        sx = sy = 1.0
+        tx = ty = 0.0
+        out_height, out_width = height, width
+        if self.do_resize:
+            out_height, out_width = self._resized_size(height, width)
+            sx, sy = out_width / width, out_height / height
+            tx, ty = 0.5 * sx - 0.5, 0.5 * sy - 0.5  # resampling with align_corners=False: (x + 0.5) * s - 0.5
+        if self.do_center_crop:
+            crop_height, crop_width = int(self.crop_size["height"]), int(self.crop_size["width"])
+            pad_h, pad_w = max(crop_height - out_height, 0), max(crop_width - out_width, 0)
+            padded_height, padded_width = out_height + pad_h, out_width + pad_w
+            tx += pad_w // 2 - (padded_width - crop_width) // 2
+            ty += pad_h // 2 - (padded_height - crop_height) // 2
+            out_height, out_width = crop_height, crop_width
+        return sx, sy, tx, ty, out_height, out_width
+
+    def _resize(self, image: torch.Tensor) -> torch.Tensor:
+        height, width = image.shape[-2:]
+        new_size = self._resized_size(height, width)
         if new_size == (height, width):
             return image
-        antialias = self.resample != "nearest" and scale < 1
+        antialias = self.resample != "nearest" and min(new_size) < min(height, width)  # only when shrinking
         resized = torch.nn.functional.interpolate(
             image[None], size=new_size, mode=self.resample, antialias=antialias,
             **({} if self.resample == "nearest" else {"align_corners": False}),

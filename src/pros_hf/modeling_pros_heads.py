@@ -35,18 +35,24 @@ def load_backbone(pretrained) -> ProSModel:
     return ProSModel.from_pretrained(pretrained)
 
 
+def head_config(backbone_config: ProSConfig, **config_overrides) -> ProSConfig:
+    """The config of a head on a backbone of `backbone_config`: its fields plus `config_overrides`, without what
+    describes the saved backbone (architectures, auto_map, ...) or its label maps when the head sets its own."""
+    config_dict = backbone_config.to_dict()
+    for key in _SAVED_MODEL_KEYS + (_LABEL_KEYS if set(_LABEL_KEYS) & set(config_overrides) else ()):
+        config_dict.pop(key, None)
+    config = ProSConfig(**{**config_dict, **config_overrides})
+    config._attn_implementation = backbone_config._attn_implementation
+    return config
+
+
 def head_from_backbone(head_class: type[ProSPreTrainedModel], pretrained, **config_overrides) -> ProSPreTrainedModel:
     """`head_class` built from the backbone's config plus `config_overrides`, with the backbone weights loaded into
     `head.pros` and the head freshly initialised; returned in eval mode, like `from_pretrained`."""
     backbone = load_backbone(pretrained)
-    config_dict = backbone.config.to_dict()
-    for key in _SAVED_MODEL_KEYS + (_LABEL_KEYS if set(_LABEL_KEYS) & set(config_overrides) else ()):
-        config_dict.pop(key, None)
-    config = ProSConfig(**{**config_dict, **config_overrides})
-    config._attn_implementation = backbone.config._attn_implementation
-    head = head_class(config)
+    head = head_class(head_config(backbone.config, **config_overrides))
     head.pros.load_state_dict(backbone.state_dict())
     return head.eval()
 
 
-__all__ = ["load_backbone", "head_from_backbone"]
+__all__ = ["load_backbone", "head_config", "head_from_backbone"]

@@ -40,25 +40,12 @@ def _image_size(image) -> tuple[int, int]:
 
 def processed_to_image_coordinates(landmarks, image_size, image_processor) -> np.ndarray:
     """Normalised (x, y) on the processor's output -> pixel (x, y) of the original image of `image_size`
-    (height, width), undoing `ProSImageProcessor`'s geometry exactly: shorter side resized to `size["shortest_edge"]`
-    (each axis scaled by its own new/old length, as the resampling does), then a centre crop of `crop_size` (zero
-    padding where the image is smaller)."""
-    height, width = image_size
-    resized_height, resized_width = height, width
-    if image_processor.do_resize:
-        target = int(image_processor.size["shortest_edge"])
-        scale = target / min(height, width)
-        resized_height, resized_width = max(target, round(height * scale)), max(target, round(width * scale))
-    out_height, out_width, offset_y, offset_x = resized_height, resized_width, 0, 0
-    if image_processor.do_center_crop:
-        out_height, out_width = int(image_processor.crop_size["height"]), int(image_processor.crop_size["width"])
-        pad_top, pad_left = max(out_height - resized_height, 0) // 2, max(out_width - resized_width, 0) // 2
-        padded_height, padded_width = max(resized_height, out_height), max(resized_width, out_width)
-        offset_y = (padded_height - out_height) // 2 - pad_top
-        offset_x = (padded_width - out_width) // 2 - pad_left
+    (height, width): the inverse of `ProSImageProcessor.point_transform` (resize of the shorter side, centre crop
+    with zero padding where the image is smaller)."""
+    sx, sy, tx, ty, out_height, out_width = image_processor.point_transform(*image_size)
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    x = (landmarks[..., 0] * out_width + offset_x) * (width / resized_width) - 0.5
-    y = (landmarks[..., 1] * out_height + offset_y) * (height / resized_height) - 0.5
+    x = (landmarks[..., 0] * out_width - 0.5 - tx) / sx  # normalised -> processed pixel centres -> original
+    y = (landmarks[..., 1] * out_height - 0.5 - ty) / sy
     return np.stack((x, y), axis=-1)
 
 

@@ -62,18 +62,14 @@ def build_head(task: str, backbone, overrides: dict, random_init: bool = False, 
     """The task head on `backbone` (a ProSModel / pre-training export, a folder or Hub id of one, or a `ProSConfig`
     for a random-init model of that size). With `random_init` the same architecture gets seeded random weights."""
     from .. import ProSConfig
+    from ..modeling_pros_heads import head_config, load_backbone
 
     cls = head_class(task)
     torch.manual_seed(seed)
-    if isinstance(backbone, ProSConfig):
-        config = ProSConfig(**{**backbone.to_dict(), **overrides})
-        return cls(config)
-    model = cls.from_backbone(backbone, **overrides)
-    if random_init:
-        torch.manual_seed(seed)
-        config = model.config
-        model = cls(config)
-    return model
+    if isinstance(backbone, ProSConfig) or random_init:  # the architecture only: no backbone weights to copy
+        backbone_config = backbone if isinstance(backbone, ProSConfig) else load_backbone(backbone).config
+        return cls(head_config(backbone_config, **overrides))
+    return cls.from_backbone(backbone, **overrides)
 
 
 class FinetuneTrainer(Trainer):

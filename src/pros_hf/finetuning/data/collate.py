@@ -10,23 +10,8 @@ from .tasks import TaskLabels, multi_hot
 
 def processor_point_transform(processor, height: int, width: int) -> tuple[float, float, float, float]:
     """`(sx, sy, tx, ty)` mapping a pixel-centre point of an `height x width` image into the processed image
-    (`x' = sx * x + tx`), mirroring `ProSImageProcessor`'s resize of the shorter side and its center crop."""
-    sx = sy = 1.0
-    tx = ty = 0.0
-    new_h, new_w = height, width
-    if processor.do_resize:
-        target = int(processor.size["shortest_edge"])
-        scale = target / min(height, width)
-        new_h, new_w = max(target, round(height * scale)), max(target, round(width * scale))
-        sx, sy = new_w / width, new_h / height
-        tx, ty = 0.5 * sx - 0.5, 0.5 * sy - 0.5  # align_corners=False: (x + 0.5) * s - 0.5
-    if processor.do_center_crop:
-        crop_h, crop_w = int(processor.crop_size["height"]), int(processor.crop_size["width"])
-        pad_h, pad_w = max(crop_h - new_h, 0), max(crop_w - new_w, 0)
-        new_h, new_w = new_h + pad_h, new_w + pad_w
-        tx += pad_w // 2 - (new_w - crop_w) // 2
-        ty += pad_h // 2 - (new_h - crop_h) // 2
-    return sx, sy, tx, ty
+    (`x' = sx * x + tx`): `ProSImageProcessor.point_transform` without the output size."""
+    return processor.point_transform(height, width)[:4]
 
 
 def processed_size(processor) -> tuple[int, int]:
