@@ -49,10 +49,19 @@ class ModelArguments:
     me_max_weight: float | None = field(default=None, metadata={"help": (
         "Mean-entropy maximisation weight (default 1.0 with sharpen, else 0).")})
     koleo_weight: float = field(default=0.0, metadata={"help": "KoLeo uniformity weight (DINOv2 uses 0.1)."})
+    patch_loss_weight: float = field(default=0.0, metadata={"help": (
+        "Weight of iBOT's masked patch loss (DINOv2 and iBOT: 1.0; 0 turns it off): the student's masked patches "
+        "must match the teacher's, which keeps local content (mouth, brows, landmark positions) in the features.")})
+    mask_probability: float = field(default=0.5, metadata={"help": "Fraction of global crops masked (DINOv2: 0.5)."})
+    mask_ratio: list[float] = field(default_factory=lambda: [0.1, 0.5], metadata={"help": (
+        "Range of the fraction of patches a masked crop hides (iBOT: 0.1 0.5).")})
     drop_path_rate: float | None = field(default=None, metadata={"help": (
         "Stochastic depth of the student (0.1 for ViT-S/B, 0.3-0.4 for ViT-L). Default: the preset's.")})
     head_hidden_size: int | None = field(default=None, metadata={"help": "Projection head width (DINO: 2048)."})
     head_bottleneck_size: int | None = field(default=None, metadata={"help": "Head output size (DINO: 256)."})
+    config_overrides: str | None = field(default=None, metadata={"help": (
+        "Any other config field of the preset, as transformers' examples take them: 'hidden_size=128,"
+        "intermediate_size=512'. Applied last; the config checks the result.")})
 
 
 @dataclass
@@ -96,6 +105,8 @@ def build_model(model_args: ModelArguments, training_args: ProSTrainingArguments
         "warmup_teacher_temperature": model_args.warmup_teacher_temperature,
         "center_momentum": model_args.center_momentum, "me_max_weight": model_args.me_max_weight,
         "koleo_weight": model_args.koleo_weight, "drop_path_rate": model_args.drop_path_rate,
+        "patch_loss_weight": model_args.patch_loss_weight, "mask_probability": model_args.mask_probability,
+        "mask_ratio": model_args.mask_ratio,
         "head_hidden_size": model_args.head_hidden_size, "head_bottleneck_size": model_args.head_bottleneck_size,
     }.items() if v is not None}
     if model_args.model_name_or_path:
@@ -104,11 +115,32 @@ def build_model(model_args: ModelArguments, training_args: ProSTrainingArguments
         backbone = ProSModel.from_pretrained(model_args.model_name_or_path)
         config = ProSConfig(**{**backbone.config.to_dict(), **overrides})
         model = ProSForPreTraining(config)
-        model.student.load_state_dict(backbone.state_dict())
+        state = backbone.state_dict()
+        if model.student.embeddings.mask_token is None:  # a backbone pre-trained with the patch loss, reused without
+            state.pop("embeddings.mask_token", None)
+        missing, unexpected = model.student.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"embeddings.mask_token"}:
+            raise ValueError(f"{model_args.model_name_or_path} does not match the configured backbone: missing "
+                             f"{sorted(missing)}, unexpected {sorted(unexpected)}.")
         model.copy_student_to_teacher()
         return model
     config = ProSConfig.from_preset(model_args.preset, image_size=training_args.global_crop_size, **overrides)
+    if model_args.config_overrides:
+        config = apply_config_overrides(config, model_args.config_overrides)
     return ProSForPreTraining(config)
+
+
+def apply_config_overrides(config: ProSConfig, overrides: str) -> ProSConfig:
+    """`config` with 'key=value,key=value' applied (typed after the current values, by transformers'
+    `update_from_string`), rebuilt so that ProSConfig validates the result."""
+    unknown = [item.split("=")[0] for item in overrides.split(",") if item.split("=")[0] not in config.to_dict()]
+    if unknown:
+        raise SystemExit(f"--config_overrides names unknown ProSConfig fields {unknown}.")
+    try:
+        config.update_from_string(overrides)
+        return ProSConfig(**config.to_dict())
+    except ValueError as error:
+        raise SystemExit(f"--config_overrides {overrides!r}: {error}") from None
 
 
 def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:

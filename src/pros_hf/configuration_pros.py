@@ -82,6 +82,19 @@ class ProSConfig(PreTrainedConfig):
         koleo_weight (`float`, 0.0): weight of the KoLeo uniformity regulariser on head outputs (DINOv2); needs more
             than one image per process.
 
+    Masked patch loss (iBOT, DINOv2), off by default:
+        patch_loss_weight (`float`, 0.0): weight of the masked patch loss. > 0 masks some patches of the student's
+            global crops (a learnable mask token replaces their embeddings) and asks the student's patch tokens there
+            to match the teacher's distributions over the same prototypes for the unmasked crop (same projection
+            head, the targets made by `target_mode`). The CLS loss alone rewards what every crop of a face shares
+            (identity, colours); the patch loss also rewards the local content a face's parts hold (mouth, brows,
+            the points landmarks need). DINOv2 and iBOT use 1.0. Costs the last block's full output for the global
+            crops and adds a mask token to the backbone.
+        mask_probability (`float`, 0.5): fraction of the global crops that are masked (DINOv2: 0.5); the others
+            keep every patch.
+        mask_ratio (`list`, [0.1, 0.5]): each masked crop hides a fraction of its patches drawn uniformly from this
+            range (iBOT's 0.3 +- 0.2), chosen uniformly at random among the patches.
+
     Classification head (`ProSForImageClassification`; `num_labels`, `id2label`, `label2id` and `problem_type` are
     transformers' standard fields, and giving only one of `id2label` / `label2id` fills the other):
         classifier_pooling (`str`, "cls"): what the linear classifier sees. "cls" is the final-norm CLS token, the
@@ -152,6 +165,9 @@ class ProSConfig(PreTrainedConfig):
         sharpen_temperature=0.25,
         me_max_weight=None,
         koleo_weight=0.0,
+        patch_loss_weight=0.0,
+        mask_probability=0.5,
+        mask_ratio=(0.1, 0.5),
         classifier_pooling="cls",
         num_landmarks=68,
         landmark_decoder="heatmap",
@@ -193,6 +209,9 @@ class ProSConfig(PreTrainedConfig):
             me_max_weight = 1.0 if target_mode == "sharpen" else 0.0
         self.me_max_weight = me_max_weight
         self.koleo_weight = koleo_weight
+        self.patch_loss_weight = patch_loss_weight
+        self.mask_probability = mask_probability
+        self.mask_ratio = list(mask_ratio) if isinstance(mask_ratio, (list, tuple)) else mask_ratio
         self.classifier_pooling = classifier_pooling
         self.num_landmarks = num_landmarks
         self.landmark_decoder = landmark_decoder
@@ -299,9 +318,15 @@ class ProSConfig(PreTrainedConfig):
             raise ValueError(f"ProSConfig.target_mode must be one of {TARGET_MODES}, got {self.target_mode!r}.")
         if not 0.0 <= self.center_momentum < 1.0:
             raise ValueError(f"ProSConfig.center_momentum must be in [0, 1), got {self.center_momentum!r}.")
-        for name in ("me_max_weight", "koleo_weight", "landmark_heatmap_loss_weight"):
+        for name in ("me_max_weight", "koleo_weight", "patch_loss_weight", "landmark_heatmap_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ProSConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
+        if not 0.0 < self.mask_probability <= 1.0:
+            raise ValueError(f"ProSConfig.mask_probability must be in (0, 1], got {self.mask_probability!r}.")
+        ratio = self.mask_ratio
+        if (not isinstance(ratio, list) or len(ratio) != 2 or not all(isinstance(v, (int, float)) for v in ratio)
+                or not 0.0 < ratio[0] <= ratio[1] < 1.0):
+            raise ValueError(f"ProSConfig.mask_ratio must be [low, high] with 0 < low <= high < 1, got {ratio!r}.")
         for name, value, options in (("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS),
                                      ("landmark_decoder", self.landmark_decoder, LANDMARK_DECODERS),
                                      ("problem_type", self.problem_type, (None, *PROBLEM_TYPES))):

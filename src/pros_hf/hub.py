@@ -56,6 +56,9 @@ def backbone_card(
         num_parameters=f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M",
         training_summary=training_summary,
         evaluation_summary=evaluation_summary,
+        patch_loss=(f"weight {config.patch_loss_weight}, {config.mask_probability:g} of the global crops masked, "
+                    f"{config.mask_ratio[0]:g}-{config.mask_ratio[1]:g} of their patches"
+                    if config.patch_loss_weight > 0 else "off"),
         **{key: getattr(config, key) for key in (
             "num_hidden_layers", "hidden_size", "num_attention_heads", "patch_size", "image_size", "head_num_layers",
             "head_hidden_size", "head_bottleneck_size", "num_prototypes", "share_prototypes", "target_mode",

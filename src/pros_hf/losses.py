@@ -176,6 +176,27 @@ def prototype_matching_loss(
 
 
 @_autocast_off
+def masked_patch_loss(
+    teacher_probabilities: torch.Tensor, student_log_probabilities: torch.Tensor, bool_masked_pos: torch.Tensor
+) -> torch.Tensor:
+    """iBOT's masked patch term: H(q_t, q_s) averaged over the masked patches of each image, then over the images
+    that have any (so an image with few masked patches counts as much as one with many, as in iBOT and DINOv2).
+
+    teacher_probabilities, student_log_probabilities: (M, K) for the M masked patches, in the row-major order of
+        `bool_masked_pos[bool_masked_pos]`.
+    bool_masked_pos: (N, P), which patches of the N images were masked.
+    """
+    per_image = bool_masked_pos.sum(dim=1)
+    if int(per_image.sum()) != teacher_probabilities.shape[0]:
+        raise ValueError(f"masked_patch_loss got {teacher_probabilities.shape[0]} patch distributions for "
+                         f"{int(per_image.sum())} masked patches")
+    masked_images = (per_image > 0).sum().clamp_min(1)
+    weights = (1.0 / per_image.clamp_min(1).float()).repeat_interleave(per_image) / masked_images
+    cross = -(_fp32(teacher_probabilities) * _fp32(student_log_probabilities)).sum(dim=-1)
+    return (cross * weights).sum()
+
+
+@_autocast_off
 def mean_entropy_maximization(student_probabilities: torch.Tensor) -> torch.Tensor:
     """MSN's me-max regulariser, `log K - H(mean q_s)` >= 0: zero when the batch uses every prototype equally.
 
@@ -223,6 +244,7 @@ __all__ = [
     "distributed_world_size",
     "entropy",
     "koleo_loss",
+    "masked_patch_loss",
     "mean_entropy_maximization",
     "prototype_matching_loss",
     "prototype_scores",

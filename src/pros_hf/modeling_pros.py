@@ -56,6 +56,8 @@ class ProSEmbeddings(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         num_positions = self.grid_size[0] * self.grid_size[1] + 1
         self.position_embeddings = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
+        # replaces masked patches in pre-training with the masked patch loss (as transformers' ViT `use_mask_token`)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.patch_loss_weight > 0 else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def interpolate_pos_encoding(self, grid_height: int, grid_width: int, dtype: torch.dtype) -> torch.Tensor:
@@ -76,10 +78,13 @@ class ProSEmbeddings(nn.Module):
         patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
         return torch.cat((cls_position.float(), patch_positions), dim=1).to(dtype)
 
-    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None) -> torch.Tensor:
         height, width = pixel_values.shape[-2:]
         patch_height, patch_width = self.patch_embeddings.patch_size
         embeddings = self.patch_embeddings(pixel_values)
+        if bool_masked_pos is not None:
+            mask_token = self.mask_token.to(embeddings.dtype)
+            embeddings = torch.where(bool_masked_pos.unsqueeze(-1), mask_token, embeddings)
         cls_token = self.cls_token if self.cls_token.dtype == embeddings.dtype else self.cls_token.to(embeddings.dtype)
         cls_tokens = cls_token.expand(embeddings.shape[0], -1, -1)
         embeddings = torch.cat((cls_tokens, embeddings), dim=1)
@@ -242,6 +247,8 @@ class ProSPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ProSEmbeddings):
             init.trunc_normal_(module.cls_token, mean=0.0, std=std)
             init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+            if module.mask_token is not None:
+                init.zeros_(module.mask_token)
 
     def get_layer_id(self, parameter_name: str) -> int:
         """Depth of a parameter for layer-wise learning-rate decay (BEiT, DINOv2): 0 for the embeddings (patch
@@ -313,6 +320,17 @@ class ProSModel(ProSPreTrainedModel):
                 f"{(patch_height, patch_width)}, got {height}x{width}; resize or crop the input."
             )
 
+    def _check_bool_masked_pos(self, bool_masked_pos, pixel_values) -> None:
+        if self.embeddings.mask_token is None:
+            raise ValueError("`bool_masked_pos` needs the mask token, which only models configured with "
+                             "`patch_loss_weight > 0` have.")
+        patch_height, patch_width = _pair(self.config.patch_size)
+        num_patches = (pixel_values.shape[-2] // patch_height) * (pixel_values.shape[-1] // patch_width)
+        if bool_masked_pos.dtype != torch.bool or tuple(bool_masked_pos.shape) != (pixel_values.shape[0], num_patches):
+            raise ValueError(f"`bool_masked_pos` must be a bool tensor of shape (batch, num_patches) = "
+                             f"{(pixel_values.shape[0], num_patches)}, got {bool_masked_pos.dtype} "
+                             f"{tuple(bool_masked_pos.shape)}.")
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -320,6 +338,7 @@ class ProSModel(ProSPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         pooled_only: bool = False,
+        bool_masked_pos: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         r"""
@@ -334,6 +353,9 @@ class ProSModel(ProSPreTrainedModel):
             query alone and its output projection and MLP for the CLS token alone (the qkv projection still runs on
             every token, which supplies the keys and values): the same `pooler_output`, about 3/4 of one block's
             work less. Pre-training uses it, since its loss sees the CLS token only. `last_hidden_state` then holds the CLS token alone, shape (batch, 1, hidden).
+        bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*): patches whose
+            embedding is replaced by the mask token (pre-training with `config.patch_loss_weight > 0`, which creates
+            it), in row-major grid order.
         """
         self._check_pixel_values(pixel_values)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
@@ -348,7 +370,9 @@ class ProSModel(ProSPreTrainedModel):
         weight = self.embeddings.patch_embeddings.projection.weight
         if pixel_values.dtype != weight.dtype and not torch.is_autocast_enabled(pixel_values.device.type):
             pixel_values = pixel_values.to(weight.dtype)
-        embeddings = self.embeddings(pixel_values)
+        if bool_masked_pos is not None:
+            self._check_bool_masked_pos(bool_masked_pos, pixel_values)
+        embeddings = self.embeddings(pixel_values, bool_masked_pos)
         hidden_states, all_hidden_states, all_attentions = self.encoder(
             embeddings,
             output_attentions=bool(output_attentions),

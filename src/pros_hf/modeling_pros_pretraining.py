@@ -5,7 +5,9 @@ crops, without gradient, and is always in eval mode. Both map the CLS token thro
 L2-normalised vector, compare it with K prototypes (cosine similarity) and turn the similarities into distributions:
 the student's with a softmax at `student_temperature`, the teacher's by `target_mode` (centering, Sinkhorn-Knopp or
 sharpening). The loss is the cross-entropy from each teacher view to every other student view, plus optional me-max
-and KoLeo terms. After each optimizer step the trainer calls `update_teacher(momentum)`.
+and KoLeo terms, and optionally iBOT's masked patch term (`patch_loss_weight`): some patches of the student's global
+crops are masked, and its patch tokens there must match the teacher's for the unmasked crop. After each optimizer
+step the trainer calls `update_teacher(momentum)`.
 
 Kept separate from `modeling_pros.py` so that the backbone file users download stays small; `save_pretrained` copies
 this file, `modeling_pros.py`, `configuration_pros.py` and `losses.py` for `trust_remote_code=True` users.
@@ -23,6 +25,7 @@ from .losses import (
     centered_teacher_probabilities,
     entropy,
     koleo_loss,
+    masked_patch_loss,
     mean_entropy_maximization,
     prototype_matching_loss,
     prototype_scores,
@@ -48,6 +51,7 @@ class ProSPreTrainingOutput(ModelOutput):
     matching_loss: torch.FloatTensor | None = None
     me_max_loss: torch.FloatTensor | None = None
     koleo_loss: torch.FloatTensor | None = None
+    patch_loss: torch.FloatTensor | None = None
     teacher_entropy: torch.FloatTensor | None = None
     student_mean_entropy: torch.FloatTensor | None = None
     active_prototypes: torch.LongTensor | None = None
@@ -91,6 +95,8 @@ class ProSForPreTraining(ProSPreTrainedModel):
                 torch.empty(config.num_prototypes, config.head_bottleneck_size), requires_grad=False
             )
         self.register_buffer("center", torch.zeros(1, config.num_prototypes))
+        if config.patch_loss_weight > 0:
+            self.register_buffer("patch_center", torch.zeros(1, config.num_prototypes))
         self.post_init()
         for parameter in self._teacher_parameters():
             parameter.requires_grad_(False)
@@ -114,6 +120,8 @@ class ProSForPreTraining(ProSPreTrainedModel):
             if hasattr(module, "teacher_prototypes"):
                 init.copy_(module.teacher_prototypes, module.prototypes)
             init.zeros_(module.center)
+            if hasattr(module, "patch_center"):
+                init.zeros_(module.patch_center)
 
     def _student_parameters(self) -> list[nn.Parameter]:
         parameters = [*self.student.parameters(), *self.student_head.parameters()]
@@ -174,10 +182,40 @@ class ProSForPreTraining(ProSPreTrainedModel):
         ).pooler_output)
         return features.view(batch_size, num_views, -1).transpose(0, 1)
 
-    def _teacher_targets(self, scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    def _embed_masked(self, backbone: ProSModel, head: ProSProjectionHead, crops: torch.Tensor,
+                      bool_masked_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `_embed`, for the global crops with the masked patch loss: the last block runs on every token, and
+        the head maps the CLS token and the patch tokens at `bool_masked_pos` (one head call). Returns the (G, B, d)
+        CLS features and the (M, d) features of the M masked patches. The student gets `bool_masked_pos` as its
+        input mask; the teacher sees the whole crop and is only read at those patches."""
+        batch_size, num_views = crops.shape[:2]
+        masked_input = bool_masked_pos if backbone is self.student else None
+        tokens = backbone(crops.flatten(0, 1), bool_masked_pos=masked_input, output_hidden_states=False,
+                          output_attentions=False).last_hidden_state
+        num_images = tokens.shape[0]
+        features = head(torch.cat((tokens[:, 0], tokens[:, 1:][bool_masked_pos]), dim=0))
+        cls_features = features[:num_images].view(batch_size, num_views, -1).transpose(0, 1)
+        return cls_features, features[num_images:]
+
+    def sample_patch_masks(self, num_images: int, num_patches: int, device: torch.device) -> torch.Tensor:
+        """(num_images, num_patches) bool masks: `round(mask_probability * num_images)` images (at least one),
+        chosen at random, each hide a `mask_ratio`-uniform fraction of their patches (at least one), chosen uniformly
+        at random; the rest keep every patch. Drawn from torch's global generator, which checkpoints save."""
+        config = self.config
+        num_masked_images = max(1, round(config.mask_probability * num_images))
+        low, high = config.mask_ratio
+        ratios = torch.empty(num_images, device=device).uniform_(low, high)
+        counts = (ratios * num_patches).round().clamp_(1, num_patches).long()
+        chosen = torch.zeros(num_images, dtype=torch.bool, device=device)
+        chosen[torch.randperm(num_images, device=device)[:num_masked_images]] = True
+        counts = torch.where(chosen, counts, torch.zeros_like(counts))
+        ranks = torch.rand(num_images, num_patches, device=device).argsort(dim=1).argsort(dim=1)
+        return ranks < counts.unsqueeze(1)
+
+    def _teacher_targets(self, scores: torch.Tensor, temperature: float, center: torch.Tensor) -> torch.Tensor:
         mode = self.config.target_mode
         if mode == "center":
-            return centered_teacher_probabilities(scores, self.center, temperature)
+            return centered_teacher_probabilities(scores, center, temperature)
         if mode == "sinkhorn":
             flat = scores.reshape(-1, scores.shape[-1])
             return sinkhorn_knopp(flat, temperature, self.config.sinkhorn_iterations).view_as(scores)
@@ -228,7 +266,16 @@ class ProSForPreTraining(ProSPreTrainedModel):
         config = self.config
 
         # student: one backbone call per crop resolution, views first: (V, B, d)
-        student_features = self._embed(self.student, self.student_head, global_crops)
+        bool_masked_pos = None
+        if config.patch_loss_weight > 0:
+            patch_height, patch_width = self.student.embeddings.patch_embeddings.patch_size
+            grid = (global_crops.shape[-2] // patch_height) * (global_crops.shape[-1] // patch_width)
+            bool_masked_pos = self.sample_patch_masks(global_crops.shape[0] * num_global, grid, global_crops.device)
+            student_features, student_patch_features = self._embed_masked(
+                self.student, self.student_head, global_crops, bool_masked_pos
+            )
+        else:
+            student_features = self._embed(self.student, self.student_head, global_crops)
         if local_crops is not None:
             student_features = torch.cat(
                 (student_features, self._embed(self.student, self.student_head, local_crops)), dim=0
@@ -238,13 +285,27 @@ class ProSForPreTraining(ProSPreTrainedModel):
 
         # teacher: global crops only, no gradient, eval mode
         with torch.no_grad():
-            teacher_features = self._embed(self.teacher, self.teacher_head, global_crops)
             prototypes = self.prototypes if config.share_prototypes else self.teacher_prototypes
+            if bool_masked_pos is not None:
+                teacher_features, teacher_patch_features = self._embed_masked(
+                    self.teacher, self.teacher_head, global_crops, bool_masked_pos
+                )
+                teacher_patch_scores = prototype_scores(teacher_patch_features, prototypes.detach())
+                patch_targets = self._teacher_targets(teacher_patch_scores, temperature, self.patch_center)
+            else:
+                teacher_features = self._embed(self.teacher, self.teacher_head, global_crops)
             teacher_scores = prototype_scores(teacher_features, prototypes.detach())
-            targets = self._teacher_targets(teacher_scores, temperature)
+            targets = self._teacher_targets(teacher_scores, temperature, self.center)
 
         matching_loss = prototype_matching_loss(targets, student_log_probabilities)
         loss = matching_loss
+        patch_loss = None
+        if bool_masked_pos is not None:
+            student_patch_log_probabilities = F.log_softmax(
+                prototype_scores(student_patch_features, self.prototypes) / config.student_temperature, dim=-1
+            )
+            patch_loss = masked_patch_loss(patch_targets, student_patch_log_probabilities, bool_masked_pos)
+            loss = loss + config.patch_loss_weight * patch_loss
         student_probabilities = student_log_probabilities.exp()
         me_max_loss = koleo = None
         if config.me_max_weight > 0:
@@ -257,11 +318,14 @@ class ProSForPreTraining(ProSPreTrainedModel):
         with torch.no_grad():
             if config.target_mode == "center" and self.training:
                 update_center(self.center, teacher_scores, config.center_momentum)
+                if bool_masked_pos is not None:
+                    update_center(self.patch_center, teacher_patch_scores, config.center_momentum)
             output = ProSPreTrainingOutput(
                 loss=loss,
                 matching_loss=matching_loss.detach(),
                 me_max_loss=me_max_loss.detach() if me_max_loss is not None else None,
                 koleo_loss=koleo.detach() if koleo is not None else None,
+                patch_loss=patch_loss.detach() if patch_loss is not None else None,
                 teacher_entropy=entropy(targets).mean(),
                 student_mean_entropy=entropy(student_probabilities.reshape(-1, config.num_prototypes).mean(0)),
                 active_prototypes=self._count_active_prototypes(targets),

@@ -32,9 +32,9 @@ from .image_processing_pros import ProSImageProcessor
 
 logger = logging.getLogger(__name__)
 
-HEALTH_METRICS = ("matching_loss", "me_max_loss", "koleo_loss", "teacher_entropy", "student_mean_entropy",
-                  "active_prototypes", "teacher_temperature")
-NO_DECAY_NAMES = ("prototypes", "cls_token", "position_embeddings")
+HEALTH_METRICS = ("matching_loss", "me_max_loss", "koleo_loss", "patch_loss", "teacher_entropy",
+                  "student_mean_entropy", "active_prototypes", "teacher_temperature")
+NO_DECAY_NAMES = ("prototypes", "cls_token", "position_embeddings", "mask_token")
 
 
 class NonFiniteLossError(RuntimeError):
