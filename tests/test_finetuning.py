@@ -481,6 +481,24 @@ def test_lora_trains_under_two_percent_at_the_demo_scale():
     assert head_module_names(micro_classifier()) == ["classifier"]
 
 
+@pytest.mark.parametrize("preset", ["vit-s16", "vit-b16"])
+@pytest.mark.parametrize("rank", [2, 8])
+def test_lora_trains_under_two_percent_for_every_head_at_vit_sizes(preset, rank):
+    """Built on the meta device (no memory, no weights): the count is all that is checked. The landmark head at
+    finetune.py's default decoder width with --lora (64), with its 68 heatmaps."""
+    heads = {
+        "expression": lambda: ProSForImageClassification(ProSConfig.from_preset(preset, num_labels=7)),
+        "attributes": lambda: ProSForImageClassification(ProSConfig.from_preset(
+            preset, num_labels=12, problem_type="multi_label_classification", classifier_pooling="cls_mean")),
+        "landmarks": lambda: ProSForLandmarkDetection(ProSConfig.from_preset(preset, landmark_decoder_hidden_size=64)),
+    }
+    for task, build in heads.items():
+        with torch.device("meta"):
+            model = apply_lora(build(), r=rank, alpha=2 * rank)
+        counts = count_trainable(model)
+        assert counts.other_trainable == 0 and counts.fraction < 0.02, (task, counts.as_dict())
+
+
 def test_lora_targets_the_backbone_attention_only():
     model = apply_lora(micro_classifier(), r=2, alpha=4)
     adapted = sorted({n.split(".lora_")[0] for n, _ in model.named_parameters() if ".lora_" in n})
