@@ -96,6 +96,12 @@ class FinetuneArguments:
         "Train on this fraction of the training labels (e.g. 0.05), drawn per seed: stratified by class for "
         "expressions (at least one per class), at least one positive and one negative per attribute, at random for "
         "landmarks. Few-shot is where a pre-trained backbone should matter most.")})
+    validation_fraction: float = field(default=0.0, metadata={"help": (
+        "Hold out this fraction of the labelled training examples (after --few_shot; stratified like it, per seed) "
+        "as a validation split, scored every --eval_steps with --eval_strategy steps. With --load_best_model_at_end "
+        "the checkpoint with the best --metric_for_best_model on it (default: the loss) is kept: the number of steps "
+        "is then chosen without looking at the test set, as VTAB-1k does with 200 of its 1,000 labels. Without it, "
+        "--eval_strategy scores the test set, for monitoring only.")})
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"help": (
         "Repeat with these seeds (few-shot subset, head init, augmentation, data order); results are reported per "
         "seed and as mean and std. Few-shot numbers vary a lot: use at least 3 seeds to compare models.")})
@@ -160,9 +166,10 @@ class FinetuneArguments:
 
 
 # Defaults that fit the demo scale (micro ViT, 48-64 px face crops) on a CPU, applied unless the flag is given.
-# 400 steps of 32 images: ~130 epochs over a 5% few-shot set (98 crops), ~6.5 over the full 1,959; 20-40 s per run on
-# one busy CPU core. On the synthetic 5% split, 1e-3 / 300 steps left the landmark head near the mean shape (NME 0.14
-# to 0.20); 3e-3 and more steps brought it to 0.11-0.12. The head takes this rate, the backbone a fraction of it.
+# 400 steps of 32 images: 100 epochs over a 5% few-shot set (98 crops, 4 batches), ~6.5 over the full 1,959; 20-40 s
+# per run on one busy CPU core. On the synthetic 5% split, 1e-3 / 300 steps left the landmark head near the mean shape
+# (NME 0.14 to 0.20); 3e-3 and more steps brought it to 0.11-0.12. The head takes this rate, the backbone a fraction
+# of it. The classifiers peak earlier (a validation split picks 50-150 steps; README), the landmark head at 350-400.
 TRAINING_DEFAULTS = {
     "--output_dir": "outputs/finetune", "--max_steps": "400", "--per_device_train_batch_size": "32",
     "--per_device_eval_batch_size": "128", "--learning_rate": "3e-3", "--weight_decay": "0.05",
@@ -177,6 +184,8 @@ def with_training_defaults(argv: list[str]) -> list[str]:
     defaults = dict(TRAINING_DEFAULTS)
     if not torch.cuda.is_available():
         defaults["--dataloader_pin_memory"] = "False"  # nothing to pin to without a GPU (and torch warns)
+    if "--load_best_model_at_end" in given:
+        defaults["--save_strategy"] = "best"  # a checkpoint whenever the validation metric improves, and only then
     for flag, value in defaults.items():
         if flag not in given and not (flag == "--max_steps" and "--num_train_epochs" in given):
             extra += [flag, value]
@@ -198,6 +207,15 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
         raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME.")
     if not args.seeds:
         raise SystemExit("--seeds needs at least one seed.")
+    if not 0.0 <= args.validation_fraction < 1.0:
+        raise SystemExit(f"--validation_fraction must be in [0, 1), got {args.validation_fraction}.")
+    evaluates = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
+    if args.validation_fraction and not evaluates:
+        raise SystemExit("--validation_fraction needs --eval_strategy steps (and --eval_steps N) to score the "
+                         "validation split during training.")
+    if training_args.load_best_model_at_end and not args.validation_fraction:
+        raise SystemExit("--load_best_model_at_end without --validation_fraction would pick the checkpoint by its "
+                         "test-set score; hold out a validation split, e.g. --validation_fraction 0.2.")
     return args, training_args
 
 
@@ -253,9 +271,11 @@ def to_image_points(normalised: np.ndarray, sizes, processor) -> list[np.ndarray
 
 
 def run_once(args, training_args, data, backbone, processor, train_indices, init: str, seed: int, scratch: str,
-             test_sizes=None):
+             test_sizes=None, validation_indices=None):
     """Train one head (one seed, one initialisation) and score it on the test set (`test_sizes`: (height, width) of
-    the test images, for landmarks)."""
+    the test images, for landmarks). `validation_indices`: the held-out part of the labelled training examples that
+    evaluation during training scores (and `load_best_model_at_end` selects on); without them it scores the test
+    set."""
     from pros_hf.finetuning import FaceTaskCollator, apply_lora, count_trainable, default_augmentation, freeze_backbone
     from pros_hf.finetuning.data import processed_size
     from pros_hf.finetuning.training import (
@@ -280,14 +300,20 @@ def run_once(args, training_args, data, backbone, processor, train_indices, init
     input_size = processed_size(processor)
     augmentation = default_augmentation(labels.task, input_size, processor, labels.num_landmarks,
                                         args.flip_landmarks) if args.augment else None
+    # checkpoints (in the scratch folder) only where load_best_model_at_end needs them
+    saving = dict(save_total_limit=1) if training_args.load_best_model_at_end else dict(save_strategy="no")
     run_args = dataclasses.replace(
         training_args, output_dir=os.path.join(scratch, f"{init}-seed{seed}"), seed=seed, data_seed=seed,
-        label_names=[labels.label_key], remove_unused_columns=False, push_to_hub=False, save_strategy="no",
+        label_names=[labels.label_key], remove_unused_columns=False, push_to_hub=False, **saving,
     )
     train_set = data.train.select(train_indices)
+    if validation_indices is not None:
+        eval_set = data.train.select(validation_indices)
+    else:
+        eval_set = data.test if run_args.eval_strategy != "no" else None
     trainer = FinetuneTrainer(
         model=model, args=run_args, train_dataset=train_set,
-        eval_dataset=data.test if run_args.eval_strategy != "no" else None,
+        eval_dataset=eval_set,
         data_collator=FaceTaskCollator(labels, processor, augmentation),
         eval_data_collator=FaceTaskCollator(labels, processor),
         compute_metrics=make_compute_metrics(labels, input_size, args.nme_normalization, args.failure_threshold),
@@ -312,9 +338,27 @@ def run_once(args, training_args, data, backbone, processor, train_indices, init
     scalars = scalar_metrics(labels, full)
     scalars.update(train_seconds=round(train_seconds, 2), train_loss=float(train_output.training_loss),
                    num_train_labelled=len(train_set))
+    if validation_indices is not None:
+        scalars["num_validation"] = len(validation_indices)
+        if run_args.load_best_model_at_end and trainer.state.best_global_step:
+            scalars["best_step"] = int(trainer.state.best_global_step)
     logger.info("%s %s seed %d: %s", labels.task, init, seed, scalars)
     model.eval()
     return {"model": model, "scalars": scalars, "full": full, "counts": counts}
+
+
+def split_validation(all_labels, indices, fraction: float, seed: int):
+    """`indices` (the labelled examples of one seed) split into (training, validation), the validation part a
+    seeded `fraction` of them, stratified like the few-shot draw. Both parts must be non-empty."""
+    from pros_hf.finetuning import few_shot_indices
+
+    held_out = few_shot_indices(all_labels[indices], fraction, seed)
+    validation = indices[held_out]
+    training = np.setdiff1d(indices, validation)
+    if not training.size:
+        raise SystemExit(f"--validation_fraction {fraction} leaves none of the {len(indices)} labelled examples for "
+                         "training; lower it or label more (--few_shot).")
+    return training, validation
 
 
 def prior_scores(args, data, train_indices, train_sizes=None, test_sizes=None) -> dict[str, float]:
@@ -429,10 +473,13 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
         for seed in args.seeds:
             indices = (few_shot_indices(all_labels, args.few_shot, seed) if args.few_shot
                        else np.arange(len(data.train)))
+            validation = None
+            if args.validation_fraction:
+                indices, validation = split_validation(all_labels, indices, args.validation_fraction, seed)
             priors[seed] = prior_scores(args, data, indices, train_sizes, test_sizes)
             for init in inits:
                 result = run_once(args, training_args, data, backbone, processor, indices, init, seed, scratch,
-                                  test_sizes)
+                                  test_sizes, validation)
                 counts = counts or result["counts"]
                 if seed != args.seeds[0]:
                     result["model"] = None  # only the first seed's head is saved: free the others
@@ -454,6 +501,11 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
                 f"{training_args.learning_rate:g} ({scheduler}), weight decay "
                 f"{training_args.weight_decay:g}, backbone lr x{args.backbone_lr_scale:g}, layer decay "
                 f"{args.layer_decay:g}, augmentation {'on' if args.augment else 'off'}")
+    if args.validation_fraction:
+        selection = (f"the checkpoint with the best validation {training_args.metric_for_best_model or 'loss'}"
+                     if training_args.load_best_model_at_end else "the last checkpoint")
+        schedule += (f"; {args.validation_fraction:g} of the labelled examples held out for validation, "
+                     f"{selection} kept")
     mode = ("LoRA" if args.lora else {"full": "full fine-tuning", "linear_probe": "linear probe (backbone frozen)"}[
         args.mode])
     if args.lora:

@@ -282,6 +282,34 @@ def test_table_of_one_seed_shows_no_spread(example):
     assert "mean ± std over seeds [0, 1]" in two and "0.5000 ± 0.0000" in two
 
 
+def test_validation_split_chooses_the_checkpoint_without_the_test_set(example, workspace):
+    """--validation_fraction holds out part of the labelled examples; --load_best_model_at_end keeps the checkpoint
+    that scores best on it."""
+    output = workspace / "validation"
+    example.main(["--task", "expression", "--few_shot", "0.5", "--seeds", "0", "--validation_fraction", "0.25",
+                  "--eval_strategy", "steps", "--eval_steps", "2", "--load_best_model_at_end",
+                  "--output_dir", str(output), *common(workspace), "--max_steps", "6"])
+    run = json.loads((output / "results.json").read_text())["runs"]["pretrained"]["per_seed"]["0"]
+    assert run["num_validation"] >= 7 and run["num_train_labelled"] >= 7  # every class on both sides
+    assert run["best_step"] in (2, 4, 6)
+    card = (output / "README.md").read_text()
+    assert "held out for validation, the checkpoint with the best validation loss kept" in card
+
+
+def test_validation_split_is_disjoint_stratified_and_seeded(example):
+    labels = np.repeat(np.arange(7), 6)  # 7 classes x 6 labelled examples
+    indices = np.arange(0, 84, 2)[: len(labels)]
+    all_labels = np.zeros(84, dtype=np.int64)
+    all_labels[indices] = labels
+    training, validation = example.split_validation(all_labels, indices, 0.25, seed=3)
+    assert set(training).isdisjoint(validation) and set(training) | set(validation) == set(indices)
+    assert sorted(set(all_labels[validation])) == list(range(7))  # stratified: every class validated
+    again = example.split_validation(all_labels, indices, 0.25, seed=3)
+    assert np.array_equal(again[1], validation)
+    with pytest.raises(SystemExit, match="leaves none of the 1 labelled examples"):
+        example.split_validation(all_labels, indices[:1], 0.5, seed=0)
+
+
 def test_bad_flag_combinations_are_refused(example, capsys):
     with pytest.raises(SystemExit) as done:
         example.parse(["--help"])
@@ -292,3 +320,9 @@ def test_bad_flag_combinations_are_refused(example, capsys):
         example.parse(["--push_to_hub"])
     with pytest.raises(SystemExit, match="pick one --task"):
         example.parse(["--task", "all", "--push_to_hub", "--hub_model_id", "a/b"])
+    with pytest.raises(SystemExit, match="would pick the checkpoint by its test-set score"):
+        example.parse(["--eval_strategy", "steps", "--load_best_model_at_end"])
+    with pytest.raises(SystemExit, match="needs --eval_strategy steps"):
+        example.parse(["--validation_fraction", "0.2"])
+    with pytest.raises(SystemExit, match=r"must be in \[0, 1\)"):
+        example.parse(["--validation_fraction", "1.0", "--eval_strategy", "steps"])
