@@ -389,7 +389,8 @@ def prior_scores(args, data, train_indices, train_sizes=None, test_sizes=None) -
 
 
 def summarise(per_seed: dict[int, dict]) -> dict:
-    keys = [k for k in next(iter(per_seed.values())) if isinstance(next(iter(per_seed.values()))[k], (int, float))]
+    first = next(iter(per_seed.values()))  # figures every run has (best_step needs an evaluation to exist)
+    keys = [k for k in first if isinstance(first[k], (int, float)) and all(k in run for run in per_seed.values())]
     mean = {k: float(np.mean([run[k] for run in per_seed.values()])) for k in keys}
     std = {k: float(np.std([run[k] for run in per_seed.values()], ddof=1)) if len(per_seed) > 1 else 0.0
            for k in keys}
