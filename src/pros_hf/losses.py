@@ -187,11 +187,13 @@ def masked_patch_loss(
     bool_masked_pos: (N, P), which patches of the N images were masked.
     """
     per_image = bool_masked_pos.sum(dim=1)
-    if int(per_image.sum()) != teacher_probabilities.shape[0]:
+    num_masked = int(per_image.sum())  # one host sync; the masked gather that made the inputs already paid one
+    if num_masked != teacher_probabilities.shape[0]:
         raise ValueError(f"masked_patch_loss got {teacher_probabilities.shape[0]} patch distributions for "
-                         f"{int(per_image.sum())} masked patches")
+                         f"{num_masked} masked patches")
     masked_images = (per_image > 0).sum().clamp_min(1)
-    weights = (1.0 / per_image.clamp_min(1).float()).repeat_interleave(per_image) / masked_images
+    weights = (1.0 / per_image.clamp_min(1).float()).repeat_interleave(per_image, output_size=num_masked)
+    weights = weights / masked_images
     cross = -(_fp32(teacher_probabilities) * _fp32(student_log_probabilities)).sum(dim=-1)
     return (cross * weights).sum()
 
