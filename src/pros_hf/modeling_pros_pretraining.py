@@ -183,15 +183,14 @@ class ProSForPreTraining(ProSPreTrainedModel):
         return features.view(batch_size, num_views, -1).transpose(0, 1)
 
     def _embed_masked(self, backbone: ProSModel, head: ProSProjectionHead, crops: torch.Tensor,
-                      bool_masked_pos: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                      bool_masked_pos: torch.Tensor, mask_input: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `_embed`, for the global crops with the masked patch loss: the last block runs on every token, and
         the head maps the CLS token and the patch tokens at `bool_masked_pos` (one head call). Returns the (G, B, d)
-        CLS features and the (M, d) features of the M masked patches. The student gets `bool_masked_pos` as its
-        input mask; the teacher sees the whole crop and is only read at those patches."""
+        CLS features and the (M, d) features of the M masked patches. With `mask_input` (the student) those patches
+        are masked in the input; without it (the teacher) the whole crop is seen and only read at those patches."""
         batch_size, num_views = crops.shape[:2]
-        masked_input = bool_masked_pos if backbone is self.student else None
-        tokens = backbone(crops.flatten(0, 1), bool_masked_pos=masked_input, output_hidden_states=False,
-                          output_attentions=False).last_hidden_state
+        tokens = backbone(crops.flatten(0, 1), bool_masked_pos=bool_masked_pos if mask_input else None,
+                          output_hidden_states=False, output_attentions=False).last_hidden_state
         num_images = tokens.shape[0]
         features = head(torch.cat((tokens[:, 0], tokens[:, 1:][bool_masked_pos]), dim=0))
         cls_features = features[:num_images].view(batch_size, num_views, -1).transpose(0, 1)
@@ -272,7 +271,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
             grid = (global_crops.shape[-2] // patch_height) * (global_crops.shape[-1] // patch_width)
             bool_masked_pos = self.sample_patch_masks(global_crops.shape[0] * num_global, grid, global_crops.device)
             student_features, student_patch_features = self._embed_masked(
-                self.student, self.student_head, global_crops, bool_masked_pos
+                self.student, self.student_head, global_crops, bool_masked_pos, mask_input=True
             )
         else:
             student_features = self._embed(self.student, self.student_head, global_crops)
@@ -288,7 +287,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
             prototypes = self.prototypes if config.share_prototypes else self.teacher_prototypes
             if bool_masked_pos is not None:
                 teacher_features, teacher_patch_features = self._embed_masked(
-                    self.teacher, self.teacher_head, global_crops, bool_masked_pos
+                    self.teacher, self.teacher_head, global_crops, bool_masked_pos, mask_input=False
                 )
                 teacher_patch_scores = prototype_scores(teacher_patch_features, prototypes.detach())
                 patch_targets = self._teacher_targets(teacher_patch_scores, temperature, self.patch_center)
