@@ -183,6 +183,13 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     return trainer, resume
 
 
+def finish(trainer) -> None:
+    """Wait for every process, then close the process group. A process that leaves while rank 0 still writes the
+    export tears gloo down under its feet, and can abort ("terminate called without an active exception")."""
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
+
+
 def main(argv: list[str] | None = None) -> int:
     trainer, resume = build_trainer(list(sys.argv[1:] if argv is None else argv))
     if resume:
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(os.path.join(output_dir, "train_results.json"), "w") as handle:
             json.dump(metrics, handle, indent=2)
         print(f"Exported the teacher backbone to {output_dir} (AutoModel.from_pretrained({output_dir!r}))")
+    finish(trainer)
     return 0
 
 

@@ -41,7 +41,8 @@ class HoldAfterSave(TrainerCallback):
 def main() -> None:
     record_dir = Path(sys.argv[1])
     record_dir.mkdir(parents=True, exist_ok=True)
-    trainer, resume = load_pretrain_module().build_trainer(sys.argv[2:])
+    pretrain = load_pretrain_module()
+    trainer, resume = pretrain.build_trainer(sys.argv[2:])
     hold = os.environ.get("PROS_DRIVER_HOLD_AFTER_SAVE")
     if hold:
         trainer.add_callback(HoldAfterSave(record_dir, int(hold)))
@@ -61,6 +62,7 @@ def main() -> None:
         "last_metrics": {k: float(v) for k, v in trainer.last_metrics.items()},
     }
     (record_dir / f"rank-{trainer.args.process_index}.json").write_text(json.dumps(record))
+    pretrain.finish(trainer)
 
 
 if __name__ == "__main__":
