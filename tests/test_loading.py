@@ -254,3 +254,53 @@ def test_datasets_object_source_and_streaming_shuffle(tmp_path):
         orders.append([int(s["pixel_values"][0, 2, 2]) for s in stream])
     assert sorted(orders[0]) == sorted(orders[1]) == [10 * i for i in range(8)]
     assert orders[0] != orders[1]  # reshuffled per epoch
+
+
+def test_decoded_cache_returns_the_same_samples_and_decodes_once(tmp_path, monkeypatch):
+    """Later epochs read the cache: equal samples, every row decoded once, bad files still reported every epoch."""
+    ids = _write_colour_images(tmp_path / "data", 6)
+    _write_bad_images(tmp_path / "data" / "bad")
+    plain = load_pretraining_images(tmp_path / "data", S, min_size=8)
+    cached = load_pretraining_images(tmp_path / "data", S, min_size=8, cache_bytes=1 << 20)
+    decoded = []
+    original = PretrainingImageDataset._decode_row
+    monkeypatch.setattr(PretrainingImageDataset, "_decode_row",
+                        lambda self, row: decoded.append(row) or original(self, row))
+    for epoch in range(3):
+        for index in range(len(cached)):
+            want, got = plain[index], cached[index]
+            assert (want["pixel_values"] is None) == (got["pixel_values"] is None)
+            if want["pixel_values"] is not None:
+                assert torch.equal(want["pixel_values"], got["pixel_values"])
+            assert (want["source"], want["reason"]) == (got["source"], got["reason"])
+    # 3 epochs of the plain dataset decode every row each time; the cached one decodes each row in its first epoch
+    assert len(decoded) == 3 * len(plain) + len(cached)
+    report = SkipReport()
+    for epoch in range(2):
+        batch = collate_pretraining([cached[i] for i in range(len(cached))])
+        report.update(batch)
+        assert sorted(_ids(batch["pixel_values"])) == sorted(ids)
+    assert report.summary()["skipped"] == 2 * 6  # the 6 bad files, reported in both epochs
+    # DataLoader workers that live across epochs keep their own caches and deliver the same images
+    loader = make_pretraining_dataloader(cached, batch_size=4, num_workers=2, persistent_workers=True)
+    for epoch in range(2):
+        assert sorted(v for batch in loader for v in _ids(batch["pixel_values"])) == sorted(ids)
+
+
+def test_decoded_cache_keeps_to_its_budget(tmp_path):
+    _write_colour_images(tmp_path / "data", 5)
+    one_sample = 3 * S * S  # uint8 bytes
+    dataset = load_pretraining_images(tmp_path / "data", S, cache_bytes=2 * one_sample + one_sample // 2)
+    for index in range(len(dataset)):
+        dataset[index]
+    assert sorted(dataset._cache) == [0, 1] and dataset._cached_bytes == 2 * one_sample
+    plain = load_pretraining_images(tmp_path / "data", S)  # the default keeps nothing, skip records included
+    _write_bad_images(tmp_path / "bad")
+    bad = load_pretraining_images(tmp_path / "bad", S)
+    for dataset_ in (plain, bad):
+        for index in range(len(dataset_)):
+            dataset_[index]
+        assert not dataset_._cache
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="cache_bytes"):
+            load_pretraining_images(tmp_path / "data", S, cache_bytes=bad)
