@@ -77,10 +77,10 @@ class DataArguments:
         "Side every image is resized and center-cropped to in the workers before batched multi-crop on the device. "
         "Default: a little above the global crop (global_crop_size * 8 / 7).")})
     decoded_cache_mb: int = field(default=1024, metadata={"help": (
-        "Decoded source images kept in memory (MiB per data-loading process; not with --streaming), so that epochs "
-        "after the first skip decoding. A set of 2,000 images at 224 px takes 287 MiB. With "
-        "--dataloader_num_workers, add --dataloader_persistent_workers True, or each epoch's new workers start "
-        "empty. 0 turns it off.")})
+        "Decoded source images kept in memory (MiB per training process, shared out among its DataLoader workers; "
+        "not with --streaming), so that epochs after the first skip decoding. A set of 2,000 images at 224 px "
+        "takes 287 MiB. With --dataloader_num_workers, add --dataloader_persistent_workers True, or each epoch's "
+        "new workers start empty. 0 turns it off.")})
     num_synthetic_images: int = field(default=2000, metadata={"help": "Synthetic faces to render without data."})
     synthetic_image_size: int = field(default=64, metadata={"help": "Side of the rendered synthetic faces."})
 

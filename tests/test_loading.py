@@ -287,7 +287,7 @@ def test_decoded_cache_returns_the_same_samples_and_decodes_once(tmp_path, monke
         assert sorted(v for batch in loader for v in _ids(batch["pixel_values"])) == sorted(ids)
 
 
-def test_decoded_cache_keeps_to_its_budget(tmp_path):
+def test_decoded_cache_keeps_to_its_budget(tmp_path, monkeypatch):
     _write_colour_images(tmp_path / "data", 5)
     one_sample = 3 * S * S  # uint8 bytes
     dataset = load_pretraining_images(tmp_path / "data", S, cache_bytes=2 * one_sample + one_sample // 2)
@@ -301,6 +301,13 @@ def test_decoded_cache_keeps_to_its_budget(tmp_path):
         for index in range(len(dataset_)):
             dataset_[index]
         assert not dataset_._cache
+    # inside a DataLoader worker the budget is that worker's share of the process's
+    worker = type("WorkerInfo", (), {"num_workers": 4})()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: worker)
+    shared = load_pretraining_images(tmp_path / "data", S, cache_bytes=4 * one_sample)
+    for index in range(len(shared)):
+        shared[index]
+    assert sorted(shared._cache) == [0]
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="cache_bytes"):
             load_pretraining_images(tmp_path / "data", S, cache_bytes=bad)

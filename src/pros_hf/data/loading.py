@@ -103,9 +103,11 @@ class PretrainingImageDataset(_DecodingMixin, torch.utils.data.Dataset):
     Why a cache: pre-training reads every image once per epoch, for hundreds of epochs, and decoding plus resizing
     is the same work each time (14% of the demo's step on a CPU). Decoded samples are kept, in the order they are
     first read, until `cache_bytes` is spent; rows past the budget are decoded on every read, as without a cache.
-    Each DataLoader worker holds its own cache, so the memory is `cache_bytes` per worker at most, and workers must
-    live across epochs (`persistent_workers=True`) for their caches to last. Skip records of bad images are kept
-    too: a bad file is reported every epoch, but opened once.
+    `cache_bytes` is the budget of the process that owns the dataset. DataLoader workers each keep their own cache
+    with an equal share of it, and must live across epochs (`persistent_workers=True`) for it to last. A shuffled
+    sampler sends an index to a different worker each epoch, so with workers the cache only pays off once each of
+    them holds most of the data: it suits sets that fit the budget, and few workers. Skip records of bad images are
+    kept too: a bad file is reported every epoch, but opened once.
     """
 
     def __init__(self, dataset: datasets.Dataset, image_column: str, image_size: int = DEFAULT_IMAGE_SIZE,
@@ -129,10 +131,14 @@ class PretrainingImageDataset(_DecodingMixin, torch.utils.data.Dataset):
             sample = self._decode_row(self.dataset[index])
             pixels = sample["pixel_values"]
             size = pixels.numel() * pixels.element_size() if pixels is not None else 0
-            if self.cache_bytes and self._cached_bytes + size <= self.cache_bytes:
+            if self.cache_bytes and self._cached_bytes + size <= self._budget():
                 self._cache[index] = sample
                 self._cached_bytes += size
         return dict(sample)  # a fresh dict: a consumer that edits it cannot change the cached one
+
+    def _budget(self) -> int:
+        worker = torch.utils.data.get_worker_info()
+        return self.cache_bytes // (worker.num_workers if worker is not None else 1)
 
 
 class PretrainingImageIterableDataset(_DecodingMixin, torch.utils.data.IterableDataset):
@@ -310,8 +316,8 @@ def load_pretraining_images(
             processes that can share the data (more than the number of workers, so they stay busy).
         shuffle, seed, shuffle_buffer_size: streaming only: shard order + buffer shuffle, reseeded by `set_epoch`
             (map-style data is shuffled by the DataLoader's sampler).
-        cache_bytes: map-style only: decoded samples kept in memory, per DataLoader worker, so that later epochs
-            skip decoding (`PretrainingImageDataset`); 0 (the default) keeps none.
+        cache_bytes: map-style only: decoded samples kept in memory so that later epochs skip decoding, shared out
+            among DataLoader workers (`PretrainingImageDataset`); 0 (the default) keeps none.
 
     Raises:
         FileNotFoundError: a local path that does not exist.
