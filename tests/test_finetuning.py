@@ -569,3 +569,30 @@ def test_head_card_of_one_seed_shows_the_means_without_a_spread():
            "std": {"accuracy": 0.0, "macro_f1": 0.0}}  # as examples/finetune.py writes a one-seed run
     card = str(head_card(model, "expression", {"pretrained": run, "random_init": run}, seeds=[3]))
     assert "±" not in card and "| 0.6100 | 0.6100 |" in card and "1 seed\n(3)" in card
+
+
+def test_build_head_random_init_from_a_folder_reads_only_the_config(tmp_path, monkeypatch):
+    """A random-init head from a backbone folder (plain or pre-training export) is the seeded architecture alone:
+    the same weights as from the loaded backbone, and no backbone weights read."""
+    from pros_hf import ProSForPreTraining, ProSModel
+    from pros_hf.finetuning.training import build_head
+
+    config = ProSConfig.from_preset("micro", image_size=32)
+    torch.manual_seed(1)
+    backbone = ProSModel(config)
+    backbone.save_pretrained(tmp_path / "backbone")
+    ProSForPreTraining(config).save_pretrained(tmp_path / "pretraining")
+    overrides = {"num_labels": 7}
+    expected = build_head("expression", backbone, overrides, random_init=True, seed=3).state_dict()
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("a random-init head must not load the backbone's weights")
+
+    monkeypatch.setattr(ProSModel, "from_pretrained", no_weights)
+    monkeypatch.setattr(ProSForPreTraining, "from_pretrained", no_weights)
+    for folder in ("backbone", "pretraining"):
+        head = build_head("expression", str(tmp_path / folder), overrides, random_init=True, seed=3)
+        assert head.config.architectures != ["ProSForPreTraining"] and head.config.num_labels == 7
+        assert all(torch.equal(value, expected[key]) for key, value in head.state_dict().items())
+    pretrained = build_head("expression", backbone, overrides, seed=3)
+    assert not torch.equal(pretrained.pros.embeddings.cls_token, expected["pros.embeddings.cls_token"])

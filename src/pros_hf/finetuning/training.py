@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 
 import numpy as np
 import torch
@@ -67,7 +68,12 @@ def build_head(task: str, backbone, overrides: dict, random_init: bool = False, 
     cls = head_class(task)
     torch.manual_seed(seed)
     if isinstance(backbone, ProSConfig) or random_init:  # the architecture only: no backbone weights to copy
-        backbone_config = backbone if isinstance(backbone, ProSConfig) else load_backbone(backbone).config
+        if isinstance(backbone, ProSConfig):
+            backbone_config = backbone
+        elif isinstance(backbone, (str, os.PathLike)):  # read config.json alone; the weights are not needed
+            backbone_config = ProSConfig.from_pretrained(backbone)
+        else:
+            backbone_config = load_backbone(backbone).config
         return cls(head_config(backbone_config, **overrides))
     return cls.from_backbone(backbone, **overrides)
 
