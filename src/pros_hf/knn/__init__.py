@@ -1,0 +1,32 @@
+"""Weighted k-NN evaluation of frozen features: the "is it learning?" signal of self-distillation.
+
+Why: the pre-training loss is a poor guide to representation quality (REFERENCE.md section 6, item 2; DINO's
+maintainers tune with k-NN accuracy). A weighted k-NN on L2-normalised CLS features needs no training, no
+hyper-parameter search and runs in seconds on a held-out labelled set, so it can be tracked during pre-training
+(:class:`KNNCallback`) and compared against the same architecture at random initialisation.
+
+The classifier follows DINO's ``knn_classifier`` (Caron et al. 2021, facebookresearch/dino ``eval_knn.py``): cosine
+similarity to every training feature, the ``k`` most similar neighbours vote for their class with weight
+``exp(similarity / temperature)``, classes are ranked by their summed weight. Accuracies are reported, as in DINO, in
+percent (floats in [0, 100]).
+
+Layout: :mod:`.features` (which network, loading it, extracting CLS features), :mod:`.classifier` (the weighted
+vote), :mod:`.evaluation` (accuracy on labelled datasets, the stratified split), :mod:`.callback` (:class:`KNNCallback`).
+"""
+
+from .callback import KNNCallback
+from .classifier import knn_accuracy_from_features, weighted_knn_classify
+from .evaluation import evaluate_knn, knn_accuracy, stratified_split_indices
+from .features import default_backbone, extract_features, load_backbone
+
+__all__ = [
+    "KNNCallback",
+    "default_backbone",
+    "evaluate_knn",
+    "extract_features",
+    "knn_accuracy",
+    "knn_accuracy_from_features",
+    "load_backbone",
+    "stratified_split_indices",
+    "weighted_knn_classify",
+]

@@ -1,0 +1,128 @@
+"""k-NN accuracy of a backbone on labelled `datasets`: label checks, the stratified split, the random-init baseline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .classifier import _check_k_temperature, knn_accuracy_from_features
+from .features import extract_features
+
+logger = logging.getLogger(__name__)
+
+
+def _effective_k(k: int, num_train: int) -> int:
+    """Small evaluation splits can hold fewer than ``k`` training examples: vote with all of them, and say so."""
+    if k > num_train:
+        logger.warning("k=%d is larger than the %d training examples; using k=%d.", k, num_train, num_train)
+    return min(k, num_train)
+
+
+def _labels_and_num_classes(dataset, label_column: str) -> tuple[torch.Tensor, int | None]:
+    """Integer labels of a single-label column, and the class count a ``ClassLabel`` feature declares (else None)."""
+    if label_column not in dataset.column_names:
+        raise ValueError(f"label_column {label_column!r} is not a column of the dataset ({dataset.column_names}).")
+    values = dataset[label_column]
+    try:
+        labels = np.asarray(values)
+    except ValueError:  # ragged lists, e.g. a multi-label column
+        labels = np.asarray([], dtype=object)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(
+            f"label_column {label_column!r} must hold one integer label per example (k-NN is single-label), got "
+            f"values like {values[:1]!r}."
+        )
+    feature = dataset.features.get(label_column)
+    num_classes = getattr(feature, "num_classes", None)
+    return torch.as_tensor(labels, dtype=torch.long), num_classes
+
+
+def stratified_split_indices(labels, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train / test indices with every class split in the same proportion (fixed ``seed``).
+
+    Classes with a single example stay in train (a test example without any same-class neighbour only measures
+    chance); otherwise each class puts ``round(test_fraction * n)`` of its ``n`` examples, at least 1 and at most
+    ``n - 1``, in test.
+    """
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}.")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = 0 if len(members) < 2 else min(max(1, round(test_fraction * len(members))), len(members) - 1)
+        test.extend(members[:n_test])
+        train.extend(members[n_test:])
+    return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
+
+
+def knn_accuracy(
+    model: torch.nn.Module,
+    train_dataset,
+    test_dataset,
+    label_column: str,
+    k: int = 20,
+    temperature: float = 0.07,
+    image_processor=None,
+    batch_size: int = 64,
+    image_column: str = "image",
+    device=None,
+) -> dict[str, float]:
+    """Weighted k-NN accuracy (percent) of ``model``'s CLS features for one label column of two datasets.
+
+    Returns ``{"top1": ...}`` plus ``"top5"`` when the label has at least 5 classes.
+    """
+    _check_k_temperature(k, temperature)
+    train_labels, num_classes = _labels_and_num_classes(train_dataset, label_column)
+    test_labels, _ = _labels_and_num_classes(test_dataset, label_column)
+    common = dict(image_processor=image_processor, batch_size=batch_size, image_column=image_column, device=device)
+    train_features = extract_features(model, train_dataset, **common)
+    test_features = extract_features(model, test_dataset, **common)
+    return knn_accuracy_from_features(train_features, train_labels, test_features, test_labels, num_classes, k,
+                                      temperature)  # fmt: skip
+
+
+def evaluate_knn(
+    model: torch.nn.Module,
+    dataset,
+    label_columns: Sequence[str] = ("expression", "identity"),
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    k: int = 20,
+    temperature: float = 0.07,
+    image_processor=None,
+    batch_size: int = 64,
+    image_column: str = "image",
+    device=None,
+    stratify_by: str | None = None,
+) -> dict[str, float]:
+    """Split one labelled dataset (stratified on ``stratify_by``, default the first label column) and return
+    ``{label: top-1 accuracy %}``.
+
+    Features are extracted once and reused for every label column. The split depends only on ``seed`` and the
+    labels, so two models (e.g. trained and random-init) are compared on the same examples.
+    """
+    _check_k_temperature(k, temperature)
+    if isinstance(label_columns, str):
+        label_columns = (label_columns,)
+    if not label_columns:
+        raise ValueError("label_columns must name at least one label column.")
+    labels = {name: _labels_and_num_classes(dataset, name) for name in label_columns}
+    stratify_by = stratify_by or label_columns[0]
+    if stratify_by not in dataset.column_names:
+        raise ValueError(f"stratify_by {stratify_by!r} is not a column of the dataset ({dataset.column_names}).")
+    strata = labels[stratify_by][0] if stratify_by in labels else _labels_and_num_classes(dataset, stratify_by)[0]
+    train_idx, test_idx = stratified_split_indices(strata.numpy(), test_fraction, seed)
+    features = extract_features(model, dataset, image_processor=image_processor, batch_size=batch_size,
+                                image_column=image_column, device=device)  # fmt: skip
+    results = {}
+    for name, (values, num_classes) in labels.items():
+        k_used = _effective_k(k, len(train_idx))
+        scores = knn_accuracy_from_features(features[train_idx], values[train_idx], features[test_idx],
+                                            values[test_idx], num_classes, k_used, temperature)
+        results[name] = scores["top1"]
+    return results
