@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from pros_hf import ProSConfig, losses
+from pros_hf import ProSConfig
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
 
 

@@ -149,7 +149,7 @@ class ImageEmbedder:
             return pooled.flatten(1)
         tokens = getattr(output, "last_hidden_state", None)
         if tokens is None or tokens.ndim != 3:
-            raise ValueError(f"pooling='patch_tokens' needs a last_hidden_state (B, tokens, hidden) output.")
+            raise ValueError("pooling='patch_tokens' needs a last_hidden_state (B, tokens, hidden) output.")
         return tokens[:, 1:].flatten(1)
 
     @torch.inference_mode()
