@@ -361,42 +361,6 @@ def split_validation(all_labels, indices, fraction: float, seed: int):
     return training, validation
 
 
-def prior_scores(args, data, train_indices, train_sizes=None, test_sizes=None) -> dict[str, float]:
-    """What the labels alone give, without looking at the test images: the majority class (expressions), each
-    attribute's majority value, the mean face shape (landmarks), taken from the same labelled training examples. A
-    head that does not beat this has learnt nothing from the images. Landmarks need the (height, width) of every
-    training image (`train_sizes`, indexed by `train_indices`) and of the test images."""
-    from pros_hf.finetuning.data import label_array, multi_hot
-    from pros_hf.finetuning.training import scalar_metrics, task_metrics
-
-    labels = data.labels
-    train = data.train.select(train_indices)
-    if labels.task == "expression":
-        majority = np.bincount(label_array(train, labels), minlength=labels.num_labels).argmax()
-        full = task_metrics(labels, np.full(len(data.test), majority), np.asarray(data.test["expression"]))
-    elif labels.task == "attributes":
-        majority = (label_array(train, labels).mean(axis=0) > 0.5).astype(np.float64)
-        logits = np.where(np.tile(majority, (len(data.test), 1)) > 0, 10.0, -10.0)
-        full = task_metrics(labels, logits, multi_hot(data.test["attributes"], labels.num_labels))
-    else:
-        sizes = [train_sizes[i][::-1] for i in train_indices]  # (width, height): the mean shape in normalised units
-        points = label_array(train, labels)
-        mean = np.mean([(p + 0.5) / np.asarray(size) for p, size in zip(points, sizes)], axis=0)
-        predictions = [mean * np.asarray(size[::-1]) - 0.5 for size in test_sizes]
-        references = [np.asarray(p, dtype=np.float64) for p in data.test["landmarks"]]
-        full = task_metrics(labels, predictions, references, args.nme_normalization, args.failure_threshold)
-    return scalar_metrics(labels, full)
-
-
-def summarise(per_seed: dict[int, dict]) -> dict:
-    first = next(iter(per_seed.values()))  # figures every run has (best_step needs an evaluation to exist)
-    keys = [k for k in first if isinstance(first[k], (int, float)) and all(k in run for run in per_seed.values())]
-    mean = {k: float(np.mean([run[k] for run in per_seed.values()])) for k in keys}
-    std = {k: float(np.std([run[k] for run in per_seed.values()], ddof=1)) if len(per_seed) > 1 else 0.0
-           for k in keys}
-    return {"per_seed": {str(seed): run for seed, run in per_seed.items()}, "mean": mean, "std": std}
-
-
 def make_plots(args, data, output_dir: Path, runs: dict[str, dict[int, dict]]) -> list[str]:
     """The figures of the first seed (confusion matrix, landmarks, CED) or of all seeds (attribute accuracy)."""
     from pros_hf.evaluation_plots import (
@@ -404,7 +368,8 @@ def make_plots(args, data, output_dir: Path, runs: dict[str, dict[int, dict]]) -
     )
 
     labels, written = data.labels, []
-    names = {"pretrained": "pre-trained", "random_init": "random init"}
+    from pros_hf.finetuning.reporting import INIT_NAMES as names
+
     seed0 = args.seeds[0]
     first = {init: seeds[seed0] for init, seeds in runs.items()}
     if labels.task == "expression":
@@ -443,6 +408,7 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
     from pros_hf.finetuning import few_shot_indices, label_array, load_task_data
     from pros_hf.finetuning.export import push_head_folder, save_adapter_folder, save_head_folder, write_card
     from pros_hf.finetuning.lora import merge_adapter
+    from pros_hf.finetuning.reporting import labels_only_scores, summarise_seeds
     from pros_hf.finetuning.training import TASK_METRICS
     from pros_hf.hub import _is_hub_id, head_card
 
@@ -477,7 +443,8 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
             validation = None
             if args.validation_fraction:
                 indices, validation = split_validation(all_labels, indices, args.validation_fraction, seed)
-            priors[seed] = prior_scores(args, data, indices, train_sizes, test_sizes)
+            priors[seed] = labels_only_scores(data, indices, args.nme_normalization, args.failure_threshold,
+                                              train_sizes, test_sizes)
             for init in inits:
                 result = run_once(args, training_args, data, backbone, processor, indices, init, seed, scratch,
                                   test_sizes, validation)
@@ -486,8 +453,9 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
                     result["model"] = None  # only the first seed's head is saved: free the others
                 runs[init][seed] = result
 
-    summary = {init: summarise({seed: r["scalars"] for seed, r in seeds.items()}) for init, seeds in runs.items()}
-    prior = summarise(priors)
+    summary = {init: summarise_seeds({seed: r["scalars"] for seed, r in seeds.items()})
+               for init, seeds in runs.items()}
+    prior = summarise_seeds(priors)
     main_init = inits[0]
     model = runs[main_init][args.seeds[0]]["model"]
     figures = make_plots(args, data, output_dir, runs)
@@ -563,40 +531,6 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
     return results
 
 
-def format_table(all_results: dict[str, dict]) -> str:
-    from pros_hf.finetuning.training import HIGHER_IS_BETTER
-
-    lines = []
-    first = next(iter(all_results.values()))
-    few = f"{100 * first['few_shot']:g}% of the labels" if first["few_shot"] else "all labels"
-    # one seed has no spread: results.json keeps std 0.0 (the model card's table reads it), the table shows none
-    single = len(first["seeds"]) == 1
-    spread = f"1 seed: {first['seeds'][0]}" if single else f"mean ± std over seeds {first['seeds']}"
-    lines.append(f"Fine-tuning ({few}, {spread}), test set scores:")
-    compare = any("random_init" in r["runs"] and "pretrained" in r["runs"] for r in all_results.values())
-    header = f"{'task':<12}{'metric':<15}{'pre-trained':>20}" + (f"{'random init':>20}{'better':>9}" if compare else "")
-    if not compare:
-        only = {"pretrained": "pre-trained", "random_init": "random init"}[next(iter(first["runs"]))]
-        header = f"{'task':<12}{'metric':<15}{only:>20}"
-    lines.append(header + f"{'labels only':>14}")
-    for task, result in all_results.items():
-        for metric in result["metrics"]:
-            cells = []
-            for init in (("pretrained", "random_init") if compare else (next(iter(result["runs"])),)):
-                run = result["runs"][init]
-                cells.append(f"{run['mean'][metric]:.4f}" if single else
-                             f"{run['mean'][metric]:.4f} ± {run['std'][metric]:.4f}")
-            row = f"{task:<12}{metric:<15}" + "".join(f"{c:>20}" for c in cells)
-            if compare:
-                a, b = result["runs"]["pretrained"]["mean"][metric], result["runs"]["random_init"]["mean"][metric]
-                better = a > b if HIGHER_IS_BETTER[metric] else a < b
-                row += f"{'yes' if better else 'no':>9}"
-            lines.append(row + f"{result['prior']['mean'][metric]:>14.4f}")
-    lines.append("labels only: the majority class, each attribute's majority value or the mean face shape of the same "
-                 "labelled examples, without the images.")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict:
     args, training_args = parse(list(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
@@ -611,7 +545,9 @@ def main(argv: list[str] | None = None) -> dict:
     for task in tasks:
         folder = output_root / task if args.task == "all" else output_root
         all_results[task] = run_task(args, training_args, task, folder, loaded)
-    table = format_table(all_results)
+    from pros_hf.finetuning.reporting import format_comparison_table
+
+    table = format_comparison_table(all_results)
     print("\n" + table)
     if args.task == "all":
         with open(output_root / "summary.json", "w") as handle:

@@ -272,16 +272,6 @@ def test_folders_load_in_a_fresh_process_without_pros_hf(all_tasks, pushed, tmp_
     np.testing.assert_allclose(merged, remote["adapter"], atol=1e-4)
 
 
-def test_table_of_one_seed_shows_no_spread(example):
-    run = {"mean": {"accuracy": 0.5, "macro_f1": 0.25}, "std": {"accuracy": 0.0, "macro_f1": 0.0}}
-    result = {"few_shot": None, "seeds": [3], "metrics": ["accuracy", "macro_f1"], "runs": {"pretrained": run},
-              "prior": {"mean": {"accuracy": 0.1, "macro_f1": 0.05}}}
-    table = example.format_table({"expression": result})
-    assert "1 seed: 3" in table and "±" not in table and "0.5000" in table
-    two = example.format_table({"expression": {**result, "seeds": [0, 1]}})
-    assert "mean ± std over seeds [0, 1]" in two and "0.5000 ± 0.0000" in two
-
-
 def test_validation_split_chooses_the_checkpoint_without_the_test_set(example, workspace):
     """--validation_fraction holds out part of the labelled examples; --load_best_model_at_end keeps the checkpoint
     that scores best on it."""

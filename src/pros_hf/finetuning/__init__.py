@@ -6,6 +6,7 @@
 - `lora`: LoRA through PEFT (attention projections adapted, the head in `modules_to_save`), save / reload / merge.
 - `training`: the head for a task, a `Trainer` with those groups, the task metrics.
 - `export`: folders ready for the Hub (head or adapter, image processor, card).
+- `reporting`: the labels-only floor, per-seed summaries and the comparison table a few-shot run prints.
 
 `examples/finetune.py` puts them together.
 """
