@@ -11,7 +11,8 @@ CUDA), ProS the fused kernel that `ProSTrainer` runs (transformers' default `opt
 The reference is DINO's training step (facebookresearch/dino main_dino.py) with transformers' `ViTModel` (SDPA) as
 the backbone: MultiCropWrapper (one backbone call per crop resolution), DINOHead with a weight-normalised last layer,
 DINOLoss's double loop with centering, and a `_foreach` EMA. Steps alternate between the two so that load drifts hit
-both alike; the figure is the median. Also printed: peak step memory, the FLOPs of a step (FlopCounterMode) as a
+both alike; the figure is the median, and the ratio of each back-to-back pair is summarised too (median, range,
+how many pairs ProS lost), so one run says how far its ratio can be trusted. Also printed: peak step memory, the FLOPs of a step (FlopCounterMode) as a
 fraction of a large matmul's rate measured in the same run, and (`--with_augmentation`) the on-device multi-crop
 throughput, which must exceed the step's for the data path never to be the bottleneck.
 """
@@ -195,6 +196,12 @@ def main() -> None:
             print(f"{precision:>4} {name:>9}: {rates[name]:8.2f} img/s  {flops[name] / 1e9:8.1f} GFLOP/step  "
                   f"{100 * utilisation:5.1f}% of a {peak / 1e12:.2f} TFLOP/s matmul", flush=True)
         print(f"{precision:>4}     ratio: ProS / reference = {rates['pros'] / rates['reference']:.3f}", flush=True)
+        # each repeat times the two steps back to back, so a pair shares the machine's state: the spread of the
+        # per-pair ratios says how far one run's ratio can be trusted, and a pair below 1 is a step where ProS was
+        # slower
+        pairs = sorted(ref / pros for ref, pros in zip(timings["reference"], timings["pros"]))
+        print(f"{precision:>4}     paired ratios over {len(pairs)} repeats: median {statistics.median(pairs):.3f}, "
+              f"min {pairs[0]:.3f}, max {pairs[-1]:.3f}, ProS slower in {sum(r < 1 for r in pairs)}", flush=True)
         if device.type == "cuda":
             memory = {}
             for name, step in steps.items():
