@@ -41,9 +41,6 @@ PRETRAIN_FLAGS = [
     "--logging_steps", "50", "--save_strategy", "epoch", "--save_total_limit", "1", "--report_to", "none",
     "--seed", "0",
 ]
-# Face crops with little context: with a wide margin the crops of one image share its random background, a shortcut
-# that self-distillation learns instead of the face.
-CROP_MARGIN = 0.05
 
 
 def run(step: str, command: list[str]) -> None:
@@ -54,14 +51,17 @@ def run(step: str, command: list[str]) -> None:
 
 
 def make_face_crops(output: Path, num_train: int, num_eval: int) -> None:
-    """Synthetic faces at 128 px, cropped around the detected face to 64 px (labels and landmarks kept)."""
+    """Synthetic faces at 128 px, cropped around the detected face to 64 px (labels and landmarks kept): the
+    fine-tuning data's defaults (`pros_hf.finetuning.data`), so `finetune.py` without data flags sees the
+    same images."""
     from pros_hf.data import draw_contact_sheet
     from pros_hf.finetuning import synthetic_face_crops
+    from pros_hf.finetuning.data import SYNTHETIC_TEST_SEED, SYNTHETIC_TRAIN_SEED
 
-    for name, count, seed in (("faces_train", num_train, 0), ("faces_eval", num_eval, 1)):
+    for name, count, seed in (("faces_train", num_train, SYNTHETIC_TRAIN_SEED),
+                              ("faces_eval", num_eval, SYNTHETIC_TEST_SEED)):
         # saved to output/name; earlier crops are reused only when they were made the same way
-        crops, counts = synthetic_face_crops(count, seed, render_size=128, crop_size=64, margin=CROP_MARGIN,
-                                             path=output / name, return_counts=True)
+        crops, counts = synthetic_face_crops(count, seed, path=output / name, return_counts=True)
         if counts is None:
             continue
         print(f"{name}: {counts}")

@@ -366,10 +366,9 @@ def make_plots(args, data, output_dir: Path, runs: dict[str, dict[int, dict]]) -
     from pros_hf.evaluation_plots import (
         plot_attribute_accuracy, plot_ced_curves, plot_confusion_matrix, plot_landmarks,
     )
-
-    labels, written = data.labels, []
     from pros_hf.finetuning.reporting import INIT_NAMES as names
 
+    labels, written = data.labels, []
     seed0 = args.seeds[0]
     first = {init: seeds[seed0] for init, seeds in runs.items()}
     if labels.task == "expression":

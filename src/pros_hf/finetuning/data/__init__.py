@@ -56,6 +56,12 @@ from .validation import LabelError, normalize_task_dataset, validate_task_datase
 
 
 __all__ = [
+    "NON_ATTRIBUTE_COLUMNS",
+    "SYNTHETIC_CROP_MARGIN",
+    "SYNTHETIC_CROP_SIZE",
+    "SYNTHETIC_RENDER_SIZE",
+    "SYNTHETIC_TEST_SEED",
+    "SYNTHETIC_TRAIN_SEED",
     "TASKS",
     "FaceTaskCollator",
     "LabelError",

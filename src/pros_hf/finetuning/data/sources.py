@@ -25,7 +25,9 @@ from .validation import (
 
 logger = logging.getLogger(__name__)
 
-# Default synthetic data: the recipe of examples/demo.py (render 128 px, YuNet face crop to 64 px, tight margin).
+# Default synthetic data, also what examples/demo.py pre-trains on: render 128 px, YuNet face crop to 64 px, tight
+# margin. Face crops with little context: with a wide margin the crops of one image share its random background,
+# a shortcut that self-distillation learns instead of the face.
 SYNTHETIC_RENDER_SIZE = 128
 SYNTHETIC_CROP_SIZE = 64
 SYNTHETIC_CROP_MARGIN = 0.05
