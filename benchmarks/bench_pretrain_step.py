@@ -12,9 +12,10 @@ The reference is DINO's training step (facebookresearch/dino main_dino.py) with 
 the backbone: MultiCropWrapper (one backbone call per crop resolution), DINOHead with a weight-normalised last layer,
 DINOLoss's double loop with centering, and a `_foreach` EMA. Steps alternate between the two so that load drifts hit
 both alike; the figure is the median, and the ratio of each back-to-back pair is summarised too (median, range,
-how many pairs ProS lost), so one run says how far its ratio can be trusted. Also printed: peak step memory, the FLOPs of a step (FlopCounterMode) as a
-fraction of a large matmul's rate measured in the same run, and (`--with_augmentation`) the on-device multi-crop
-throughput, which must exceed the step's for the data path never to be the bottleneck.
+how many pairs ProS lost), so one run says how far its ratio can be trusted. Also printed: peak step memory, the FLOPs
+of a step (FlopCounterMode with CPU attention counted: `pros_hf.flop_counting`) as a fraction of a large matmul's rate
+measured in the same run, and (`--with_augmentation`) the on-device multi-crop throughput, which must exceed the
+step's for the data path never to be the bottleneck.
 """
 
 import argparse
@@ -24,10 +25,10 @@ import time
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import ViTConfig, ViTModel
 
 from pros_hf import ProSConfig, ProSForPreTraining
+from pros_hf.flop_counting import flop_counter
 from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
 
 from memory import LiveTensorMemory  # benchmarks/memory.py
@@ -178,7 +179,7 @@ def main() -> None:
             steps[name] = make_step(model, optimizer, global_crops, local_crops, precision)
             for _ in range(args.warmup):
                 steps[name]()
-            with FlopCounterMode(display=False) as counter:
+            with flop_counter() as counter:
                 steps[name]()
             flops[name] = counter.get_total_flops()
         timings = {name: [] for name in steps}
