@@ -167,3 +167,40 @@ def test_active_prototype_count_matches_unique():
     one_hot = torch.zeros(3, 4, 16)
     one_hot[..., 7] = 1.0
     assert ProSForPreTraining._count_active_prototypes(one_hot).item() == 1
+
+
+@pytest.mark.parametrize("overrides, num_local", [
+    ({}, 3),
+    ({}, 0),
+    ({"head_num_layers": 1, "num_prototypes": 128}, 2),
+    ({"patch_loss_weight": 1.0, "mask_probability": 1.0, "mask_ratio": [0.25, 0.25]}, 2),
+])
+def test_training_flops_per_image_match_the_flop_counter(overrides, num_local):
+    """The analytic count the Trainer logs as total_flos equals what FlopCounterMode measures on a real step."""
+    from pros_hf.flop_counting import flop_counter
+
+    model = micro_model(**overrides).train()
+    global_crops = torch.randn(2, 2, 3, 32, 32)
+    local_crops = torch.randn(2, num_local, 3, 16, 16) if num_local else None
+    with flop_counter() as counter:
+        model(global_crops=global_crops, local_crops=local_crops).loss.backward()
+    expected = 2 * model.training_flops_per_image(32, 2, 16, num_local)
+    assert expected == pytest.approx(counter.get_total_flops(), rel=2e-3)
+
+
+def test_flop_counter_sees_cpu_attention():
+    """torch's FlopCounterMode alone counts no FLOPs for SDPA's CPU kernel; pros_hf.flop_counting adds them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from pros_hf import ProSModel
+    from pros_hf.flop_counting import flop_counter
+
+    config = ProSConfig.from_preset("micro", image_size=32)
+    model = ProSModel(config).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with FlopCounterMode(display=False) as plain, flop_counter() as full:
+        model(pixels)
+    assert model.config._attn_implementation == "sdpa"
+    tokens, layers = (32 // config.patch_size) ** 2 + 1, config.num_hidden_layers
+    attention = 2 * layers * 4 * tokens * tokens * config.hidden_size  # QK^T and AV, 2 images
+    assert full.get_total_flops() - plain.get_total_flops() == attention

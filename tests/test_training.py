@@ -78,6 +78,8 @@ def test_training_steps_update_teacher_prototypes_and_logs(tmp_path, faces):
     assert logs[0]["teacher_temperature"] < logs[-1]["teacher_temperature"] == pytest.approx(0.07)
     assert logs[0]["weight_decay"] < logs[-1]["weight_decay"]
     assert all(math.isfinite(entry["loss"]) for entry in logs)
+    # total_flos counts the crops' real work (8 steps of 8 images), not the uint8 source pixels as tokens
+    assert trainer.state.total_flos == pytest.approx(64 * model.training_flops_per_image(32, 2, 16, 2))
 
 
 def test_parameter_groups_exclude_biases_norms_prototypes_and_embeddings(tmp_path, faces):

@@ -211,6 +211,46 @@ class ProSForPreTraining(ProSPreTrainedModel):
         ranks = torch.rand(num_images, num_patches, device=device).argsort(dim=1).argsort(dim=1)
         return ranks < counts.unsqueeze(1)
 
+    def training_flops_per_image(self, global_size: int, num_global: int = 2, local_size: int | None = None,
+                                 num_local: int = 0) -> float:
+        """Matrix-multiplication FLOPs (2 per multiply-add) of one image's training step: the student's forward and
+        backward over every crop, the teacher's forward over the global crops, heads and prototypes included.
+
+        Counted the way `forward` runs: the last block on the CLS token alone (all tokens still give keys and
+        values) unless the masked patch loss needs every token, the head on the expected number of masked patches
+        too. A backward pass costs two forwards, except in the patch embedding (its input needs no gradient: one) and
+        in attention (2.5: the fused kernels recompute the scores; torch's FlopCounterMode counts it so). The
+        Trainer's default estimate (6 x input numel x parameters) would count uint8 source pixels as tokens.
+        """
+        config = self.config
+        d, m, k, p = config.hidden_size, config.intermediate_size, config.num_prototypes, config.patch_size
+        widths = [d] + [config.head_hidden_size] * (config.head_num_layers - 1) + [config.head_bottleneck_size]
+        head = 2 * sum(a * b for a, b in zip(widths, widths[1:])) + 2 * config.head_bottleneck_size * k
+        patch_loss = config.patch_loss_weight > 0
+
+        def crops_forward(side: int, count: int, all_tokens: bool) -> tuple[float, float, float]:
+            """Forward FLOPs of `count` crops of `side` pixels, as (patch embedding, attention, everything else)."""
+            patches = (side // p) ** 2
+            tokens = patches + 1
+            queries = tokens if all_tokens else 1  # the last block: keys and values from every token
+            depth = config.num_hidden_layers
+            embedding = 2 * patches * 3 * p * p * d
+            attention = 4 * d * tokens * ((depth - 1) * tokens + queries)
+            heads = 1.0
+            if all_tokens:  # the masked patch loss: the head also maps the masked patches
+                heads += config.mask_probability * sum(config.mask_ratio) / 2 * patches
+            other = (2 * tokens * (4 * d * d + 2 * d * m) * (depth - 1)  # qkv, o_proj, MLP of the full blocks
+                     + 2 * tokens * 3 * d * d + 2 * queries * (d * d + 2 * d * m)  # the last block
+                     + heads * head)
+            return count * embedding, count * attention, count * other
+
+        global_parts = crops_forward(global_size, num_global, patch_loss)
+        local_parts = crops_forward(local_size, num_local, False) if num_local else (0.0, 0.0, 0.0)
+        embedding, attention, other = (g + loc for g, loc in zip(global_parts, local_parts))
+        student = 2 * embedding + 3.5 * attention + 3 * other  # forward and backward
+        teacher = sum(global_parts)  # forward only
+        return float(student + teacher)
+
     def _teacher_targets(self, scores: torch.Tensor, temperature: float, center: torch.Tensor) -> torch.Tensor:
         mode = self.config.target_mode
         if mode == "center":

@@ -170,6 +170,7 @@ class ProSTrainer(Trainer):
         self._decay_groups = None
         self._metric_count = 0
         self._collapsed_logs = 0
+        self._flops_per_image = None  # set on the first step, from the model and the crops
         self.add_callback(_SelfDistillationCallback(self))
 
     # --------------------------------------------------------------------------------------------------------- #
@@ -205,6 +206,19 @@ class ProSTrainer(Trainer):
         config = self.unwrapped_model.config
         return schedules.teacher_temperature(self.state.global_step, self.warmup_temperature_steps,
                                              config.warmup_teacher_temperature, config.teacher_temperature)
+
+    def floating_point_ops(self, inputs) -> int:
+        """FLOPs of this micro-batch's forward and backward passes, teacher included (the Trainer sums them into
+        `state.total_flos`), from the crops the augmentation makes. The default would count the uint8 source pixels
+        as tokens and walk every parameter on every step."""
+        pixel_values = inputs.get("pixel_values") if isinstance(inputs, dict) else None
+        if pixel_values is None:
+            return 0
+        if self._flops_per_image is None:
+            crops = self.augmentation.config
+            self._flops_per_image = self.unwrapped_model.training_flops_per_image(
+                crops.global_crop_size, crops.n_global_crops, crops.local_crop_size, crops.n_local_crops)
+        return int(pixel_values.shape[0] * self._flops_per_image)
 
     # --------------------------------------------------------------------------------------------------------- #
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
