@@ -186,6 +186,9 @@ def test_training_flops_per_image_match_the_flop_counter(overrides, num_local):
         model(global_crops=global_crops, local_crops=local_crops).loss.backward()
     expected = 2 * model.training_flops_per_image(32, 2, 16, num_local)
     assert expected == pytest.approx(counter.get_total_flops(), rel=2e-3)
+    if num_local:
+        with pytest.raises(ValueError, match="need their local_size"):
+            model.training_flops_per_image(32, 2, None, num_local)
 
 
 def test_flop_counter_sees_cpu_attention():

@@ -222,6 +222,8 @@ class ProSForPreTraining(ProSPreTrainedModel):
         in attention (2.5: the fused kernels recompute the scores; torch's FlopCounterMode counts it so). The
         Trainer's default estimate (6 x input numel x parameters) would count uint8 source pixels as tokens.
         """
+        if num_local and not local_size:
+            raise ValueError(f"training_flops_per_image: {num_local} local crops need their local_size.")
         config = self.config
         d, m, k, p = config.hidden_size, config.intermediate_size, config.num_prototypes, config.patch_size
         widths = [d] + [config.head_hidden_size] * (config.head_num_layers - 1) + [config.head_bottleneck_size]

@@ -211,7 +211,7 @@ class ProSTrainer(Trainer):
         """FLOPs of this micro-batch's forward and backward passes, teacher included (the Trainer sums them into
         `state.total_flos`), from the crops the augmentation makes. The default would count the uint8 source pixels
         as tokens and walk every parameter on every step."""
-        pixel_values = inputs.get("pixel_values") if isinstance(inputs, dict) else None
+        pixel_values = inputs.get("pixel_values") if hasattr(inputs, "get") else None
         if pixel_values is None:
             return 0
         if self._flops_per_image is None:
