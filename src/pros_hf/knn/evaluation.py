@@ -1,4 +1,5 @@
-"""k-NN accuracy of a backbone on labelled `datasets`: label checks, the stratified split, the random-init baseline."""
+"""k-NN accuracy of a backbone on labelled `datasets`: label checks, and one stratified split that several models (e.g.
+trained and random-init) are scored on."""
 
 from __future__ import annotations
 
