@@ -20,7 +20,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
-from pros_hf.knn import evaluate_knn, load_backbone, stratified_split_indices
+from pros_hf.knn import evaluate_knn, load_backbone, load_labelled_dataset, stratified_split_indices
 
 logger = logging.getLogger("knn_eval")
 
@@ -105,14 +105,7 @@ def load_dataset_for_knn(args: KNNEvalArguments):
 
         logger.info("Rendering %d synthetic faces at %d px", args.num_images, args.image_size)
         return make_synthetic_faces(args.num_images, image_size=args.image_size, seed=args.seed)
-    import datasets
-
-    loaded = datasets.load_from_disk(args.dataset)
-    if isinstance(loaded, datasets.DatasetDict):
-        if args.split not in loaded:
-            raise ValueError(f"--split {args.split!r} is not in the dataset (splits: {list(loaded)}).")
-        loaded = loaded[args.split]
-    return loaded
+    return load_labelled_dataset(args.dataset, args.split)
 
 
 def main(argv=None) -> dict:

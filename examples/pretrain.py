@@ -89,6 +89,49 @@ class DataArguments:
             raise SystemExit(f"--decoded_cache_mb must be >= 0 (0 turns the cache off), got {self.decoded_cache_mb}.")
 
 
+@dataclass
+class KNNArguments:
+    knn_dataset: str | None = field(default=None, metadata={"help": (
+        "Track DINO's weighted k-NN top-1 of the teacher during training on this labelled set (a save_to_disk "
+        "folder with an image column and single-label integer columns, e.g. examples/demo.py's OUTPUT/faces_eval). "
+        "The loss value is a poor guide to what the features learn; this is the signal to tune by. The figures are "
+        "logged with the loss, kept in trainer_state.json, and the last ones go into the exported model card.")})
+    knn_split: str = field(default="train", metadata={"help": "Split to use when --knn_dataset is a DatasetDict."})
+    knn_label_columns: list[str] = field(default_factory=lambda: ["expression", "identity"], metadata={"help": (
+        "Label columns to classify (the synthetic faces': expression and identity).")})
+    knn_eval_steps: int | None = field(default=None, metadata={"help": (
+        "Run the k-NN every N optimizer steps (on the main process; the others wait at their next collective). "
+        "Default: once, at the end of training.")})
+    knn_test_fraction: float = field(default=0.5, metadata={"help": (
+        "Share of each class of the first label column used as queries; the rest is the memory bank.")})
+    knn_image_column: str = field(default="image", metadata={"help": "Image column of --knn_dataset."})
+
+    def __post_init__(self):
+        if self.knn_eval_steps is not None and self.knn_eval_steps <= 0:
+            raise SystemExit(f"--knn_eval_steps must be a positive number of steps, got {self.knn_eval_steps}.")
+        if not 0.0 < self.knn_test_fraction < 1.0:
+            raise SystemExit(f"--knn_test_fraction must be in (0, 1), got {self.knn_test_fraction}.")
+
+
+def knn_callback(knn_args: KNNArguments, image_processor, seed: int):
+    """The KNNCallback --knn_dataset asks for, or None. Bad data stops here, before any training step."""
+    if knn_args.knn_dataset is None:
+        return None
+    from pros_hf.knn import KNNCallback, load_labelled_dataset
+
+    try:
+        dataset = load_labelled_dataset(knn_args.knn_dataset, knn_args.knn_split)
+        if knn_args.knn_image_column not in dataset.column_names:
+            raise ValueError(f"--knn_image_column {knn_args.knn_image_column!r} is not a column of the dataset "
+                             f"({dataset.column_names}).")
+        return KNNCallback.from_dataset(
+            dataset, knn_args.knn_label_columns, test_fraction=knn_args.knn_test_fraction, seed=seed,
+            eval_steps=knn_args.knn_eval_steps, image_processor=image_processor,
+            image_column=knn_args.knn_image_column)
+    except ValueError as error:
+        raise SystemExit(f"--knn_dataset {knn_args.knn_dataset}: {error}") from None
+
+
 def default_cpu_demo(argv: list[str]) -> list[str]:
     """With no data argument: a small, fast run on the synthetic faces (unless the user set these flags)."""
     defaults = {
@@ -154,12 +197,12 @@ def apply_config_overrides(config: ProSConfig, overrides: str) -> ProSConfig:
 
 def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     """Parse the flags, load the data, build the model and the trainer; also says what to resume from."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, ProSTrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, KNNArguments, ProSTrainingArguments))
     if not any(arg.split("=")[0] == "--train_dir" for arg in argv):
         argv = default_cpu_demo(argv)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv = argv + ["--use_cpu"]  # several CPU processes (gloo): transformers only forms the group with use_cpu
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, knn_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
@@ -181,10 +224,14 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
                 model_args.preset, sum(p.numel() for p in model.student.parameters()) / 1e6,
                 model.config.num_prototypes, source_size, training_args.num_global_crops,
                 training_args.global_crop_size, training_args.num_local_crops, training_args.local_crop_size)
+    image_processor = ProSImageProcessor.from_model_config(model.config)
+    knn = knn_callback(knn_args, image_processor, training_args.seed)
     trainer = ProSTrainer(
         model=model, args=training_args, train_dataset=train_dataset, dataset_name=dataset_name,
-        image_processor=ProSImageProcessor.from_model_config(model.config),
+        image_processor=image_processor, callbacks=[knn] if knn else None,
     )
+    if knn is not None:
+        knn.trainer = trainer  # its figures then go through trainer.log, to every report_to integration
     # A run restarted with the same --output_dir continues from its last checkpoint (after a crash or a kill).
     resume = training_args.resume_from_checkpoint
     if resume is None and os.path.isdir(training_args.output_dir):

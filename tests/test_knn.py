@@ -348,3 +348,31 @@ def test_visualize_example_end_to_end(tmp_path):
     args = ("--num_images", "2", "--image_size", "32", "--output", str(out))
     stdout = _run_example("visualize.py", *args, cwd=tmp_path)
     assert "4 heads" in stdout and out.stat().st_size > 1000
+
+
+def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces):
+    """examples/pretrain.py --knn_dataset: the teacher's k-NN every --knn_eval_steps and at the end, in the log
+    history and in the exported backbone's model card; bad k-NN arguments stop before training, naming them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrain_example", ROOT / "examples" / "pretrain.py")
+    pretrain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain)
+    faces.save_to_disk(str(tmp_path / "labelled"))
+    base = ["--output_dir", str(tmp_path / "run"), "--num_synthetic_images", "16", "--synthetic_image_size", "40",
+            "--global_crop_size", "32", "--local_crop_size", "16", "--num_local_crops", "2",
+            "--per_device_train_batch_size", "8", "--max_steps", "4", "--save_strategy", "no", "--report_to", "none",
+            "--disable_tqdm", "true", "--knn_dataset", str(tmp_path / "labelled")]
+    trainer, _ = pretrain.build_trainer(base + ["--knn_eval_steps", "2"])
+    trainer.train()
+    steps = [entry["step"] for entry in trainer.state.log_history if "knn/identity_top1" in entry]
+    assert steps == [2, 4]  # every 2 steps; the end of training (step 4) is not measured twice
+    last = [entry for entry in trainer.state.log_history if "knn/expression_top1" in entry][-1]
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "knn/expression_top1" in card and f"{last['knn/expression_top1']:.2f}" in card
+    with pytest.raises(SystemExit, match="'mood' is not a column"):
+        pretrain.build_trainer(base + ["--knn_label_columns", "mood"])
+    with pytest.raises(SystemExit, match="not a dataset folder"):
+        pretrain.build_trainer(base[:-1] + [str(tmp_path / "missing")])
+    with pytest.raises(SystemExit, match="--knn_eval_steps must be a positive"):
+        pretrain.build_trainer(base + ["--knn_eval_steps", "0"])

@@ -295,8 +295,17 @@ class ProSTrainer(Trainer):
         report = self.skip_report.summary()
         if report.get("skipped"):
             logger.warning("Images skipped during training on this process: %s", self.skip_report.format())
-        self.export_backbone(self.args.output_dir)
+        self.export_backbone(self.args.output_dir, evaluation=self.last_knn_results())
         return result
+
+    def last_knn_results(self) -> dict[str, float] | None:
+        """The last figures of a `KNNCallback` among the callbacks (main process), for the exported model card."""
+        from .knn import KNNCallback
+
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, KNNCallback) and callback.latest:
+                return dict(callback.latest)
+        return None
 
     def export_backbone(self, output_dir: str, evaluation: dict[str, float] | None = None) -> str:
         """Write the teacher as a `ProSModel` folder (weights, code for trust_remote_code, image processor, card)."""

@@ -16,7 +16,7 @@ vote), :mod:`.evaluation` (accuracy on labelled datasets, the stratified split),
 
 from .callback import KNNCallback
 from .classifier import knn_accuracy_from_features, weighted_knn_classify
-from .evaluation import evaluate_knn, knn_accuracy, stratified_split_indices
+from .evaluation import evaluate_knn, knn_accuracy, load_labelled_dataset, stratified_split_indices
 from .features import default_backbone, extract_features, load_backbone
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "extract_features",
     "knn_accuracy",
     "knn_accuracy_from_features",
+    "load_labelled_dataset",
     "load_backbone",
     "stratified_split_indices",
     "weighted_knn_classify",

@@ -41,6 +41,21 @@ def _labels_and_num_classes(dataset, label_column: str) -> tuple[torch.Tensor, i
     return torch.as_tensor(labels, dtype=torch.long), num_classes
 
 
+def load_labelled_dataset(path: str, split: str = "train"):
+    """A labelled set for k-NN from a `save_to_disk` folder: a `Dataset`, or the `split` of a `DatasetDict`."""
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(path)
+    except FileNotFoundError as error:
+        raise ValueError(f"{path!r} is not a dataset folder written by save_to_disk ({error}).") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise ValueError(f"split {split!r} is not in the dataset at {path!r} (splits: {list(loaded)}).")
+        loaded = loaded[split]
+    return loaded
+
+
 def stratified_split_indices(labels, test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Train / test indices with every class split in the same proportion (fixed ``seed``).
 
