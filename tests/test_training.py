@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from PIL import Image
 from safetensors.torch import load_file
 from transformers import AutoModel
 
@@ -110,6 +111,8 @@ def test_export_writes_a_loadable_teacher_backbone_with_card(tmp_path, faces):
     assert "4 optimizer steps" in card.text
     assert (output_dir / "preprocessor_config.json").exists() and (output_dir / "modeling_pros.py").exists()
     assert json.loads((output_dir / "skip_report.json").read_text())["delivered"] == 32
+    with Image.open(output_dir / "training_curves.png") as curves:  # 4 steps logged every 2: curves, no k-NN panel
+        curves.verify()
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path, faces):

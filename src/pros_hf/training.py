@@ -28,6 +28,7 @@ from .data.loading import collate_pretraining
 from .data.skips import SkipReport
 from .hub import backbone_card, push_folder
 from .image_processing_pros import ProSImageProcessor
+from .training_plots import plot_pretraining_curves
 
 
 logger = logging.getLogger(__name__)
@@ -327,6 +328,11 @@ class ProSTrainer(Trainer):
             )
             backbone_card(backbone, repo_id=repo_id, dataset=self.dataset_name, training_summary=summary,
                           evaluation=evaluation).save(os.path.join(output_dir, "README.md"))
+            try:
+                plot_pretraining_curves(self.state.log_history, os.path.join(output_dir, "training_curves.png"),
+                                        num_prototypes=model.config.num_prototypes)
+            except ValueError as error:  # a run too short to have logged a step
+                logger.info("No training_curves.png: %s", error)
             with open(os.path.join(output_dir, "skip_report.json"), "w") as handle:
                 json.dump(self.skip_report.summary(), handle, indent=2)
             if self.push_backbone_to_hub:
