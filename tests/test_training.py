@@ -113,6 +113,7 @@ def test_export_writes_a_loadable_teacher_backbone_with_card(tmp_path, faces):
     assert json.loads((output_dir / "skip_report.json").read_text())["delivered"] == 32
     with Image.open(output_dir / "training_curves.png") as curves:  # 4 steps logged every 2: curves, no k-NN panel
         curves.verify()
+    assert "](training_curves.png)" in card.text  # shown on the model's Hub page
 
 
 def test_non_finite_loss_stops_with_the_step(tmp_path, faces):

@@ -326,13 +326,15 @@ class ProSTrainer(Trainer):
                 f"{self.args.num_global_crops} x {self.args.global_crop_size} px + {self.args.num_local_crops} x "
                 f"{self.args.local_crop_size} px crops."
             )
-            backbone_card(backbone, repo_id=repo_id, dataset=self.dataset_name, training_summary=summary,
-                          evaluation=evaluation).save(os.path.join(output_dir, "README.md"))
             try:
                 plot_pretraining_curves(self.state.log_history, os.path.join(output_dir, "training_curves.png"),
                                         num_prototypes=model.config.num_prototypes)
+                summary += ("\n\n![Losses against ln K, entropies, prototypes in use, schedules and k-NN over the "
+                            "optimizer steps](training_curves.png)")
             except ValueError as error:  # a run too short to have logged a step
                 logger.info("No training_curves.png: %s", error)
+            backbone_card(backbone, repo_id=repo_id, dataset=self.dataset_name, training_summary=summary,
+                          evaluation=evaluation).save(os.path.join(output_dir, "README.md"))
             with open(os.path.join(output_dir, "skip_report.json"), "w") as handle:
                 json.dump(self.skip_report.summary(), handle, indent=2)
             if self.push_backbone_to_hub:
