@@ -112,7 +112,9 @@ def main() -> int:
     run("3. ProS pre-training (accelerate launch, 1 process)",
         [python, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "examples/pretrain.py",
-         "--train_dir", str(output / "faces_train"), "--output_dir", str(output / "backbone"), *PRETRAIN_FLAGS])
+         "--train_dir", str(output / "faces_train"), "--output_dir", str(output / "backbone"), *PRETRAIN_FLAGS,
+         # the teacher's k-NN every 4 epochs, on step 4's split: backbone/training_curves.png shows it learn
+         "--knn_dataset", str(output / "faces_eval"), "--knn_eval_steps", "124", "--knn_seed", "1"])
     run("4. k-NN: pre-trained teacher against random initialisation",
         [python, "examples/knn_eval.py", "--model", str(output / "backbone"), "--dataset", str(output / "faces_eval"),
          "--compare_random_init", "--seed", "1", "--test_fraction", "0.5", "--output_json", str(output / "knn.json")])

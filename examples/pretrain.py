@@ -105,6 +105,9 @@ class KNNArguments:
     knn_test_fraction: float = field(default=0.5, metadata={"help": (
         "Share of each class of the first label column used as queries; the rest is the memory bank.")})
     knn_image_column: str = field(default="image", metadata={"help": "Image column of --knn_dataset."})
+    knn_seed: int | None = field(default=None, metadata={"help": (
+        "Seed of the memory bank / query split (default: --seed). knn_eval.py with the same --seed and --test_fraction "
+        "splits the same way, so its figure for the exported backbone equals the last one logged here.")})
 
     def __post_init__(self):
         if self.knn_eval_steps is not None and self.knn_eval_steps <= 0:
@@ -225,7 +228,8 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
                 model.config.num_prototypes, source_size, training_args.num_global_crops,
                 training_args.global_crop_size, training_args.num_local_crops, training_args.local_crop_size)
     image_processor = ProSImageProcessor.from_model_config(model.config)
-    knn = knn_callback(knn_args, image_processor, training_args.seed)
+    knn_seed = training_args.seed if knn_args.knn_seed is None else knn_args.knn_seed
+    knn = knn_callback(knn_args, image_processor, knn_seed)
     trainer = ProSTrainer(
         model=model, args=training_args, train_dataset=train_dataset, dataset_name=dataset_name,
         image_processor=image_processor, callbacks=[knn] if knn else None,
