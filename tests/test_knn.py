@@ -370,6 +370,11 @@ def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces
     last = [entry for entry in trainer.state.log_history if "knn/expression_top1" in entry][-1]
     card = (tmp_path / "run" / "README.md").read_text()
     assert "knn/expression_top1" in card and f"{last['knn/expression_top1']:.2f}" in card
+    # --knn_seed picks knn_eval.py's split (stratified on the first label column), whatever the training seed
+    seeded, _ = pretrain.build_trainer(base + ["--knn_seed", "3"])
+    callback = next(c for c in seeded.callback_handler.callbacks if isinstance(c, KNNCallback))
+    _, test_idx = stratified_split_indices(np.asarray(faces["expression"]), 0.5, 3)
+    assert callback.test_dataset["identity"] == faces.select(test_idx)["identity"]
     with pytest.raises(SystemExit, match="'mood' is not a column"):
         pretrain.build_trainer(base + ["--knn_label_columns", "mood"])
     with pytest.raises(SystemExit, match="not a dataset folder"):
