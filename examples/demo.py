@@ -2,7 +2,8 @@
 
 1. face-aware curation of real faces (scikit-image's LFW subset and photos) with examples/curate.py;
 2. synthetic faces rendered with labels, and their face-dominant crops (the ProS premise);
-3. pre-training of a micro ProS ViT on those crops with `accelerate launch examples/pretrain.py`;
+3. pre-training of a micro ProS ViT on those crops with `accelerate launch examples/pretrain.py`, tracking the
+   teacher's k-NN (backbone/training_curves.png);
 4. DINO's weighted k-NN of the exported teacher against the same architecture at random initialisation;
 5. features of a real photo through AutoModel / AutoImageProcessor;
 6. few-shot fine-tuning (5% of the labels) of expression, attribute and landmark heads on the exported backbone and on
