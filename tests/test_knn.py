@@ -350,7 +350,7 @@ def test_visualize_example_end_to_end(tmp_path):
     assert "4 heads" in stdout and out.stat().st_size > 1000
 
 
-def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces):
+def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces, capfd):
     """examples/pretrain.py --knn_dataset: the teacher's k-NN every --knn_eval_steps and at the end, in the log
     history and in the exported backbone's model card; bad k-NN arguments stop before training, naming them."""
     import importlib.util
@@ -364,7 +364,9 @@ def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces
             "--per_device_train_batch_size", "8", "--max_steps", "4", "--save_strategy", "no", "--report_to", "none",
             "--disable_tqdm", "true", "--knn_dataset", str(tmp_path / "labelled")]
     trainer, _ = pretrain.build_trainer(base + ["--knn_eval_steps", "2"])
+    capfd.readouterr()
     trainer.train()
+    assert "Extracting features" not in capfd.readouterr().err  # --disable_tqdm holds for the k-NN's bars too
     steps = [entry["step"] for entry in trainer.state.log_history if "knn/identity_top1" in entry]
     assert steps == [2, 4]  # every 2 steps; the end of training (step 4) is not measured twice
     last = [entry for entry in trainer.state.log_history if "knn/expression_top1" in entry][-1]

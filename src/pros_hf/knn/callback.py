@@ -82,10 +82,11 @@ class KNNCallback(TrainerCallback):
         train_idx, test_idx = stratified_split_indices(labels.numpy(), test_fraction, seed)
         return cls(dataset.select(train_idx), dataset.select(test_idx), label_columns, **kwargs)
 
-    def compute(self, model: torch.nn.Module) -> dict[str, float]:
+    def compute(self, model: torch.nn.Module, show_progress: bool = True) -> dict[str, float]:
         """k-NN top-1 (percent) of ``model_getter(model)`` for every label column: ``{"knn/<label>_top1": ...}``."""
         backbone = self.model_getter(model)
-        common = dict(image_processor=self.image_processor, batch_size=self.batch_size, image_column=self.image_column)
+        common = dict(image_processor=self.image_processor, batch_size=self.batch_size, image_column=self.image_column,
+                      show_progress=show_progress)
         train_features = extract_features(backbone, self.train_dataset, **common)
         test_features = extract_features(backbone, self.test_dataset, **common)
         metrics = {}
@@ -95,7 +96,7 @@ class KNNCallback(TrainerCallback):
             metrics[f"knn/{name}_top1"] = round(scores["top1"], 4)
         return metrics
 
-    def _run(self, state, control, model) -> dict[str, float] | None:
+    def _run(self, args, state, control, model) -> dict[str, float] | None:
         if model is None:
             logger.warning("KNNCallback: no model passed to the callback event; k-NN evaluation skipped.")
             return None
@@ -103,7 +104,7 @@ class KNNCallback(TrainerCallback):
             return self.latest  # already measured at this step (e.g. eval and train end coincide)
         if not state.is_world_process_zero:  # features of the whole split on one process; others skip
             return None
-        metrics = self.compute(model)
+        metrics = self.compute(model, show_progress=not getattr(args, "disable_tqdm", False))
         self.latest, self._last_step = metrics, state.global_step
         logger.info("k-NN at step %d: %s", state.global_step, metrics)
         if self.trainer is not None:
@@ -119,17 +120,17 @@ class KNNCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.eval_steps is not None and state.global_step > 0 and state.global_step % self.eval_steps == 0:
-            self._run(state, control, model)
+            self._run(args, state, control, model)
         return control
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         if self.eval_steps is None or self._last_step == state.global_step:
-            results = self._run(state, control, model)
+            results = self._run(args, state, control, model)
             if results and metrics is not None:
                 metrics.update({f"eval_{key}": value for key, value in results.items()})
         return control
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if self.at_train_end:
-            self._run(state, control, model)
+            self._run(args, state, control, model)
         return control
