@@ -95,7 +95,11 @@ class KNNArguments:
         "Track DINO's weighted k-NN top-1 of the teacher during training on this labelled set (a save_to_disk "
         "folder with an image column and single-label integer columns, e.g. examples/demo.py's OUTPUT/faces_eval). "
         "The loss value is a poor guide to what the features learn; this is the signal to tune by. The figures are "
-        "logged with the loss, kept in trainer_state.json, and the last ones go into the exported model card.")})
+        "logged with the loss, kept in trainer_state.json, and the last ones go into the exported model card. "
+        "Without --train_dir and --knn_dataset: held-out synthetic faces (--knn_synthetic_images, other people).")})
+    knn_synthetic_images: int = field(default=600, metadata={"help": (
+        "Held-out synthetic faces rendered for the k-NN when neither --train_dir nor --knn_dataset is given (seed "
+        "--seed + 1: other identities than the training faces). 0 turns the k-NN of that run off.")})
     knn_split: str = field(default="train", metadata={"help": "Split to use when --knn_dataset is a DatasetDict."})
     knn_label_columns: list[str] = field(default_factory=lambda: ["expression", "identity"], metadata={"help": (
         "Label columns to classify (the synthetic faces': expression and identity).")})
@@ -112,18 +116,24 @@ class KNNArguments:
     def __post_init__(self):
         if self.knn_eval_steps is not None and self.knn_eval_steps <= 0:
             raise SystemExit(f"--knn_eval_steps must be a positive number of steps, got {self.knn_eval_steps}.")
+        if self.knn_synthetic_images < 0:
+            raise SystemExit(f"--knn_synthetic_images must be >= 0, got {self.knn_synthetic_images}.")
         if not 0.0 < self.knn_test_fraction < 1.0:
             raise SystemExit(f"--knn_test_fraction must be in (0, 1), got {self.knn_test_fraction}.")
 
 
-def knn_callback(knn_args: KNNArguments, image_processor, seed: int):
-    """The KNNCallback --knn_dataset asks for, or None. Bad data stops here, before any training step."""
-    if knn_args.knn_dataset is None:
+def knn_callback(knn_args: KNNArguments, image_processor, seed: int, synthetic=None):
+    """The KNNCallback --knn_dataset asks for (else one on `synthetic`, a labelled dataset, when given), or None.
+    Bad data stops here, before any training step."""
+    if knn_args.knn_dataset is None and synthetic is None:
         return None
     from pros_hf.knn import KNNCallback, load_labelled_dataset
 
     try:
-        dataset = load_labelled_dataset(knn_args.knn_dataset, knn_args.knn_split)
+        if knn_args.knn_dataset is not None:
+            dataset = load_labelled_dataset(knn_args.knn_dataset, knn_args.knn_split)
+        else:
+            dataset = synthetic
         if knn_args.knn_image_column not in dataset.column_names:
             raise ValueError(f"--knn_image_column {knn_args.knn_image_column!r} is not a column of the dataset "
                              f"({dataset.column_names}).")
@@ -229,7 +239,12 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
                 training_args.global_crop_size, training_args.num_local_crops, training_args.local_crop_size)
     image_processor = ProSImageProcessor.from_model_config(model.config)
     knn_seed = training_args.seed if knn_args.knn_seed is None else knn_args.knn_seed
-    knn = knn_callback(knn_args, image_processor, knn_seed)
+    held_out = None
+    if data_args.train_dir is None and knn_args.knn_dataset is None and knn_args.knn_synthetic_images:
+        # the no-data run says whether it learnt: k-NN on faces of other people, rendered like the training ones
+        held_out = make_synthetic_faces(knn_args.knn_synthetic_images, image_size=data_args.synthetic_image_size,
+                                        seed=training_args.seed + 1, show_progress=False)
+    knn = knn_callback(knn_args, image_processor, knn_seed, held_out)
     trainer = ProSTrainer(
         model=model, args=training_args, train_dataset=train_dataset, dataset_name=dataset_name,
         image_processor=image_processor, callbacks=[knn] if knn else None,

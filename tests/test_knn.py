@@ -377,6 +377,13 @@ def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces
     callback = next(c for c in seeded.callback_handler.callbacks if isinstance(c, KNNCallback))
     _, test_idx = stratified_split_indices(np.asarray(faces["expression"]), 0.5, 3)
     assert callback.test_dataset["identity"] == faces.select(test_idx)["identity"]
+    # without --train_dir and --knn_dataset, held-out synthetic faces; --knn_synthetic_images 0 turns that off
+    no_data = base[:-2]
+    held_out, _ = pretrain.build_trainer(no_data + ["--knn_synthetic_images", "30"])
+    callback = next(c for c in held_out.callback_handler.callbacks if isinstance(c, KNNCallback))
+    assert len(callback.train_dataset) + len(callback.test_dataset) == 30
+    plain, _ = pretrain.build_trainer(no_data + ["--knn_synthetic_images", "0"])
+    assert not any(isinstance(c, KNNCallback) for c in plain.callback_handler.callbacks)
     with pytest.raises(SystemExit, match="'mood' is not a column"):
         pretrain.build_trainer(base + ["--knn_label_columns", "mood"])
     with pytest.raises(SystemExit, match="not a dataset folder"):
