@@ -134,9 +134,6 @@ def knn_callback(knn_args: KNNArguments, image_processor, seed: int, synthetic=N
             dataset = load_labelled_dataset(knn_args.knn_dataset, knn_args.knn_split)
         else:
             dataset = synthetic
-        if knn_args.knn_image_column not in dataset.column_names:
-            raise ValueError(f"--knn_image_column {knn_args.knn_image_column!r} is not a column of the dataset "
-                             f"({dataset.column_names}).")
         return KNNCallback.from_dataset(
             dataset, knn_args.knn_label_columns, test_fraction=knn_args.knn_test_fraction, seed=seed,
             eval_steps=knn_args.knn_eval_steps, image_processor=image_processor,

@@ -386,6 +386,8 @@ def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces
     assert not any(isinstance(c, KNNCallback) for c in plain.callback_handler.callbacks)
     with pytest.raises(SystemExit, match="'mood' is not a column"):
         pretrain.build_trainer(base + ["--knn_label_columns", "mood"])
+    with pytest.raises(SystemExit, match="image_column 'photo' is not a column of train_dataset"):
+        pretrain.build_trainer(base + ["--knn_image_column", "photo"])
     with pytest.raises(SystemExit, match="not a dataset folder"):
         pretrain.build_trainer(base[:-1] + [str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="--knn_eval_steps must be a positive"):

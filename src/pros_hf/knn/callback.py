@@ -55,6 +55,10 @@ class KNNCallback(TrainerCallback):
         if eval_steps is not None and (not isinstance(eval_steps, int) or eval_steps <= 0):
             raise ValueError(f"eval_steps must be a positive integer or None, got {eval_steps!r}.")
         _check_k_temperature(k, temperature)
+        for part, dataset in (("train_dataset", train_dataset), ("test_dataset", test_dataset)):
+            columns = getattr(dataset, "column_names", None)  # checked now, not at the first k-NN hours into a run
+            if columns is not None and image_column not in columns:
+                raise ValueError(f"image_column {image_column!r} is not a column of {part} ({columns}).")
         self.train_dataset, self.test_dataset = train_dataset, test_dataset
         self.labels = {}
         for name in label_columns:  # validated and cached once: the split is fixed for the whole run
