@@ -5,8 +5,10 @@
 3. pre-training of a micro ProS ViT on those crops with `accelerate launch examples/pretrain.py`, tracking the
    teacher's k-NN (backbone/training_curves.png);
 4. DINO's weighted k-NN of the exported teacher against the same architecture at random initialisation;
-5. features of a real photo through AutoModel / AutoImageProcessor;
-6. few-shot fine-tuning (5% of the labels) of expression, attribute and landmark heads on the exported backbone and on
+5. what its CLS encodes: how far it moves when only the expression, background, pose, lighting or identity of a
+   synthetic face changes, against random initialisation (examples/factor_sensitivity.py);
+6. features of a real photo through AutoModel / AutoImageProcessor;
+7. few-shot fine-tuning (5% of the labels) of expression, attribute and landmark heads on the exported backbone and on
    random initialisation, evaluated with the evaluate metrics (examples/finetune.py).
 
 Everything lands in --output (default outputs/demo). Each step is one of the examples, run as a user would run it.
@@ -119,9 +121,12 @@ def main() -> int:
     run("4. k-NN: pre-trained teacher against random initialisation",
         [python, "examples/knn_eval.py", "--model", str(output / "backbone"), "--dataset", str(output / "faces_eval"),
          "--compare_random_init", "--seed", "1", "--test_fraction", "0.5", "--output_json", str(output / "knn.json")])
-    print("\n=== 5. the exported backbone through the Auto classes", flush=True)
+    run("5. what the teacher's CLS encodes: one factor of a face changed at a time, against random initialisation",
+        [python, "examples/factor_sensitivity.py", "--model", str(output / "backbone"), "--compare_random_init",
+         "--output_json", str(output / "factor_sensitivity.json")])
+    print("\n=== 6. the exported backbone through the Auto classes", flush=True)
     photo_features(output / "backbone")
-    run("6. fine-tuning on 5% of the labels: expression, attributes, landmarks; pre-trained against random init",
+    run("7. fine-tuning on 5% of the labels: expression, attributes, landmarks; pre-trained against random init",
         [python, "examples/finetune.py", "--task", "all", "--model", str(output / "backbone"),
          "--dataset", str(output / "faces_train"), "--test_dataset", str(output / "faces_eval"),
          "--few_shot", "0.05", "--seeds", "0", "--compare_random_init", "--output_dir", str(output / "finetune"),

@@ -11,19 +11,22 @@ similarity to every training feature, the ``k`` most similar neighbours vote for
 percent (floats in [0, 100]).
 
 Layout: :mod:`.features` (which network, loading it, extracting CLS features), :mod:`.classifier` (the weighted
-vote), :mod:`.evaluation` (accuracy on labelled datasets, the stratified split), :mod:`.callback` (:class:`KNNCallback`).
+vote), :mod:`.evaluation` (accuracy on labelled datasets, the stratified split), :mod:`.callback` (:class:`KNNCallback`),
+and :mod:`.sensitivity` (how far features move when one factor of a face changes: why a k-NN result is what it is).
 """
 
 from .callback import KNNCallback
 from .classifier import knn_accuracy_from_features, weighted_knn_classify
 from .evaluation import evaluate_knn, knn_accuracy, load_labelled_dataset, stratified_split_indices
 from .features import default_backbone, extract_features, load_backbone
+from .sensitivity import factor_sensitivity
 
 __all__ = [
     "KNNCallback",
     "default_backbone",
     "evaluate_knn",
     "extract_features",
+    "factor_sensitivity",
     "knn_accuracy",
     "knn_accuracy_from_features",
     "load_labelled_dataset",
