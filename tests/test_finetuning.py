@@ -149,6 +149,24 @@ def test_saved_dataset_with_and_without_splits(tmp_path):
     assert data.labels.num_landmarks == 3 and len(data.train) + len(data.test) == 10
 
 
+def test_saved_dataset_with_one_column_per_attribute(tmp_path):
+    """--attribute_columns on a dataset loaded from disk (it failed inside datasets when the columns were added to a
+    column selection of such a dataset)."""
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(8)]
+    glasses, hat = [0, 1, 0, 1, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0, 1, 0]
+    datasets.Dataset.from_dict({"image": images, "glasses": glasses, "hat": hat, "note": list("abcdefgh")}).save_to_disk(
+        str(tmp_path / "cols"))
+    data = load_task_data("attributes", dataset=str(tmp_path / "cols"), attribute_columns=["glasses", "hat"],
+                          test_fraction=0.25)
+    assert data.labels.label_names == ("glasses", "hat")
+    rows = {tuple(np.asarray(image).ravel()[:4]): ids for split in (data.train, data.test)
+            for image, ids in zip(split["image"], split["attributes"])}  # fmt: skip
+    expected = {tuple(np.asarray(image).ravel()[:4]): [k for k, v in enumerate((g, h)) if v]
+                for image, g, h in zip(images, glasses, hat)}  # fmt: skip
+    assert rows == expected and data.train.column_names == ["image", "attributes"]
+
+
 def test_synthetic_default_matches_the_demo_crops(tmp_path):
     data = load_task_data("attributes", num_train=12, num_test=6, cache_dir=str(tmp_path))
     assert data.labels.label_names == default_label_names("attributes")

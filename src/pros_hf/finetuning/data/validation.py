@@ -144,16 +144,17 @@ def normalize_task_dataset(
                 if value not in (0, 1, True, False):
                     raise LabelError(f"{_row_label(dataset, index)}: attribute {name!r} is {value!r}; "
                                      "attributes must be 0 or 1.")
-        ids = [np.flatnonzero(row.astype(int)).tolist() for row in table]
+        # the 0/1 columns become lists of attribute ids; the dataset itself is left as it is (adding a column to a
+        # column selection of a dataset loaded from disk fails in datasets 5: an empty table is appended to)
+        values = [np.flatnonzero(row.astype(int)).tolist() for row in table]
         label_names = tuple(attribute_columns)
-        dataset = dataset.select_columns([image_column]).add_column("attributes", ids)
-        label_column = "attributes"
+        feature = None
     elif label_column not in dataset.column_names:
         raise ValueError(f"No {task} label column {label_column!r} in the dataset (columns {dataset.column_names}); "
                          "pass --label_column" + (" or --attribute_columns." if task == "attributes" else "."))
-
-    feature = dataset.features.get(label_column)
-    values = dataset[label_column]
+    else:
+        feature = dataset.features.get(label_column)
+        values = dataset[label_column]
     if task == "expression":
         names = tuple(label_names or _feature_names(feature) or default_label_names("expression"))
         labels = TaskLabels("expression", label_names=names)
