@@ -89,7 +89,10 @@ def main(argv=None) -> dict:
 
     models = []
     for path in args.model:
-        model = load_backbone(path)
+        try:
+            model = load_backbone(path)
+        except OSError as error:  # a missing folder, or a Hub id that cannot be reached
+            raise SystemExit(f"--model: {error}") from None
         try:
             processor = ProSImageProcessor.from_pretrained(path)
         except OSError:  # no preprocessor_config.json saved with the model

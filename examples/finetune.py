@@ -230,7 +230,10 @@ def load_backbone_and_processor(args: FinetuneArguments):
         config = ProSConfig.from_preset("micro", image_size=args.image_size or 64)
         backbone, name = config, "random-init micro ViT"
     else:
-        backbone, name = load_backbone(args.model), args.model
+        try:
+            backbone, name = load_backbone(args.model), args.model
+        except OSError as error:  # a missing folder, or a Hub id that cannot be reached
+            raise SystemExit(f"--model: {error}") from None
         config = backbone.config
     processor = None
     if args.model is not None:
@@ -524,8 +527,11 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
     with open(output_dir / "results.json", "w") as handle:
         json.dump(results, handle, indent=2, default=float)
     if training_args.push_to_hub:
-        url = push_head_folder(output_dir, training_args.hub_model_id, token=training_args.hub_token,
-                               private=training_args.hub_private_repo, what="adapter" if args.lora else "head")
+        try:
+            url = push_head_folder(output_dir, training_args.hub_model_id, token=training_args.hub_token,
+                                   private=training_args.hub_private_repo, what="adapter" if args.lora else "head")
+        except RuntimeError as error:  # offline: the folder is complete, the message says how to push it later
+            raise SystemExit(str(error)) from None
         print(f"Pushed {output_dir} to {url}")
     return results
 

@@ -118,7 +118,10 @@ def main(argv=None) -> dict:
         processor = ProSImageProcessor.from_model_config(model.config)
         model_name = "random-init micro"
     else:
-        model = load_backbone(args.model)
+        try:
+            model = load_backbone(args.model)
+        except OSError as error:  # a missing folder, or a Hub id that cannot be reached
+            raise SystemExit(f"--model: {error}") from None
         try:
             processor = ProSImageProcessor.from_pretrained(args.model)
         except OSError:  # no preprocessor_config.json saved with the model

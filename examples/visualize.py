@@ -64,7 +64,10 @@ def main(argv=None) -> str:
         processor = ProSImageProcessor.from_model_config(model.config)
         name = "random-init micro ProSModel"
     else:
-        model = load_backbone(args.model)
+        try:
+            model = load_backbone(args.model)
+        except OSError as error:  # a missing folder, or a Hub id that cannot be reached
+            raise SystemExit(f"--model: {error}") from None
         try:
             processor = ProSImageProcessor.from_pretrained(args.model)
         except OSError:

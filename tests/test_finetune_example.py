@@ -211,7 +211,8 @@ def pushed(example, workspace):
                         ("probe", ["--task", "expression", "--mode", "linear_probe", "--hub_model_id",
                                    "org/pros-expression"])):
         output = workspace / name
-        with pytest.raises(RuntimeError, match="HF_HUB_OFFLINE is set. The folder is complete"):
+        with pytest.raises(SystemExit, match=r"HF_HUB_OFFLINE is set. The folder is complete on disk; push it later "
+                                             r"with `hf upload org/"):
             example.main([*extra, "--push_to_hub", "--output_dir", str(output), *common(workspace)])
         folders[name] = output
     return folders

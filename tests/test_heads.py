@@ -390,3 +390,24 @@ def test_heads_load_with_trust_remote_code_in_a_process_without_the_package(save
     np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), expression(pixel_values).logits.detach().numpy())
     np.testing.assert_array_equal(np.load(tmp_path / "landmarks.npy"),
                                   landmarks(pixel_values).landmarks.detach().numpy())
+
+
+def test_a_missing_model_folder_or_an_unreachable_hub_id_is_named(tmp_path, monkeypatch):
+    """A typo in a local path, or a Hub id that is neither reachable (offline) nor cached, fails with its name
+    before transformers reads it as a malformed repository id; a cached Hub id and an existing folder load."""
+    from pros_hf import load_backbone
+    from pros_hf.knn import load_backbone as knn_load_backbone
+
+    ProSModel(ProSConfig.from_preset("micro", image_size=32)).save_pretrained(tmp_path / "backbone")
+    monkeypatch.chdir(tmp_path)
+    for loader in (load_backbone, knn_load_backbone):
+        with pytest.raises(FileNotFoundError, match=r"No model folder 'outputs/demo/backbon' \(relative to "):
+            loader("outputs/demo/backbon")
+        with pytest.raises(FileNotFoundError, match=r"No model folder './backbon'"):
+            loader("./backbon")
+        with pytest.raises(OSError, match=r"Cannot load 'org/no-such-model': it is not a local folder, and "
+                                          r"HF_HUB_OFFLINE is set"):
+            loader("org/no-such-model")
+        assert isinstance(loader("backbone"), ProSModel)
+    install_in_hub_cache(tmp_path / "backbone", "org/cached-backbone")
+    assert isinstance(load_backbone("org/cached-backbone"), ProSModel)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .modeling_pros_heads import hub_offline
+
 
 TEMPLATES = Path(__file__).parent / "model_cards"
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.log", "trainer_state.json"]
@@ -249,10 +251,7 @@ def head_card(
 
 def is_offline() -> bool:
     """Whether the Hub is switched off for this process (HF_HUB_OFFLINE, read now rather than at import)."""
-    from huggingface_hub import constants
-
-    value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
-    return bool(constants.HF_HUB_OFFLINE) or value in ("1", "ON", "YES", "TRUE")
+    return hub_offline()
 
 
 def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = None, private: bool | None = None,
@@ -261,7 +260,8 @@ def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = Non
     if is_offline():
         raise RuntimeError(
             f"Cannot push {folder} to the Hub repository {repo_id!r}: HF_HUB_OFFLINE is set. The folder is complete "
-            "on disk; push it later with `huggingface-cli upload` or by re-running without HF_HUB_OFFLINE."
+            f"on disk; push it later with `hf upload {repo_id} {folder}` (huggingface_hub's CLI) or by re-running "
+            "without HF_HUB_OFFLINE."
         )
     from huggingface_hub import HfApi
 

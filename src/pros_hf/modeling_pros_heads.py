@@ -16,6 +16,38 @@ _SAVED_MODEL_KEYS = ("architectures", "auto_map", "transformers_version", "_name
 _LABEL_KEYS = ("num_labels", "id2label", "label2id")
 
 
+def hub_offline() -> bool:
+    """Whether the Hub is switched off for this process (HF_HUB_OFFLINE, read now rather than at import)."""
+    from huggingface_hub import constants
+
+    value = os.environ.get("HF_HUB_OFFLINE", "").strip().upper()
+    return bool(constants.HF_HUB_OFFLINE) or value in ("1", "ON", "YES", "TRUE")
+
+
+def check_model_source(path_or_id) -> None:
+    """Fail early, naming it, where transformers would fail deep inside: a local folder that does not exist (a typo
+    in a path otherwise reads as a malformed Hub id), or, offline, a Hub id with no cached copy."""
+    if not isinstance(path_or_id, (str, os.PathLike)):
+        return
+    text = os.fspath(path_or_id)
+    if os.path.isdir(text):
+        return
+    looks_local = text.startswith((".", "/", "~")) or text.count("/") >= 2 or (os.sep != "/" and os.sep in text)
+    if looks_local or os.path.exists(text):
+        raise FileNotFoundError(
+            f"No model folder {text!r} (relative to {os.getcwd()}): pass the folder of a saved ProSModel, head, or "
+            "pre-training export or checkpoint, or a Hub id such as org/pros-vitb."
+        )
+    if hub_offline():
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(text, "config.json"), str):
+            raise OSError(
+                f"Cannot load {text!r}: it is not a local folder, and HF_HUB_OFFLINE is set with no cached copy of "
+                "that Hub repository. Check the name, download it once online, or pass a local folder."
+            )
+
+
 def load_backbone(pretrained) -> ProSModel:
     """A `ProSModel` from a `ProSModel` (returned as is), a `ProSForPreTraining` (its EMA teacher), or the folder / Hub
     id of either (a pre-training export is recognised by `architectures` in its config). The folder of a fine-tuned
@@ -29,6 +61,7 @@ def load_backbone(pretrained) -> ProSModel:
             "from_backbone takes a ProSModel, a ProSForPreTraining, or the folder / Hub id of a saved one, got "
             f"{type(pretrained).__name__}."
         )
+    check_model_source(pretrained)
     architectures = ProSConfig.from_pretrained(pretrained).architectures or []
     if "ProSForPreTraining" in architectures:
         return ProSForPreTraining.from_pretrained(pretrained).export_teacher()

@@ -30,8 +30,10 @@ def load_backbone(path_or_id: str, **kwargs) -> torch.nn.Module:
     ones at random with only a warning, and a k-NN number of a half-random model is worse than no number.
     """
     from ..configuration_pros import ProSConfig
+    from ..modeling_pros_heads import check_model_source
     from ..modeling_pros import ProSModel
 
+    check_model_source(path_or_id)
     config = ProSConfig.from_pretrained(path_or_id, **kwargs)
     if "ProSForPreTraining" in (config.architectures or []):
         from ..modeling_pros_pretraining import ProSForPreTraining
