@@ -192,8 +192,20 @@ def with_training_defaults(argv: list[str]) -> list[str]:
     return argv + extra
 
 
-def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
+def build_parser() -> HfArgumentParser:
+    """The parser, with TRAINING_DEFAULTS shown by --help where TrainingArguments' own defaults would be."""
     parser = HfArgumentParser((FinetuneArguments, TrainingArguments))
+    for action in parser._actions:
+        flag = action.option_strings[0] if action.option_strings else None
+        if flag == "--max_steps":
+            action.help = f"{action.help or ''} finetune.py: {TRAINING_DEFAULTS[flag]} unless --num_train_epochs is given."
+        elif flag in TRAINING_DEFAULTS:
+            action.default = TRAINING_DEFAULTS[flag]  # what with_training_defaults passes when the flag is absent
+    return parser
+
+
+def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
+    parser = build_parser()
     args, training_args = parser.parse_args_into_dataclasses(args=with_training_defaults(argv))
     if args.lora and args.mode == "linear_probe":
         raise SystemExit("--lora and --mode linear_probe exclude each other: LoRA already freezes the backbone's "

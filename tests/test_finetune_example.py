@@ -301,6 +301,20 @@ def test_validation_split_is_disjoint_stratified_and_seeded(example):
         example.split_validation(all_labels, indices[:1], 0.5, seed=0)
 
 
+def test_help_shows_the_defaults_that_are_used(example, capsys):
+    """--help shows finetune.py's own training defaults, not TrainingArguments' (8 images, 3 epochs, no folder)."""
+    with pytest.raises(SystemExit):
+        example.parse(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 32)" in text and "(default: outputs/finetune)" in text and "(default: 3e-3)" in text
+    assert "finetune.py: 400 unless --num_train_epochs is given" in text
+    _, training_args = example.parse([])
+    assert (training_args.per_device_train_batch_size, training_args.learning_rate, training_args.max_steps,
+            training_args.output_dir) == (32, 3e-3, 400, "outputs/finetune")
+    _, training_args = example.parse(["--num_train_epochs", "2"])
+    assert training_args.max_steps == -1 and training_args.num_train_epochs == 2
+
+
 def test_bad_flag_combinations_are_refused(example, capsys):
     with pytest.raises(SystemExit) as done:
         example.parse(["--help"])
