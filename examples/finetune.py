@@ -219,6 +219,8 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
         raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME.")
     if not args.seeds:
         raise SystemExit("--seeds needs at least one seed.")
+    if args.few_shot is not None and not 0.0 < args.few_shot <= 1.0:
+        raise SystemExit(f"--few_shot is the fraction of the training labels to keep, in (0, 1]; got {args.few_shot}.")
     if not 0.0 <= args.validation_fraction < 1.0:
         raise SystemExit(f"--validation_fraction must be in [0, 1), got {args.validation_fraction}.")
     evaluates = str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)) != "no"
@@ -427,15 +429,18 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
     from pros_hf.hub import _is_hub_id, head_card
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    data = load_task_data(
-        task, dataset=args.dataset, image_dir=args.image_dir, labels_file=args.labels_file,
-        test_labels_file=args.test_labels_file, test_dataset=args.test_dataset, hub_dataset=args.hub_dataset,
-        hub_config=args.hub_config,
-        train_split=args.train_split, test_split=args.test_split, test_fraction=args.test_fraction,
-        image_column=args.image_column, label_column=args.label_column, label_names=args.class_names,
-        attribute_columns=args.attribute_columns, num_landmarks=args.num_landmarks, num_train=args.num_train,
-        num_test=args.num_test, seed=args.seeds[0], cache_dir=args.data_cache_dir,
-    )
+    try:
+        data = load_task_data(
+            task, dataset=args.dataset, image_dir=args.image_dir, labels_file=args.labels_file,
+            test_labels_file=args.test_labels_file, test_dataset=args.test_dataset, hub_dataset=args.hub_dataset,
+            hub_config=args.hub_config,
+            train_split=args.train_split, test_split=args.test_split, test_fraction=args.test_fraction,
+            image_column=args.image_column, label_column=args.label_column, label_names=args.class_names,
+            attribute_columns=args.attribute_columns, num_landmarks=args.num_landmarks, num_train=args.num_train,
+            num_test=args.num_test, seed=args.seeds[0], cache_dir=args.data_cache_dir,
+        )
+    except (FileNotFoundError, ValueError) as error:  # bad labels, rows, columns or folders: the message names them
+        raise SystemExit(f"{task} data: {error}") from None
     backbone, processor, backbone_name = loaded or load_backbone_and_processor(args)
     logger.info("%s: %d training / %d test images from %s; backbone %s", task, len(data.train), len(data.test),
                 data.dataset_name, backbone_name)

@@ -321,6 +321,12 @@ def test_bad_flag_combinations_are_refused(example, capsys):
     assert done.value.code == 0 and "--compare_random_init" in capsys.readouterr().out  # every help text formats
     with pytest.raises(SystemExit, match="exclude each other"):
         example.parse(["--lora", "--mode", "linear_probe"])
+    with pytest.raises(SystemExit, match=r"--few_shot is the fraction .* in \(0, 1\]; got 1.5"):
+        example.parse(["--few_shot", "1.5"])
+    with pytest.raises(SystemExit, match=r"expression data: dataset 'no/such/folder': no such folder"):
+        example.main(["--task", "expression", "--dataset", "no/such/folder"])
+    with pytest.raises(SystemExit, match=r"--model: No model folder 'no/such/backbone'"):
+        example.main(["--task", "expression", "--model", "no/such/backbone", "--dataset", str(Path(__file__).parent)])
     with pytest.raises(SystemExit, match="needs --hub_model_id"):
         example.parse(["--push_to_hub"])
     with pytest.raises(SystemExit, match="pick one --task"):

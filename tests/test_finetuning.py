@@ -167,6 +167,14 @@ def test_saved_dataset_with_one_column_per_attribute(tmp_path):
     assert rows == expected and data.train.column_names == ["image", "attributes"]
 
 
+def test_a_dataset_folder_that_is_missing_or_not_saved_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dataset 'nowhere': no such folder"):
+        load_task_data("expression", dataset="nowhere")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"^dataset '.*plain': not a folder written by save_to_disk"):
+        load_task_data("expression", dataset=str(tmp_path / "plain"), test_dataset=str(tmp_path / "plain"))
+
+
 def test_synthetic_default_matches_the_demo_crops(tmp_path):
     data = load_task_data("attributes", num_train=12, num_test=6, cache_dir=str(tmp_path))
     assert data.labels.label_names == default_label_names("attributes")

@@ -275,6 +275,11 @@ def load_task_data(
             train, test = split_train_test(train, labels, test_fraction, seed)
         name = f"{Path(labels_file).name} ({image_dir})"
     elif dataset or hub_dataset:
+        for flag, folder in (("dataset", dataset), ("test_dataset", test_dataset)):
+            if folder and not (Path(folder) / "dataset_info.json").is_file() and not (
+                    Path(folder) / "dataset_dict.json").is_file():
+                what = "no such folder" if not Path(folder).exists() else "not a folder written by save_to_disk"
+                raise FileNotFoundError(f"{flag} {folder!r}: {what} (relative to {os.getcwd()}).")
         if dataset:
             loaded, name = datasets.load_from_disk(dataset), dataset
         else:
