@@ -124,6 +124,29 @@ def test_non_finite_loss_stops_with_the_step(tmp_path, faces):
         trainer.train()
 
 
+def test_a_non_finite_loss_is_caught_before_the_next_checkpoint(tmp_path, faces):
+    """The loss is checked at logs and checkpoints, not at every step (no host sync mid-step): a NaN at step 3 stops
+    the run at step 4's checkpoint, which is not written; step 2's checkpoint is the last good state."""
+    from safetensors.torch import load_file
+    from transformers import TrainerCallback
+
+    trainer = make_trainer(tmp_path, faces, logging_steps=100, save_strategy="steps", save_steps=2)
+
+    class Poison(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == 3:
+                with torch.no_grad():
+                    trainer.model.student.embeddings.cls_token.fill_(float("nan"))
+
+    trainer.add_callback(Poison())
+    with pytest.raises(NonFiniteLossError, match=r"optimizer step 3 \(found at step 4\)"):
+        trainer.train()
+    run = Path(trainer.args.output_dir)
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2"]
+    weights = load_file(run / "checkpoint-2" / "model.safetensors")
+    assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+
+
 def test_collapse_warning(tmp_path, faces, caplog):
     trainer = make_trainer(tmp_path, faces, collapse_tolerance=1.0, collapse_patience=2)
     with caplog.at_level(logging.WARNING, logger="pros_hf.training"):

@@ -8,8 +8,9 @@ checkpoints with optimizer/scheduler/RNG state, resume, Accelerate's DDP/FSDP/De
 - after every optimizer step, the EMA update of the teacher from the unwrapped model, on every process;
 - prototype gradients cancelled for the first epoch(s), after clipping (DINO's `freeze_last_layer`);
 - no weight decay for biases, norms, prototypes, CLS token and position embeddings;
-- health metrics in the logs, a collapse warning, and a hard stop on a non-finite loss (the stock Trainer would
-  hide it behind `logging_nan_inf_filter`);
+- health metrics in the logs, a collapse warning, and a hard stop on a non-finite loss, checked at each log and
+  before each checkpoint so that no step waits on the host (the stock Trainer would hide it behind
+  `logging_nan_inf_filter`);
 - at the end, the teacher backbone exported to `output_dir` as a `ProSModel` with its image processor and card.
 """
 
@@ -170,6 +171,7 @@ class ProSTrainer(Trainer):
         self.last_metrics: dict[str, torch.Tensor] = {}
         self._decay_groups = None
         self._metric_count = 0
+        self._unchecked_losses: list[tuple[int, torch.Tensor]] = []  # (optimizer step, loss on the device)
         self._collapsed_logs = 0
         self._flops_per_image = None  # set on the first step, from the model and the crops
         self.add_callback(_SelfDistillationCallback(self))
@@ -239,15 +241,38 @@ class ProSTrainer(Trainer):
             teacher_temperature=self.current_teacher_temperature(),
         )
         loss = outputs.loss
-        if not torch.isfinite(loss.detach()).item():
-            raise NonFiniteLossError(
-                f"The ProS loss is {loss.item()} at optimizer step {self.state.global_step}. Training stops here; the "
-                f"last checkpoint in {self.args.output_dir} is the last good state. Usual causes: too high a "
-                "learning rate, fp16 overflow (prefer bf16), or too low a teacher temperature."
-            )
         if model.training:
+            # checked at the next log or checkpoint: a host sync here, between the forward and the backward pass,
+            # would leave the GPU idle while the backward kernels are launched, on every step
+            self._unchecked_losses.append((self.state.global_step, loss.detach()))
             self._accumulate_metrics(outputs)
+        else:
+            self._unchecked_losses.append((self.state.global_step, loss.detach()))
+            self.check_losses_finite()
         return (loss, outputs) if return_outputs else loss
+
+    def check_losses_finite(self) -> None:
+        """Raise `NonFiniteLossError`, naming the first step whose loss was NaN or infinite, among the losses since
+        the last check. Runs before every log and every checkpoint, and at the end of training (one host sync each),
+        so a checkpoint is never written after a bad step: the last one on disk is the last good state."""
+        if not self._unchecked_losses:
+            return
+        steps, losses = zip(*self._unchecked_losses)
+        self._unchecked_losses = []
+        values = torch.stack([loss.float().reshape(()) for loss in losses]).cpu()
+        bad = (~torch.isfinite(values)).nonzero()
+        if len(bad):
+            first = int(bad[0])
+            raise NonFiniteLossError(
+                f"The ProS loss is {values[first].item()} at optimizer step {steps[first]} (found at step "
+                f"{self.state.global_step}). Training stops here; the last checkpoint in {self.args.output_dir} is "
+                "the last good state. Usual causes: too high a learning rate, fp16 overflow (prefer bf16), or too "
+                "low a teacher temperature."
+            )
+
+    def _save_checkpoint(self, model, trial, *args, **kwargs):
+        self.check_losses_finite()
+        return super()._save_checkpoint(model, trial, *args, **kwargs)
 
     def _accumulate_metrics(self, outputs) -> None:
         """Sum the health metrics on the device (no host sync per step); `log` turns them into averages."""
@@ -261,6 +286,7 @@ class ProSTrainer(Trainer):
         self._metric_count += 1
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        self.check_losses_finite()
         if "loss" in logs and self._metric_count:
             averages = {name: (total / self._metric_count).item() for name, total in self._metric_sums.items()}
             logs.update(averages)
@@ -293,6 +319,7 @@ class ProSTrainer(Trainer):
     def train(self, *args, **kwargs):
         """Train, report skipped images, then export the teacher backbone to `output_dir`."""
         result = super().train(*args, **kwargs)
+        self.check_losses_finite()
         report = self.skip_report.summary()
         if report.get("skipped"):
             logger.warning("Images skipped during training on this process: %s", self.skip_report.format())
