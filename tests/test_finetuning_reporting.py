@@ -81,3 +81,6 @@ def test_table_says_which_initialisation_is_better_per_metric():
     assert nme_row.split()[-2] == "yes" and auc_row.split()[-2] == "yes"  # lower NME and higher AUC are better
     swapped = {**result, "runs": {"pretrained": run(0.1, 0.12), "random_init": run(0.2, 0.10)}}
     assert all(r.split()[-2] == "no" for r in format_comparison_table({"landmarks": swapped}).splitlines()[2:4])
+    # means that print the same are level, whichever is ahead in the fifth decimal
+    level = {**result, "runs": {"pretrained": run(0.10001, 0.57091), "random_init": run(0.10004, 0.57088)}}
+    assert all(r.split()[-2] == "level" for r in format_comparison_table({"landmarks": level}).splitlines()[2:4])

@@ -57,7 +57,8 @@ def summarise_seeds(per_seed: dict[int, dict]) -> dict:
 
 def format_comparison_table(all_results: dict[str, dict]) -> str:
     """The printed table of `{task: results}` (each as `results.json` holds it): every metric for the pre-trained
-    backbone and, where both ran, random initialisation and which is better, next to the labels-only floor."""
+    backbone and, where both ran, random initialisation and which is better ("level" where the printed means are equal),
+    next to the labels-only floor."""
     lines = []
     first = next(iter(all_results.values()))
     few = f"{100 * first['few_shot']:g}% of the labels" if first["few_shot"] else "all labels"
@@ -81,7 +82,8 @@ def format_comparison_table(all_results: dict[str, dict]) -> str:
             if compare:
                 a, b = result["runs"]["pretrained"]["mean"][metric], result["runs"]["random_init"]["mean"][metric]
                 better = a > b if HIGHER_IS_BETTER[metric] else a < b
-                row += f"{'yes' if better else 'no':>9}"
+                verdict = "level" if f"{a:.4f}" == f"{b:.4f}" else ("yes" if better else "no")  # as printed
+                row += f"{verdict:>9}"
             lines.append(row + f"{result['prior']['mean'][metric]:>14.4f}")
     lines.append("labels only: the majority class, each attribute's majority value or the mean face shape of the same "
                  "labelled examples, without the images.")
