@@ -47,7 +47,8 @@ class FactorSensitivityArguments:
         metadata={"help": "Also measure each model's architecture at random initialisation (the baseline that shows "
                           "what training changed)."},
     )
-    random_init_seeds: int = field(default=3, metadata={"help": "Random initialisations to average (seed, seed+1, ...)."})
+    random_init_seeds: int = field(
+        default=3, metadata={"help": "Random initialisations to average (seed, seed+1, ...)."})
     initializer_range: float | None = field(
         default=None,
         metadata={"help": "Weight initialisation std of the random-init micro model used when no --model is given "

@@ -198,7 +198,8 @@ def build_parser() -> HfArgumentParser:
     for action in parser._actions:
         flag = action.option_strings[0] if action.option_strings else None
         if flag == "--max_steps":
-            action.help = f"{action.help or ''} finetune.py: {TRAINING_DEFAULTS[flag]} unless --num_train_epochs is given."
+            action.help = (f"{action.help or ''} finetune.py: {TRAINING_DEFAULTS[flag]} unless --num_train_epochs "
+                           "is given.")
         elif flag in TRAINING_DEFAULTS:
             action.default = TRAINING_DEFAULTS[flag]  # what with_training_defaults passes when the flag is absent
     return parser

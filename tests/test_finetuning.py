@@ -155,8 +155,8 @@ def test_saved_dataset_with_one_column_per_attribute(tmp_path):
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)) for _ in range(8)]
     glasses, hat = [0, 1, 0, 1, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0, 1, 0]
-    datasets.Dataset.from_dict({"image": images, "glasses": glasses, "hat": hat, "note": list("abcdefgh")}).save_to_disk(
-        str(tmp_path / "cols"))
+    table = {"image": images, "glasses": glasses, "hat": hat, "note": list("abcdefgh")}
+    datasets.Dataset.from_dict(table).save_to_disk(str(tmp_path / "cols"))
     data = load_task_data("attributes", dataset=str(tmp_path / "cols"), attribute_columns=["glasses", "hat"],
                           test_fraction=0.25)
     assert data.labels.label_names == ("glasses", "hat")
