@@ -105,6 +105,9 @@ def load_dataset_for_knn(args: KNNEvalArguments):
 
         logger.info("Rendering %d synthetic faces at %d px", args.num_images, args.image_size)
         return make_synthetic_faces(args.num_images, image_size=args.image_size, seed=args.seed)
+    if args.num_images != KNNEvalArguments.num_images:
+        logger.warning("--num_images %d is for the synthetic faces; --dataset %s is used whole", args.num_images,
+                       args.dataset)
     return load_labelled_dataset(args.dataset, args.split)
 
 

@@ -392,3 +392,27 @@ def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces
         pretrain.build_trainer(base[:-1] + [str(tmp_path / "missing")])
     with pytest.raises(SystemExit, match="--knn_eval_steps must be a positive"):
         pretrain.build_trainer(base + ["--knn_eval_steps", "0"])
+
+
+def test_knn_eval_warns_that_num_images_does_not_apply_to_a_dataset(tmp_path, caplog, monkeypatch):
+    """--num_images sizes the synthetic faces only; with --dataset it is ignored, and said to be."""
+    import importlib.util
+    import logging
+
+    import datasets
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("knn_eval", ROOT / "examples" / "knn_eval.py")
+    knn_eval = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "knn_eval", knn_eval)  # dataclasses look their module up there
+    spec.loader.exec_module(knn_eval)
+    images = [Image.new("RGB", (8, 8), (i, i, i)) for i in range(4)]
+    datasets.Dataset.from_dict({"image": images, "expression": [0, 1, 0, 1]}).save_to_disk(str(tmp_path / "set"))
+    args = knn_eval.KNNEvalArguments(dataset=str(tmp_path / "set"), num_images=60)
+    with caplog.at_level(logging.WARNING, logger="knn_eval"):
+        loaded = knn_eval.load_dataset_for_knn(args)
+    assert len(loaded) == 4 and "--num_images 60 is for the synthetic faces" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="knn_eval"):
+        knn_eval.load_dataset_for_knn(knn_eval.KNNEvalArguments(dataset=str(tmp_path / "set")))
+    assert "--num_images" not in caplog.text
