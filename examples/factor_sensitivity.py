@@ -22,7 +22,7 @@ from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
 from pros_hf.data.factor_pairs import FACTORS, make_factor_pairs
-from pros_hf.knn import extract_features, factor_sensitivity, load_backbone
+from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor
 
 logger = logging.getLogger("factor_sensitivity")
 
@@ -91,13 +91,9 @@ def main(argv=None) -> dict:
     models = []
     for path in args.model:
         try:
-            model = load_backbone(path)
+            model, processor = load_backbone_and_processor(path)
         except OSError as error:  # a missing folder, or a Hub id that cannot be reached
             raise SystemExit(f"--model: {error}") from None
-        try:
-            processor = ProSImageProcessor.from_pretrained(path)
-        except OSError:  # no preprocessor_config.json saved with the model
-            processor = ProSImageProcessor.from_model_config(model.config)
         models.append((path, model, processor))
     if not models:
         overrides = {} if args.initializer_range is None else {"initializer_range": args.initializer_range}

@@ -20,7 +20,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
-from pros_hf.knn import evaluate_knn, load_backbone, load_labelled_dataset, stratified_split_indices
+from pros_hf.knn import evaluate_knn, load_backbone_and_processor, load_labelled_dataset, stratified_split_indices
 
 logger = logging.getLogger("knn_eval")
 
@@ -122,13 +122,9 @@ def main(argv=None) -> dict:
         model_name = "random-init micro"
     else:
         try:
-            model = load_backbone(args.model)
+            model, processor = load_backbone_and_processor(args.model)
         except OSError as error:  # a missing folder, or a Hub id that cannot be reached
             raise SystemExit(f"--model: {error}") from None
-        try:
-            processor = ProSImageProcessor.from_pretrained(args.model)
-        except OSError:  # no preprocessor_config.json saved with the model
-            processor = ProSImageProcessor.from_model_config(model.config)
         model_name = args.model
     dataset = load_dataset_for_knn(args)
 

@@ -16,7 +16,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
-from pros_hf.knn import load_backbone
+from pros_hf.knn import load_backbone_and_processor
 from pros_hf.visualization import cls_attention_maps, denormalize, save_attention_figure
 
 logger = logging.getLogger("visualize")
@@ -65,13 +65,9 @@ def main(argv=None) -> str:
         name = "random-init micro ProSModel"
     else:
         try:
-            model = load_backbone(args.model)
+            model, processor = load_backbone_and_processor(args.model)
         except OSError as error:  # a missing folder, or a Hub id that cannot be reached
             raise SystemExit(f"--model: {error}") from None
-        try:
-            processor = ProSImageProcessor.from_pretrained(args.model)
-        except OSError:
-            processor = ProSImageProcessor.from_model_config(model.config)
         name = args.model
 
     if args.dataset is None:

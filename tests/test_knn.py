@@ -416,3 +416,17 @@ def test_knn_eval_warns_that_num_images_does_not_apply_to_a_dataset(tmp_path, ca
     with caplog.at_level(logging.WARNING, logger="knn_eval"):
         knn_eval.load_dataset_for_knn(knn_eval.KNNEvalArguments(dataset=str(tmp_path / "set")))
     assert "--num_images" not in caplog.text
+
+
+def test_load_backbone_and_processor_uses_the_saved_processor_or_the_config(tmp_path):
+    from pros_hf.knn import load_backbone_and_processor
+
+    model = ProSModel(ProSConfig.from_preset("micro", image_size=32))
+    model.save_pretrained(tmp_path / "bare")
+    model.save_pretrained(tmp_path / "with_processor")
+    ProSImageProcessor(size={"height": 40, "width": 40}, image_mean=[0.5, 0.5, 0.5]).save_pretrained(
+        tmp_path / "with_processor")
+    loaded, processor = load_backbone_and_processor(str(tmp_path / "with_processor"))
+    assert isinstance(loaded, ProSModel) and list(processor.image_mean) == [0.5, 0.5, 0.5]
+    _, derived = load_backbone_and_processor(str(tmp_path / "bare"))
+    assert derived.to_dict() == ProSImageProcessor.from_model_config(model.config).to_dict()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from ..image_processing_pros import ProSImageProcessor
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -50,6 +54,19 @@ def load_backbone(path_or_id: str, **kwargs) -> torch.nn.Module:
             f"{missing[:3]}); pass a saved ProSModel or a ProSForPreTraining checkpoint."
         )
     return model.eval()
+
+
+def load_backbone_and_processor(path_or_id: str, **kwargs) -> tuple[torch.nn.Module, ProSImageProcessor]:
+    """``load_backbone(path_or_id)`` and the image processor saved with it, or one made from its config when none
+    was saved (checkpoints and older exports carry no ``preprocessor_config.json``)."""
+    from ..image_processing_pros import ProSImageProcessor
+
+    model = load_backbone(path_or_id, **kwargs)
+    try:
+        processor = ProSImageProcessor.from_pretrained(path_or_id)
+    except OSError:  # no preprocessor_config.json saved with the model
+        processor = ProSImageProcessor.from_model_config(model.config)
+    return model, processor
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
