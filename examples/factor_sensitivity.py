@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
+from pros_hf import ProSConfig, ProSImageProcessor
 from pros_hf.data.factor_pairs import FACTORS, make_factor_pairs
-from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor
+from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor, random_init_backbone
 
 logger = logging.getLogger("factor_sensitivity")
 
@@ -65,11 +65,6 @@ def _measure(model, processor, faces, args, device) -> dict:
     return factor_sensitivity(features, faces["group"], faces["factor"])
 
 
-def _random_init(config: ProSConfig, seed: int) -> ProSModel:
-    torch.manual_seed(seed)
-    return ProSModel(config).eval()
-
-
 def _row(name: str, relative: dict, spread: dict | None = None) -> str:
     cells = (f"{relative[f]:.3f}" + (f" +- {spread[f]:.3f}" if spread else "") for f in FACTORS)
     return f"{name:<36}" + "".join(f"{cell:>16}" for cell in cells)
@@ -98,7 +93,7 @@ def main(argv=None) -> dict:
     if not models:
         overrides = {} if args.initializer_range is None else {"initializer_range": args.initializer_range}
         config = ProSConfig.from_preset("micro", image_size=48, **overrides)
-        model = _random_init(config, args.seed)
+        model = random_init_backbone(config, args.seed)
         models.append(("random-init micro", model, ProSImageProcessor.from_model_config(config)))
 
     header = f"{'model':<36}" + "".join(f"{f:>16}" for f in FACTORS)
@@ -107,7 +102,7 @@ def main(argv=None) -> dict:
         entry = _measure(model, processor, faces, args, device)
         lines.append(_row(name, entry["relative"]))
         if args.compare_random_init:
-            runs = [_measure(_random_init(model.config, args.seed + offset), processor, faces, args, device)
+            runs = [_measure(random_init_backbone(model.config, args.seed + offset), processor, faces, args, device)
                     for offset in range(args.random_init_seeds)]
             mean = {f: float(np.mean([run["relative"][f] for run in runs])) for f in FACTORS}
             std = {f: float(np.std([run["relative"][f] for run in runs])) for f in FACTORS}

@@ -19,8 +19,14 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser
 
-from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
-from pros_hf.knn import evaluate_knn, load_backbone_and_processor, load_labelled_dataset, stratified_split_indices
+from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.knn import (
+    evaluate_knn,
+    load_backbone_and_processor,
+    load_labelled_dataset,
+    random_init_backbone,
+    stratified_split_indices,
+)
 
 logger = logging.getLogger("knn_eval")
 
@@ -93,12 +99,6 @@ class KNNEvalArguments:
     device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if available, else cpu)."})
 
 
-def random_init_model(config: ProSConfig, seed: int) -> ProSModel:
-    """The same architecture with seeded random weights."""
-    torch.manual_seed(seed)
-    return ProSModel(config).eval()
-
-
 def load_dataset_for_knn(args: KNNEvalArguments):
     if args.dataset is None:
         from pros_hf.data.synthetic import make_synthetic_faces
@@ -117,7 +117,7 @@ def main(argv=None) -> dict:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     if args.model is None:
-        model = random_init_model(ProSConfig.from_preset("micro", image_size=args.image_size), args.seed)
+        model = random_init_backbone(ProSConfig.from_preset("micro", image_size=args.image_size), args.seed)
         processor = ProSImageProcessor.from_model_config(model.config)
         model_name = "random-init micro"
     else:
@@ -138,7 +138,7 @@ def main(argv=None) -> dict:
     if args.compare_random_init:
         if args.random_init_seeds < 1:
             raise SystemExit(f"--random_init_seeds must be at least 1, got {args.random_init_seeds}.")
-        runs = [evaluate_knn(random_init_model(model.config, args.seed + offset).to(device), dataset, **common)
+        runs = [evaluate_knn(random_init_backbone(model.config, args.seed + offset).to(device), dataset, **common)
                 for offset in range(args.random_init_seeds)]
         baseline = {name: [run[name] for run in runs] for name in args.label_columns}
 

@@ -241,13 +241,12 @@ class ProSTrainer(Trainer):
             teacher_temperature=self.current_teacher_temperature(),
         )
         loss = outputs.loss
+        # in training, checked at the next log or checkpoint: a host sync here, between the forward and the backward
+        # pass, would leave the GPU idle while the backward kernels are launched, on every step
+        self._unchecked_losses.append((self.state.global_step, loss.detach()))
         if model.training:
-            # checked at the next log or checkpoint: a host sync here, between the forward and the backward pass,
-            # would leave the GPU idle while the backward kernels are launched, on every step
-            self._unchecked_losses.append((self.state.global_step, loss.detach()))
             self._accumulate_metrics(outputs)
-        else:
-            self._unchecked_losses.append((self.state.global_step, loss.detach()))
+        else:  # evaluation: no backward pass to keep fed
             self.check_losses_finite()
         return (loss, outputs) if return_outputs else loss
 

@@ -70,23 +70,20 @@ def make_factor_pairs(
         raise ValueError(f"background must be one of {list(BACKGROUNDS)}, got {background!r}")
     identities_rng = np.random.default_rng([seed, 1])
     identities = [sample_identity(identities_rng) for _ in range(num_groups + 1)]
-    rows = {"image": [], "landmarks": [], "group": [], "factor": []}
+    rows = {"image": [], "group": [], "factor": []}
     for index in range(num_groups):
         for name, params, background_seed in _variants(index, seed, identities):
             face = render_face(np.random.default_rng([seed, 5, index, background_seed]), params, image_size, background)
             rows["image"].append(face.image)
-            rows["landmarks"].append(face.landmarks)
             rows["group"].append(index)
             rows["factor"].append(name)
-    features = datasets.Features({
-        "image": datasets.Image(), "landmarks": datasets.Array2D((68, 2), "float32"),
-        "group": datasets.Value("int64"), "factor": datasets.Value("string"),
-    })  # fmt: skip
+    features = datasets.Features(
+        {"image": datasets.Image(), "group": datasets.Value("int64"), "factor": datasets.Value("string")})
     faces = datasets.Dataset.from_dict(rows, features=features)
     if crop_size is not None:
         from ..retrieval import crop_faces_in_dataset
 
-        faces, _ = crop_faces_in_dataset(faces, size=crop_size, margin=margin)
+        faces, _ = crop_faces_in_dataset(faces, size=crop_size, margin=margin, landmarks_column=None)
     group_sizes = np.bincount(np.asarray(faces["group"], dtype=np.int64), minlength=num_groups)
     complete = set(np.flatnonzero(group_sizes == len(FACTORS) + 1).tolist())
     faces = faces.filter(lambda group: group in complete, input_columns="group")

@@ -18,7 +18,13 @@ and :mod:`.sensitivity` (how far features move when one factor of a face changes
 from .callback import KNNCallback
 from .classifier import knn_accuracy_from_features, weighted_knn_classify
 from .evaluation import evaluate_knn, knn_accuracy, load_labelled_dataset, stratified_split_indices
-from .features import default_backbone, extract_features, load_backbone, load_backbone_and_processor
+from .features import (
+    default_backbone,
+    extract_features,
+    load_backbone,
+    load_backbone_and_processor,
+    random_init_backbone,
+)
 from .sensitivity import factor_sensitivity
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "knn_accuracy",
     "knn_accuracy_from_features",
     "load_labelled_dataset",
+    "random_init_backbone",
     "load_backbone",
     "load_backbone_and_processor",
     "stratified_split_indices",

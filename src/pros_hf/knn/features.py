@@ -56,6 +56,15 @@ def load_backbone(path_or_id: str, **kwargs) -> torch.nn.Module:
     return model.eval()
 
 
+def random_init_backbone(config, seed: int) -> torch.nn.Module:
+    """The same architecture as ``config`` with seeded random weights, in eval mode: the floor a pre-trained backbone
+    is compared against (k-NN, factor sensitivity)."""
+    from ..modeling_pros import ProSModel
+
+    torch.manual_seed(seed)
+    return ProSModel(config).eval()
+
+
 def load_backbone_and_processor(path_or_id: str, **kwargs) -> tuple[torch.nn.Module, ProSImageProcessor]:
     """``load_backbone(path_or_id)`` and the image processor saved with it, or one made from its config when none
     was saved (checkpoints and older exports carry no ``preprocessor_config.json``)."""
