@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from pros_hf.augmentation import (
     LandmarkAugmentation,
@@ -407,6 +408,48 @@ def test_cuda_matches_cpu():
 
 # ---------------------------------------------------------------------------------------------------------------
 # landmarks
+
+
+class HostToDeviceCopies(TorchDispatchMode):
+    """Counts the ops that copy a CPU tensor to another device (each one a host-device sync on CUDA unless it is
+    non-blocking from pinned memory); the "meta" device stands in for a GPU on a CPU-only machine."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        sources = {a.device.type for a in args if isinstance(a, torch.Tensor)}
+        if sources == {"cpu"} and isinstance(out, torch.Tensor) and out.device.type != "cpu":
+            self.count += 1
+        return out
+
+
+def test_pack_bytes_round_trips_every_dtype_and_shape():
+    tensors = [torch.randn(3, 4), torch.tensor([True, False, True]), torch.arange(5, dtype=torch.long),
+               torch.tensor(2.5, dtype=torch.float64), torch.empty(0, 4), torch.randint(0, 9, (2, 3), dtype=torch.int32),
+               torch.randn(4, 6).t()]  # a non-contiguous one
+    buffer, offsets = AF.pack_bytes(tensors)
+    assert all(offset % 8 == 0 for offset in offsets)
+    for original, unpacked in zip(tensors, AF.unpack_bytes(buffer.clone(), offsets, tensors)):
+        assert unpacked.dtype == original.dtype and unpacked.shape == original.shape
+        assert torch.equal(unpacked, original)
+
+
+def test_multicrop_moves_its_cpu_draws_to_the_device_in_one_copy():
+    aug = MultiCropAugmentation(n_local_crops=4, global_crop_size=32, local_crop_size=16, global_blur_p=(1.0, 0.5),
+                                local_blur_p=1.0, global_solarize_p=(0.0, 1.0))
+    images = torch.zeros(3, 3, 48, 48, dtype=torch.uint8, device="meta")
+    aug(images)  # the first call may also make its cached constants
+    with HostToDeviceCopies() as copies:
+        global_crops, local_crops = aug(images)
+    assert copies.count == 1
+    assert global_crops.shape == (3, 2, 3, 32, 32) and local_crops.shape == (3, 4, 3, 16, 16)
+    assert global_crops.device.type == "meta"
+    with HostToDeviceCopies() as copies:  # the copy it replaced: one per parameter tensor
+        [t.to("meta") for t in dataclasses.astuple(aug.sample_params(3, 48).global_views)]
+    assert copies.count == 12
 
 
 def dot_image(points, size=64, sigma=1.0):

@@ -11,6 +11,7 @@ YIQ hue rotation in the fused colour path).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -50,6 +51,10 @@ __all__ = [
     "solarize",
     "solarize_normalized",
     "normalize",
+    "constant",
+    "pack_bytes",
+    "unpack_bytes",
+    "to_device",
 ]
 
 IMAGENET_DEFAULT_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -57,6 +62,61 @@ IMAGENET_DEFAULT_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
 # ITU-R 601-2 luma, the weights of PIL's ``convert("L")`` and (to 3 decimals) torchvision's ``rgb_to_grayscale``.
 GRAYSCALE_WEIGHTS: Tuple[float, float, float] = (0.299, 0.587, 0.114)
 INTERPOLATION_MODES = ("bilinear", "bicubic", "nearest")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# getting small tensors onto the device without waiting for it
+#
+# `torch.tensor(values, device="cuda")` and `cpu_tensor.to("cuda")` copy from pageable memory, and torch then waits
+# for the copy, so the host waits for every kernel queued before it: each such call lets the GPU run dry while the
+# host catches up. The augmentation draws its parameters on the CPU (so that subsets are found without device syncs)
+# and uses a few constant matrices; these two helpers move them with no wait at all after the first batch.
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+def _frozen(values):
+    """Nested lists as nested tuples: a hashable cache key."""
+    return tuple(_frozen(value) for value in values) if isinstance(values, (list, tuple)) else values
+
+
+def constant(values: Sequence, dtype: Optional[torch.dtype], device: torch.device) -> Tensor:
+    """``torch.tensor(values, dtype, device)`` made once per (values, dtype, device) and then reused: read-only."""
+    return _cached_constant(_frozen(values), dtype, torch.device(device))
+
+
+def pack_bytes(tensors: Sequence[Tensor], pin_memory: bool = False) -> Tuple[Tensor, List[int]]:
+    """The bytes of ``tensors`` in one uint8 buffer, each at an 8-byte aligned offset (so that any dtype can be
+    viewed back in place); returns the buffer and the offsets. See :func:`unpack_bytes`."""
+    flat = [t.detach().contiguous().reshape(-1).view(torch.uint8) for t in tensors]
+    offsets, total = [], 0
+    for raw in flat:
+        total += -total % 8
+        offsets.append(total)
+        total += raw.numel()
+    buffer = torch.empty(total, dtype=torch.uint8, pin_memory=pin_memory)
+    for raw, offset in zip(flat, offsets):
+        buffer[offset:offset + raw.numel()].copy_(raw)
+    return buffer, offsets
+
+
+def unpack_bytes(buffer: Tensor, offsets: Sequence[int], like: Sequence[Tensor]) -> List[Tensor]:
+    """Views into ``buffer`` (wherever it now lives) with the dtypes and shapes of ``like``."""
+    return [buffer[offset:offset + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+            for t, offset in zip(like, offsets)]
+
+
+def to_device(tensors: Sequence[Tensor], device: torch.device) -> List[Tensor]:
+    """The CPU ``tensors`` on ``device`` with one non-blocking copy (from pinned memory on CUDA) instead of one
+    waiting copy each. Tensors bound for the CPU, or not all on the CPU, are moved one by one."""
+    device = torch.device(device)
+    if device.type == "cpu" or any(t.device.type != "cpu" for t in tensors):
+        return [t.to(device) for t in tensors]
+    buffer, offsets = pack_bytes(tensors, pin_memory=device.type == "cuda")
+    return unpack_bytes(buffer.to(device, non_blocking=True), offsets, tensors)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -262,7 +322,7 @@ def _per_sample(factor: Tensor, images: Tensor) -> Tensor:
 
 def rgb_to_grayscale(images: Tensor) -> Tensor:
     """Luma ``0.299 R + 0.587 G + 0.114 B`` (PIL ``convert("L")``), replicated to 3 channels: ``(N, 3, H, W)``."""
-    w = torch.tensor(GRAYSCALE_WEIGHTS, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    w = constant(GRAYSCALE_WEIGHTS, images.dtype, images.device).view(1, 3, 1, 1)
     return (images * w).sum(dim=1, keepdim=True).expand_as(images).contiguous()
 
 
@@ -319,7 +379,7 @@ def hsv_to_rgb(hsv: Tensor) -> Tensor:
     q = (v * (1.0 - s * f)).clamp_(0.0, 1.0)
     t = (v * (1.0 - s * (1.0 - f))).clamp_(0.0, 1.0)
     cand = torch.stack([v, p, q, t], dim=1)  # (N, 4, H, W)
-    pick = torch.tensor(_HSV_SECTOR_PICK, device=hsv.device)  # (3, 6)
+    pick = constant(_HSV_SECTOR_PICK, None, hsv.device)  # (3, 6)
     idx = pick[:, sector].transpose(0, 1)  # (N, 3, H, W)
     return cand.gather(1, idx)
 
@@ -345,7 +405,7 @@ def _eye(n: int, like: Tensor) -> Tensor:
 
 def _gray_rows(like: Tensor) -> Tensor:
     """``1 w^T``: every output channel is the luma."""
-    w = torch.tensor(GRAYSCALE_WEIGHTS, dtype=like.dtype, device=like.device)
+    w = constant(GRAYSCALE_WEIGHTS, like.dtype, like.device)
     return w.view(1, 3).expand(3, 3)
 
 
@@ -385,8 +445,8 @@ def hue_rotation_matrix(shift: Tensor) -> Tuple[Tensor, Tensor]:
     from HSV's by a smooth, monotone reparametrisation, and no value is clipped in between. This is the classic
     linear hue rotation (used e.g. by GPU image libraries) and is what lets colour jitter be one matrix.
     """
-    t = torch.tensor(_RGB_TO_YIQ, dtype=shift.dtype, device=shift.device)
-    t_inv = torch.tensor(_YIQ_TO_RGB, dtype=shift.dtype, device=shift.device)
+    t = constant(_RGB_TO_YIQ, shift.dtype, shift.device)
+    t_inv = constant(_YIQ_TO_RGB, shift.dtype, shift.device)
     ang = 2.0 * math.pi * shift
     cos, sin = torch.cos(ang), torch.sin(ang)
     ones, zeros = torch.ones_like(ang), torch.zeros_like(ang)
@@ -431,7 +491,7 @@ def color_jitter_matrices(
     dtype, device = mean_rgb.dtype, mean_rgb.device
     if order is None:
         order = torch.arange(4, device=device).expand(n, 4)
-    gray_w = torch.tensor(GRAYSCALE_WEIGHTS, dtype=dtype, device=device)
+    gray_w = constant(GRAYSCALE_WEIGHTS, dtype, device)
     fixed = (brightness_matrix(brightness.to(dtype)), saturation_matrix(saturation.to(dtype)),
              hue_rotation_matrix(hue.to(dtype)))
     contrast = contrast.to(dtype)
@@ -539,13 +599,13 @@ def solarize_normalized(
     ``x >= t`` becomes ``x_n >= (t - mean) / std`` and ``1 - x`` becomes ``(1 - 2 mean) / std - x_n``, per channel;
     this lets normalisation be folded into the colour matrix, before blur and solarize.
     """
-    m = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    m = constant(mean, images.dtype, images.device).view(1, 3, 1, 1)
+    s = constant(std, images.dtype, images.device).view(1, 3, 1, 1)
     return torch.where(images >= (threshold - m) / s, (1.0 - 2.0 * m) / s - images, images)
 
 
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """``(x - mean) / std`` per channel (computed as one ``x * (1 / std) - mean / std`` pass)."""
-    inv = torch.tensor([1.0 / s for s in std], dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean, std)], dtype=images.dtype, device=images.device)
+    inv = constant([1.0 / s for s in std], images.dtype, images.device).view(1, 3, 1, 1)
+    shift = constant([-m / s for m, s in zip(mean, std)], images.dtype, images.device)
     return torch.addcmul(shift.view(1, 3, 1, 1), images, inv)

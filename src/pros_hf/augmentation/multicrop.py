@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor, nn
@@ -252,6 +252,16 @@ class MultiCropParams:
         return MultiCropParams(self.global_views.to(device), self.local_views.to(device), self.source_size)
 
 
+@dataclass
+class _DeviceGroup:
+    """A view group ready to apply: its params, ``[(indices, radius), ...]`` of the views to blur, the indices of
+    the views to solarize, all on the source's device."""
+
+    params: ViewGroupParams
+    blur_groups: List[Tuple[Tensor, int]]
+    solarize_idx: Tensor
+
+
 class MultiCropAugmentation(ConfiguredTransform, nn.Module):
     """DINO multi-crop on a batch, on its own device: ``(B, 3, S, S)`` uint8 -> global and local crops.
 
@@ -381,8 +391,8 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             order=p.jitter_order.reshape(n, 4),
             grayscale=p.grayscale.reshape(n),
         )
-        mean = torch.tensor(c.mean, dtype=dtype, device=device)
-        inv_std = 1.0 / torch.tensor(c.std, dtype=dtype, device=device)
+        mean = AF.constant(c.mean, dtype, device)
+        inv_std = 1.0 / AF.constant(c.std, dtype, device)
         a = (a * (inv_std.view(1, 3, 1) / value_range)).view(b, v, 3, 3)
         off = ((off - mean) * inv_std).view(b, v, 3, 1)
         out = torch.empty(b, v, 3, h * w, dtype=dtype, device=device)
@@ -409,16 +419,32 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             x[idx] = AF.rgb_to_grayscale(x[idx])
         return x
 
-    def _apply_group(self, src: Tensor, value_range: float, p: ViewGroupParams, size: int) -> Tensor:
-        """All views of one group; ``src`` is float in ``[0, value_range]``."""
+    def _to_device(self, groups: Sequence[ViewGroupParams], device: torch.device) -> List["_DeviceGroup"]:
+        """Each group's params with its blur buckets and solarize indices (found where the params live, the CPU by
+        default, so no device sync), all moved to ``device`` in one non-blocking copy."""
         c = self.config
+        host = []
+        for p in groups:
+            blur_groups = AF.blur_radius_buckets(p.sigma.reshape(-1).cpu(), p.blur.reshape(-1).cpu(), c.blur_radius)
+            sol_idx = torch.nonzero(p.solarize.reshape(-1).cpu()).squeeze(1)
+            host.append((p, [idx for idx, _ in blur_groups], [radius for _, radius in blur_groups], sol_idx))
+        tensors = [t for p, blur_idx, _, sol_idx in host
+                   for t in (*(getattr(p, f.name) for f in dataclasses.fields(p)), *blur_idx, sol_idx)]
+        moved = iter(AF.to_device(tensors, device))
+        out = []
+        for p, blur_idx, radii, _ in host:
+            params = ViewGroupParams(**{f.name: next(moved) for f in dataclasses.fields(p)})
+            blur_groups = [(next(moved), radius) for radius in radii]
+            out.append(_DeviceGroup(params, blur_groups, next(moved)))
+        return out
+
+    def _apply_group(self, src: Tensor, value_range: float, group: "_DeviceGroup", size: int) -> Tensor:
+        """All views of one group; ``src`` is float in ``[0, value_range]``, ``group`` on its device."""
+        c = self.config
+        p = group.params
         b, v = p.boxes.shape[:2]
         if v == 0:
             return torch.empty(b, 0, 3, size, size, dtype=OUTPUT_DTYPES[c.output_dtype], device=src.device)
-        # subset indices are computed where the params live (the CPU by default), so no device sync is needed
-        blur_groups = AF.blur_radius_buckets(p.sigma.reshape(-1).cpu(), p.blur.reshape(-1).cpu(), c.blur_radius)
-        sol_idx = torch.nonzero(p.solarize.reshape(-1)).squeeze(1).to(src.device)
-        p = p.to(src.device)
         # crop + resize + flip: (B, 3, V, size, size); the colour step clips, so the crop's own clip is skipped
         crops = AF.resized_crop_stacked(src, p.boxes, p.flip, (size, size), c.interpolation, c.padding_mode)
         # colour, ending in normalised units (blur is linear per channel, so it commutes with the normalisation;
@@ -430,12 +456,17 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             x = x.mul_(1.0 / value_range).clamp_(0.0, 1.0)
             x = AF.normalize(self._jitter_sequential(x, p), c.mean, c.std)
         sigma = p.sigma.reshape(-1)
-        for idx, radius in blur_groups:
-            idx = idx.to(src.device)
+        for idx, radius in group.blur_groups:
             x[idx] = AF.gaussian_blur(x[idx], sigma[idx], radius)
-        if sol_idx.numel():
-            x[sol_idx] = AF.solarize_normalized(x[sol_idx], c.solarize_threshold, c.mean, c.std)
+        if group.solarize_idx.numel():
+            x[group.solarize_idx] = AF.solarize_normalized(x[group.solarize_idx], c.solarize_threshold, c.mean, c.std)
         return x.view(b, v, 3, size, size).to(OUTPUT_DTYPES[c.output_dtype])
+
+    def _apply(self, src: Tensor, value_range: float, params: MultiCropParams) -> Tuple[Tensor, Tensor]:
+        c = self.config
+        global_views, local_views = self._to_device((params.global_views, params.local_views), src.device)
+        return (self._apply_group(src, value_range, global_views, c.global_crop_size),
+                self._apply_group(src, value_range, local_views, c.local_crop_size))
 
     def apply(self, images: Tensor, params: MultiCropParams) -> Tuple[Tensor, Tensor]:
         """Apply previously drawn ``params`` to ``images`` (uint8 or float ``[0, 1]``, ``(B, 3, H, W)``)."""
@@ -447,17 +478,10 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             )
         if params.source_size not in ((0, 0), (height, width)):
             raise ValueError(f"params were drawn for {params.source_size} sources, images are {(height, width)}")
-        c = self.config
-        global_crops = self._apply_group(src, value_range, params.global_views, c.global_crop_size)
-        local_crops = self._apply_group(src, value_range, params.local_views, c.local_crop_size)
-        return global_crops, local_crops
+        return self._apply(src, value_range, params)
 
     def forward(self, images: Tensor, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
         """``(global_crops (B, G, 3, H, W), local_crops (B, L, 3, h, w))`` for a uint8/float ``(B, 3, H, W)`` batch."""
         src, value_range = AF.as_float_source(images)
         params = self.sample_params(src.shape[0], src.shape[2], src.shape[3], generator=generator)
-        c = self.config
-        return (
-            self._apply_group(src, value_range, params.global_views, c.global_crop_size),
-            self._apply_group(src, value_range, params.local_views, c.local_crop_size),
-        )
+        return self._apply(src, value_range, params)
