@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from pros_hf.augmentation import (
     LandmarkAugmentation,
@@ -15,6 +14,8 @@ from pros_hf.augmentation import (
     resize_with_landmarks,
 )
 from pros_hf.augmentation import functional as AF
+
+from dispatch_counters import HostToDeviceCopies
 
 MEAN = torch.tensor(AF.IMAGENET_DEFAULT_MEAN).view(3, 1, 1)
 STD = torch.tensor(AF.IMAGENET_DEFAULT_STD).view(3, 1, 1)
@@ -408,22 +409,6 @@ def test_cuda_matches_cpu():
 
 # ---------------------------------------------------------------------------------------------------------------
 # landmarks
-
-
-class HostToDeviceCopies(TorchDispatchMode):
-    """Counts the ops that copy a CPU tensor to another device (each one a host-device sync on CUDA unless it is
-    non-blocking from pinned memory); the "meta" device stands in for a GPU on a CPU-only machine."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        sources = {a.device.type for a in args if isinstance(a, torch.Tensor)}
-        if sources == {"cpu"} and isinstance(out, torch.Tensor) and out.device.type != "cpu":
-            self.count += 1
-        return out
 
 
 def test_pack_bytes_round_trips_every_dtype_and_shape():

@@ -23,6 +23,8 @@ from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
 from pros_hf.training import NonFiniteLossError, ProSTrainer, ProSTrainingArguments
 
+from dispatch_counters import HostSyncs
+
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "pretrain_driver.py"
@@ -145,6 +147,47 @@ def test_a_non_finite_loss_is_caught_before_the_next_checkpoint(tmp_path, faces)
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2"]
     weights = load_file(run / "checkpoint-2" / "model.safetensors")
     assert all(torch.isfinite(tensor).all() for tensor in weights.values())
+
+
+def test_a_training_step_never_makes_the_host_wait_for_the_device(tmp_path, faces):
+    """From the start of a step to its end (forward, loss, health metrics, backward, clipping, AdamW, the EMA and
+    the schedules) nothing reads a device value back on the host, so on a GPU the host keeps queueing work ahead;
+    the loss is checked at logs and checkpoints only. The multi-crop, whose draws and index subsets are on the CPU by
+    design, is left out (its device copies are counted in test_augmentation.py)."""
+    from torch.utils._python_dispatch import _disable_current_modes
+    from transformers import TrainerCallback
+
+    trainer = make_trainer(tmp_path, faces, logging_steps=100)
+    augmentation = trainer.augmentation
+
+    class UncountedAugmentation(torch.nn.Module):
+        config = augmentation.config
+
+        def forward(self, images):
+            with _disable_current_modes():
+                return augmentation(images)
+
+    trainer.augmentation = UncountedAugmentation()
+    syncs = HostSyncs()
+
+    class CountDuringSteps(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            syncs.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            syncs.__exit__(None, None, None)
+
+    trainer.add_callback(CountDuringSteps())
+    trainer.train()
+    assert trainer.state.global_step == 8
+    assert not syncs.ops, f"host syncs inside steps: {dict(syncs.ops)}, first from:\n{syncs.callers[0]}"
+    # the stock per-step NaN filter is one of them: ProSTrainingArguments turns it off
+    trainer = make_trainer(tmp_path, faces, logging_steps=100, logging_nan_inf_filter=True)
+    trainer.augmentation = UncountedAugmentation()
+    syncs = HostSyncs()
+    trainer.add_callback(CountDuringSteps())
+    trainer.train()
+    assert syncs.ops["aten._local_scalar_dense.default"] >= 8
 
 
 def test_collapse_warning(tmp_path, faces, caplog):

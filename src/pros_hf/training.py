@@ -63,6 +63,12 @@ class ProSTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": (
         "Must stay False: the images are consumed by the multi-crop inside compute_loss, not by the model's "
         "forward signature, and removing them would leave nothing to train on.")})
+    logging_nan_inf_filter: bool = field(default=False, metadata={"help": (
+        "Off: ProSTrainer stops on a non-finite loss (checked at each log and checkpoint) rather than hiding it from "
+        "the logs, and the stock filter makes the host wait for the device after every step.")})
+    dataloader_persistent_workers: bool | None = field(default=None, metadata={"help": (
+        "Keep the DataLoader workers between epochs; by default on whenever there are workers (short synthetic or "
+        "few-shot epochs would otherwise restart every worker every few dozen steps).")})
     # --- self-distillation ------------------------------------------------------------------------------------ #
     weight_decay_end: float = field(default=0.4, metadata={"help": (
         "Weight decay at the end of training (DINO: 0.4). Strong late regularisation smooths the final features.")})
@@ -95,6 +101,14 @@ class ProSTrainingArguments(TrainingArguments):
     collapse_patience: int = field(default=3, metadata={"help": (
         "Warn after this many consecutive collapsed logs. The loss value alone is a poor guide otherwise: "
         "monitor k-NN accuracy (examples/knn_eval.py, KNNCallback).")})
+
+    def __post_init__(self):
+        if self.dataloader_persistent_workers is None:
+            self.dataloader_persistent_workers = self.dataloader_num_workers > 0
+        if self.accelerator_config is None and self.dataloader_pin_memory and torch.cuda.is_available():
+            # batches come from pinned memory: their copy to the GPU need not make the host wait for it
+            self.accelerator_config = {"non_blocking": True}
+        super().__post_init__()
 
     def multicrop_config(self) -> MultiCropConfig:
         overrides = json.loads(self.augmentation_overrides) if self.augmentation_overrides else {}
