@@ -25,6 +25,7 @@ import time
 import torch
 from torch import nn
 from torch.nn import functional as F
+from accelerate.utils import compile_regions
 from transformers import ViTConfig, ViTModel
 
 from pros_hf import ProSConfig, ProSForPreTraining
@@ -149,8 +150,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", choices=["none", "pros", "both"], default="none", help=(
-        "torch.compile the student and teacher backbones of the ProS side, or of both sides (a fair comparison of "
-        "compiled steps); the default compares eager steps"))
+        "torch.compile the student and teacher of the ProS side, or of both sides (a fair comparison of compiled "
+        "steps); the default compares eager steps"))
+    parser.add_argument("--compile_scope", choices=["backbones", "regions"], default="backbones", help=(
+        "what --compile compiles in the student and teacher backbones: each backbone whole, or each transformer block "
+        "and each other submodule apart (accelerate's regional compilation, which ProSTrainer uses with "
+        "--torch_compile: one compiled block serves every layer; the heads and the loss stay eager here)"))
     parser.add_argument("--same_optimizer", action="store_true", help=(
         "give the reference the fused AdamW too (default: DINO's torch.optim.AdamW with torch's defaults)"))
     parser.add_argument("--with_augmentation", action="store_true", help="also time the on-device multi-crop")
@@ -164,10 +169,12 @@ def main() -> None:
     models = {"reference": DinoReference(config).to(device).train(), "pros": ProSForPreTraining(config).to(device).train()}
     for name, model in models.items():
         if args.compile == "both" or (args.compile == "pros" and name == "pros"):
-            model.student, model.teacher = torch.compile(model.student), torch.compile(model.teacher)
+            compile_backbone = compile_regions if args.compile_scope == "regions" else torch.compile
+            model.student, model.teacher = compile_backbone(model.student), compile_backbone(model.teacher)
     print(f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
           f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, compiled: {args.compile}, reference optimizer: "
+          f"{torch.get_num_threads()} threads, compiled: {args.compile}"
+          f"{'' if args.compile == 'none' else ' (' + args.compile_scope + ')'}, reference optimizer: "
           f"{'fused AdamW' if args.same_optimizer else 'torch.optim.AdamW defaults (DINO)'}", flush=True)
 
     for precision in args.precisions:

@@ -190,6 +190,26 @@ def test_a_training_step_never_makes_the_host_wait_for_the_device(tmp_path, face
     assert syncs.ops["aten._local_scalar_dense.default"] >= 8
 
 
+def test_torch_compile_compiles_each_block_and_trains_like_eager(tmp_path, faces):
+    """--torch_compile compiles regions (each block, each other submodule; the loss stays eager), keeps the state
+    dict's names, and two steps end with the teacher that eager steps give."""
+    eager = make_trainer(tmp_path / "eager", faces, max_steps=2, logging_steps=1)
+    eager.train()
+    compiled = make_trainer(tmp_path / "compiled", faces, max_steps=2, logging_steps=1, torch_compile=True)
+    compiled.train()
+    assert compiled.accelerator.state.dynamo_plugin.use_regional_compilation
+    compiled_blocks = [module for module in compiled.model_wrapped.modules()
+                       if isinstance(module, torch._dynamo.eval_frame.OptimizedModule)]
+    assert any(isinstance(module._orig_mod, type(eager.model.student.encoder.layer[0])) for module in compiled_blocks)
+    losses = [[entry["loss"] for entry in trainer.state.log_history if "loss" in entry] for trainer in (eager, compiled)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    expected = eager.model.teacher.state_dict()
+    teacher = compiled.unwrapped_model.teacher.state_dict()
+    assert list(teacher) == list(expected)
+    for name, tensor in expected.items():
+        torch.testing.assert_close(teacher[name], tensor, rtol=1e-4, atol=1e-6)
+
+
 def test_collapse_warning(tmp_path, faces, caplog):
     trainer = make_trainer(tmp_path, faces, collapse_tolerance=1.0, collapse_patience=2)
     with caplog.at_level(logging.WARNING, logger="pros_hf.training"):

@@ -69,6 +69,11 @@ class ProSTrainingArguments(TrainingArguments):
     dataloader_persistent_workers: bool | None = field(default=None, metadata={"help": (
         "Keep the DataLoader workers between epochs; by default on whenever there are workers (short synthetic or "
         "few-shot epochs would otherwise restart every worker every few dozen steps).")})
+    torch_compile_regions: bool = field(default=True, metadata={"help": (
+        "With --torch_compile: compile each transformer block and each other submodule apart (accelerate's regional "
+        "compilation) rather than the whole model. One compiled block serves every layer of the student and the "
+        "teacher and compiles in seconds, and the loss stays eager: compiled whole, it would recompile for every new "
+        "teacher temperature of the warm-up.")})
     # --- self-distillation ------------------------------------------------------------------------------------ #
     weight_decay_end: float = field(default=0.4, metadata={"help": (
         "Weight decay at the end of training (DINO: 0.4). Strong late regularisation smooths the final features.")})
@@ -172,6 +177,13 @@ class ProSTrainer(Trainer):
         if args.dataloader_pin_memory and not torch.cuda.is_available():
             args.dataloader_pin_memory = False  # nothing to pin for; torch would warn on every epoch
         super().__init__(model=model, args=args, **kwargs)
+        if args.torch_compile:  # read when the Trainer prepares the model, at the start of train()
+            plugin = self.accelerator.state.dynamo_plugin
+            if hasattr(plugin, "use_regional_compilation"):
+                plugin.use_regional_compilation = args.torch_compile_regions
+            elif args.torch_compile_regions:
+                logger.warning("This accelerate has no regional compilation (1.7 and later do): --torch_compile "
+                               "compiles the whole model.")
         self.model_accepts_loss_kwargs = False  # the loss is a per-batch mean: let the Trainer scale it for GA
         self.loss_is_scaled_for_ga = False
         self.augmentation = augmentation or MultiCropAugmentation(args.multicrop_config())
