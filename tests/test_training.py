@@ -210,6 +210,19 @@ def test_torch_compile_compiles_each_block_and_trains_like_eager(tmp_path, faces
         torch.testing.assert_close(teacher[name], tensor, rtol=1e-4, atol=1e-6)
 
 
+def test_steady_throughput_counts_the_steps_after_the_start_up(tmp_path, faces):
+    """8 steps of 8 images: timed from the end of step 2 (a quarter of the run) to the end, 6 steps x 8 images."""
+    readings = iter([100.0, 103.0])
+    trainer = make_trainer(tmp_path, faces)
+    trainer.throughput.clock = lambda: next(readings)
+    result = trainer.train()
+    assert trainer.state.global_step == 8
+    assert result.metrics["train_steady_samples_per_second"] == pytest.approx(6 * 8 / 3.0)
+    assert trainer.state.log_history[-1]["train_steady_samples_per_second"] == pytest.approx(16.0)
+    assert trainer.throughput.skip_steps(8) == 2 and trainer.throughput.skip_steps(1000) == 10
+    assert trainer.throughput.skip_steps(1) == 1
+
+
 def test_collapse_warning(tmp_path, faces, caplog):
     trainer = make_trainer(tmp_path, faces, collapse_tolerance=1.0, collapse_patience=2)
     with caplog.at_level(logging.WARNING, logger="pros_hf.training"):

@@ -29,6 +29,7 @@ from .data.loading import collate_pretraining
 from .data.skips import SkipReport
 from .hub import backbone_card, push_folder
 from .image_processing_pros import ProSImageProcessor
+from .throughput import SteadyThroughputCallback
 from .training_plots import plot_pretraining_curves
 
 
@@ -201,6 +202,8 @@ class ProSTrainer(Trainer):
         self._collapsed_logs = 0
         self._flops_per_image = None  # set on the first step, from the model and the crops
         self.add_callback(_SelfDistillationCallback(self))
+        self.throughput = SteadyThroughputCallback()
+        self.add_callback(self.throughput)
 
     # --------------------------------------------------------------------------------------------------------- #
     @property
@@ -342,9 +345,14 @@ class ProSTrainer(Trainer):
 
     # --------------------------------------------------------------------------------------------------------- #
     def train(self, *args, **kwargs):
-        """Train, report skipped images, then export the teacher backbone to `output_dir`."""
+        """Train, report skipped images and the steady-state rate, then export the teacher backbone to `output_dir`."""
         result = super().train(*args, **kwargs)
         self.check_losses_finite()
+        if self.throughput.samples_per_second is not None:
+            # the rate after the start-up steps (see throughput.py): what a long run gets, unlike the Trainer's
+            steady = {"train_steady_samples_per_second": round(self.throughput.samples_per_second, 3)}
+            result.metrics.update(steady)
+            self.log(steady)
         report = self.skip_report.summary()
         if report.get("skipped"):
             logger.warning("Images skipped during training on this process: %s", self.skip_report.format())
