@@ -12,9 +12,9 @@ TOY = {"DEVICE": "cpu", "PRESET": "micro", "BATCH": "2", "NUM_LOCAL": "2", "GLOB
 
 
 def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
-    env = {**os.environ, **TOY, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, **TOY, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "PARTS": "all"}
     result = subprocess.run(["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = tmp_path / "out"
     assert "device cpu" in (out / "environment.txt").read_text()
@@ -24,5 +24,10 @@ def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
         assert line in step, line
     assert "train fp32: ViTModel" in (out / "backbone.txt").read_text()
     assert "MultiCropAugmentation bilinear" in (out / "augmentation.txt").read_text()
-    pretrain = (out / "pretrain.txt").read_text()
-    assert "train_samples_per_second" in pretrain and "Exported the teacher backbone" in pretrain
+    for name in ("pretrain", "pretrain_compiled", "syncs"):
+        pretrain = (out / f"{name}.txt").read_text()
+        assert "train_steady_samples_per_second" in pretrain and "Exported the teacher backbone" in pretrain, name
+    assert "equals the CPU" in (out / "multicrop_device.txt").read_text()
+    profile = (out / "profile.txt").read_text()
+    assert profile.count("% of the wall time") == 2 and "matmul" in profile and "busiest ops" in profile
+    assert "compiled: both (regions)" in (out / "compiled_step.txt").read_text()
