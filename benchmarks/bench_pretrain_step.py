@@ -136,8 +136,8 @@ def matmul_rate(device, dtype, size=2048, repeats=10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_step_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and crop flags of a step (defaults: the issue's CPU scale), shared with profile_pretrain_step.py."""
     parser.add_argument("--preset", default="vit-s16")
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--num_global", type=int, default=2)
@@ -146,6 +146,22 @@ def main() -> None:
     parser.add_argument("--local_size", type=int, default=96)
     parser.add_argument("--num_prototypes", type=int, default=65536)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def step_inputs(args: argparse.Namespace) -> tuple[ProSConfig, torch.Tensor, torch.Tensor]:
+    """The config and the random global and local crops that `add_step_arguments`' flags describe."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    config = ProSConfig.from_preset(args.preset, image_size=args.global_size, num_prototypes=args.num_prototypes,
+                                    drop_path_rate=0.0)
+    global_crops = torch.randn(args.batch_size, args.num_global, 3, args.global_size, args.global_size, device=device)
+    local_crops = torch.randn(args.batch_size, args.num_local, 3, args.local_size, args.local_size, device=device)
+    return config, global_crops, local_crops
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_step_arguments(parser)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
@@ -161,11 +177,7 @@ def main() -> None:
     parser.add_argument("--with_augmentation", action="store_true", help="also time the on-device multi-crop")
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    config = ProSConfig.from_preset(args.preset, image_size=args.global_size, num_prototypes=args.num_prototypes,
-                                    drop_path_rate=0.0)
-    global_crops = torch.randn(args.batch_size, args.num_global, 3, args.global_size, args.global_size, device=device)
-    local_crops = torch.randn(args.batch_size, args.num_local, 3, args.local_size, args.local_size, device=device)
+    config, global_crops, local_crops = step_inputs(args)
     models = {"reference": DinoReference(config).to(device).train(), "pros": ProSForPreTraining(config).to(device).train()}
     for name, model in models.items():
         if args.compile == "both" or (args.compile == "pros" and name == "pros"):

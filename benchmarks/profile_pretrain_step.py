@@ -16,8 +16,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench_pretrain_step import DinoReference, make_step, synchronize
-from pros_hf import ProSConfig, ProSForPreTraining
+from bench_pretrain_step import DinoReference, add_step_arguments, make_step, step_inputs, synchronize
+from pros_hf import ProSForPreTraining
 
 GROUPS = (  # kernel or op name fragments, lower case, first match wins
     ("attention", ("flash", "fmha", "attention", "attn")),
@@ -38,27 +38,16 @@ def group_of(name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["pros", "reference"], default="pros")
-    parser.add_argument("--preset", default="vit-s16")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--num_global", type=int, default=2)
-    parser.add_argument("--num_local", type=int, default=6)
-    parser.add_argument("--global_size", type=int, default=224)
-    parser.add_argument("--local_size", type=int, default=96)
-    parser.add_argument("--num_prototypes", type=int, default=65536)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_step_arguments(parser)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     parser.add_argument("--steps", type=int, default=3, help="profiled steps, after two warm-up steps")
     parser.add_argument("--top", type=int, default=20, help="kernels listed")
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    config = ProSConfig.from_preset(args.preset, image_size=args.global_size, num_prototypes=args.num_prototypes,
-                                    drop_path_rate=0.0)
+    config, global_crops, local_crops = step_inputs(args)
     model = (ProSForPreTraining(config) if args.model == "pros" else DinoReference(config)).to(device).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
                                   **({"fused": True} if args.model == "pros" else {}))
-    global_crops = torch.randn(args.batch_size, args.num_global, 3, args.global_size, args.global_size, device=device)
-    local_crops = torch.randn(args.batch_size, args.num_local, 3, args.local_size, args.local_size, device=device)
     step = make_step(model, optimizer, global_crops, local_crops, args.precision)
     for _ in range(2):
         step()

@@ -9,8 +9,9 @@ checkpoints with optimizer/scheduler/RNG state, resume, Accelerate's DDP/FSDP/De
 - prototype gradients cancelled for the first epoch(s), after clipping (DINO's `freeze_last_layer`);
 - no weight decay for biases, norms, prototypes, CLS token and position embeddings;
 - health metrics in the logs, a collapse warning, and a hard stop on a non-finite loss, checked at each log and
-  before each checkpoint so that no step waits on the host (the stock Trainer would hide it behind
-  `logging_nan_inf_filter`);
+  before each checkpoint so that no step makes the host wait for the device (the stock Trainer would hide it behind
+  `logging_nan_inf_filter`, which is off here for that reason);
+- `--torch_compile` by regions (each block apart, the loss eager), and the steady-state rate after start-up;
 - at the end, the teacher backbone exported to `output_dir` as a `ProSModel` with its image processor and card.
 """
 
