@@ -79,14 +79,19 @@ class DataArguments:
     decoded_cache_mb: int = field(default=1024, metadata={"help": (
         "Decoded source images kept in memory (MiB per training process, shared out among its DataLoader workers; "
         "not with --streaming), so that epochs after the first skip decoding. A set of 2,000 images at 224 px "
-        "takes 287 MiB. With --dataloader_num_workers, add --dataloader_persistent_workers True, or each epoch's "
-        "new workers start empty. 0 turns it off.")})
+        "takes 287 MiB. With --dataloader_num_workers the workers persist between epochs (on by default), so each "
+        "keeps its share. 0 turns it off.")})
     num_synthetic_images: int = field(default=2000, metadata={"help": "Synthetic faces to render without data."})
     synthetic_image_size: int = field(default=64, metadata={"help": "Side of the rendered synthetic faces."})
+    synthetic_num_proc: int | None = field(default=None, metadata={"help": (
+        "Processes rendering the synthetic faces (the faces do not depend on it). Default: the CPU cores shared out "
+        "among the training processes, at most 16.")})
 
     def __post_init__(self):
         if self.decoded_cache_mb < 0:
             raise SystemExit(f"--decoded_cache_mb must be >= 0 (0 turns the cache off), got {self.decoded_cache_mb}.")
+        if self.synthetic_num_proc is not None and self.synthetic_num_proc < 1:
+            raise SystemExit(f"--synthetic_num_proc must be >= 1, got {self.synthetic_num_proc}.")
 
 
 @dataclass
@@ -218,10 +223,11 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     set_seed(training_args.seed)
 
     source_size = data_args.source_image_size or int(round(training_args.global_crop_size * 8 / 7))
+    num_proc = data_args.synthetic_num_proc or min(16, max(1, (os.cpu_count() or 1) // training_args.world_size))
     if data_args.train_dir is None:
         dataset_name = f"synthetic faces ({data_args.num_synthetic_images} images, {data_args.synthetic_image_size} px)"
         source = make_synthetic_faces(data_args.num_synthetic_images, image_size=data_args.synthetic_image_size,
-                                      seed=training_args.seed).select_columns(["image"])
+                                      seed=training_args.seed, num_proc=num_proc).select_columns(["image"])
     else:
         dataset_name = data_args.train_dir
         source = data_args.train_dir
@@ -240,7 +246,7 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     if data_args.train_dir is None and knn_args.knn_dataset is None and knn_args.knn_synthetic_images:
         # the no-data run says whether it learnt: k-NN on faces of other people, rendered like the training ones
         held_out = make_synthetic_faces(knn_args.knn_synthetic_images, image_size=data_args.synthetic_image_size,
-                                        seed=training_args.seed + 1, show_progress=False)
+                                        seed=training_args.seed + 1, show_progress=False, num_proc=num_proc)
     knn = knn_callback(knn_args, image_processor, knn_seed, held_out)
     trainer = ProSTrainer(
         model=model, args=training_args, train_dataset=train_dataset, dataset_name=dataset_name,

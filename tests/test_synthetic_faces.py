@@ -176,6 +176,13 @@ def test_same_seed_same_data_different_seed_different_data():
     assert d1.data.table.equals(d2.data.table)
 
 
+def test_parallel_rendering_gives_the_same_dataset():
+    """num_proc splits the images into chunks rendered in worker processes: the rows, in order, are unchanged."""
+    sequential = make_synthetic_faces(13, image_size=40, seed=5)
+    parallel = make_synthetic_faces(13, image_size=40, seed=5, num_proc=2)
+    assert parallel.data.table.equals(sequential.data.table)
+
+
 def test_identity_shares_shape_and_colouring(posed):
     params, ids, masks, images = posed["params"], posed["identity"], posed["masks"], posed["images"]
     assert sorted(np.bincount(ids).tolist()) == [10] * 6  # ceil(60 / 10) identities, balanced
@@ -309,6 +316,7 @@ def test_attributes_are_drawn(many):
         (dict(num_images=4, expressions=["joy"]), r"expressions must be one of .*'happiness'"),
         (dict(num_images=4, pose_scale=3.0), r"pose_scale must be a number in \[0, 1.5\]"),
         (dict(num_images=4, image_format="gif"), r"image_format must be one of \['jpeg', 'png'\]"),
+        (dict(num_images=4, num_proc=0), r"num_proc must be >= 1"),
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs, match):

@@ -223,6 +223,16 @@ def test_steady_throughput_counts_the_steps_after_the_start_up(tmp_path, faces):
     assert trainer.throughput.skip_steps(1) == 1
 
 
+def test_pretrain_example_refuses_a_bad_synthetic_num_proc(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrain_example", ROOT / "examples" / "pretrain.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    with pytest.raises(SystemExit, match="--synthetic_num_proc must be >= 1, got -2"):
+        example.main(["--synthetic_num_proc", "-2", "--output_dir", str(tmp_path / "run")])
+
+
 def test_collapse_warning(tmp_path, faces, caplog):
     trainer = make_trainer(tmp_path, faces, collapse_tolerance=1.0, collapse_patience=2)
     with caplog.at_level(logging.WARNING, logger="pros_hf.training"):
