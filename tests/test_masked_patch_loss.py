@@ -47,6 +47,18 @@ def test_masks_hide_the_configured_share_of_images_and_patches():
     assert single.sum() == 1
 
 
+def test_masked_patch_index_is_the_row_major_order_of_the_mask():
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(6, 9, generator=generator) < 0.4
+    masks[1] = False  # an image without masked patches
+    masks[4] = True  # and one with all of them
+    index = ProSForPreTraining.masked_patch_index(masks, int(masks.sum()))
+    assert torch.equal(index, masks.flatten().nonzero().squeeze(1))
+    model = micro_model(mask_probability=0.5, mask_ratio=[0.1, 0.6])
+    drawn, num_masked = model.sample_patch_masks(10, 16, torch.device("cpu"), return_num_masked=True)
+    assert num_masked == int(drawn.sum()) > 0
+
+
 def test_the_mask_token_replaces_masked_patches_only():
     config = ProSConfig.from_preset("micro", patch_loss_weight=1.0)
     model = ProSModel(config).eval()

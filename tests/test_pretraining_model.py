@@ -109,6 +109,25 @@ def test_every_variant_trains(overrides):
         torch.testing.assert_close(model.teacher_prototypes, 0.5 * before + 0.5 * model.prototypes)
 
 
+@pytest.mark.parametrize("overrides", [
+    dict(target_mode="center"), dict(target_mode="sinkhorn", me_max_weight=1.0, koleo_weight=0.1),
+    dict(target_mode="sharpen", share_prototypes=False), dict(patch_loss_weight=1.0, target_mode="sinkhorn"),
+])
+def test_a_step_runs_on_the_meta_device_so_it_never_waits_for_the_device(overrides):
+    """On "meta" tensors have shapes but no values, and everything that would make the host wait for a GPU raises
+    (`.item()`, `bool(tensor)`, `nonzero`, `masked_select`, boolean indexing, `repeat_interleave` without its
+    size). Forward, backward and the EMA update running there is the proof that a step never waits."""
+    torch.manual_seed(0)
+    model = ProSForPreTraining(ProSConfig.from_preset("micro", **overrides)).train().to("meta")
+    global_crops = torch.randn(4, 2, 3, 32, 32, device="meta")
+    local_crops = torch.randn(4, 3, 3, 16, 16, device="meta")
+    output = model(global_crops, local_crops, teacher_temperature=0.05)
+    output.loss.backward()
+    model.update_teacher(0.99)
+    assert output.loss.device.type == "meta" and output.loss.shape == ()
+    assert model.student.embeddings.cls_token.grad is not None and model.prototypes.grad is not None
+
+
 def test_uniform_student_scores_give_ln_k():
     """Zero prototypes make every similarity 0: the student is uniform and the loss is exactly ln K."""
     model = micro_model().eval()

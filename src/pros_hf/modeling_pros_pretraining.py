@@ -183,33 +183,56 @@ class ProSForPreTraining(ProSPreTrainedModel):
         return features.view(batch_size, num_views, -1).transpose(0, 1)
 
     def _embed_masked(self, backbone: ProSModel, head: ProSProjectionHead, crops: torch.Tensor,
-                      bool_masked_pos: torch.Tensor, mask_input: bool) -> tuple[torch.Tensor, torch.Tensor]:
+                      bool_masked_pos: torch.Tensor, patch_index: torch.Tensor,
+                      mask_input: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `_embed`, for the global crops with the masked patch loss: the last block runs on every token, and
-        the head maps the CLS token and the patch tokens at `bool_masked_pos` (one head call). Returns the (G, B, d)
-        CLS features and the (M, d) features of the M masked patches. With `mask_input` (the student) those patches
-        are masked in the input; without it (the teacher) the whole crop is seen and only read at those patches."""
+        the head maps the CLS token and the patch tokens at `bool_masked_pos` (one head call), gathered with
+        `patch_index` (`masked_patch_index`). Returns the (G, B, d) CLS features and the (M, d) features of the M
+        masked patches. With `mask_input` (the student) those patches are masked in the input; without it (the
+        teacher) the whole crop is seen and only read at those patches."""
         batch_size, num_views = crops.shape[:2]
         tokens = backbone(crops.flatten(0, 1), bool_masked_pos=bool_masked_pos if mask_input else None,
                           output_hidden_states=False, output_attentions=False).last_hidden_state
         num_images = tokens.shape[0]
-        features = head(torch.cat((tokens[:, 0], tokens[:, 1:][bool_masked_pos]), dim=0))
+        patches = tokens[:, 1:].flatten(0, 1).index_select(0, patch_index)
+        features = head(torch.cat((tokens[:, 0], patches), dim=0))
         cls_features = features[:num_images].view(batch_size, num_views, -1).transpose(0, 1)
         return cls_features, features[num_images:]
 
-    def sample_patch_masks(self, num_images: int, num_patches: int, device: torch.device) -> torch.Tensor:
+    def sample_patch_masks(self, num_images: int, num_patches: int, device: torch.device,
+                           return_num_masked: bool = False) -> torch.Tensor | tuple[torch.Tensor, int]:
         """(num_images, num_patches) bool masks: `round(mask_probability * num_images)` images (at least one),
         chosen at random, each hide a `mask_ratio`-uniform fraction of their patches (at least one), chosen uniformly
-        at random; the rest keep every patch. Drawn from torch's global generator, which checkpoints save."""
+        at random; the rest keep every patch. Drawn from torch's global generators, which checkpoints save: how many
+        patches each image hides on the CPU, so that their total (returned too with `return_num_masked`) is known
+        without waiting for the device, and which ones on `device`."""
         config = self.config
         num_masked_images = max(1, round(config.mask_probability * num_images))
         low, high = config.mask_ratio
-        ratios = torch.empty(num_images, device=device).uniform_(low, high)
+        ratios = torch.empty(num_images).uniform_(low, high)
         counts = (ratios * num_patches).round().clamp_(1, num_patches).long()
-        chosen = torch.zeros(num_images, dtype=torch.bool, device=device)
-        chosen[torch.randperm(num_images, device=device)[:num_masked_images]] = True
+        chosen = torch.zeros(num_images, dtype=torch.bool)
+        chosen[torch.randperm(num_images)[:num_masked_images]] = True
         counts = torch.where(chosen, counts, torch.zeros_like(counts))
+        num_masked = int(counts.sum())
+        if torch.device(device).type == "cuda":
+            counts = counts.pin_memory().to(device, non_blocking=True)
         ranks = torch.rand(num_images, num_patches, device=device).argsort(dim=1).argsort(dim=1)
-        return ranks < counts.unsqueeze(1)
+        masks = ranks < counts.to(device).unsqueeze(1)
+        return (masks, num_masked) if return_num_masked else masks
+
+    @staticmethod
+    def masked_patch_index(bool_masked_pos: torch.Tensor, num_masked: int) -> torch.Tensor:
+        """(num_masked,) flat indices `image * num_patches + patch` of the masked patches, in the row-major order of
+        `bool_masked_pos.nonzero()`, computed with shapes fixed by `num_masked` (known on the host), where boolean
+        indexing would make the host wait for the device to count them."""
+        num_images, num_patches = bool_masked_pos.shape
+        device = bool_masked_pos.device
+        counts = bool_masked_pos.sum(dim=1)
+        order = (~bool_masked_pos).to(torch.uint8).argsort(dim=1, stable=True)  # each row's masked patches first
+        image = torch.repeat_interleave(torch.arange(num_images, device=device), counts, output_size=num_masked)
+        within = torch.arange(num_masked, device=device) - (counts.cumsum(0) - counts)[image]
+        return image * num_patches + order[image, within]
 
     def training_flops_per_image(self, global_size: int, num_global: int = 2, local_size: int | None = None,
                                  num_local: int = 0) -> float:
@@ -311,9 +334,11 @@ class ProSForPreTraining(ProSPreTrainedModel):
         if config.patch_loss_weight > 0:
             patch_height, patch_width = self.student.embeddings.patch_embeddings.patch_size
             grid = (global_crops.shape[-2] // patch_height) * (global_crops.shape[-1] // patch_width)
-            bool_masked_pos = self.sample_patch_masks(global_crops.shape[0] * num_global, grid, global_crops.device)
+            bool_masked_pos, num_masked = self.sample_patch_masks(
+                global_crops.shape[0] * num_global, grid, global_crops.device, return_num_masked=True)
+            patch_index = self.masked_patch_index(bool_masked_pos, num_masked)
             student_features, student_patch_features = self._embed_masked(
-                self.student, self.student_head, global_crops, bool_masked_pos, mask_input=True
+                self.student, self.student_head, global_crops, bool_masked_pos, patch_index, mask_input=True
             )
         else:
             student_features = self._embed(self.student, self.student_head, global_crops)
@@ -329,7 +354,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
             prototypes = self.prototypes if config.share_prototypes else self.teacher_prototypes
             if bool_masked_pos is not None:
                 teacher_features, teacher_patch_features = self._embed_masked(
-                    self.teacher, self.teacher_head, global_crops, bool_masked_pos, mask_input=False
+                    self.teacher, self.teacher_head, global_crops, bool_masked_pos, patch_index, mask_input=False
                 )
                 teacher_patch_scores = prototype_scores(teacher_patch_features, prototypes.detach())
                 patch_targets = self._teacher_targets(teacher_patch_scores, temperature, self.patch_center)
