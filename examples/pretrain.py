@@ -147,18 +147,21 @@ def knn_callback(knn_args: KNNArguments, image_processor, seed: int, synthetic=N
         raise SystemExit(f"--knn_dataset {knn_args.knn_dataset}: {error}") from None
 
 
+# Without --train_dir: a small, fast run on the synthetic faces; these replace the defaults --help shows.
+NO_DATA_DEFAULTS = {
+    "--output_dir": "outputs/pros-micro", "--num_train_epochs": "10", "--per_device_train_batch_size": "64",
+    "--global_crop_size": "48", "--local_crop_size": "24", "--num_local_crops": "4", "--learning_rate": "1e-3",
+    "--warmup_teacher_temperature_epochs": "3", "--teacher_momentum": "0.99", "--logging_steps": "20",
+    "--save_strategy": "epoch", "--save_total_limit": "2", "--report_to": "none", "--dataloader_num_workers": "0",
+    "--num_prototypes": "256", "--seed": "0",
+}
+
+
 def default_cpu_demo(argv: list[str]) -> list[str]:
     """With no data argument: a small, fast run on the synthetic faces (unless the user set these flags)."""
-    defaults = {
-        "--output_dir": "outputs/pros-micro", "--num_train_epochs": "10", "--per_device_train_batch_size": "64",
-        "--global_crop_size": "48", "--local_crop_size": "24", "--num_local_crops": "4", "--learning_rate": "1e-3",
-        "--warmup_teacher_temperature_epochs": "3", "--teacher_momentum": "0.99", "--logging_steps": "20",
-        "--save_strategy": "epoch", "--save_total_limit": "2", "--report_to": "none", "--dataloader_num_workers": "0",
-        "--num_prototypes": "256", "--seed": "0",
-    }
     given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
     extra = []
-    for flag, value in defaults.items():
+    for flag, value in NO_DATA_DEFAULTS.items():
         if flag not in given:
             extra += [flag, value]
     return argv + extra
@@ -212,7 +215,9 @@ def apply_config_overrides(config: ProSConfig, overrides: str) -> ProSConfig:
 
 def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     """Parse the flags, load the data, build the model and the trainer; also says what to resume from."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, KNNArguments, ProSTrainingArguments))
+    epilog = ("Without --train_dir, the flags not given take these values instead of the defaults above: "
+              + ", ".join(f"{flag} {value}" for flag, value in NO_DATA_DEFAULTS.items()) + ".")
+    parser = HfArgumentParser((ModelArguments, DataArguments, KNNArguments, ProSTrainingArguments), epilog=epilog)
     if not any(arg.split("=")[0] == "--train_dir" for arg in argv):
         argv = default_cpu_demo(argv)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and "--use_cpu" not in argv:

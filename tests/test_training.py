@@ -223,7 +223,7 @@ def test_steady_throughput_counts_the_steps_after_the_start_up(tmp_path, faces):
     assert trainer.throughput.skip_steps(1) == 1
 
 
-def test_pretrain_example_refuses_a_bad_synthetic_num_proc(tmp_path):
+def test_pretrain_example_refuses_a_bad_synthetic_num_proc_and_its_help_gives_the_no_data_defaults(tmp_path, capsys):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("pretrain_example", ROOT / "examples" / "pretrain.py")
@@ -231,6 +231,11 @@ def test_pretrain_example_refuses_a_bad_synthetic_num_proc(tmp_path):
     spec.loader.exec_module(example)
     with pytest.raises(SystemExit, match="--synthetic_num_proc must be >= 1, got -2"):
         example.main(["--synthetic_num_proc", "-2", "--output_dir", str(tmp_path / "run")])
+    with pytest.raises(SystemExit):
+        example.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "Without --train_dir, the flags not given take these values" in help_text
+    assert "--global_crop_size 48" in help_text and "--per_device_train_batch_size 64" in help_text
 
 
 def test_collapse_warning(tmp_path, faces, caplog):
