@@ -419,7 +419,7 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             x[idx] = AF.rgb_to_grayscale(x[idx])
         return x
 
-    def _to_device(self, groups: Sequence[ViewGroupParams], device: torch.device) -> List["_DeviceGroup"]:
+    def _to_device(self, groups: Sequence[ViewGroupParams], device: torch.device) -> List[_DeviceGroup]:
         """Each group's params with its blur buckets and solarize indices (found where the params live, the CPU by
         default, so no device sync), all moved to ``device`` in one non-blocking copy."""
         c = self.config
@@ -438,7 +438,7 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             out.append(_DeviceGroup(params, blur_groups, next(moved)))
         return out
 
-    def _apply_group(self, src: Tensor, value_range: float, group: "_DeviceGroup", size: int) -> Tensor:
+    def _apply_group(self, src: Tensor, value_range: float, group: _DeviceGroup, size: int) -> Tensor:
         """All views of one group; ``src`` is float in ``[0, value_range]``, ``group`` on its device."""
         c = self.config
         p = group.params
