@@ -93,9 +93,11 @@ step profile bash -c "$PY benchmarks/profile_pretrain_step.py ${STEP_FLAGS[*]} -
     $PY benchmarks/profile_pretrain_step.py ${STEP_FLAGS[*]} --model reference"
 if ! step compiled_step $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" --precisions bf16 \
         --repeats "$REPEATS" --compile both --compile_scope regions && wanted compiled_step; then
-    TORCHINDUCTOR_COALESCE_TILING_ANALYSIS=0 TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION=0 PARTS=compiled_step_retry \
-        step compiled_step_retry $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" --precisions bf16 \
-        --repeats "$REPEATS" --compile both --compile_scope regions
+    # the workaround of pytorch/pytorch#197077; when it works, the compiled training run below uses it too
+    export TORCHINDUCTOR_COALESCE_TILING_ANALYSIS=0 TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION=0
+    PARTS=compiled_step_retry step compiled_step_retry $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" \
+        --precisions bf16 --repeats "$REPEATS" --compile both --compile_scope regions \
+        || unset TORCHINDUCTOR_COALESCE_TILING_ANALYSIS TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION
 fi
 step pretrain $PY examples/pretrain.py "${PRETRAIN_FLAGS[@]}" --max_steps "$STEPS" \
     --output_dir "$(mktemp -d)/pretrain"
