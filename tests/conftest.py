@@ -17,6 +17,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+def free_port() -> int:
+    """A port nobody listens on now: a fixed one can still be held by a previous run's socket."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def hf_home():
     """The temporary HF_HOME of this test session (its hub cache is `<hf_home>/hub`)."""

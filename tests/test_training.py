@@ -23,6 +23,7 @@ from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
 from pros_hf.training import NonFiniteLossError, ProSTrainer, ProSTrainingArguments
 
+from conftest import free_port
 from dispatch_counters import HostSyncs
 
 
@@ -314,15 +315,6 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     final_b = load_file(tmp_path / "b" / "checkpoint-12" / "model.safetensors")
     for name, tensor in final_a.items():  # student, teacher, prototypes and center
         assert torch.equal(tensor, final_b[name]), name
-
-
-def free_port() -> int:
-    """A port nobody listens on now: a fixed one can still be held by a previous run's socket."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_two_processes_keep_identical_teachers_and_all_reduce(tmp_path):

@@ -152,11 +152,27 @@ class ProSForPreTraining(ProSPreTrainedModel):
             raise ValueError(f"update_teacher: momentum must be in [0, 1], got {momentum}")
         teacher = [p.data for p in self._teacher_parameters()]
         student = [p.data for p in self._student_parameters()]
+        self._check_paired_shapes(teacher, student)
         student_buffers, teacher_buffers = self._paired_float_buffers()
         teacher += teacher_buffers
         student += student_buffers
         torch._foreach_mul_(teacher, momentum)
         torch._foreach_add_(teacher, student, alpha=1.0 - momentum)
+
+    def _check_paired_shapes(self, teacher: list[torch.Tensor], student: list[torch.Tensor]) -> None:
+        """Under FSDP each process holds a shard of every parameter: the EMA pairs shards, which match only when
+        student and teacher modules are sharded as alike units."""
+        for index, (t, s) in enumerate(zip(teacher, student)):
+            if t.shape != s.shape:
+                names = [f"teacher.{n}" for n, _ in self.teacher.named_parameters()]
+                names += [f"teacher_head.{n}" for n, _ in self.teacher_head.named_parameters()] + ["teacher_prototypes"]
+                raise ValueError(
+                    f"update_teacher: {names[index]} holds shape {tuple(t.shape)} on this process and its student "
+                    f"counterpart {tuple(s.shape)}, so the two are sharded differently. Under FSDP, wrap ProSLayer, "
+                    "ProSModel and ProSProjectionHead as units (examples/accelerate_configs/fsdp.yaml), so that each "
+                    "teacher unit is laid out and sharded like its student unit; separate teacher prototypes "
+                    "(share_prototypes=False) cannot be paired under FSDP."
+                )
 
     def train(self, mode: bool = True):
         """The teacher stays in eval mode whatever the rest does (no drop-path, frozen BatchNorm statistics)."""

@@ -1,0 +1,72 @@
+"""One rank of the FSDP test: wrap ProSForPreTraining with torch's FSDP (gloo, CPU) the way an accelerate config
+names its units, take an optimizer step, run the EMA on the shards and compare it with the EMA of the full
+parameters. Accelerate itself refuses FSDP without an accelerator, so torch's FSDP stands in for it.
+
+    torchrun --nproc_per_node 2 tests/fsdp_driver.py OUT_DIR CLASS[,CLASS...]
+
+Every rank writes OUT_DIR/rank-R.json: the largest EMA error over the teacher's full parameters, how far the
+teacher moved, a checksum of the full teacher, or the error update_teacher raised.
+"""
+
+import functools
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+from torch.distributed.fsdp import ShardingStrategy
+from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+from pros_hf import ProSConfig
+from pros_hf.modeling_pros import ProSLayer, ProSModel
+from pros_hf.modeling_pros_pretraining import ProSForPreTraining, ProSProjectionHead
+
+UNIT_CLASSES = {cls.__name__: cls for cls in (ProSLayer, ProSModel, ProSProjectionHead)}
+
+
+def full_parameters(wrapped, model, prefix: str) -> dict[str, torch.Tensor]:
+    with FSDP.summon_full_params(wrapped):
+        return {f"{part}.{name}": parameter.detach().clone()
+                for part in (prefix, f"{prefix}_head") for name, parameter in getattr(model, part).named_parameters()}
+
+
+def main() -> None:
+    out_dir, class_names = Path(sys.argv[1]), sys.argv[2].split(",")
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    torch.manual_seed(0)
+    model = ProSForPreTraining(ProSConfig.from_preset("micro", num_prototypes=32)).train()
+    policy = functools.partial(transformer_auto_wrap_policy,
+                               transformer_layer_cls={UNIT_CLASSES[name] for name in class_names})
+    wrapped = FSDP(model, auto_wrap_policy=policy, sharding_strategy=ShardingStrategy.FULL_SHARD,
+                   use_orig_params=True, device_id=torch.device("cpu"))
+    optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-2)
+    torch.manual_seed(1 + rank)  # each rank its own images
+    output = wrapped(global_crops=torch.randn(4, 2, 3, 32, 32), local_crops=torch.randn(4, 2, 3, 16, 16))
+    output.loss.backward()
+    optimizer.step()
+    student, teacher = full_parameters(wrapped, model, "student"), full_parameters(wrapped, model, "teacher")
+    record = {"rank": rank}
+    try:
+        model.update_teacher(0.9)
+    except ValueError as error:
+        record["error"] = str(error)
+    else:
+        after = full_parameters(wrapped, model, "teacher")
+        student = {name.replace("student", "teacher", 1): value for name, value in student.items()}
+        record["ema_error"] = max((after[n] - (0.9 * teacher[n] + 0.1 * student[n])).abs().max().item() for n in after)
+        record["teacher_moved"] = max((after[n] - teacher[n]).abs().max().item() for n in after)
+        digest = hashlib.sha256()
+        for name in sorted(after):
+            digest.update(after[name].numpy().tobytes())
+        record["teacher_sha256"] = digest.hexdigest()
+    (out_dir / f"rank-{rank}.json").write_text(json.dumps(record))
+    dist.barrier()  # neither rank tears gloo down while the other still uses it
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
