@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-from torch.distributed.fsdp import ShardingStrategy
+from torch.distributed.fsdp import FullStateDictConfig, ShardingStrategy, StateDictType
 from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
 from pros_hf import ProSConfig
@@ -63,6 +63,17 @@ def main() -> None:
         for name in sorted(after):
             digest.update(after[name].numpy().tobytes())
         record["teacher_sha256"] = digest.hexdigest()
+        # the export at the end of training, as ProSTrainer makes it: the full state dict gathered onto rank 0 the
+        # way accelerate's get_state_dict does under FSDP (it also offloads to the CPU, which crashes torch's FSDP
+        # on a CPU-only run), while the config's sharded type is set
+        FSDP.set_state_dict_type(wrapped, StateDictType.SHARDED_STATE_DICT)
+        with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
+                                  FullStateDictConfig(offload_to_cpu=False, rank0_only=True)):
+            state = wrapped.state_dict()
+        if rank == 0:
+            exported = model.export_teacher(state).state_dict()
+            record["export_error"] = max((exported[name[len("teacher."):]] - value).abs().max().item()
+                                         for name, value in after.items() if name.startswith("teacher."))
     (out_dir / f"rank-{rank}.json").write_text(json.dumps(record))
     dist.barrier()  # neither rank tears gloo down while the other still uses it
     dist.destroy_process_group()

@@ -177,6 +177,9 @@ def test_export_teacher_is_the_teacher():
     pixel_values = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(backbone(pixel_values).pooler_output, model.teacher(pixel_values).pooler_output)
     assert not torch.allclose(backbone(pixel_values).pooler_output, model.student.eval()(pixel_values).pooler_output)
+    # from a full state dict (what accelerate gathers where parameters are sharded): the teacher's entries only
+    gathered = model.export_teacher(model.state_dict()).state_dict()
+    assert all(torch.equal(gathered[name], value) for name, value in model.teacher.state_dict().items())
 
 
 def test_active_prototype_count_matches_unique():

@@ -181,10 +181,18 @@ class ProSForPreTraining(ProSPreTrainedModel):
         self.teacher_head.eval()
         return self
 
-    def export_teacher(self) -> ProSModel:
-        """A standalone `ProSModel` holding the teacher backbone: the product of pre-training."""
+    def export_teacher(self, state_dict: dict[str, torch.Tensor] | None = None) -> ProSModel:
+        """A standalone `ProSModel` holding the teacher backbone: the product of pre-training.
+
+        `state_dict`: this model's full state dict, where its parameters are sharded (FSDP, DeepSpeed ZeRO-3), as
+        `accelerator.get_state_dict` gathers it; its `teacher.` entries are taken. A sharded teacher's own
+        `state_dict()` would hold shards."""
         backbone = ProSModel(self.config)
-        backbone.load_state_dict(self.teacher.state_dict())
+        if state_dict is None:
+            teacher = self.teacher.state_dict()
+        else:
+            teacher = {name[len("teacher."):]: value for name, value in state_dict.items() if name.startswith("teacher.")}
+        backbone.load_state_dict(teacher)
         return backbone.eval()
 
     # ------------------------------------------------------------------------------------------------------------ #

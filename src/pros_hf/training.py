@@ -372,9 +372,13 @@ class ProSTrainer(Trainer):
     def export_backbone(self, output_dir: str, evaluation: dict[str, float] | None = None) -> str:
         """Write the teacher as a `ProSModel` folder (weights, code for trust_remote_code, image processor, card)."""
         self.accelerator.wait_for_everyone()
+        state = None
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            # every process takes part: the full weights are gathered from the shards onto the main process
+            state = self.accelerator.get_state_dict(self.model_wrapped)
         if self.is_world_process_zero():
             model = self.unwrapped_model
-            backbone = model.export_teacher()
+            backbone = model.export_teacher(state)
             os.makedirs(output_dir, exist_ok=True)
             backbone.save_pretrained(output_dir)
             processor = self.image_processor or ProSImageProcessor.from_model_config(model.config)
