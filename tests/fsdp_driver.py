@@ -13,6 +13,7 @@ import hashlib
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
@@ -20,7 +21,10 @@ from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.distributed.fsdp import FullStateDictConfig, ShardingStrategy, StateDictType
 from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
-from pros_hf import ProSConfig
+from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.data.synthetic import make_synthetic_faces
+from pros_hf.knn import KNNCallback
+from pros_hf.knn.features import default_backbone, holds_shards
 from pros_hf.modeling_pros import ProSLayer, ProSModel
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining, ProSProjectionHead
 
@@ -41,6 +45,9 @@ def main() -> None:
     model = ProSForPreTraining(ProSConfig.from_preset("micro", num_prototypes=32)).train()
     policy = functools.partial(transformer_auto_wrap_policy,
                                transformer_layer_cls={UNIT_CLASSES[name] for name in class_names})
+    knn = KNNCallback.from_dataset(make_synthetic_faces(24, image_size=40, seed=0), ["expression"], test_fraction=0.5,
+                                   image_processor=ProSImageProcessor.from_model_config(model.config))
+    expected_knn = knn.compute(model, show_progress=False)
     wrapped = FSDP(model, auto_wrap_policy=policy, sharding_strategy=ShardingStrategy.FULL_SHARD,
                    use_orig_params=True, device_id=torch.device("cpu"))
     optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-2)
@@ -48,8 +55,18 @@ def main() -> None:
     output = wrapped(global_crops=torch.randn(4, 2, 3, 32, 32), local_crops=torch.randn(4, 2, 3, 16, 16))
     output.loss.backward()
     optimizer.step()
+    # k-NN during training (the teacher has not moved yet): its backbone is the teacher's FSDP unit, whose forward
+    # every rank must run
+    # every rank, as the callback runs at a step end (rank 0 alone would wait for the others forever); only with
+    # the backbone as a unit: otherwise its embeddings are shards of the root unit, which no teacher forward gathers
+    record_knn = {}
+    if "ProSModel" in class_names:
+        state = SimpleNamespace(global_step=1, is_world_process_zero=rank == 0, epoch=None, log_history=[])
+        knn_metrics = knn._run(SimpleNamespace(disable_tqdm=True), state, SimpleNamespace(should_log=False), wrapped)
+        record_knn = {"knn_sharded": holds_shards(default_backbone(wrapped)),
+                      "knn_equal": (knn_metrics == expected_knn) if rank == 0 else knn_metrics is None}
     student, teacher = full_parameters(wrapped, model, "student"), full_parameters(wrapped, model, "teacher")
-    record = {"rank": rank}
+    record = {"rank": rank, **record_knn}
     try:
         model.update_teacher(0.9)
     except ValueError as error:

@@ -1,6 +1,6 @@
 """The EMA teacher under FSDP, on two CPU processes (gloo): with the units examples/accelerate_configs/fsdp.yaml
-names, update_teacher on the shards equals the EMA of the full parameters and the export holds the whole teacher;
-with the blocks alone update_teacher refuses."""
+names, update_teacher on the shards equals the EMA of the full parameters, the export holds the whole teacher and
+k-NN on the sharded teacher gives the unsharded figures; with the blocks alone update_teacher refuses."""
 
 import json
 import os
@@ -34,6 +34,8 @@ def test_the_fsdp_config_units_give_the_exact_ema_on_shards(tmp_path):
         assert record["ema_error"] < 1e-6 and record["teacher_moved"] > 1e-4
     assert ranks[0]["teacher_sha256"] == ranks[1]["teacher_sha256"]
     assert ranks[0]["export_error"] == 0.0  # the exported backbone holds the gathered teacher, not a shard
+    # k-NN during training runs the teacher's FSDP unit on every rank, and gets the unsharded model's figures
+    assert all(record["knn_sharded"] and record["knn_equal"] for record in ranks)
 
 
 def test_blocks_alone_shard_the_heads_apart_and_update_teacher_says_so(tmp_path):

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from .classifier import _check_k_temperature, knn_accuracy_from_features
 from .evaluation import _effective_k, _labels_and_num_classes, stratified_split_indices
-from .features import default_backbone, extract_features
+from .features import default_backbone, extract_features, holds_shards
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +106,15 @@ class KNNCallback(TrainerCallback):
             return None
         if self._last_step == state.global_step and self.latest:
             return self.latest  # already measured at this step (e.g. eval and train end coincide)
-        if not state.is_world_process_zero:  # features of the whole split on one process; others skip
+        sharded = holds_shards(self.model_getter(model))
+        if not state.is_world_process_zero and not sharded:  # features of the whole split on one process
             return None
-        metrics = self.compute(model, show_progress=not getattr(args, "disable_tqdm", False))
-        self.latest, self._last_step = metrics, state.global_step
+        # a sharded backbone (FSDP) gathers its weights from every process in each forward: all of them run it
+        show_progress = state.is_world_process_zero and not getattr(args, "disable_tqdm", False)
+        metrics = self.compute(model, show_progress=show_progress)
+        self.latest, self._last_step = metrics, state.global_step  # on every process that ran, so all skip alike
+        if not state.is_world_process_zero:
+            return None
         logger.info("k-NN at step %d: %s", state.global_step, metrics)
         if self.trainer is not None:
             should_log = control.should_log  # trainer.log resets it; keep the train-loss log of this step

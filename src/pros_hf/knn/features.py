@@ -13,9 +13,25 @@ if TYPE_CHECKING:
     from ..image_processing_pros import ProSImageProcessor
 
 
+def _fsdp_types() -> tuple[type, ...]:
+    from torch.distributed import fsdp
+
+    names = ("FullyShardedDataParallel", "FSDPModule")  # FSDP1 wrappers, FSDP2 modules
+    return tuple(kind for kind in (getattr(fsdp, name, None) for name in names) if kind is not None)
+
+
+def holds_shards(module: torch.nn.Module) -> bool:
+    """Whether `module` holds FSDP-sharded parameters: its forward then gathers them from every process, so every
+    process must run it."""
+    kinds = _fsdp_types()
+    return bool(kinds) and any(isinstance(child, kinds) for child in module.modules())
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """Strip accelerate / DDP / DataParallel wrappers (they keep the real model in ``.module``)."""
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+    """Strip accelerate / DDP / DataParallel / DeepSpeed wrappers (they keep the real model in ``.module``). An FSDP
+    unit is kept: its forward is what gathers its sharded weights."""
+    kinds = _fsdp_types()
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module) and not isinstance(model, kinds):
         model = model.module
     return model
 
