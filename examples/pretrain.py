@@ -220,9 +220,14 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     parser = HfArgumentParser((ModelArguments, DataArguments, KNNArguments, ProSTrainingArguments), epilog=epilog)
     if not any(arg.split("=")[0] == "--train_dir" for arg in argv):
         argv = default_cpu_demo(argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and "--use_cpu" not in argv:
-        argv = argv + ["--use_cpu"]  # several CPU processes (gloo): transformers only forms the group with use_cpu
-    model_args, data_args, knn_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    cpu_only = not torch.cuda.is_available() and "--use_cpu" not in argv
+    if cpu_only and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or "--bf16" in argv):
+        # several CPU processes (gloo): transformers only forms the group with use_cpu; bf16 on a CPU needs it too
+        argv = argv + ["--use_cpu"]
+    try:
+        model_args, data_args, knn_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    except ValueError as error:  # transformers' checks of the training arguments: a message, not a traceback
+        raise SystemExit(f"pretrain.py: {error}") from None
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)

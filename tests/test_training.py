@@ -224,7 +224,7 @@ def test_steady_throughput_counts_the_steps_after_the_start_up(tmp_path, faces):
     assert trainer.throughput.skip_steps(1) == 1
 
 
-def test_pretrain_example_refuses_a_bad_synthetic_num_proc_and_its_help_gives_the_no_data_defaults(tmp_path, capsys):
+def test_pretrain_example_refuses_bad_arguments_and_its_help_gives_the_no_data_defaults(tmp_path, capsys):
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("pretrain_example", ROOT / "examples" / "pretrain.py")
@@ -232,6 +232,9 @@ def test_pretrain_example_refuses_a_bad_synthetic_num_proc_and_its_help_gives_th
     spec.loader.exec_module(example)
     with pytest.raises(SystemExit, match="--synthetic_num_proc must be >= 1, got -2"):
         example.main(["--synthetic_num_proc", "-2", "--output_dir", str(tmp_path / "run")])
+    # transformers' own checks of the training arguments end in their message, not a traceback
+    with pytest.raises(SystemExit, match="pretrain.py: At most one of fp16 and bf16"):
+        example.main(["--fp16", "--bf16", "--output_dir", str(tmp_path / "run")])
     with pytest.raises(SystemExit):
         example.main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
