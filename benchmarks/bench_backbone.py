@@ -18,6 +18,7 @@ import torch
 from transformers import ViTConfig, ViTModel
 
 from pros_hf import ProSConfig, ProSModel
+from pros_hf.throughput import synchronize
 
 from memory import LiveTensorMemory  # benchmarks/memory.py
 
@@ -55,11 +56,6 @@ def step(model, pixel_values, mode: str, precision: str) -> None:
             output = model(pixel_values).last_hidden_state
         output.float().square().mean().backward()
         model.zero_grad(set_to_none=True)
-
-
-def synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def measure_speed(args, models, pixel_values) -> dict:

@@ -30,6 +30,7 @@ from transformers import ViTConfig, ViTModel
 
 from pros_hf import ProSConfig, ProSForPreTraining
 from pros_hf.flop_counting import flop_counter
+from pros_hf.throughput import synchronize
 from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
 
 from memory import LiveTensorMemory  # benchmarks/memory.py
@@ -117,11 +118,6 @@ def make_step(model, optimizer, global_crops, local_crops, precision):
         return loss
 
     return step
-
-
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def matmul_rate(device, dtype, size=2048, repeats=10) -> float:

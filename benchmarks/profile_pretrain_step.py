@@ -16,8 +16,9 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench_pretrain_step import DinoReference, add_step_arguments, make_step, step_inputs, synchronize
+from bench_pretrain_step import DinoReference, add_step_arguments, make_step, step_inputs
 from pros_hf import ProSForPreTraining
+from pros_hf.throughput import synchronize
 
 GROUPS = (  # kernel or op name fragments, lower case, first match wins
     ("attention", ("flash", "fmha", "attention", "attn")),

@@ -239,10 +239,10 @@ class ProSForPreTraining(ProSPreTrainedModel):
         chosen[torch.randperm(num_images)[:num_masked_images]] = True
         counts = torch.where(chosen, counts, torch.zeros_like(counts))
         num_masked = int(counts.sum())
-        if torch.device(device).type == "cuda":
-            counts = counts.pin_memory().to(device, non_blocking=True)
+        on_gpu = torch.device(device).type == "cuda"  # from pinned memory, the copy need not wait for the GPU
+        counts = (counts.pin_memory() if on_gpu else counts).to(device, non_blocking=on_gpu)
         ranks = torch.rand(num_images, num_patches, device=device).argsort(dim=1).argsort(dim=1)
-        masks = ranks < counts.to(device).unsqueeze(1)
+        masks = ranks < counts.unsqueeze(1)
         return (masks, num_masked) if return_num_masked else masks
 
     @staticmethod

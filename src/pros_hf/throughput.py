@@ -12,8 +12,9 @@ import torch
 from transformers import TrainerCallback
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a wall-clock reading includes it."""
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work, so that a wall-clock reading includes it (the benchmarks use it too)."""
+    device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "xpu":
