@@ -11,6 +11,7 @@ teacher moved, a checksum of the full teacher, or the error update_teacher raise
 import functools
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -92,8 +93,12 @@ def main() -> None:
             record["export_error"] = max((exported[name[len("teacher."):]] - value).abs().max().item()
                                          for name, value in after.items() if name.startswith("teacher."))
     (out_dir / f"rank-{rank}.json").write_text(json.dumps(record))
-    dist.barrier()  # neither rank tears gloo down while the other still uses it
-    dist.destroy_process_group()
+    dist.barrier()  # both records are written
+    # Tearing down gloo after FSDP on a CPU aborts now and then ("terminate called without an active exception",
+    # once in about 60 runs, after both records were written): nothing is left to do, so leave without teardown.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
