@@ -63,3 +63,51 @@ def test_save_load_round_trip(tmp_path):
         if key not in ("transformers_version", "_name_or_path"):
             assert loaded.to_dict()[key] == value, key
     assert loaded.model_type == "pros"
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(hidden_dropout_prob="0.1"), "hidden_dropout_prob"),
+        (dict(teacher_temperature=None), "teacher_temperature"),
+        (dict(hidden_act="gelux"), "hidden_act"),
+        (dict(qkv_bias="false"), "qkv_bias"),
+        (dict(num_labels=-1), "num_labels"),
+        (dict(label2id={"smile": 0, "frown": 5}), "label ids must be 0 .. 1"),
+        (dict(hidden_sise=32), "did you mean 'hidden_size'"),
+    ],
+)
+def test_wrong_types_labels_and_misspelt_fields_name_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        ProSConfig.from_preset("micro", **overrides)
+
+
+def test_from_pretrained_overrides_are_validated(tmp_path):
+    """transformers sets from_pretrained's keyword fields after construction: they are checked all the same."""
+    ProSConfig.from_preset("micro").save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        ProSConfig.from_pretrained(tmp_path, num_attention_heads=5)
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        ProSConfig.from_pretrained(tmp_path, drop_path_rate=2.0)
+    assert ProSConfig.from_pretrained(tmp_path, drop_path_rate=0.2).drop_path_rate == 0.2
+
+
+def test_from_pretrained_label_arguments_replace_the_saved_labels(tmp_path):
+    """As for transformers' own classifiers: a new count gives fresh labels, new names replace the saved ones, and
+    the saved count keeps the saved names."""
+    ProSConfig.from_preset("micro", id2label={0: "angry", 1: "happy", 2: "sad"}).save_pretrained(tmp_path)
+    assert ProSConfig.from_pretrained(tmp_path).id2label == {0: "angry", 1: "happy", 2: "sad"}
+    assert ProSConfig.from_pretrained(tmp_path, num_labels=3).id2label == {0: "angry", 1: "happy", 2: "sad"}
+    five = ProSConfig.from_pretrained(tmp_path, num_labels=5)
+    assert five.num_labels == 5 and five.label2id == {f"LABEL_{i}": i for i in range(5)}
+    renamed = ProSConfig.from_pretrained(tmp_path, id2label={0: "a", 1: "b"})
+    assert renamed.label2id == {"a": 0, "b": 1}
+
+
+def test_fields_assigned_after_construction_are_checked_when_a_model_is_built():
+    from pros_hf import ProSModel
+
+    config = ProSConfig.from_preset("micro")
+    config.num_attention_heads = 5
+    with pytest.raises(ValueError, match="num_attention_heads"):
+        ProSModel(config)

@@ -167,6 +167,7 @@ def test_bf16_autocast_runs_and_stays_close():
         (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), TypeError, "uint8"),
         (torch.randn(3, 32, 32), ValueError, "batch, channels, height, width"),
         (None, ValueError, "pixel_values"),
+        (torch.randn(0, 3, 32, 32), ValueError, "empty batch"),
     ],
 )
 def test_bad_inputs_give_clear_errors(pixel_values, error, message):

@@ -8,7 +8,11 @@ This file is copied next to the weights by `save_pretrained` (for `trust_remote_
 transformers.
 """
 
+import difflib
+import inspect
+
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 
 TARGET_MODES = ("center", "sinkhorn", "sharpen")
@@ -231,7 +235,40 @@ class ProSConfig(PreTrainedConfig):
         """A named size ("micro", "vit-s16", "vit-b16", "vit-l16"), with any field overridden by keyword."""
         if name not in PRESETS:
             raise ValueError(f"Unknown ProS preset {name!r}; valid presets are {sorted(PRESETS)}.")
+        cls.check_field_names(overrides, f"ProSConfig.from_preset({name!r})")
         return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """transformers' `from_dict` (behind every `from_pretrained`), with two changes:
+
+        - label arguments replace the saved label maps: `num_labels=5` on a saved 3-label head gives 5 fresh labels
+          and `id2label=...` new names, as for transformers' own classifiers (`num_labels` equal to the saved count
+          keeps the saved names);
+        - the fields set by keyword are validated like the constructor's: transformers sets them after construction,
+          so `num_attention_heads=5` would otherwise fail only inside the forward pass."""
+        labels = {key: kwargs.pop(key) for key in _LABEL_ARGUMENTS if key in kwargs}
+        saved = config_dict.get("id2label")
+        keep_saved = set(labels) == {"num_labels"} and saved is not None and len(saved) == labels["num_labels"]
+        if labels and not keep_saved:
+            config_dict = {key: value for key, value in config_dict.items() if key not in _LABEL_ARGUMENTS}
+            config_dict.update(labels)
+        result = super().from_dict(config_dict, **kwargs)
+        config = result[0] if isinstance(result, tuple) else result
+        config.sync_label_maps()
+        config._validate()
+        return result
+
+    @classmethod
+    def check_field_names(cls, fields, where: str) -> None:
+        """Refuse keyword names that are no config field (transformers would store a misspelt `hidden_sise` and
+        ignore it), suggesting the closest field."""
+        known = _known_field_names()
+        for name in fields:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else "."
+                raise ValueError(f"{where}: {name!r} is not a ProSConfig field{hint}")
 
     @property
     def grid_size(self) -> tuple[int, int]:
@@ -248,6 +285,11 @@ class ProSConfig(PreTrainedConfig):
         label2id = dict(self.label2id or {})
         if len(set(id2label.values())) != len(id2label):
             raise ValueError(f"ProSConfig.id2label must name each label once, got {id2label}.")
+        if sorted(id2label) != list(range(len(id2label))):
+            raise ValueError(
+                f"ProSConfig label ids must be 0 .. {len(id2label) - 1}, one per output of the head, got ids "
+                f"{sorted(id2label)} ({id2label}); number the labels from 0 without gaps."
+            )
         inverse = {name: index for index, name in id2label.items()}
         if label2id == inverse:
             return
@@ -278,7 +320,20 @@ class ProSConfig(PreTrainedConfig):
         return sorted(set(indices))
 
     def _validate(self) -> None:
-        """Fail at construction, naming the field, instead of deep inside a forward pass."""
+        """Fail at construction (and after `from_pretrained`'s keyword overrides), naming the field, instead of deep
+        inside a forward pass."""
+        for name in _REAL_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"ProSConfig.{name} must be a number, got {value!r} ({type(value).__name__}).")
+        for name in ("qkv_bias", "head_use_bn", "share_prototypes"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ProSConfig.{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.hidden_act not in ACT2FN:
+            raise ValueError(f"ProSConfig.hidden_act must be one of transformers' activations, e.g. 'gelu', "
+                             f"'gelu_new', 'quick_gelu', 'relu', 'silu'; got {self.hidden_act!r}.")
+        if self.id2label is not None and len(self.id2label) < 1:
+            raise ValueError(f"ProSConfig.num_labels must be at least 1, got {len(self.id2label)}.")
         positive_ints = (
             "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_channels",
             "head_hidden_size", "head_bottleneck_size", "head_num_layers", "num_prototypes", "sinkhorn_iterations",
@@ -352,13 +407,33 @@ def _pair(value):
     return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
 
+_LABEL_ARGUMENTS = ("num_labels", "id2label", "label2id")
+# fields that must be numbers (a string "0.1" would fail a comparison without naming the field)
+_REAL_FIELDS = (
+    "layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "initializer_range",
+    "student_temperature", "teacher_temperature", "warmup_teacher_temperature", "center_momentum",
+    "sharpen_temperature", "me_max_weight", "koleo_weight", "patch_loss_weight", "mask_probability",
+    "landmark_heatmap_sigma", "landmark_heatmap_loss_weight",
+)
+
+
+def _known_field_names() -> set[str]:
+    """Every keyword a ProSConfig understands: its own fields, transformers' common ones, and `num_labels`."""
+    own = set(inspect.signature(ProSConfig.__init__).parameters)
+    common = set(inspect.signature(PreTrainedConfig.__init__).parameters) | set(PreTrainedConfig().to_dict())
+    extra = {"num_labels", "attn_implementation", "torch_dtype", "output_attentions", "name_or_path", "auto_map"}
+    return (own | common | extra) - {"self", "kwargs"}
+
+
 def _complete_label_maps(kwargs: dict) -> dict:
     """Fill `id2label` from `label2id` (transformers ignores a lone `label2id`), and refuse a `num_labels` that
     contradicts the label names instead of transformers' warning that keeps the names."""
     id2label, label2id = kwargs.get("id2label"), kwargs.get("label2id")
+    num_labels = kwargs.get("num_labels")
+    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1):
+        raise ValueError(f"ProSConfig.num_labels must be a positive integer, got {num_labels!r}.")
     if label2id is not None and id2label is None:
         kwargs["id2label"] = id2label = {int(index): name for name, index in label2id.items()}
-    num_labels = kwargs.get("num_labels")
     if num_labels is not None and id2label is not None and len(id2label) != num_labels:
         raise ValueError(
             f"ProSConfig.num_labels={num_labels} contradicts the {len(id2label)} labels of id2label/label2id; "

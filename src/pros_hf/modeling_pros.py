@@ -233,6 +233,11 @@ class ProSPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_attention_backend = True
 
+    def __init__(self, config: ProSConfig, *inputs, **kwargs):
+        if isinstance(config, ProSConfig):
+            config._validate()  # fields assigned after construction (`config.num_attention_heads = 5`) too
+        super().__init__(config, *inputs, **kwargs)
+
     def _init_weights(self, module: nn.Module) -> None:
         """All initialisation lives here: transformers 5.x builds models on the meta device and calls this for every
         tensor that was not loaded from a checkpoint (REFERENCE.md section 6, item 8)."""
@@ -307,6 +312,8 @@ class ProSModel(ProSPreTrainedModel):
                 f"ProSModel expects `pixel_values` of shape (batch, channels, height, width), got shape "
                 f"{tuple(pixel_values.shape)}."
             )
+        if pixel_values.shape[0] == 0:
+            raise ValueError(f"ProSModel got an empty batch (`pixel_values` of shape {tuple(pixel_values.shape)}).")
         if pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
                 f"ProSModel expects {self.config.num_channels} channels (config.num_channels), got "
