@@ -151,3 +151,61 @@ def test_pretraining_checkpoint_loads_with_remote_code_and_its_loss_module(tmp_p
     torch.manual_seed(0)
     expected = model(torch.randn(2, 2, 3, 32, 32), torch.randn(2, 2, 3, 16, 16)).loss.detach()
     assert float(result.stdout.strip().splitlines()[-1]) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_image_processor_reads_16_bit_images_and_refuses_ambiguous_values(tmp_path):
+    from PIL import Image
+
+    processor = ProSImageProcessor(size=16, crop_size=16, do_normalize=False)
+    ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    with Image.open(tmp_path / "ramp16.png") as png:
+        assert png.mode.startswith("I")
+        from_png = processor(png, return_tensors="pt").pixel_values
+    from_array = processor(ramp, return_tensors="pt").pixel_values
+    from_8_bit = processor((ramp // 257).astype(np.uint8), return_tensors="pt").pixel_values
+    # a 16-bit ramp is a ramp, not white (PIL's convert("RGB") clips it to 255)
+    assert 0.45 < float(from_png.mean()) < 0.55 and float(from_png.max()) <= 1.0
+    torch.testing.assert_close(from_png, from_array)
+    torch.testing.assert_close(from_array, from_8_bit, atol=1 / 255, rtol=0)
+    # an HWC numpy array whose height could be a channel count is read as HWC, like the same pixels as PIL
+    rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    torch.testing.assert_close(processor(rgb, return_tensors="pt").pixel_values,
+                               processor(Image.fromarray(rgb), return_tensors="pt").pixel_values)
+    for bad, message in ((np.ones((8, 8), bool), "boolean mask"), (torch.randn(3, 8, 8), "normalised inputs"),
+                         (np.full((8, 8, 3), 300, np.int32), "8-bit values"), (np.zeros((0, 0, 3), np.uint8), "empty")):
+        with pytest.raises(ValueError, match=message):
+            processor(bad)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(size={"height": 32, "width": 32}), "shortest_edge"), (dict(crop_size="big"), "crop_size"),
+    (dict(image_mean=[0.5]), "image_mean"), (dict(image_std=[0, 0, 0]), "image_std"),
+    (dict(rescale_factor=0), "rescale_factor"),
+])
+def test_image_processor_arguments_name_what_is_wrong(arguments, message):
+    with pytest.raises(ValueError, match=message):
+        ProSImageProcessor(**arguments)
+    assert ProSImageProcessor(size=32, crop_size=32).crop_size == {"height": 32, "width": 32}
+
+
+def test_processor_of_a_non_square_model_crops_without_padding():
+    from PIL import Image
+
+    config = ProSConfig.from_preset("micro", image_size=[32, 48])
+    processor = ProSImageProcessor.from_model_config(config, do_normalize=False)
+    pixel_values = processor(Image.new("RGB", (100, 100), "white"), return_tensors="pt").pixel_values
+    assert pixel_values.shape == (1, 3, 32, 48) and float(pixel_values.min()) > 0.99  # no black padding
+
+
+def test_exported_teacher_names_only_the_code_its_folder_holds(tmp_path):
+    from pros_hf import ProSForPreTraining
+
+    model = ProSForPreTraining(ProSConfig.from_preset("micro"))
+    model.save_pretrained(tmp_path / "checkpoint")  # writes auto_map into the model's config
+    backbone = model.export_teacher()
+    assert backbone.config is not model.config
+    backbone.save_pretrained(tmp_path / "backbone")
+    auto_map = json.loads((tmp_path / "backbone" / "config.json").read_text())["auto_map"]
+    assert set(auto_map) == {"AutoConfig", "AutoModel"}
+    assert all((tmp_path / "backbone" / f"{entry.split('.')[0]}.py").is_file() for entry in auto_map.values())

@@ -424,7 +424,7 @@ def test_load_backbone_and_processor_uses_the_saved_processor_or_the_config(tmp_
     model = ProSModel(ProSConfig.from_preset("micro", image_size=32))
     model.save_pretrained(tmp_path / "bare")
     model.save_pretrained(tmp_path / "with_processor")
-    ProSImageProcessor(size={"height": 40, "width": 40}, image_mean=[0.5, 0.5, 0.5]).save_pretrained(
+    ProSImageProcessor(size={"shortest_edge": 40}, image_mean=[0.5, 0.5, 0.5]).save_pretrained(
         tmp_path / "with_processor")
     loaded, processor = load_backbone_and_processor(str(tmp_path / "with_processor"))
     assert isinstance(loaded, ProSModel) and list(processor.image_mean) == [0.5, 0.5, 0.5]

@@ -15,24 +15,72 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _pil_to_array(image) -> np.ndarray:
+    """A PIL image as an HWC uint8-range array. 16-bit and 32-bit greyscale modes ("I;16", "I", "F") keep their
+    depth: `convert("RGB")` would clip them to 255, turning most of a 16-bit image white."""
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        array = np.asarray(image).astype(np.float32)
+        if image.mode == "F":
+            array = _float_range(torch.from_numpy(array), "a mode-F PIL image").numpy()
+        elif image.mode.startswith("I;16") or array.max(initial=0) > 255:
+            array = _sixteen_bit_range(array, f"a mode-{image.mode} PIL image")
+        return np.repeat(array[..., None], 3, axis=-1)
+    return np.array(image.convert("RGB"))  # a writable copy: torch.from_numpy warns on read-only arrays
+
+
+def _sixteen_bit_range(array, what: str):
+    """16-bit values (0 .. 65535) mapped onto 0 .. 255."""
+    if array.min() < 0 or array.max() > 65535:
+        raise ValueError(f"ProSImageProcessor: {what} has values outside 0 .. 65535 ({array.min()} .. {array.max()}).")
+    return array / 257.0
+
+
+def _float_range(tensor: torch.Tensor, what: str) -> torch.Tensor:
+    """Float values as 0 .. 255: [0, 1] images are scaled, [0, 255] ones kept, clipped to the range (a resampled
+    image overshoots it a little); values far outside both, such as normalised inputs, are refused."""
+    tensor = tensor.float()
+    if tensor.numel() and not torch.isfinite(tensor).all():
+        raise ValueError(f"ProSImageProcessor: {what} holds NaN or infinite values.")
+    low, high = (float(tensor.min()), float(tensor.max())) if tensor.numel() else (0.0, 0.0)
+    if low < -0.5 or high > 255.5:
+        raise ValueError(
+            f"ProSImageProcessor: {what} has float values {low:g} .. {high:g}; pass floats in [0, 1] or [0, 255], "
+            "or uint8 (normalised inputs are not accepted: normalisation is this processor's job)."
+        )
+    return (tensor * 255.0 if high <= 1.5 else tensor).clamp(0, 255)
+
+
 def _to_float_chw(image) -> torch.Tensor:
-    """One image (PIL, HWC/CHW numpy or torch, uint8 or float in [0, 1]) as a float32 (3, H, W) tensor in [0, 255]."""
+    """One image as a float32 (3, H, W) tensor in [0, 255]: PIL (any mode, 16-bit greyscale included), or numpy /
+    torch, HW, CHW or HWC, uint8, uint16 (scaled to 8 bits) or float in [0, 1] or [0, 255]. When both the first and
+    the last dimension could hold the channels (a 3 x 4 x 3 array), numpy arrays are read as HWC (numpy's and PIL's
+    layout) and torch tensors as CHW (torch's)."""
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image without importing PIL here
-        array = np.asarray(image.convert("RGB"))
-        return torch.from_numpy(array.copy()).permute(2, 0, 1).float()
+        tensor = torch.from_numpy(np.ascontiguousarray(_pil_to_array(image))).permute(2, 0, 1)
+        return _checked_size(tensor.float())
     if isinstance(image, np.ndarray):
+        channels_last = True
+        if image.dtype == np.uint16:
+            image = _sixteen_bit_range(image.astype(np.float32), "a uint16 array")
         tensor = torch.from_numpy(np.ascontiguousarray(image))
     elif isinstance(image, torch.Tensor):
+        channels_last = False
         tensor = image.detach().cpu()
     else:
         raise TypeError(
             f"ProSImageProcessor takes PIL images, numpy arrays or torch tensors, got {type(image).__name__}."
         )
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise ValueError(
+            f"ProSImageProcessor takes uint8 or float images, got dtype {tensor.dtype}; a boolean mask becomes an "
+            "image with `mask.astype(np.uint8) * 255`."
+        )
     if tensor.ndim == 2:
         tensor = tensor.unsqueeze(0)
     if tensor.ndim != 3:
         raise ValueError(f"ProSImageProcessor expects one image of 2 or 3 dimensions, got shape {tuple(tensor.shape)}.")
-    if tensor.shape[0] not in (1, 3, 4) and tensor.shape[-1] in (1, 3, 4):
+    first, last = tensor.shape[0] in (1, 3, 4), tensor.shape[-1] in (1, 3, 4)
+    if last and (not first or channels_last):
         tensor = tensor.permute(2, 0, 1)  # HWC -> CHW
     if tensor.shape[0] == 1:
         tensor = tensor.expand(3, -1, -1)
@@ -41,8 +89,33 @@ def _to_float_chw(image) -> torch.Tensor:
     elif tensor.shape[0] != 3:
         raise ValueError(f"ProSImageProcessor expects 1, 3 or 4 channels, got shape {tuple(tensor.shape)}.")
     if tensor.is_floating_point():
-        return tensor.float() * 255.0 if tensor.max() <= 1.0 else tensor.float()
-    return tensor.float()
+        return _checked_size(_float_range(tensor, "the image"))
+    if tensor.dtype != torch.uint8 and tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) > 255):
+        raise ValueError(
+            f"ProSImageProcessor: an integer image of dtype {tensor.dtype} has values {int(tensor.min())} .. "
+            f"{int(tensor.max())}; pass 8-bit values (0 .. 255), uint16 for 16-bit images, or floats."
+        )
+    return _checked_size(tensor.float())
+
+
+def _checked_size(tensor: torch.Tensor) -> torch.Tensor:
+    if tensor.shape[-1] == 0 or tensor.shape[-2] == 0:
+        raise ValueError(f"ProSImageProcessor got an empty image (shape {tuple(tensor.shape)}).")
+    return tensor
+
+
+def _size_dict(value, name: str, keys: tuple[str, ...]) -> dict:
+    """`size` / `crop_size` as the dict the processor reads; an int is accepted for either."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {key: value for key in keys}
+    if not isinstance(value, dict) or set(value) != set(keys) or any(
+            isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value.values()):
+        layout = ", ".join(f"{key!r}: N" for key in keys)
+        hint = (" ProSImageProcessor resizes the shorter side (keeping the aspect ratio), then center-crops "
+                "crop_size." if name == "size" else "")
+        raise ValueError(f"ProSImageProcessor.{name} must be {{{layout}}} with positive ints (or one int), got "
+                         f"{value!r}.{hint}")
+    return dict(value)
 
 
 class ProSImageProcessor(BaseImageProcessor):
@@ -77,20 +150,30 @@ class ProSImageProcessor(BaseImageProcessor):
         if resample not in ("bicubic", "bilinear", "nearest"):
             raise ValueError(f"ProSImageProcessor.resample must be 'bicubic', 'bilinear' or 'nearest', got {resample!r}.")
         self.do_resize = do_resize
-        self.size = dict(size) if size is not None else {"shortest_edge": 224}
+        self.size = _size_dict(size if size is not None else 224, "size", ("shortest_edge",))
         self.do_center_crop = do_center_crop
-        self.crop_size = dict(crop_size) if crop_size is not None else {"height": 224, "width": 224}
+        self.crop_size = _size_dict(crop_size if crop_size is not None else 224, "crop_size", ("height", "width"))
         self.resample = resample
         self.do_rescale = do_rescale
+        if isinstance(rescale_factor, bool) or not isinstance(rescale_factor, (int, float)) or rescale_factor <= 0:
+            raise ValueError(f"ProSImageProcessor.rescale_factor must be a positive number, got {rescale_factor!r}.")
         self.rescale_factor = rescale_factor
         self.do_normalize = do_normalize
-        self.image_mean = list(image_mean)
-        self.image_std = list(image_std)
+        for name, given in (("image_mean", image_mean), ("image_std", image_std)):
+            try:
+                values = [float(v) for v in given]
+            except (TypeError, ValueError):
+                values = []
+            if len(values) != 3 or (name == "image_std" and min(values) <= 0):
+                raise ValueError(f"ProSImageProcessor.{name} must be 3 numbers (R, G, B)"
+                                 f"{', each > 0' if name == 'image_std' else ''}, got {given!r}.")
+            setattr(self, name, values)
 
     @classmethod
     def from_model_config(cls, config, **kwargs) -> "ProSImageProcessor":
         """The processor matching a `ProSConfig`'s input size."""
-        side = config.image_size if isinstance(config.image_size, int) else min(config.image_size)
+        # the shorter side resized to the longer input side, so the crop never reaches past the image (no padding)
+        side = config.image_size if isinstance(config.image_size, int) else max(config.image_size)
         height, width = (config.image_size, config.image_size) if isinstance(config.image_size, int) else config.image_size
         return cls(size={"shortest_edge": side}, crop_size={"height": height, "width": width}, **kwargs)
 

@@ -13,6 +13,7 @@ Kept separate from `modeling_pros.py` so that the backbone file users download s
 this file, `modeling_pros.py`, `configuration_pros.py` and `losses.py` for `trust_remote_code=True` users.
 """
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -187,7 +188,11 @@ class ProSForPreTraining(ProSPreTrainedModel):
         `state_dict`: this model's full state dict, where its parameters are sharded (FSDP, DeepSpeed ZeRO-3), as
         `accelerator.get_state_dict` gathers it; its `teacher.` entries are taken. A sharded teacher's own
         `state_dict()` would hold shards."""
-        backbone = ProSModel(self.config)
+        # its own copy of the config, without the `auto_map` the pre-training model's saves wrote into it: that names
+        # modeling_pros_pretraining.py, which the backbone's folder does not hold
+        config = copy.deepcopy(self.config)
+        config.__dict__.pop("auto_map", None)
+        backbone = ProSModel(config)
         if state_dict is None:
             teacher = self.teacher.state_dict()
         else:
