@@ -130,6 +130,11 @@ def test_refuses_what_a_plain_vit_does_not_have(dino, tmp_path):
         convert_checkpoint(str(tmp_path / "other.pth"))
     with pytest.raises(ConversionError, match="does not exist"):
         convert_checkpoint(str(tmp_path / "missing.pth"))
+    state = dict(dino.state_dict())
+    del state["blocks.0.mlp.fc1.weight"]
+    torch.save(state, tmp_path / "no_mlp.pth")
+    with pytest.raises(ConversionError, match="blocks.0.mlp.fc1.weight"):
+        convert_checkpoint(str(tmp_path / "no_mlp.pth"))
     with pytest.raises(ValueError, match="num_attention_heads"):
         convert_checkpoint(_save(dino, tmp_path), num_attention_heads=5)  # 48 is not divisible by 5
 

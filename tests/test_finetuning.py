@@ -532,6 +532,8 @@ def test_lora_targets_the_backbone_attention_only():
     assert model.peft_config["default"].task_type is None
     with pytest.raises(ValueError, match="match no Linear layer of the backbone"):
         apply_lora(micro_classifier(), target_modules=("query",))
+    with pytest.raises(ValueError, match="Build the head first"):  # a bare backbone has no pros.* modules
+        apply_lora(micro_classifier().pros)
 
 
 def test_lora_save_reload_and_merge_give_the_same_outputs(tmp_path):
@@ -587,6 +589,19 @@ def test_head_card_metadata_parses_with_the_measured_values():
     # a local backbone path is not a Hub id: named in the text, kept out of base_model
     local = head_card(model, "expression", results, base_model="/tmp/backbone")
     assert ModelCard(str(local)).data.base_model is None and "/tmp/backbone" in str(local)
+    assert "?" not in str(local).split("## Evaluation")[1].split("|")[0]  # no placeholder for the unknown sizes
+    assert "test set size not recorded" in str(local) and "| labelled training images | not recorded |" in str(local)
+
+
+def test_backbone_card_keeps_a_local_dataset_path_out_of_the_metadata():
+    from huggingface_hub import ModelCard
+
+    from pros_hf import ProSModel
+    from pros_hf.hub import backbone_card
+
+    backbone = ProSModel(ProSConfig.from_preset("micro"))
+    assert ModelCard(str(backbone_card(backbone, dataset="/data/faces/train"))).data.datasets is None
+    assert ModelCard(str(backbone_card(backbone, dataset="org/faces"))).data.datasets == ["org/faces"]
 
 
 def test_head_card_of_one_seed_shows_the_means_without_a_spread():
@@ -622,3 +637,13 @@ def test_build_head_random_init_from_a_folder_reads_only_the_config(tmp_path, mo
         assert all(torch.equal(value, expected[key]) for key, value in head.state_dict().items())
     pretrained = build_head("expression", backbone, overrides, seed=3)
     assert not torch.equal(pretrained.pros.embeddings.cls_token, expected["pros.embeddings.cls_token"])
+
+
+def test_adapter_folder_holds_no_blank_peft_card(tmp_path):
+    """PEFT writes a template README ("More Information Needed"); the folder gets its card from head_card."""
+    from pros_hf.finetuning.export import save_adapter_folder
+
+    model = apply_lora(micro_classifier(), r=2, alpha=4)
+    save_adapter_folder(model, ProSImageProcessor(size=32, crop_size=32), tmp_path / "adapter", base_model="org/b")
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert not (tmp_path / "adapter" / "README.md").exists()

@@ -174,3 +174,14 @@ def test_geometry_without_resize_or_crop_is_the_identity_convention():
     # normalised (x + 0.5) / W maps back to x
     np.testing.assert_allclose(processed_to_image_coordinates([[0.5 / 40, 20.5 / 30]], (30, 40), processor),
                                [[0.0, 20.0]])
+
+
+def test_face_landmarks_pipeline_refuses_unknown_arguments_and_takes_a_batched_single_image(folders, images):
+    _, paths, _ = folders
+    detect = pipeline("face-landmarks", model=str(paths["landmarks"]))
+    with pytest.raises(TypeError, match="return_heatmaps"):
+        detect(images[0], return_heatmaps=True)
+    chw = torch.from_numpy(np.array(images[1])).permute(2, 0, 1)
+    np.testing.assert_allclose(detect(chw[None])["landmarks"], detect(chw)["landmarks"], atol=1e-5)
+    with pytest.raises(ValueError, match="list of images"):
+        detect(torch.stack([chw, chw]))

@@ -108,7 +108,8 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
 
 def infer_config(state_dict: dict[str, torch.Tensor], num_attention_heads: int | None = None, **overrides) -> ProSConfig:
     """Read the architecture off the tensor shapes; only the head count is not in the weights (default: width/64)."""
-    for required in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight"):
+    for required in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight",
+                     "blocks.0.mlp.fc1.weight"):
         if required not in state_dict:
             raise ConversionError(
                 f"Not a DINO/timm ViT state dict: key {required!r} is missing (found e.g. {sorted(state_dict)[:8]})."

@@ -47,7 +47,7 @@ def backbone_card(
         license=license,
         pipeline_tag="image-feature-extraction",
         tags=["pros", "pros_hf", "self-supervised", "face", "vision-transformer"],
-        datasets=[dataset] if dataset and "/" in dataset else None,
+        datasets=[dataset] if _is_hub_id(dataset) else None,  # a local path is named in the text only
     )
     return render_card(
         "backbone",
@@ -230,8 +230,8 @@ def head_card(
         base_model=base_model or "a ProS backbone",
         usage=usage,
         dataset=dataset,
-        num_test=num_test if num_test is not None else "?",
-        num_train=num_train if num_train is not None else "?",
+        test_summary=f"test set of {num_test} images" if num_test is not None else "test set size not recorded",
+        num_train=num_train if num_train is not None else "not recorded",
         spread_summary="1 seed" if len(seeds) == 1 else f"mean ± standard deviation over {len(seeds)} seed(s)",
         seeds=", ".join(str(s) for s in seeds),
         results_table=_results_table(task, results, len(seeds)),

@@ -33,7 +33,10 @@ def _image_size(image) -> tuple[int, int]:
     shape = tuple(image.shape)
     if len(shape) == 2:
         return shape
-    if shape[0] not in (1, 3, 4) and shape[-1] in (1, 3, 4):
+    # ProSImageProcessor's rule: channels last when only the last dimension can hold them, or, when both can,
+    # for numpy (HWC by convention) but not for torch (CHW)
+    first, last = shape[0] in (1, 3, 4), shape[-1] in (1, 3, 4)
+    if last and (not first or isinstance(image, np.ndarray)):
         return shape[:2]
     return shape[1:]
 
@@ -68,12 +71,21 @@ class FaceLandmarksPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def _sanitize_parameters(self, timeout=None, **kwargs):
+    def _sanitize_parameters(self, timeout=None):
+        """`timeout` (seconds, for URLs) is this pipeline's one call argument; any other raises a TypeError that
+        names it, as transformers' own pipelines do."""
         return ({"timeout": timeout} if timeout is not None else {}), {}, {}
 
     def preprocess(self, image, timeout=None):
         if not isinstance(image, (np.ndarray, torch.Tensor)):
             image = load_image(image, timeout=timeout)
+        elif image.ndim == 4:  # one image with a batch dimension; a batch is a list of images
+            if image.shape[0] != 1:
+                raise ValueError(
+                    f"face-landmarks takes one image per input (HW, CHW or HWC), got a batch of shape "
+                    f"{tuple(image.shape)}; pass a list of images instead."
+                )
+            image = image[0]
         model_inputs = self.image_processor(image, return_tensors="pt").to(self.dtype)
         model_inputs["target_size"] = torch.tensor([_image_size(image)])
         return model_inputs

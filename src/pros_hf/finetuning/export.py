@@ -47,8 +47,12 @@ def save_adapter_folder(peft_model, image_processor, folder: str | os.PathLike, 
     folder.mkdir(parents=True, exist_ok=True)
     for config in peft_model.peft_config.values():
         config.base_model_name_or_path = base_model
+    readme = folder / "README.md"
+    had_card = readme.exists()
     # no embedding layers to save (a vision model); "auto" would look the base model's vocabulary up on the Hub
     peft_model.save_pretrained(str(folder), save_embedding_layers=False)
+    if not had_card:  # PEFT's blank template ("More Information Needed"): pros_hf.hub.head_card writes the real one
+        readme.unlink(missing_ok=True)
     save_head_config(peft_model.get_base_model(), folder)
     image_processor.save_pretrained(folder)
     return str(folder)

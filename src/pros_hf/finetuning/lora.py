@@ -53,6 +53,12 @@ def lora_config(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float 
         raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout}.")
     if not target_modules:
         raise ValueError("target_modules is empty: name the backbone Linear layers to adapt (qkv, o_proj, fc1, fc2).")
+    if not any(name.startswith(BACKBONE_PREFIX) for name, _ in model.named_modules()):
+        raise ValueError(
+            f"LoRA here adapts the backbone of a task head, whose backbone modules are named {BACKBONE_PREFIX}*; got a "
+            f"{type(model).__name__} without one. Build the head first, e.g. "
+            "ProSForImageClassification.from_backbone(backbone, num_labels=...), then apply LoRA to it."
+        )
     regex = _target_regex(target_modules)
     matched = [name for name, module in model.named_modules()
                if isinstance(module, nn.Linear) and re.fullmatch(regex, name)]
