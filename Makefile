@@ -1,6 +1,7 @@
 # The README's two commands. Both build .venv from this project's own files when it is missing, and are idempotent.
-# CPU torch is installed first and pinned: a bare `pip install torch` pulls a multi-GB CUDA build, and torchvision /
-# timm must never be installed next to it (see DESIGN.md). GPU users: make demo TORCH_SPEC="torch==2.13.0" TORCH_INDEX=
+# torch is installed first and pinned; from PyPI alone a Linux `pip install torch` pulls a multi-GB CUDA build (set
+# TORCH_INDEX below for the CPU wheel), and torchvision / timm must never be installed next to it (see DESIGN.md).
+# GPU users: make demo TORCH_INDEX=<a CUDA wheel index>
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0

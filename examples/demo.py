@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # only. Measured on the synthetic faces (k-NN on 2,929 held-out crops, factor sensitivity and few-shot fine-tuning;
 # README "Is pre-training learning?"):
 # - no geometric augmentation but the flip: both global views are the whole face crop (scale 1, square) and no local
-#   crops. With DINO's crops (0.4-1 global, 0.05-0.4 local, aspect 3/4-4/3) every recipe measured made the CLS 2-6x
+#   crops. With DINO's crops (0.4-1 global, 0.05-0.4 local, aspect 3/4-4/3) every recipe measured made the CLS 1.8-6x
 #   less sensitive to expression than random weights are, and expression k-NN stayed at random init's level: the
 #   few pixels an expression moves were learnt away with the crops' own geometric noise;
 # - DINO's photometric augmentations (colour jitter, blur, solarize) with grayscale on every view: identity in these
