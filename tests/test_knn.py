@@ -273,6 +273,127 @@ def test_knn_callback_reports_through_trainer_log(micro_model, faces):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# bad k-NN data: refused at construction, or skipped and counted, never a crash at the end of training
+
+
+def _png(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _image_dicts(images, labels):
+    import datasets
+
+    features = datasets.Features({"image": datasets.Image(), "expression": datasets.Value("int64")})
+    rows = [{"bytes": image if isinstance(image, bytes) else _png(image), "path": None} for image in images]
+    return datasets.Dataset.from_dict({"image": rows, "expression": labels}, features=features)
+
+
+def test_knn_callback_refuses_an_image_column_the_decoder_cannot_read(faces):
+    import datasets
+
+    labels = [0, 1, 0, 1]
+    captions = datasets.Dataset.from_dict({"image": ["a smiling man"] * 4, "expression": labels})
+    with pytest.raises(ValueError, match=r"image_column 'image' of train_dataset holds strings that are not paths"):
+        KNNCallback.from_dataset(captions, label_columns="expression", test_fraction=0.5)
+    numbers = datasets.Dataset.from_dict({"image": [1, 2, 3, 4], "expression": labels})
+    with pytest.raises(ValueError, match=r"image_column 'image' of train_dataset holds Value\('int64'\), not images"):
+        KNNCallback.from_dataset(numbers, label_columns="expression", test_fraction=0.5)
+    with pytest.raises(ValueError, match=r"image_column 'image' of test_dataset holds Value\('int64'\)"):
+        KNNCallback(faces.select(range(4)), numbers, "expression")
+    with pytest.raises(ValueError, match="image_column 'landmarks' of the dataset holds"):
+        evaluate_knn(torch.nn.Identity(), faces, image_column="landmarks")
+
+
+def test_knn_callback_reads_paths_and_skips_undecodable_images(tmp_path, micro_model, faces, caplog):
+    """Path strings work; a garbage, an empty and a missing file are left out with their labels, and counted."""
+    import datasets
+
+    subset = faces.select(range(24))
+    paths = []
+    for row, image in enumerate(subset["image"]):
+        paths.append(str(tmp_path / f"{row}.png"))
+        image.save(paths[-1])
+    (tmp_path / "2.png").write_bytes(b"not an image at all")  # garbage bytes
+    (tmp_path / "5.png").write_bytes(b"")
+    paths[7] = str(tmp_path / "missing.png")
+    labels = subset["expression"]
+    by_path = datasets.Dataset.from_dict({"image": paths, "expression": labels})
+    callback = KNNCallback(by_path.select(range(16)), by_path.select(range(16, 24)), "expression", k=3)
+    state, control = TrainerState(), TrainerControl()
+    state.global_step = 4
+    with caplog.at_level("WARNING", logger="pros_hf.knn.features"):
+        callback.on_train_end(None, state, control, model=micro_model)
+    entry = state.log_history[-1]
+    assert entry["knn_skipped_images"] == 3
+    assert "3 of 16 images of the k-NN memory bank could not be decoded (1 empty file, 1 missing file, 1 not an " \
+           "image)" in caplog.text
+    # the same figure as a k-NN on the good images alone: the bad rows' labels were dropped with them
+    good = [row for row in range(16) if row not in (2, 5, 7)]
+    clean = KNNCallback(by_path.select(good), by_path.select(range(16, 24)), "expression", k=3)
+    assert entry["knn/expression_top1"] == clean.compute(micro_model)["knn/expression_top1"]
+
+    # a datasets Image column with one garbage image (datasets' own decoder would raise on it)
+    images = [*subset["image"][:11], b"\x89PNG garbage"]
+    stored = _image_dicts(images, labels[:12])
+    scores = KNNCallback(stored.select(range(8)), stored.select(range(8, 12)), "expression", k=3).compute(micro_model)
+    assert scores["knn_skipped_images"] == 1 and 0 <= scores["knn/expression_top1"] <= 100
+
+
+def test_every_image_unreadable_is_a_clear_error_and_extract_features_keeps_rows_aligned(micro_model, faces):
+    from pros_hf.knn import extract_dataset_features
+
+    broken = _image_dicts([b"junk"] * 3, [0, 1, 0])
+    with pytest.raises(ValueError, match=r"3 of 3 images of the dataset could not be decoded \(3 not an image\): no "
+                                         "image left"):
+        extract_dataset_features(micro_model, broken)
+    one_bad = _image_dicts([*faces.select(range(3))["image"], b"junk"], [0, 1, 0, 1])
+    extracted = extract_dataset_features(micro_model, one_bad)
+    assert extracted.kept.tolist() == [0, 1, 2] and extracted.skipped == {"not an image": 1}
+    with pytest.raises(ValueError, match="1 images of the dataset could not be decoded"):
+        extract_features(micro_model, one_bad)  # one row per image, or an error: never silently fewer rows
+
+
+def test_knn_decodes_16_bit_and_rgba_images_as_training_does(micro_model):
+    """16-bit greyscale is scaled (not clipped to white), transparency composited on white, as in training."""
+    from PIL import Image
+
+    from pros_hf.data.decoding import open_image_rgb
+
+    grey16 = Image.fromarray(np.full((16, 16), 30000, dtype=np.uint16))  # mode I;16: ~117 in 8 bits
+    rgba = Image.new("RGBA", (16, 16), (200, 40, 40, 64))
+    sources = [_png(grey16), _png(rgba)]
+    seen = []
+    processor = ProSImageProcessor.from_model_config(micro_model.config)
+
+    def recording_processor(images, return_tensors=None):
+        seen.extend(images)
+        return processor(images, return_tensors=return_tensors)
+
+    extract_features(micro_model, _image_dicts(sources, [0, 1]), image_processor=recording_processor)
+    for image, source in zip(seen, sources):
+        assert image.mode == "RGB"
+        assert np.array_equal(np.asarray(image), np.asarray(open_image_rgb(source)))
+    assert np.asarray(seen[0]).max() < 130  # convert("RGB") of I;16 clips 30000 to 255 (white)
+    assert tuple(np.asarray(seen[1])[0, 0]) != (200, 40, 40)  # alpha composited, not dropped
+
+
+def test_a_set_too_small_to_split_says_so(faces):
+    import datasets
+
+    with pytest.raises(ValueError, match=r"too small to split .*: 3 examples in 3 classes \(test_fraction=0.5\)"):
+        stratified_split_indices(np.array([0, 1, 2]), test_fraction=0.5)
+    tiny = datasets.Dataset.from_dict({"image": faces.select(range(3))["image"], "expression": [4, 0, 2]})
+    with pytest.raises(ValueError, match="too small to split into a k-NN memory bank and queries: 3 examples"):
+        KNNCallback.from_dataset(tiny, label_columns="expression", test_fraction=0.5)
+    with pytest.raises(ValueError, match="too small to split"):
+        evaluate_knn(torch.nn.Identity(), tiny, label_columns="expression")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # attention maps
 
 
@@ -384,6 +505,8 @@ def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces
     assert len(callback.train_dataset) + len(callback.test_dataset) == 30
     plain, _ = pretrain.build_trainer(no_data + ["--knn_synthetic_images", "0"])
     assert not any(isinstance(c, KNNCallback) for c in plain.callback_handler.callbacks)
+    with pytest.raises(SystemExit, match="too small to split into a k-NN memory bank and queries: 3 examples"):
+        pretrain.build_trainer(no_data + ["--knn_synthetic_images", "3"])  # one face per expression: nothing to query
     with pytest.raises(SystemExit, match="'mood' is not a column"):
         pretrain.build_trainer(base + ["--knn_label_columns", "mood"])
     with pytest.raises(SystemExit, match="image_column 'photo' is not a column of train_dataset"):

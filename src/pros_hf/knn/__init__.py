@@ -20,6 +20,7 @@ from .classifier import knn_accuracy_from_features, weighted_knn_classify
 from .evaluation import evaluate_knn, knn_accuracy, load_labelled_dataset, stratified_split_indices
 from .features import (
     default_backbone,
+    extract_dataset_features,
     extract_features,
     load_backbone,
     load_backbone_and_processor,
@@ -31,6 +32,7 @@ __all__ = [
     "KNNCallback",
     "default_backbone",
     "evaluate_knn",
+    "extract_dataset_features",
     "extract_features",
     "factor_sensitivity",
     "knn_accuracy",

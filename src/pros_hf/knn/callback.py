@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from .classifier import _check_k_temperature, knn_accuracy_from_features
 from .evaluation import _effective_k, _labels_and_num_classes, stratified_split_indices
-from .features import default_backbone, extract_features, holds_shards
+from .features import check_image_column, default_backbone, extract_dataset_features, holds_shards
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +56,7 @@ class KNNCallback(TrainerCallback):
             raise ValueError(f"eval_steps must be a positive integer or None, got {eval_steps!r}.")
         _check_k_temperature(k, temperature)
         for part, dataset in (("train_dataset", train_dataset), ("test_dataset", test_dataset)):
-            columns = getattr(dataset, "column_names", None)  # checked now, not at the first k-NN hours into a run
-            if columns is not None and image_column not in columns:
-                raise ValueError(f"image_column {image_column!r} is not a column of {part} ({columns}).")
+            check_image_column(dataset, image_column, part)  # now, not at the first k-NN hours into a run
         self.train_dataset, self.test_dataset = train_dataset, test_dataset
         self.labels = {}
         for name in label_columns:  # validated and cached once: the split is fixed for the whole run
@@ -87,17 +85,22 @@ class KNNCallback(TrainerCallback):
         return cls(dataset.select(train_idx), dataset.select(test_idx), label_columns, **kwargs)
 
     def compute(self, model: torch.nn.Module, show_progress: bool = True) -> dict[str, float]:
-        """k-NN top-1 (percent) of ``model_getter(model)`` for every label column: ``{"knn/<label>_top1": ...}``."""
+        """k-NN top-1 (percent) of ``model_getter(model)`` for every label column: ``{"knn/<label>_top1": ...}``,
+        plus ``"knn_skipped_images"`` when images that could not be decoded were left out (not under ``knn/``,
+        which holds accuracies only)."""
         backbone = self.model_getter(model)
         common = dict(image_processor=self.image_processor, batch_size=self.batch_size, image_column=self.image_column,
                       show_progress=show_progress)
-        train_features = extract_features(backbone, self.train_dataset, **common)
-        test_features = extract_features(backbone, self.test_dataset, **common)
+        train = extract_dataset_features(backbone, self.train_dataset, name="the k-NN memory bank", **common)
+        test = extract_dataset_features(backbone, self.test_dataset, name="the k-NN queries", **common)
         metrics = {}
         for name, (train_labels, test_labels, num_classes) in self.labels.items():
-            scores = knn_accuracy_from_features(train_features, train_labels, test_features, test_labels, num_classes,
-                                                _effective_k(self.k, len(train_labels)), self.temperature)  # fmt: skip
+            scores = knn_accuracy_from_features(train.features, train_labels[train.kept], test.features,
+                                                test_labels[test.kept], num_classes,
+                                                _effective_k(self.k, len(train.kept)), self.temperature)  # fmt: skip
             metrics[f"knn/{name}_top1"] = round(scores["top1"], 4)
+        if train.num_skipped or test.num_skipped:
+            metrics["knn_skipped_images"] = train.num_skipped + test.num_skipped
         return metrics
 
     def _run(self, args, state, control, model) -> dict[str, float] | None:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .classifier import _check_k_temperature, knn_accuracy_from_features
-from .features import extract_features
+from .features import check_image_column, extract_dataset_features
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def stratified_split_indices(labels, test_fraction: float = 0.2, seed: int = 0) 
 
     Classes with a single example stay in train (a test example without any same-class neighbour only measures
     chance); otherwise each class puts ``round(test_fraction * n)`` of its ``n`` examples, at least 1 and at most
-    ``n - 1``, in test.
+    ``n - 1``, in test. Raises ValueError when no class has 2 examples (nothing to query).
     """
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction!r}.")
@@ -73,6 +73,12 @@ def stratified_split_indices(labels, test_fraction: float = 0.2, seed: int = 0) 
         n_test = 0 if len(members) < 2 else min(max(1, round(test_fraction * len(members))), len(members) - 1)
         test.extend(members[:n_test])
         train.extend(members[n_test:])
+    if not test:  # else an empty query set fails later with a message about its (empty) labels
+        raise ValueError(
+            f"the labelled set is too small to split into a k-NN memory bank and queries: {len(labels)} examples in "
+            f"{len(np.unique(labels))} classes (test_fraction={test_fraction}); a query needs a class with at least 2 "
+            "examples, one to query and one to find."
+        )
     return np.sort(np.asarray(train, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
 
 
@@ -93,13 +99,17 @@ def knn_accuracy(
     Returns ``{"top1": ...}`` plus ``"top5"`` when the label has at least 5 classes.
     """
     _check_k_temperature(k, temperature)
+    check_image_column(train_dataset, image_column, "train_dataset")
+    check_image_column(test_dataset, image_column, "test_dataset")
     train_labels, num_classes = _labels_and_num_classes(train_dataset, label_column)
     test_labels, _ = _labels_and_num_classes(test_dataset, label_column)
     common = dict(image_processor=image_processor, batch_size=batch_size, image_column=image_column, device=device)
-    train_features = extract_features(model, train_dataset, **common)
-    test_features = extract_features(model, test_dataset, **common)
-    return knn_accuracy_from_features(train_features, train_labels, test_features, test_labels, num_classes, k,
-                                      temperature)  # fmt: skip
+    train = extract_dataset_features(model, train_dataset, name="train_dataset", **common)
+    test = extract_dataset_features(model, test_dataset, name="test_dataset", **common)
+    if num_classes is None:  # from every label, so that skipping an image cannot change the class count
+        num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    return knn_accuracy_from_features(train.features, train_labels[train.kept], test.features, test_labels[test.kept],
+                                      num_classes, k, temperature)  # fmt: skip
 
 
 def evaluate_knn(
@@ -120,25 +130,43 @@ def evaluate_knn(
     ``{label: top-1 accuracy %}``.
 
     Features are extracted once and reused for every label column. The split depends only on ``seed`` and the
-    labels, so two models (e.g. trained and random-init) are compared on the same examples.
+    labels, so two models (e.g. trained and random-init) are compared on the same examples. Images that cannot be
+    decoded are left out of both sides of the split, and counted in a logged warning.
     """
     _check_k_temperature(k, temperature)
     if isinstance(label_columns, str):
         label_columns = (label_columns,)
     if not label_columns:
         raise ValueError("label_columns must name at least one label column.")
+    check_image_column(dataset, image_column)
     labels = {name: _labels_and_num_classes(dataset, name) for name in label_columns}
     stratify_by = stratify_by or label_columns[0]
     if stratify_by not in dataset.column_names:
         raise ValueError(f"stratify_by {stratify_by!r} is not a column of the dataset ({dataset.column_names}).")
     strata = labels[stratify_by][0] if stratify_by in labels else _labels_and_num_classes(dataset, stratify_by)[0]
     train_idx, test_idx = stratified_split_indices(strata.numpy(), test_fraction, seed)
-    features = extract_features(model, dataset, image_processor=image_processor, batch_size=batch_size,
-                                image_column=image_column, device=device)  # fmt: skip
+    extracted = extract_dataset_features(model, dataset, image_processor=image_processor, batch_size=batch_size,
+                                         image_column=image_column, device=device)  # fmt: skip
+    train_rows = _decoded_rows(extracted.kept, train_idx, "memory bank")
+    test_rows = _decoded_rows(extracted.kept, test_idx, "query")
+    features, kept = extracted.features, torch.as_tensor(extracted.kept)
     results = {}
     for name, (values, num_classes) in labels.items():
-        k_used = _effective_k(k, len(train_idx))
-        scores = knn_accuracy_from_features(features[train_idx], values[train_idx], features[test_idx],
-                                            values[test_idx], num_classes, k_used, temperature)
+        values = values[kept]
+        if num_classes is None:  # from every label, so that skipping an image cannot change the class count
+            num_classes = int(labels[name][0].max()) + 1
+        k_used = _effective_k(k, len(train_rows))
+        scores = knn_accuracy_from_features(features[train_rows], values[train_rows], features[test_rows],
+                                            values[test_rows], num_classes, k_used, temperature)
         results[name] = scores["top1"]
     return results
+
+
+def _decoded_rows(kept: np.ndarray, indices: np.ndarray, part: str) -> torch.Tensor:
+    """Positions, among the decoded rows ``kept`` (sorted), of the dataset rows ``indices`` whose image decoded."""
+    positions = np.searchsorted(kept, indices)
+    found = positions < len(kept)
+    found[found] = kept[positions[found]] == indices[found]
+    if not found.any():
+        raise ValueError(f"none of the {len(indices)} {part} images of the k-NN split could be decoded.")
+    return torch.as_tensor(positions[found])
