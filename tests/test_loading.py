@@ -311,3 +311,15 @@ def test_decoded_cache_keeps_to_its_budget(tmp_path, monkeypatch):
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="cache_bytes"):
             load_pretraining_images(tmp_path / "data", S, cache_bytes=bad)
+
+
+def test_a_named_image_column_must_hold_images(tmp_path):
+    """An integer column named as the image column was read as images that all fail to decode."""
+    _write_colour_images(tmp_path / "data", 2)
+    labelled = datasets.Dataset.from_dict({"image": [str(p) for p in sorted((tmp_path / "data").iterdir())],
+                                           "label": [0, 1]})
+    with pytest.raises(PretrainingSourceError, match="'label'.*not images"):
+        load_pretraining_images(labelled, S, image_column="label")
+    assert len(load_pretraining_images(labelled, S, image_column="image")) == 2  # paths are fine
+    with pytest.raises(PretrainingSourceError, match="has no columns"):
+        load_pretraining_images(tmp_path / "data", S, image_column="picture")

@@ -128,6 +128,16 @@ def test_a_step_runs_on_the_meta_device_so_it_never_waits_for_the_device(overrid
     assert model.student.embeddings.cls_token.grad is not None and model.prototypes.grad is not None
 
 
+def test_koleo_leaves_out_a_batch_of_one_image():
+    """An epoch's last batch can hold one image; KoLeo, which needs a neighbour, used to stop training there."""
+    model = micro_model(koleo_weight=0.1).train()
+    global_crops, local_crops = crops(batch=1)
+    output = model(global_crops, local_crops)
+    assert output.koleo_loss is None and torch.isfinite(output.loss)
+    output.loss.backward()
+    assert model(*crops(batch=2)).koleo_loss is not None
+
+
 def test_uniform_student_scores_give_ln_k():
     """Zero prototypes make every similarity 0: the student is uniform and the loss is exactly ln K."""
     model = micro_model().eval()

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .losses import (
     centered_teacher_probabilities,
@@ -36,6 +36,8 @@ from .losses import (
 )
 from .configuration_pros import ProSConfig
 from .modeling_pros import ProSModel, ProSPreTrainedModel
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -406,7 +408,11 @@ class ProSForPreTraining(ProSPreTrainedModel):
         if config.me_max_weight > 0:
             me_max_loss = mean_entropy_maximization(student_probabilities)
             loss = loss + config.me_max_weight * me_max_loss
-        if config.koleo_weight > 0:
+        if config.koleo_weight > 0 and student_features.shape[1] < 2:
+            # KoLeo spreads a batch's features apart: one image (an epoch's last, short batch) has no neighbour
+            logger.warning_once("KoLeo is left out of batches of a single image (it needs a neighbour); the matching "
+                                "loss still trains on them. Use dataloader_drop_last to avoid such batches.")
+        elif config.koleo_weight > 0:
             koleo = torch.stack([koleo_loss(view) for view in student_features[:num_global]]).mean()
             loss = loss + config.koleo_weight * koleo
 

@@ -24,10 +24,13 @@ def synchronize(device: torch.device | str) -> None:
 
 
 class SteadyThroughputCallback(TrainerCallback):
-    """Times optimizer steps from the end of step `skip_steps(max_steps)` to the end of training.
+    """Times optimizer steps from the end of step `skip_steps(max_steps)` to the end of the last step.
 
     `samples_per_second` is then optimizer steps x per-device batch x processes x accumulation steps, over the
     seconds between (a last, partial batch counts as full); None when the run had no step after the skipped ones.
+    The clock stops at the last step, so what runs after it (a final k-NN evaluation, the export) is not counted; a
+    run stopped early is timed to its end. Put it first among the callbacks, so that its readings come before other
+    callbacks' work at a step's end.
     """
 
     def __init__(self, max_skip: int = 10, clock=time.perf_counter):
@@ -47,8 +50,14 @@ class SteadyThroughputCallback(TrainerCallback):
         if self.start is None and state.global_step >= self.skip_steps(state.max_steps):
             synchronize(args.device)
             self.start = (state.global_step, self.clock())
+        elif self.start is not None and state.global_step >= state.max_steps:
+            self._stop(args, state)
 
     def on_train_end(self, args, state, control, **kwargs):
+        if self.samples_per_second is None:  # stopped before its last step
+            self._stop(args, state)
+
+    def _stop(self, args, state) -> None:
         if self.start is None or state.global_step <= self.start[0]:
             return
         synchronize(args.device)

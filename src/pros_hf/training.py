@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import TrainOutput, get_last_checkpoint, has_length
 
 from . import schedules
 from .augmentation import MultiCropAugmentation, MultiCropConfig
@@ -39,10 +40,20 @@ logger = logging.getLogger(__name__)
 HEALTH_METRICS = ("matching_loss", "me_max_loss", "koleo_loss", "patch_loss", "teacher_entropy",
                   "student_mean_entropy", "active_prototypes", "teacher_temperature")
 NO_DECAY_NAMES = ("prototypes", "cls_token", "position_embeddings", "mask_token")
+SKIP_REPORT_NAME = "skip_report.json"  # in the export and in every checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite: training stops; the last checkpoint on disk is the last good state."""
+
+
+class NoImagesReadError(ValueError):
+    """Not one training image could be decoded: a wrong image column or an unreadable set."""
+
+
+class _RunAlreadyComplete(Exception):
+    """Raised at the start of a run resumed from a checkpoint at its last step: transformers' loop would train one
+    more step before it checks the step count (it checks after each step), changing a finished run's weights."""
 
 
 @dataclass
@@ -90,6 +101,11 @@ class ProSTrainingArguments(TrainingArguments):
     freeze_prototypes_epochs: float = field(default=1.0, metadata={"help": (
         "Epochs during which prototype gradients are cancelled (DINO's freeze_last_layer: 1). Moving prototypes "
         "before the backbone has structure chases noise; raise it if the loss collapses early.")})
+    warmup_teacher_temperature_steps: int | None = field(default=None, metadata={"help": (
+        "The teacher-temperature warm-up in optimizer steps instead of epochs (overrides "
+        "--warmup_teacher_temperature_epochs). A streamed dataset has no epoch length: give the schedules in steps.")})
+    freeze_prototypes_steps: int | None = field(default=None, metadata={"help": (
+        "The prototype freeze in optimizer steps instead of epochs (overrides --freeze_prototypes_epochs).")})
     num_global_crops: int = field(default=2, metadata={"help": "Global crops per image (teacher and student)."})
     num_local_crops: int = field(default=6, metadata={"help": (
         "Local crops per image (student only; DINO: 6-10). Each costs about (local/global size)^2 of a global "
@@ -110,6 +126,8 @@ class ProSTrainingArguments(TrainingArguments):
         "monitor k-NN accuracy (examples/knn_eval.py, KNNCallback).")})
 
     def __post_init__(self):
+        self._check_self_distillation_fields()
+        self.multicrop_config()  # the crops are checked now, not at the first training step
         if self.dataloader_persistent_workers is None:
             self.dataloader_persistent_workers = self.dataloader_num_workers > 0
         if self.accelerator_config is None and self.dataloader_pin_memory and torch.cuda.is_available():
@@ -117,16 +135,49 @@ class ProSTrainingArguments(TrainingArguments):
             self.accelerator_config = {"non_blocking": True}
         super().__post_init__()
 
+    def _check_self_distillation_fields(self) -> None:
+        """Schedules and crop counts that would otherwise fail mid-run (a momentum above 1 at step 8) or silently
+        misbehave (a negative weight decay)."""
+        for name in ("teacher_momentum", "teacher_momentum_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name} must be in [0, 1] (an EMA momentum), got {getattr(self, name)}.")
+        for name in ("weight_decay", "weight_decay_end", "warmup_teacher_temperature_epochs",
+                     "freeze_prototypes_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
+        for name in ("warmup_teacher_temperature_steps", "freeze_prototypes_steps", "num_local_crops"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"--{name} must be >= 0, got {value}.")
+        if self.num_global_crops < 1:
+            raise ValueError(f"--num_global_crops must be >= 1, got {self.num_global_crops}.")
+        for name in ("global_crop_size", "local_crop_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"--{name} must be a positive number of pixels, got {getattr(self, name)}.")
+
     def multicrop_config(self) -> MultiCropConfig:
-        overrides = json.loads(self.augmentation_overrides) if self.augmentation_overrides else {}
+        try:
+            overrides = json.loads(self.augmentation_overrides) if self.augmentation_overrides else {}
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--augmentation_overrides is not valid JSON ({error}): "
+                             f"{self.augmentation_overrides!r}") from None
         if not isinstance(overrides, dict):
             raise ValueError(f"--augmentation_overrides must be a JSON object, got {self.augmentation_overrides!r}")
-        return MultiCropConfig.from_dict({
+        fields = {
             "n_global_crops": self.num_global_crops, "n_local_crops": self.num_local_crops,
             "global_crop_size": self.global_crop_size, "local_crop_size": self.local_crop_size,
             "global_crop_scale": tuple(self.global_crop_scale), "local_crop_scale": tuple(self.local_crop_scale),
-            **overrides,
-        })
+        }
+        if self.num_global_crops != 2:
+            # DINO's per-view probabilities are for two global views (always blur the first, blur little and
+            # solarize the second): further views get the second view's
+            others = self.num_global_crops - 1
+            fields["global_blur_p"] = (1.0,) + (0.1,) * others
+            fields["global_solarize_p"] = (0.0,) + (0.2,) * others
+        try:
+            return MultiCropConfig.from_dict({**fields, **overrides})
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"crop settings (the crop flags and --augmentation_overrides): {error}") from None
 
 
 class _SelfDistillationCallback(TrainerCallback):
@@ -136,10 +187,15 @@ class _SelfDistillationCallback(TrainerCallback):
         self.trainer = trainer
 
     def on_train_begin(self, args, state, control, **kwargs):
-        """The epoch-based schedule lengths in steps, once the Trainer knows the length of the run."""
+        """The schedule lengths in steps, once the Trainer knows the length of the run."""
         trainer = self.trainer
-        trainer.warmup_temperature_steps = trainer._epoch_steps(args.warmup_teacher_temperature_epochs)
-        trainer.freeze_prototype_steps = trainer._epoch_steps(args.freeze_prototypes_epochs)
+        trainer.steps_this_run = 0
+        if 0 < state.max_steps <= state.global_step:
+            raise _RunAlreadyComplete()
+        trainer.warmup_temperature_steps = trainer._schedule_steps(args.warmup_teacher_temperature_steps,
+                                                                   args.warmup_teacher_temperature_epochs)
+        trainer.freeze_prototype_steps = trainer._schedule_steps(args.freeze_prototypes_steps,
+                                                                 args.freeze_prototypes_epochs)
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         trainer = self.trainer
@@ -158,6 +214,7 @@ class _SelfDistillationCallback(TrainerCallback):
         momentum = schedules.teacher_momentum(state.global_step, state.max_steps, args.teacher_momentum,
                                               args.teacher_momentum_end)
         trainer.unwrapped_model.update_teacher(momentum)
+        trainer.steps_this_run += 1
         trainer.last_teacher_momentum = momentum
 
 
@@ -189,6 +246,8 @@ class ProSTrainer(Trainer):
         self.model_accepts_loss_kwargs = False  # the loss is a per-batch mean: let the Trainer scale it for GA
         self.loss_is_scaled_for_ga = False
         self.augmentation = augmentation or MultiCropAugmentation(args.multicrop_config())
+        self._check_crops_fit_the_model()
+        self._check_schedules_have_a_length()
         self.image_processor = image_processor
         self.dataset_name = dataset_name
         self.skip_report = SkipReport()
@@ -202,9 +261,12 @@ class ProSTrainer(Trainer):
         self._unchecked_losses: list[tuple[int, torch.Tensor]] = []  # (optimizer step, loss on the device)
         self._collapsed_logs = 0
         self._flops_per_image = None  # set on the first step, from the model and the crops
+        self.steps_this_run = 0  # optimizer steps taken by this call of train() (0: resumed at its last step)
+        self.skip_summary: dict | None = None  # the skip report of every process, after train()
         self.add_callback(_SelfDistillationCallback(self))
         self.throughput = SteadyThroughputCallback()
-        self.add_callback(self.throughput)
+        # first in line, so that its clock reads before other callbacks' work at a step's end (a k-NN evaluation)
+        self.callback_handler.callbacks.insert(0, self.throughput)
 
     # --------------------------------------------------------------------------------------------------------- #
     @property
@@ -216,6 +278,44 @@ class ProSTrainer(Trainer):
         num_epochs = max(float(self.state.num_train_epochs or 1), 1e-9)
         steps_per_epoch = self.state.max_steps / num_epochs
         return min(int(round(epochs * steps_per_epoch)), self.state.max_steps)
+
+    def _schedule_steps(self, steps: int | None, epochs: float) -> int:
+        """A schedule's length in optimizer steps: `steps` when given, else `epochs` converted; at most the run."""
+        return min(steps, self.state.max_steps) if steps is not None else self._epoch_steps(epochs)
+
+    def _check_crops_fit_the_model(self) -> None:
+        """Crop sides must be whole numbers of patches: caught here, naming the flag, not at the first step."""
+        model = self.model.module if hasattr(self.model, "module") else self.model
+        config = getattr(model, "config", None)
+        if config is None or not hasattr(config, "patch_size"):
+            return
+        patch = config.patch_size if isinstance(config.patch_size, int) else max(config.patch_size)
+        crops = self.augmentation.config
+        sizes = [("--global_crop_size", crops.global_crop_size)]
+        if crops.n_local_crops:
+            sizes.append(("--local_crop_size", crops.local_crop_size))
+        for flag, size in sizes:
+            if size % patch:
+                raise ValueError(f"{flag} {size} is not a multiple of the model's patch size {patch}: the backbone "
+                                 f"cuts crops into {patch}-px patches; use e.g. {max(patch, size // patch * patch)}.")
+
+    def _check_schedules_have_a_length(self) -> None:
+        """A streamed dataset has no epoch length, so epoch-based schedules cannot be placed: ask for steps rather
+        than let them collapse to zero steps (no temperature warm-up, no prototype freeze) without a word."""
+        if self.train_dataset is None or has_length(self.train_dataset):
+            return
+        args = self.args
+        missing = [f"--{name}_steps" for name, epochs, steps in (
+            ("warmup_teacher_temperature", args.warmup_teacher_temperature_epochs, args.warmup_teacher_temperature_steps),
+            ("freeze_prototypes", args.freeze_prototypes_epochs, args.freeze_prototypes_steps),
+        ) if epochs > 0 and steps is None]
+        if missing:
+            total = args.max_steps if args.max_steps > 0 else 0
+            raise ValueError(
+                f"The training data is streamed, so an epoch has no length in steps: give {' and '.join(missing)} "
+                f"(DINO's proportions of a {total}-step run: --warmup_teacher_temperature_steps {int(0.3 * total)} "
+                f"--freeze_prototypes_steps {int(0.01 * total)}), or set the *_epochs flags to 0."
+            )
 
     def get_decay_parameter_names(self, model) -> list[str]:
         """DINO's rule (no decay for 1-D tensors: biases, norms) plus prototypes, CLS token and position embeddings."""
@@ -261,6 +361,8 @@ class ProSTrainer(Trainer):
         if model.training:
             self.skip_report.update(inputs)
         pixel_values = inputs["pixel_values"]
+        if pixel_values.shape[0] == 0 and model.training:
+            self._check_some_images_decode()
         if pixel_values.shape[0] == 0:  # every image of this batch was unreadable: a zero step, kept in the graph
             loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
             return (loss, None) if return_outputs else loss
@@ -279,6 +381,14 @@ class ProSTrainer(Trainer):
         else:  # evaluation: no backward pass to keep fed
             self.check_losses_finite()
         return (loss, outputs) if return_outputs else loss
+
+    def _check_some_images_decode(self, at_least: int = 16) -> None:
+        """Stop when not one image has decoded after `at_least` attempts (or a whole batch, if larger): a wrong
+        image column or an unreadable set would otherwise train on empty batches to the end, and succeed."""
+        report = self.skip_report
+        if report.delivered == 0 and report.skipped >= max(at_least, self.args.per_device_train_batch_size):
+            raise NoImagesReadError(f"No training image could be read: {report.format()}. Check --train_dir / "
+                             "--image_column: the column must hold images, image paths or image bytes.")
 
     def check_losses_finite(self) -> None:
         """Raise `NonFiniteLossError`, naming the first step whose loss was NaN or infinite, among the losses since
@@ -301,7 +411,36 @@ class ProSTrainer(Trainer):
 
     def _save_checkpoint(self, model, trial, *args, **kwargs):
         self.check_losses_finite()
+        # the skip counts of every process go with the checkpoint, so that a resumed run reports the whole run's
+        summary = self.gathered_skip_summary()
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, SKIP_REPORT_NAME), "w") as handle:
+                json.dump(summary, handle, indent=2)
         return super()._save_checkpoint(model, trial, *args, **kwargs)
+
+    def _restore_skip_report(self, checkpoint: str | bool | None) -> None:
+        """The skip counts saved with the checkpoint a run resumes from, onto the main process (they hold every
+        process's counts of the run before it)."""
+        if checkpoint is True:
+            checkpoint = get_last_checkpoint(self.args.output_dir)
+        path = os.path.join(checkpoint, SKIP_REPORT_NAME) if isinstance(checkpoint, str) else None
+        if self.is_world_process_zero() and path and os.path.isfile(path):
+            with open(path) as handle:
+                self.skip_report.merge(SkipReport.from_summary(json.load(handle)))
+
+    def gathered_skip_summary(self) -> dict:
+        """This run's skip report summed over the processes (a collective: every process must call it)."""
+        summaries = [self.skip_report.summary()]
+        if self.args.world_size > 1:
+            from accelerate.utils import gather_object
+
+            summaries = gather_object(summaries)
+        report = SkipReport.from_summary(summaries[0])
+        for other in summaries[1:]:
+            report.merge(SkipReport.from_summary(other))
+        return report.summary()
 
     def _accumulate_metrics(self, outputs) -> None:
         """Sum the health metrics on the device (no host sync per step); `log` turns them into averages."""
@@ -345,18 +484,31 @@ class ProSTrainer(Trainer):
             )
 
     # --------------------------------------------------------------------------------------------------------- #
-    def train(self, *args, **kwargs):
-        """Train, report skipped images and the steady-state rate, then export the teacher backbone to `output_dir`."""
-        result = super().train(*args, **kwargs)
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args, **kwargs):
+        """Train, report skipped images and the steady-state rate, then export the teacher backbone to `output_dir`.
+        A run resumed from the checkpoint of its last step trains no further and exports that checkpoint's teacher."""
+        self._restore_skip_report(resume_from_checkpoint)
+        try:
+            result = super().train(resume_from_checkpoint, *args, **kwargs)
+        except _RunAlreadyComplete:
+            logger.info("The checkpoint is at the run's last step (%d): nothing left to train", self.state.global_step)
+            # the end of a run without its steps: callbacks close their progress bars, a k-NN callback measures
+            # the checkpoint's teacher for the card
+            self.control = self.callback_handler.on_train_end(self.args, self.state, self.control)
+            result = TrainOutput(self.state.global_step, 0.0, {})
         self.check_losses_finite()
         if self.throughput.samples_per_second is not None:
             # the rate after the start-up steps (see throughput.py): what a long run gets, unlike the Trainer's
             steady = {"train_steady_samples_per_second": round(self.throughput.samples_per_second, 3)}
             result.metrics.update(steady)
             self.log(steady)
-        report = self.skip_report.summary()
-        if report.get("skipped"):
-            logger.warning("Images skipped during training on this process: %s", self.skip_report.format())
+        self.skip_summary = self.gathered_skip_summary()
+        if self.skip_summary["skipped"]:
+            logger.warning("Images skipped during training: %s",
+                           SkipReport.from_summary(self.skip_summary).format())
+        if self.skip_summary["total"] and not self.skip_summary["delivered"]:
+            raise NoImagesReadError(
+                f"No training image could be read: {SkipReport.from_summary(self.skip_summary).format()}.")
         self.export_backbone(self.args.output_dir, evaluation=self.last_knn_results())
         return result
 
@@ -400,8 +552,8 @@ class ProSTrainer(Trainer):
                 logger.info("No training_curves.png: %s", error)
             backbone_card(backbone, repo_id=repo_id, dataset=self.dataset_name, training_summary=summary,
                           evaluation=evaluation).save(os.path.join(output_dir, "README.md"))
-            with open(os.path.join(output_dir, "skip_report.json"), "w") as handle:
-                json.dump(self.skip_report.summary(), handle, indent=2)
+            with open(os.path.join(output_dir, SKIP_REPORT_NAME), "w") as handle:
+                json.dump(self.skip_summary or self.skip_report.summary(), handle, indent=2)
             if self.push_backbone_to_hub:
                 repo = self.args.hub_model_id or os.path.basename(os.path.abspath(output_dir))
                 url = push_folder(output_dir, repo, token=self.args.hub_token,
@@ -411,4 +563,4 @@ class ProSTrainer(Trainer):
         return output_dir
 
 
-__all__ = ["NonFiniteLossError", "ProSTrainer", "ProSTrainingArguments"]
+__all__ = ["NoImagesReadError", "NonFiniteLossError", "ProSTrainer", "ProSTrainingArguments"]

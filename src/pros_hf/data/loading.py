@@ -232,6 +232,11 @@ def _find_image_column(ds: Any, image_column: str | None, source: str) -> str:
     if image_column is not None:
         if columns and image_column not in columns:
             raise ValueError(f"image_column {image_column!r} not in {source!r}; valid columns: {columns}")
+        if features is not None and not _can_hold_images(features[image_column]):
+            raise PretrainingSourceError(
+                f"image_column {image_column!r} of {source!r} holds {features[image_column]}, not images: it must be an "
+                "Image feature, image paths (strings) or encoded image bytes."
+            )
         return image_column
     if features is not None:
         for name, feature in features.items():
@@ -243,6 +248,17 @@ def _find_image_column(ds: Any, image_column: str | None, source: str) -> str:
     raise PretrainingSourceError(
         f"Cannot tell which column of {source!r} holds the images; pass image_column= one of {columns}"
     )
+
+
+def _can_hold_images(feature: Any) -> bool:
+    """What `decoding.open_image_rgb` can read: an Image feature, paths or bytes, or `{"bytes", "path"}` dicts."""
+    if isinstance(feature, datasets.Image):
+        return True
+    if isinstance(feature, datasets.Value):
+        return feature.dtype in ("string", "large_string", "binary", "large_binary")
+    if isinstance(feature, dict):
+        return bool({"bytes", "path"} & set(feature))
+    return False
 
 
 def _prepare_columns(ds: Any, column: str):
@@ -335,6 +351,9 @@ def load_pretraining_images(
         if os.path.isdir(path) and _is_saved_dataset(path):
             ds = _pick_split(datasets.load_from_disk(path), split, name)
         elif os.path.isdir(path):
+            if image_column not in (None, "image"):
+                raise PretrainingSourceError(f"{path!r} is a folder of image files, which has no columns: "
+                                             f"image_column={image_column!r} applies to datasets only.")
             files = list_image_files(path, recursive=recursive)
             if not files:
                 raise PretrainingSourceError(f"No image files found in folder {path!r} (recursive={recursive}).")

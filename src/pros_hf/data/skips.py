@@ -104,6 +104,16 @@ class SkipReport:
             self.examples.extend(other.examples[:room])
         return self
 
+    @classmethod
+    def from_summary(cls, summary: Mapping[str, Any], **kwargs) -> SkipReport:
+        """The report a `summary()` describes (e.g. saved with a checkpoint, to go on counting after a resume)."""
+        report = cls(**kwargs)
+        report.delivered = int(summary.get("delivered", 0))
+        report.counts.update({str(reason): int(n) for reason, n in summary.get("by_reason", {}).items()})
+        report.examples = [(e["source"], e["reason"]) for e in summary.get("examples", [])][:report.max_examples]
+        report._logged = {source for source, _ in report.examples}
+        return report
+
     def summary(self) -> dict[str, Any]:
         """Numbers as plain Python (JSON-serialisable) values."""
         total = self.total
