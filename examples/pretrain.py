@@ -21,7 +21,7 @@ from pros_hf import ProSConfig, ProSImageProcessor
 from pros_hf.data.loading import load_pretraining_images
 from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
-from pros_hf.training import ProSTrainer, ProSTrainingArguments
+from pros_hf.training import NoImagesReadError, ProSTrainer, ProSTrainingArguments
 
 
 logger = logging.getLogger("pretrain")
@@ -88,6 +88,8 @@ class DataArguments:
         "among the training processes, at most 16.")})
 
     def __post_init__(self):
+        if self.source_image_size is not None and self.source_image_size < 1:
+            raise SystemExit(f"--source_image_size must be a positive number of pixels, got {self.source_image_size}.")
         if self.decoded_cache_mb < 0:
             raise SystemExit(f"--decoded_cache_mb must be >= 0 (0 turns the cache off), got {self.decoded_cache_mb}.")
         if self.synthetic_num_proc is not None and self.synthetic_num_proc < 1:
@@ -130,6 +132,8 @@ class KNNArguments:
 def knn_callback(knn_args: KNNArguments, image_processor, seed: int, synthetic=None):
     """The KNNCallback --knn_dataset asks for (else one on `synthetic`, a labelled dataset, when given), or None.
     Bad data stops here, before any training step."""
+    what = (f"--knn_dataset {knn_args.knn_dataset}" if knn_args.knn_dataset is not None
+            else f"the held-out synthetic faces (--knn_synthetic_images {knn_args.knn_synthetic_images})")
     if knn_args.knn_dataset is None and synthetic is None:
         return None
     from pros_hf.knn import KNNCallback, load_labelled_dataset
@@ -144,7 +148,7 @@ def knn_callback(knn_args: KNNArguments, image_processor, seed: int, synthetic=N
             eval_steps=knn_args.knn_eval_steps, image_processor=image_processor,
             image_column=knn_args.knn_image_column)
     except ValueError as error:
-        raise SystemExit(f"--knn_dataset {knn_args.knn_dataset}: {error}") from None
+        raise SystemExit(f"{what}: {error}") from None
 
 
 # Without --train_dir: a small, fast run on the synthetic faces; these replace the defaults --help shows.
@@ -157,9 +161,26 @@ NO_DATA_DEFAULTS = {
 }
 
 
+def flag_name(arg: str) -> str | None:
+    """`--train-dir=x` -> `--train_dir`: HfArgumentParser takes hyphens for underscores, and the `=` form."""
+    return "--" + arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+
+
+def flag_is_on(argv: list[str], name: str) -> bool:
+    """Whether the boolean flag `name` is set on: bare (`--bf16`), `--bf16 true` or `--bf16=True`, any spelling."""
+    on = False
+    for index, arg in enumerate(argv):
+        if flag_name(arg) != name:
+            continue
+        value = arg.split("=", 1)[1] if "=" in arg else (
+            argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else "true")
+        on = value.strip().lower() in ("true", "1", "yes", "y", "t")
+    return on
+
+
 def default_cpu_demo(argv: list[str]) -> list[str]:
     """With no data argument: a small, fast run on the synthetic faces (unless the user set these flags)."""
-    given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
+    given = {flag_name(arg) for arg in argv if arg.startswith("--")}
     extra = []
     for flag, value in NO_DATA_DEFAULTS.items():
         if flag not in given:
@@ -181,11 +202,27 @@ def build_model(model_args: ModelArguments, training_args: ProSTrainingArguments
     }.items() if v is not None}
     if model_args.model_name_or_path:
         from pros_hf import ProSModel
+        from pros_hf.modeling_pros_heads import check_model_source
 
+        try:
+            check_model_source(model_args.model_name_or_path)
+        except (OSError, FileNotFoundError) as error:
+            raise SystemExit(f"--model_name_or_path: {error}") from None
         backbone = ProSModel.from_pretrained(model_args.model_name_or_path)
-        config = ProSConfig(**{**backbone.config.to_dict(), **overrides})
+        # trained at --global_crop_size: the export's config and image processor say so, and the position
+        # embeddings are resampled to that grid once here (as timm does for a new image size)
+        config = ProSConfig(**{**backbone.config.to_dict(), **overrides, "image_size": training_args.global_crop_size})
+        if model_args.config_overrides:
+            config = apply_config_overrides(config, model_args.config_overrides)
         model = ProSForPreTraining(config)
         state = backbone.state_dict()
+        grid = model.student.embeddings.grid_size
+        if grid != backbone.embeddings.grid_size:
+            logger.info("Position embeddings resampled from a %s to a %s patch grid (--global_crop_size %d)",
+                        backbone.embeddings.grid_size, grid, training_args.global_crop_size)
+            with torch.no_grad():
+                state["embeddings.position_embeddings"] = backbone.embeddings.interpolate_pos_encoding(
+                    *grid, torch.float32)
         if model.student.embeddings.mask_token is None:  # a backbone pre-trained with the patch loss, reused without
             state.pop("embeddings.mask_token", None)
         missing, unexpected = model.student.load_state_dict(state, strict=False)
@@ -218,16 +255,18 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     epilog = ("Without --train_dir, the flags not given take these values instead of the defaults above: "
               + ", ".join(f"{flag} {value}" for flag, value in NO_DATA_DEFAULTS.items()) + ".")
     parser = HfArgumentParser((ModelArguments, DataArguments, KNNArguments, ProSTrainingArguments), epilog=epilog)
-    if not any(arg.split("=")[0] == "--train_dir" for arg in argv):
+    if not any(flag_name(arg) == "--train_dir" for arg in argv):
         argv = default_cpu_demo(argv)
-    cpu_only = not torch.cuda.is_available() and "--use_cpu" not in argv
-    if cpu_only and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or "--bf16" in argv):
+    cpu_only = not torch.cuda.is_available() and not flag_is_on(argv, "--use_cpu")
+    if cpu_only and (int(os.environ.get("WORLD_SIZE", "1")) > 1 or flag_is_on(argv, "--bf16")):
         # several CPU processes (gloo): transformers only forms the group with use_cpu; bf16 on a CPU needs it too
-        argv = argv + ["--use_cpu"]
+        argv = argv + ["--use_cpu", "true"]
     try:
         model_args, data_args, knn_args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    except ValueError as error:  # transformers' checks of the training arguments: a message, not a traceback
+    except ValueError as error:  # the checks of the training arguments: a message, not a traceback
         raise SystemExit(f"pretrain.py: {error}") from None
+    if data_args.streaming and training_args.max_steps <= 0:
+        raise SystemExit("pretrain.py: --streaming needs --max_steps (a stream has no length to count epochs in).")
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
@@ -241,11 +280,17 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     else:
         dataset_name = data_args.train_dir
         source = data_args.train_dir
-    train_dataset = load_pretraining_images(source, image_size=source_size, streaming=data_args.streaming,
-                                            image_column=data_args.image_column, shuffle=data_args.streaming,
-                                            seed=training_args.seed,
-                                            cache_bytes=0 if data_args.streaming else data_args.decoded_cache_mb << 20)
-    model = build_model(model_args, training_args)
+    try:
+        train_dataset = load_pretraining_images(
+            source, image_size=source_size, streaming=data_args.streaming, image_column=data_args.image_column,
+            shuffle=data_args.streaming, seed=training_args.seed,
+            cache_bytes=0 if data_args.streaming else data_args.decoded_cache_mb << 20)
+    except (OSError, ValueError) as error:  # a missing path, an empty folder, an offline Hub id, no image column
+        raise SystemExit(f"--train_dir {data_args.train_dir}: {error}") from None
+    try:
+        model = build_model(model_args, training_args)
+    except ValueError as error:
+        raise SystemExit(f"pretrain.py: {error}") from None
     logger.info("ProS %s: %.1fM parameters per backbone, %d prototypes, source images %d px, %d x %d + %d x %d crops",
                 model_args.preset, sum(p.numel() for p in model.student.parameters()) / 1e6,
                 model.config.num_prototypes, source_size, training_args.num_global_crops,
@@ -258,18 +303,60 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
         held_out = make_synthetic_faces(knn_args.knn_synthetic_images, image_size=data_args.synthetic_image_size,
                                         seed=training_args.seed + 1, show_progress=False, num_proc=num_proc)
     knn = knn_callback(knn_args, image_processor, knn_seed, held_out)
-    trainer = ProSTrainer(
-        model=model, args=training_args, train_dataset=train_dataset, dataset_name=dataset_name,
-        image_processor=image_processor, callbacks=[knn] if knn else None,
-    )
+    try:
+        trainer = ProSTrainer(
+            model=model, args=training_args, train_dataset=train_dataset, dataset_name=dataset_name,
+            image_processor=image_processor, callbacks=[knn] if knn else None,
+        )
+    except ValueError as error:  # crops that do not fit the model, schedules a stream cannot place
+        raise SystemExit(f"pretrain.py: {error}") from None
     if knn is not None:
         knn.trainer = trainer  # its figures then go through trainer.log, to every report_to integration
-    # A run restarted with the same --output_dir continues from its last checkpoint (after a crash or a kill).
+    # A run restarted with the same --output_dir continues from its last complete checkpoint (after a crash or a
+    # kill), provided it was made with the same model configuration.
     resume = training_args.resume_from_checkpoint
-    if resume is None and os.path.isdir(training_args.output_dir):
-        if any(d.startswith("checkpoint-") for d in os.listdir(training_args.output_dir)):
-            resume = True
+    if resume is None:
+        resume = last_complete_checkpoint(training_args.output_dir)
+    if isinstance(resume, str):
+        check_checkpoint_matches(resume, model.config)
     return trainer, resume
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest `checkpoint-N` of `output_dir` that was written to the end (the Trainer writes its
+    `trainer_state.json` last); a newer one cut short by a kill is named and passed over."""
+    if not os.path.isdir(output_dir):
+        return None
+    folders = [name for name in os.listdir(output_dir) if name.startswith("checkpoint-") and name[11:].isdigit()]
+    for name in sorted(folders, key=lambda folder: int(folder[11:]), reverse=True):
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(os.path.join(path, "trainer_state.json")):
+            return path
+        logger.warning("%s was not written to the end (no trainer_state.json; the run was killed while saving it): "
+                       "resuming from an earlier checkpoint", path)
+    return None
+
+
+def check_checkpoint_matches(checkpoint: str, config: ProSConfig) -> None:
+    """Refuse, naming the fields, to resume a checkpoint of another model configuration (torch would report a
+    size mismatch from deep inside load_state_dict)."""
+    path = os.path.join(checkpoint, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path) as handle:
+        saved = json.load(handle)
+    fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
+              "patch_size", "num_prototypes", "head_hidden_size", "head_bottleneck_size", "head_num_layers",
+              "share_prototypes", "patch_loss_weight")
+    current = config.to_dict()
+    differ = [f"{name} {saved[name]} -> {current[name]}" for name in fields
+              if name in saved and saved[name] != current[name]]
+    if differ:
+        raise SystemExit(
+            f"pretrain.py: {checkpoint} was trained with another configuration ({'; '.join(differ)}). Resuming "
+            "continues a run with the flags it was started with: use a new --output_dir for a new run, or "
+            "remove the old checkpoints."
+        )
 
 
 def finish(trainer) -> None:
@@ -283,12 +370,20 @@ def main(argv: list[str] | None = None) -> int:
     trainer, resume = build_trainer(list(sys.argv[1:] if argv is None else argv))
     if resume:
         logger.info("Resuming from %s", "the last checkpoint" if resume is True else resume)
-    result = trainer.train(resume_from_checkpoint=resume)
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except NoImagesReadError as error:
+        raise SystemExit(f"pretrain.py: {error}") from None
     output_dir = trainer.args.output_dir
     if trainer.is_world_process_zero():
-        metrics = {**result.metrics, "skipped_images": trainer.skip_report.summary().get("skipped", 0)}
-        with open(os.path.join(output_dir, "train_results.json"), "w") as handle:
-            json.dump(metrics, handle, indent=2)
+        results = os.path.join(output_dir, "train_results.json")
+        if trainer.steps_this_run == 0 and os.path.isfile(results):
+            # resumed at its last step: nothing trained now, so the figures of the run that trained stay
+            print(f"{output_dir} had already trained to step {trainer.state.global_step}; re-exported it")
+        else:
+            metrics = {**result.metrics, "skipped_images": (trainer.skip_summary or {}).get("skipped", 0)}
+            with open(results, "w") as handle:
+                json.dump(metrics, handle, indent=2)
         print(f"Exported the teacher backbone to {output_dir} (AutoModel.from_pretrained({output_dir!r}))")
     finish(trainer)
     return 0

@@ -60,6 +60,8 @@ def main() -> None:
             not t.equal(s) for t, s in zip(model.teacher.parameters(), model.student.parameters())),
         "center": model.center.detach().cpu().flatten().tolist(),
         "last_metrics": {k: float(v) for k, v in trainer.last_metrics.items()},
+        "own_images": trainer.skip_report.delivered,  # this process's
+        "all_images": trainer.skip_summary["delivered"],  # every process's, gathered
     }
     (record_dir / f"rank-{trainer.args.process_index}.json").write_text(json.dumps(record))
     pretrain.finish(trainer)

@@ -21,7 +21,7 @@ from pros_hf import ProSConfig, ProSModel
 from pros_hf.data.loading import load_pretraining_images
 from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
-from pros_hf.training import NonFiniteLossError, ProSTrainer, ProSTrainingArguments
+from pros_hf.training import NoImagesReadError, NonFiniteLossError, ProSTrainer, ProSTrainingArguments
 
 from conftest import free_port
 from dispatch_counters import HostSyncs
@@ -224,6 +224,28 @@ def test_steady_throughput_counts_the_steps_after_the_start_up(tmp_path, faces):
     assert trainer.throughput.skip_steps(1) == 1
 
 
+def test_steady_throughput_stops_at_the_last_step(tmp_path, faces):
+    """Time spent by later callbacks at a step's end, or after the last step (a final k-NN evaluation), is not
+    counted: the clock reads first at each step's end and stops at the last one."""
+    from transformers import TrainerCallback
+
+    now = [0.0]
+
+    class SlowCallbacks(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            now[0] += 1.0  # one second of "step" per step, seen after the throughput callback has read the clock
+
+        def on_train_end(self, args, state, control, **kwargs):
+            now[0] += 100.0
+
+    trainer = make_trainer(tmp_path, faces)
+    trainer.add_callback(SlowCallbacks())
+    trainer.throughput.clock = lambda: now[0]
+    result = trainer.train()
+    # read at the end of step 2 (1 s elapsed) and of step 8 (7 s): 6 steps x 8 images in 6 s
+    assert result.metrics["train_steady_samples_per_second"] == pytest.approx(8.0)
+
+
 def test_pretrain_example_refuses_bad_arguments_and_its_help_gives_the_no_data_defaults(tmp_path, capsys):
     import importlib.util
 
@@ -276,6 +298,106 @@ def test_bad_arguments(tmp_path, faces):
     with pytest.raises(ValueError, match="interpolation"):
         ProSTrainingArguments(output_dir=str(tmp_path),
                               augmentation_overrides='{"interpolation": "lanczos"}').multicrop_config()
+
+
+def test_schedule_and_crop_arguments_fail_before_training(tmp_path, faces):
+    """Values that used to fail mid-run (a momentum above 1 at step 8), train wrongly in silence (a negative weight
+    decay) or fail at the first step from inside torch (a crop that is not a whole number of patches)."""
+    for field, value in (("teacher_momentum_end", 1.01), ("teacher_momentum", 1.5), ("weight_decay_end", -5.0),
+                         ("freeze_prototypes_epochs", -1.0), ("warmup_teacher_temperature_steps", -2),
+                         ("global_crop_size", -48)):
+        with pytest.raises(ValueError, match=f"--{field}"):
+            ProSTrainingArguments(output_dir=str(tmp_path), **{field: value})
+    with pytest.raises(ValueError, match="not valid JSON"):
+        ProSTrainingArguments(output_dir=str(tmp_path), augmentation_overrides="{bad")
+    with pytest.raises(ValueError, match="--local_crop_size 20 is not a multiple of the model's patch size 8"):
+        make_trainer(tmp_path, faces, local_crop_size=20)
+    # three global views: DINO's two per-view blur/solarize probabilities are extended, not refused
+    crops = ProSTrainingArguments(output_dir=str(tmp_path), num_global_crops=3).multicrop_config()
+    assert crops.global_blur_p == (1.0, 0.1, 0.1) and crops.global_solarize_p == (0.0, 0.2, 0.2)
+
+
+def test_streamed_data_needs_its_schedules_in_steps(tmp_path):
+    """A stream has no epoch length: the epoch-based warm-up and freeze would come out as 0 steps in silence."""
+    stream = load_pretraining_images(make_synthetic_faces(16, image_size=40, seed=0).select_columns(["image"]),
+                                     image_size=36, streaming=True)
+    with pytest.raises(ValueError, match="--warmup_teacher_temperature_steps and --freeze_prototypes_steps"):
+        make_trainer(tmp_path, stream, max_steps=4)
+    trainer = make_trainer(tmp_path, stream, max_steps=4, warmup_teacher_temperature_steps=3, freeze_prototypes_steps=2)
+    trainer.train()
+    assert (trainer.warmup_temperature_steps, trainer.freeze_prototype_steps) == (3, 2)
+    temperatures = [entry["teacher_temperature"] for entry in trainer.state.log_history if "loss" in entry]
+    assert temperatures[0] < temperatures[-1]
+
+
+def test_unreadable_training_images_stop_the_run(tmp_path):
+    """Every image failing to decode used to train on empty batches to the end and succeed."""
+    (tmp_path / "bad").mkdir()
+    for index in range(24):
+        (tmp_path / "bad" / f"{index}.png").write_bytes(b"not a png")
+    bad = load_pretraining_images(tmp_path / "bad", image_size=36)
+    with pytest.raises(NoImagesReadError, match="No training image could be read: Image loading: 0 delivered"):
+        make_trainer(tmp_path, bad, max_steps=4).train()
+
+
+def test_resuming_a_finished_run_trains_no_further_and_keeps_every_count(tmp_path, faces):
+    """transformers checks the step count after a step, so a run resumed at its last step used to take one more;
+    the skip counts of the run before the checkpoint come back with it."""
+    first = make_trainer(tmp_path, faces, max_steps=4, save_strategy="steps", save_steps=4)
+    first.train()
+    weights = {name: tensor.clone() for name, tensor in first.model.state_dict().items()}
+    assert first.skip_summary["delivered"] == 32
+    again = make_trainer(tmp_path, faces, max_steps=4, save_strategy="steps", save_steps=4)
+    again.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    assert again.state.global_step == 4 and again.steps_this_run == 0
+    for name, tensor in again.model.state_dict().items():
+        assert torch.equal(tensor, weights[name]), name
+    assert again.skip_summary["delivered"] == 32  # restored from the checkpoint, not 0
+
+
+def test_pretrain_example_reads_hyphenated_flags_and_finds_complete_checkpoints(tmp_path):
+    example = load_pretrain_example()
+    extended = example.default_cpu_demo(["--output-dir", "mine", "--per-device-train-batch-size=8"])
+    assert "--output_dir" not in extended and "--per_device_train_batch_size" not in extended
+    assert "--num_prototypes" in extended  # defaults the user did not give still apply
+    assert example.flag_is_on(["--bf16=True"], "--bf16") and example.flag_is_on(["--bf16"], "--bf16")
+    assert not example.flag_is_on(["--bf16", "false"], "--bf16")
+    for step, complete in ((2, True), (4, True), (6, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"")
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    # checkpoint-6 was cut short by a kill while saving: the newest complete one is taken
+    assert example.last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    ProSConfig.from_preset("micro", num_prototypes=64).save_pretrained(tmp_path / "checkpoint-4")
+    with pytest.raises(SystemExit, match="another configuration \\(num_prototypes 64 -> 128\\)"):
+        example.check_checkpoint_matches(str(tmp_path / "checkpoint-4"),
+                                         ProSConfig.from_preset("micro", num_prototypes=128))
+
+
+def test_pretrain_example_from_a_backbone_applies_overrides_and_the_crop_size(tmp_path):
+    example = load_pretrain_example()
+    torch.manual_seed(0)
+    ProSModel(ProSConfig.from_preset("micro", image_size=32)).save_pretrained(tmp_path / "backbone")
+    model_args = example.ModelArguments(model_name_or_path=str(tmp_path / "backbone"), num_prototypes=32,
+                                        config_overrides="head_num_layers=2")
+    training_args = ProSTrainingArguments(output_dir=str(tmp_path / "run"), global_crop_size=48)
+    model = example.build_model(model_args, training_args)
+    assert model.config.head_num_layers == 2 and model.config.image_size == 48
+    assert model.student.embeddings.position_embeddings.shape[1] == 1 + 6 * 6  # resampled from 4 x 4
+    assert torch.equal(model.teacher.embeddings.position_embeddings, model.student.embeddings.position_embeddings)
+    with pytest.raises(SystemExit, match="--model_name_or_path: No model folder"):
+        example.build_model(example.ModelArguments(model_name_or_path=str(tmp_path / "nope")), training_args)
+
+
+def load_pretrain_example():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pretrain_example", ROOT / "examples" / "pretrain.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    return example
 
 
 def run_driver(record_dir, output_dir, extra=(), env_extra=None, wait=True):
@@ -338,6 +460,8 @@ def test_two_processes_keep_identical_teachers_and_all_reduce(tmp_path):
     # ... yet the center (buffers are not broadcast here) and the me-max term were computed on the global batch
     assert ranks[0]["center"] == ranks[1]["center"]
     assert ranks[0]["last_metrics"]["me_max_loss"] == pytest.approx(ranks[1]["last_metrics"]["me_max_loss"], rel=1e-6)
+    # the image counts of skip_report.json are the run's, not the main process's alone: 4 steps x 8 x 2 processes
+    assert [r["own_images"] for r in ranks] == [32, 32] and [r["all_images"] for r in ranks] == [64, 64]
 
 
 def test_push_to_hub_offline_keeps_the_export_and_says_why(tmp_path, faces):
