@@ -158,7 +158,8 @@ class FinetuneArguments:
     failure_threshold: float = field(default=0.10, metadata={"help": (
         "NME above which a face counts as a failure, also the end of the CED curve for the AUC (0.10 usual; 0.07 "
         "for AFLW-19).")})
-    num_plot_faces: int = field(default=8, metadata={"help": "Test faces drawn with their predicted landmarks."})
+    num_plot_faces: int = field(default=8, metadata={"help": (
+        "Test faces drawn with their predicted landmarks (0: no landmarks.png).")})
     hub_base_model: str | None = field(default=None, metadata={"help": (
         "Hub id of the backbone for the card's base_model and the adapter's base_model_name_or_path (default: "
         "--model when it is a Hub id; a local folder is recorded as its path).")})
@@ -178,13 +179,31 @@ TRAINING_DEFAULTS = {
 }
 
 
+def flag_name(arg: str) -> str | None:
+    """`--max-steps=3` -> `--max_steps`: HfArgumentParser takes hyphens for underscores, and the `=` form, so the
+    flags the user gave must be recognised in every spelling (else a default given after them overrides them)."""
+    return "--" + arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+
+
+def flag_is_on(argv: list[str], name: str) -> bool:
+    """Whether the boolean flag `name` is on: bare (`--load_best_model_at_end`), `... true` or `...=True`."""
+    on = False
+    for index, arg in enumerate(argv):
+        if flag_name(arg) != name:
+            continue
+        value = arg.split("=", 1)[1] if "=" in arg else (
+            argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else "true")
+        on = value.strip().lower() in ("true", "1", "yes", "y", "t")
+    return on
+
+
 def with_training_defaults(argv: list[str]) -> list[str]:
-    given = {arg.split("=")[0] for arg in argv if arg.startswith("--")}
+    given = {flag_name(arg) for arg in argv if arg.startswith("--")}
     extra = []
     defaults = dict(TRAINING_DEFAULTS)
     if not torch.cuda.is_available():
         defaults["--dataloader_pin_memory"] = "False"  # nothing to pin to without a GPU (and torch warns)
-    if "--load_best_model_at_end" in given:
+    if flag_is_on(argv, "--load_best_model_at_end"):
         defaults["--save_strategy"] = "best"  # a checkpoint whenever the validation metric improves, and only then
     for flag, value in defaults.items():
         if flag not in given and not (flag == "--max_steps" and "--num_train_epochs" in given):
@@ -200,6 +219,10 @@ def build_parser() -> HfArgumentParser:
         if flag == "--max_steps":
             action.help = (f"{action.help or ''} finetune.py: {TRAINING_DEFAULTS[flag]} unless --num_train_epochs "
                            "is given.")
+        elif flag == "--metric_for_best_model":
+            action.help = (f"{action.help or ''} finetune.py: loss, or a metric of the task (accuracy, macro_f1, "
+                           "mean_accuracy, nme, failure_rate, auc); --greater_is_better follows the metric unless "
+                           "given.")
         elif flag in TRAINING_DEFAULTS:
             action.default = TRAINING_DEFAULTS[flag]  # what with_training_defaults passes when the flag is absent
     return parser
@@ -207,7 +230,10 @@ def build_parser() -> HfArgumentParser:
 
 def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     parser = build_parser()
-    args, training_args = parser.parse_args_into_dataclasses(args=with_training_defaults(argv))
+    try:
+        args, training_args = parser.parse_args_into_dataclasses(args=with_training_defaults(argv))
+    except ValueError as error:  # TrainingArguments' own checks: a message, not a traceback
+        raise SystemExit(f"finetune.py: {error}") from None
     if args.lora and args.mode == "linear_probe":
         raise SystemExit("--lora and --mode linear_probe exclude each other: LoRA already freezes the backbone's "
                          "weights and trains low-rank updates plus the head.")
@@ -220,6 +246,36 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
         raise SystemExit("--push_to_hub needs --hub_model_id ORG/NAME.")
     if not args.seeds:
         raise SystemExit("--seeds needs at least one seed.")
+    if len(set(args.seeds)) != len(args.seeds):  # a repeated seed repeats a run and fakes the spread over seeds
+        raise SystemExit(f"--seeds repeats a seed ({args.seeds}); pass distinct seeds.")
+    for flag, count in (("--num_train", args.num_train), ("--num_test", args.num_test)):
+        if count is not None and count < 1:
+            raise SystemExit(f"{flag} must be at least 1 (leave it out for all the images), got {count}.")
+    if not 0.0 < args.test_fraction < 1.0:
+        raise SystemExit(f"--test_fraction is the held-out fraction of the labels, in (0, 1); got "
+                         f"{args.test_fraction}.")
+    if args.num_plot_faces < 0:
+        raise SystemExit(f"--num_plot_faces must be >= 0 (0: no landmarks.png), got {args.num_plot_faces}.")
+    if not (np.isfinite(args.failure_threshold) and args.failure_threshold > 0):
+        raise SystemExit(f"--failure_threshold is an NME (a fraction, e.g. 0.10) and must be > 0, got "
+                         f"{args.failure_threshold}.")
+    if args.image_size is not None and args.image_size < 1:
+        raise SystemExit(f"--image_size must be a positive number of pixels, got {args.image_size}.")
+    # the optimizer and LoRA would refuse these only once the first run builds them, with a traceback
+    if not 0.0 < args.layer_decay <= 1.0:
+        raise SystemExit(f"--layer_decay must be in (0, 1] (1 = no decay), got {args.layer_decay}.")
+    if not (np.isfinite(args.backbone_lr_scale) and args.backbone_lr_scale >= 0):
+        raise SystemExit(f"--backbone_lr_scale must be >= 0 (0 freezes the backbone's step), got "
+                         f"{args.backbone_lr_scale}.")
+    if args.lora:
+        if args.lora_r < 1:
+            raise SystemExit(f"--lora_r (the LoRA rank) must be >= 1, got {args.lora_r}.")
+        if not 0.0 <= args.lora_dropout < 1.0:
+            raise SystemExit(f"--lora_dropout must be in [0, 1), got {args.lora_dropout}.")
+        if not args.lora_alpha > 0:  # the updates are scaled by alpha / r: 0 would train nothing
+            raise SystemExit(f"--lora_alpha must be > 0, got {args.lora_alpha}.")
+        if not args.lora_target_modules:
+            raise SystemExit("--lora_target_modules is empty: name the backbone layers to adapt (qkv, o_proj, ...).")
     if args.few_shot is not None and not 0.0 < args.few_shot <= 1.0:
         raise SystemExit(f"--few_shot is the fraction of the training labels to keep, in (0, 1]; got {args.few_shot}.")
     if not 0.0 <= args.validation_fraction < 1.0:
@@ -231,6 +287,20 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
     if training_args.load_best_model_at_end and not args.validation_fraction:
         raise SystemExit("--load_best_model_at_end without --validation_fraction would pick the checkpoint by its "
                          "test-set score; hold out a validation split, e.g. --validation_fraction 0.2.")
+    if training_args.metric_for_best_model:
+        from pros_hf.finetuning.training import HIGHER_IS_BETTER, TASK_METRICS
+
+        metric = training_args.metric_for_best_model
+        name = metric[len("eval_"):] if metric.startswith("eval_") else metric
+        tasks = [t for t in TASK_METRICS if args.task in ("all", t)]
+        known = ["loss"] + [m for m in TASK_METRICS[tasks[0]] if all(m in TASK_METRICS[t] for t in tasks)]
+        if name not in known:  # the Trainer would only fail at the first evaluation, in the middle of the run
+            raise SystemExit(f"--metric_for_best_model {metric!r} is not a validation metric of --task {args.task}; "
+                             f"choose one of {known}.")
+        # transformers takes every metric not ending in "loss" as higher-is-better: with nme or failure_rate
+        # --load_best_model_at_end would keep the worst checkpoint
+        if not any(flag_name(arg) == "--greater_is_better" for arg in argv):
+            training_args.greater_is_better = HIGHER_IS_BETTER.get(name, False)  # loss: lower is better
     return args, training_args
 
 
@@ -247,9 +317,22 @@ def load_backbone_and_processor(args: FinetuneArguments):
     else:
         try:
             backbone, name = load_backbone(args.model), args.model
-        except OSError as error:  # a missing folder, or a Hub id that cannot be reached
+        except (OSError, ValueError) as error:  # a missing folder, an unreachable Hub id, not a ProS model
             raise SystemExit(f"--model: {error}") from None
         config = backbone.config
+    patch = config.patch_size
+    if args.image_size and args.image_size % patch:  # the patch embedding would fail in the first training step
+        raise SystemExit(f"--image_size {args.image_size} is not a multiple of the backbone's patch size {patch}; "
+                         f"e.g. {max(1, round(args.image_size / patch)) * patch}.")
+    if args.lora:  # before any data is read: a typo would otherwise fail (or be dropped) when the first run builds LoRA
+        from pros_hf import ProSModel
+        from pros_hf.finetuning.lora import check_target_modules
+
+        try:
+            check_target_modules(backbone if isinstance(backbone, ProSModel) else ProSModel(config),
+                                 args.lora_target_modules, prefix="")
+        except ValueError as error:
+            raise SystemExit(f"--lora_target_modules: {error}") from None
     processor = None
     if args.model is not None:
         try:
@@ -408,28 +491,23 @@ def make_plots(args, data, output_dir: Path, runs: dict[str, dict[int, dict]]) -
         main = next(iter(runs))
         run = first[main]
         count = min(args.num_plot_faces, len(data.test))
-        written.append(plot_landmarks(
-            data.test.select(range(count))["image"], run["full"]["_points"][:count],
-            [np.asarray(p) for p in data.test.select(range(count))["landmarks"]], path=output_dir / "landmarks.png",
-            title=f"{names[main]} (seed {seed0}): red predicted, green reference"))
+        if count:  # --num_plot_faces 0: no faces to draw (plot_landmarks refuses an empty grid)
+            written.append(plot_landmarks(
+                data.test.select(range(count))["image"], run["full"]["_points"][:count],
+                [np.asarray(p) for p in data.test.select(range(count))["landmarks"]],
+                path=output_dir / "landmarks.png",
+                title=f"{names[main]} (seed {seed0}): red predicted, green reference"))
         written.append(plot_ced_curves(
             {f"{names[init]} (seed {seed0})": r["full"]["per_image_nme"] for init, r in first.items()},
             output_dir / "ced.png", threshold=args.failure_threshold))
     return written
 
 
-def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: str, output_dir: Path,
-             loaded=None) -> dict:
-    """One task: every (seed, initialisation) run, figures, the saved head and results.json. `loaded`: what
-    `load_backbone_and_processor(args)` returned (loaded once for --task all)."""
-    from pros_hf.finetuning import few_shot_indices, label_array, load_task_data
-    from pros_hf.finetuning.export import push_head_folder, save_adapter_folder, save_head_folder, write_card
-    from pros_hf.finetuning.lora import merge_adapter
-    from pros_hf.finetuning.reporting import labels_only_scores, summarise_seeds
-    from pros_hf.finetuning.training import TASK_METRICS
-    from pros_hf.hub import _is_hub_id, head_card
+def load_data(args: FinetuneArguments, task: str):
+    """The task's train and test sets, checked (labels, images, flags that depend on them); any problem ends the run
+    with a one-line message before training."""
+    from pros_hf.finetuning import load_task_data
 
-    output_dir.mkdir(parents=True, exist_ok=True)
     try:
         data = load_task_data(
             task, dataset=args.dataset, image_dir=args.image_dir, labels_file=args.labels_file,
@@ -440,9 +518,52 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
             attribute_columns=args.attribute_columns, num_landmarks=args.num_landmarks, num_train=args.num_train,
             num_test=args.num_test, seed=args.seeds[0], cache_dir=args.data_cache_dir,
         )
-    except (FileNotFoundError, ValueError) as error:  # bad labels, rows, columns or folders: the message names them
+    # bad labels, rows, columns, images or folders (the message names them); RuntimeError: a Hub dataset offline
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
         raise SystemExit(f"{task} data: {error}") from None
+    if task == "landmarks" and args.flip_landmarks and args.augment and data.labels.num_landmarks != 68:
+        raise SystemExit(f"--flip_landmarks swaps left and right points with iBUG's 68-point permutation; this data "
+                         f"has {data.labels.num_landmarks} points per face. Leave --flip_landmarks out.")
+    return data
+
+
+# Every file run_task writes into --output_dir that depends on the task, the kind of model saved or the runs (the
+# rest, config.json, README.md, results.json, the processor and shared code, is rewritten every time). The folder is
+# what --push_to_hub uploads: a rerun into it removes the ones it does not write again, and never any other file.
+FIGURE_FILES = ("confusion_matrix.png", "confusion_matrix_random_init.png", "attribute_accuracy.png",
+                "landmarks.png", "ced.png")
+HEAD_CODE_FILES = {"classifier": "modeling_pros_classification.py", "landmarks": "modeling_pros_landmarks.py"}
+WEIGHT_FILES = {"head": ("model.safetensors",), "adapter": ("adapter_model.safetensors", "adapter_config.json")}
+SUMMARY_FILES = ("summary.json", "summary.txt")  # --task all's, in the folder above the tasks'
+
+
+def remove_stale_files(output_dir: Path, task: str, lora: bool, figures: list[str]) -> None:
+    """Remove what an earlier run of another task / kind / set of runs left in `output_dir` (see FIGURE_FILES)."""
+    stale = [name for name in FIGURE_FILES if name not in {os.path.basename(f) for f in figures}]
+    stale.append(HEAD_CODE_FILES["classifier" if task == "landmarks" else "landmarks"])
+    stale += WEIGHT_FILES["head" if lora else "adapter"]  # a model.safetensors next to an adapter loads as the base
+    stale += SUMMARY_FILES
+    for name in stale:
+        if (output_dir / name).is_file():
+            logger.warning("Removing %s left in %s by an earlier run", name, output_dir)
+            (output_dir / name).unlink()
+
+
+def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: str, output_dir: Path,
+             loaded=None, data=None) -> dict:
+    """One task: every (seed, initialisation) run, figures, the saved head and results.json. `loaded`: what
+    `load_backbone_and_processor(args)` returned (loaded once for --task all); `data`: what `load_data(args, task)`
+    returned (main loads every task's before the first run)."""
+    from pros_hf.finetuning import few_shot_indices, label_array
+    from pros_hf.finetuning.export import push_head_folder, save_adapter_folder, save_head_folder, write_card
+    from pros_hf.finetuning.lora import merge_adapter
+    from pros_hf.finetuning.reporting import labels_only_scores, summarise_seeds
+    from pros_hf.finetuning.training import TASK_METRICS
+    from pros_hf.hub import _is_hub_id, head_card
+
     backbone, processor, backbone_name = loaded or load_backbone_and_processor(args)
+    data = data or load_data(args, task)
+    output_dir.mkdir(parents=True, exist_ok=True)
     logger.info("%s: %d training / %d test images from %s; backbone %s", task, len(data.train), len(data.test),
                 data.dataset_name, backbone_name)
     inits = ["random_init"] if (args.random_init or args.model is None) else ["pretrained"]
@@ -509,19 +630,15 @@ def run_task(args: FinetuneArguments, training_args: TrainingArguments, task: st
         license=args.license,
     )
     merged_dir = None
-    # the folder is what --push_to_hub uploads: drop weights a previous run of the other kind left there (a stale
-    # model.safetensors next to an adapter would be uploaded and loaded as if it were the base)
-    stale = ("model.safetensors",) if args.lora else ("adapter_model.safetensors", "adapter_config.json")
-    for name in stale:
-        if (output_dir / name).exists():
-            logger.warning("Removing %s left in %s by an earlier run", name, output_dir)
-            (output_dir / name).unlink()
+    remove_stale_files(output_dir, task, args.lora, figures)
     if args.lora:
         save_adapter_folder(model, processor, output_dir, base_model)
         merged = merge_adapter(model)
         write_card(head_card(merged, trainable_parameters=counts.trainable, lora_summary=(
             f"rank {args.lora_r} on {', '.join(args.lora_target_modules)}"), **card_args), output_dir)
         merged_dir = Path(f"{str(output_dir).rstrip('/')}-merged")
+        if merged_dir.is_dir():
+            remove_stale_files(merged_dir, task, lora=False, figures=[])  # e.g. another task's head code
         save_head_folder(merged, processor, merged_dir)
         write_card(head_card(merged, trainable_parameters=counts.trainable, **{**card_args, "repo_id": None}),
                    merged_dir)
@@ -564,10 +681,18 @@ def main(argv: list[str] | None = None) -> dict:
     output_root = Path(training_args.output_dir)
     start = time.perf_counter()
     all_results = {}
+    if training_args.push_to_hub:  # the whole folder is uploaded: another --task all run's task folders included
+        nested = [t for t in TASK_CHOICES[:3] if (output_root / t / "results.json").is_file()]
+        if nested:
+            raise SystemExit(f"--push_to_hub uploads all of --output_dir {output_root}, which holds the task folders "
+                             f"{nested} of an earlier --task all run; pick an empty --output_dir.")
     loaded = load_backbone_and_processor(args)  # once for all tasks (build_head copies it for each run)
+    # every task's data read and checked before the first run: a problem with the last task's labels must not
+    # surface after the others have trained
+    data = {task: load_data(args, task) for task in tasks}
     for task in tasks:
         folder = output_root / task if args.task == "all" else output_root
-        all_results[task] = run_task(args, training_args, task, folder, loaded)
+        all_results[task] = run_task(args, training_args, task, folder, loaded, data[task])
     from pros_hf.finetuning.reporting import format_comparison_table
 
     table = format_comparison_table(all_results)

@@ -113,3 +113,24 @@ def test_attribute_accuracy(tmp_path):
 def test_attribute_accuracy_rejects_bad_input(tmp_path, results, message):
     with pytest.raises(ValueError, match=message):
         plot_attribute_accuracy(results, tmp_path / "attributes.png")
+
+
+def _centre_grey(path):
+    with Image.open(path) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    height, width = rgb.shape[:2]
+    return rgb[height // 2 - 5: height // 2 + 5, width // 2 - 5: width // 2 + 5].mean()
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Image.fromarray(np.full((48, 48), 16448, np.uint16)),  # PIL mode I;16: 16448 / 257 = 64
+    lambda: Image.fromarray(np.full((48, 48), 0.25, np.float32), mode="F"),  # float greyscale in [0, 1]
+    lambda: np.full((48, 48, 3), 16448, np.uint16),
+    lambda: np.full((48, 48, 3), 64.0, np.float32),  # floats in [0, 255], as ProSImageProcessor takes them
+], ids=["I;16", "F", "uint16 array", "float 0-255 array"])
+def test_landmarks_show_16_bit_and_float_images_as_the_processor_reads_them(tmp_path, make):
+    """A dark grey 16-bit or float face is drawn dark grey: `convert("RGB")` clipped it to white (and imshow clips
+    uint16 and floats above 1)."""
+    points = [np.array([[0.0, 0.0], [2.0, 2.0]])]  # in a corner, away from the centre that is measured
+    path = plot_landmarks([make()], points, path=tmp_path / "face.png")
+    assert abs(_centre_grey(path) - 64) < 3

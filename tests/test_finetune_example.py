@@ -337,3 +337,136 @@ def test_bad_flag_combinations_are_refused(example, capsys):
         example.parse(["--validation_fraction", "0.2"])
     with pytest.raises(SystemExit, match=r"must be in \[0, 1\)"):
         example.parse(["--validation_fraction", "1.0", "--eval_strategy", "steps"])
+
+
+def test_dash_and_equals_spellings_are_the_users_flags(example):
+    """`--max-steps 3` and `--output_dir=x` are the user's flags (HfArgumentParser reads both spellings): the
+    script's own defaults, appended after them, used to override them (400 steps into outputs/finetune)."""
+    _, training_args = example.parse(["--max-steps", "3", "--output-dir", "somewhere", "--learning_rate=1e-4",
+                                      "--per-device-train-batch-size=4"])
+    assert (training_args.max_steps, training_args.output_dir, training_args.learning_rate,
+            training_args.per_device_train_batch_size) == (3, "somewhere", 1e-4, 4)
+    _, training_args = example.parse(["--num-train-epochs", "2"])
+    assert training_args.max_steps == -1 and training_args.num_train_epochs == 2
+    args = ["--validation_fraction", "0.2", "--eval_strategy", "steps", "--eval_steps", "5"]
+    _, training_args = example.parse([*args, "--load-best-model-at-end"])
+    assert training_args.load_best_model_at_end and str(training_args.save_strategy.value) == "best"
+    _, training_args = example.parse([*args, "--load_best_model_at_end=False"])
+    assert not training_args.load_best_model_at_end and str(training_args.save_strategy.value) == "no"
+
+
+def test_best_checkpoint_follows_the_direction_of_the_metric(example):
+    """transformers takes every metric not ending in "loss" as higher-is-better: with nme (or failure_rate)
+    --load_best_model_at_end kept the worst checkpoint."""
+    best = ["--validation_fraction", "0.2", "--eval_strategy", "steps", "--eval_steps", "5", "--load_best_model_at_end"]
+    for task, metric, higher in (("landmarks", "nme", False), ("landmarks", "eval_failure_rate", False),
+                                 ("landmarks", "auc", True), ("expression", "accuracy", True),
+                                 ("all", "loss", False)):
+        _, training_args = example.parse(["--task", task, *best, "--metric_for_best_model", metric])
+        assert training_args.greater_is_better is higher, (task, metric)
+    _, training_args = example.parse(["--task", "landmarks", *best, "--metric_for_best_model", "nme",
+                                      "--greater-is-better", "True"])  # the user's choice stands
+    assert training_args.greater_is_better is True
+    with pytest.raises(SystemExit, match=r"--metric_for_best_model 'nmee' is not a validation metric of --task "
+                                         r"landmarks; choose one of \['loss', 'nme', 'failure_rate', 'auc'\]"):
+        example.parse(["--task", "landmarks", *best, "--metric_for_best_model", "nmee"])
+    with pytest.raises(SystemExit, match=r"not a validation metric of --task all; choose one of \['loss'\]"):
+        example.parse(["--task", "all", *best, "--metric_for_best_model", "nme"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seeds", "0", "0"], r"--seeds repeats a seed \(\[0, 0\]\)"),
+    (["--num_train", "0"], "--num_train must be at least 1"),
+    (["--num_test", "-3"], "--num_test must be at least 1"),
+    (["--num_plot_faces", "-1"], "--num_plot_faces must be >= 0"),
+    (["--failure_threshold", "0"], "--failure_threshold .* must be > 0, got 0.0"),
+    (["--test_fraction", "1.5"], r"--test_fraction .* in \(0, 1\); got 1.5"),
+    (["--image_size", "0"], "--image_size must be a positive number of pixels"),
+    (["--layer_decay", "0"], r"--layer_decay must be in \(0, 1\]"),
+    (["--layer_decay", "1.5"], r"--layer_decay must be in \(0, 1\]"),
+    (["--backbone_lr_scale", "-1"], "--backbone_lr_scale must be >= 0"),
+    (["--lora", "--lora_r", "0"], "--lora_r .* must be >= 1, got 0"),
+    (["--lora", "--lora_dropout", "1.5"], r"--lora_dropout must be in \[0, 1\), got 1.5"),
+    (["--lora", "--lora_alpha", "0"], "--lora_alpha must be > 0"),
+    (["--warmup_steps", "-1"], "finetune.py: Got warmup_steps = -1"),  # TrainingArguments' check, no traceback
+])
+def test_bad_numbers_are_refused_by_name(example, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        example.parse(flags)
+
+
+def write_label_folder(folder, count=16, points=5):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(count):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"f{index}.png")
+        rows.append(f"f{index}.png,{index % 7}," + " ".join(f"{v:.1f}" for v in rng.uniform(2, 29, 2 * points)))
+    (folder / "labels.csv").write_text("file_name,expression,landmarks\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+def test_bad_input_known_before_training_stops_before_it(example, workspace, tmp_path, monkeypatch):
+    """What can be known before the first run ends the run with one line, before any training: a model that is not
+    ProS, an input size the patches do not tile, a LoRA layer that does not exist, a Hub dataset offline, a flip
+    permutation for another landmark layout, and (with --task all) the last task's data."""
+    def no_training(*args, **kwargs):
+        raise AssertionError("a run started")
+
+    monkeypatch.setattr(example, "run_once", no_training)
+    from transformers import ViTConfig, ViTModel
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8)).save_pretrained(tmp_path / "vit")
+    base = ["--output_dir", str(tmp_path / "out"), *common(workspace)]
+    with pytest.raises(SystemExit, match=r"^--model: '.*vit' is not a ProS model: its config.json has model_type "
+                                         r"'vit'"):
+        example.main([*base, "--model", str(tmp_path / "vit")])
+    with pytest.raises(SystemExit, match=r"--image_size 50 is not a multiple of the backbone's patch size 8; e\.g\. "
+                                         r"48"):
+        example.main([*base, "--image_size", "50"])
+    for modules in (["foo"], ["qkv", "foo"]):
+        with pytest.raises(SystemExit, match=r"--lora_target_modules: target_modules \['foo'\] match no Linear"):
+            example.main([*base, "--lora", "--lora_target_modules", *modules])
+    with pytest.raises(SystemExit, match=r"^expression data: Cannot load the Hub dataset 'org/none'"):
+        example.main([*base, "--hub_dataset", "org/none"])
+    folder = write_label_folder(tmp_path / "faces")
+    with pytest.raises(SystemExit, match=r"--flip_landmarks swaps .* this data has 5 points per face"):
+        example.main([*base, "--task", "landmarks", "--flip_landmarks", "--image_dir", str(folder),
+                      "--labels_file", str(folder / "labels.csv")])
+    import datasets
+
+    names = ["glasses", "beard"]
+    no_landmarks = datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (32, 32), (i * 10, 90, 120)) for i in range(21)],
+         "expression": [i % 7 for i in range(21)], "attributes": [[i % 2] for i in range(21)]},
+        features=datasets.Features({"image": datasets.Image(), "expression": datasets.ClassLabel(num_classes=7),
+                                    "attributes": datasets.List(datasets.ClassLabel(names=names))}))
+    no_landmarks.save_to_disk(str(tmp_path / "nolm"))
+    with pytest.raises(SystemExit, match=r"^landmarks data: No landmarks label column 'landmarks'"):
+        example.main([*base, "--task", "all", "--dataset", str(tmp_path / "nolm")])
+    assert not (tmp_path / "out").exists()  # nothing was written
+
+
+def test_rerun_into_a_folder_keeps_only_its_own_files(example, workspace, tmp_path):
+    """--output_dir is what --push_to_hub uploads: a landmark run into an expression run's folder removes the
+    confusion matrices and the classifier's code that run wrote (and nothing else); --num_plot_faces 0 finishes
+    without a landmarks.png instead of failing after training."""
+    output = tmp_path / "head"
+    example.main(["--task", "expression", "--compare_random_init", "--output_dir", str(output), *common(workspace)])
+    written = set(os.listdir(output))
+    assert {"confusion_matrix.png", "confusion_matrix_random_init.png", "modeling_pros_classification.py"} <= written
+    (output / "notes.txt").write_text("mine")
+    (output / "landmarks.png").write_bytes(b"an old figure")  # a name this run writes only with faces to draw
+    example.main(["--task", "landmarks", "--output_dir", str(output), *common(workspace), "--num_plot_faces", "0"])
+    files = set(os.listdir(output))
+    assert not files & {"confusion_matrix.png", "confusion_matrix_random_init.png",
+                        "modeling_pros_classification.py", "landmarks.png"}
+    assert {"ced.png", "modeling_pros_landmarks.py", "model.safetensors", "notes.txt"} <= files
+    assert json.loads((output / "results.json").read_text())["figures"] == ["ced.png"]
+    # --push_to_hub would upload the task folders of an earlier --task all run: refused before training
+    (output / "expression").mkdir()
+    (output / "expression" / "results.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"holds the task folders \['expression'\] of an earlier --task all run"):
+        example.main(["--task", "landmarks", "--push_to_hub", "--hub_model_id", "org/x", "--output_dir", str(output),
+                      *common(workspace)])

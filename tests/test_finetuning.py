@@ -256,6 +256,34 @@ def test_label_file_naming_missing_images_names_them(tmp_path, images):
     assert "'sub/also_gone.png' (line 5 of l.csv)" in message and str(folder) in message
 
 
+def test_label_file_naming_undecodable_images_names_them(tmp_path, images):
+    """A file that is not an image is refused when the label file is read, with its row: it used to stop training
+    halfway with PIL's UnidentifiedImageError."""
+    folder, names = images
+    (folder / "notes.png").write_text("not a picture")
+    (folder / "empty.jpg").write_bytes(b"")
+    path = write_csv(tmp_path / "l.csv", ["file_name", "expression"],
+                     [[names[0], 1], ["notes.png", 2], [names[1], 3], ["empty.jpg", 0]])
+    with pytest.raises(ValueError) as error:
+        read_label_file(folder, path, "expression")
+    message = str(error.value)
+    assert "2 image(s) named in" in message and "cannot be read as images" in message
+    assert "'notes.png' (line 3 of l.csv: not an image)" in message
+    assert "'empty.jpg' (line 5 of l.csv: empty file)" in message
+    with pytest.raises(ValueError, match=r"'notes\.png' \(line 3 of l\.csv"):
+        load_task_data("expression", image_dir=str(folder), labels_file=str(path))
+
+
+def test_image_counts_must_be_positive(tmp_path):
+    """num_train / num_test of 0 or less are refused (0 used to fall back to the synthetic default of 2,000; a
+    negative count sliced from the end)."""
+    for name in ("num_train", "num_test"):
+        for count in (0, -3):
+            with pytest.raises(ValueError, match=rf"{name} must be at least 1 \(or None for all\), got {count}"):
+                load_task_data("expression", cache_dir=str(tmp_path), **{name: count})
+    assert not any(tmp_path.iterdir())  # refused before anything was rendered
+
+
 def test_saved_dataset_with_a_bad_label_names_the_row(tmp_path):
     image = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
     datasets.Dataset.from_dict({"image": [image] * 3, "file_name": ["a.png", "b.png", "c.png"],
@@ -532,6 +560,16 @@ def test_lora_targets_the_backbone_attention_only():
     assert model.peft_config["default"].task_type is None
     with pytest.raises(ValueError, match="match no Linear layer of the backbone"):
         apply_lora(micro_classifier(), target_modules=("query",))
+    # one unknown name among known ones is refused too (it used to be dropped silently), and named
+    with pytest.raises(ValueError, match=r"target_modules \['foo'\] match no Linear layer .*\['fc1', 'fc2', "
+                                         r"'o_proj', 'qkv'\]"):
+        apply_lora(micro_classifier(), target_modules=("qkv", "foo"))
+    # the same check on a bare backbone (names without pros.), before any head is built
+    from pros_hf.finetuning.lora import check_target_modules
+
+    assert len(check_target_modules(micro_classifier().pros, ["qkv", "o_proj"], prefix="")) == 8
+    with pytest.raises(ValueError, match=r"target_modules \['foo'\]"):
+        check_target_modules(micro_classifier().pros, ["foo"], prefix="")
     with pytest.raises(ValueError, match="Build the head first"):  # a bare backbone has no pros.* modules
         apply_lora(micro_classifier().pros)
 
@@ -647,3 +685,29 @@ def test_adapter_folder_holds_no_blank_peft_card(tmp_path):
     save_adapter_folder(model, ProSImageProcessor(size=32, crop_size=32), tmp_path / "adapter", base_model="org/b")
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
     assert not (tmp_path / "adapter" / "README.md").exists()
+
+
+def test_load_backbone_refuses_a_model_that_is_not_pros_or_lacks_weights(tmp_path):
+    """A folder of another architecture (a transformers ViT) or a ProS checkpoint with backbone weights missing is
+    refused by name: transformers would load it with those weights at random and only print a report, and the head
+    would be fine-tuned, and reported, as pre-trained."""
+    from safetensors.torch import load_file, save_file
+    from transformers import ViTConfig, ViTModel
+
+    from pros_hf import ProSModel, load_backbone
+
+    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       image_size=32, patch_size=8)).save_pretrained(tmp_path / "vit")
+    with pytest.raises(ValueError, match=r"'.*vit' is not a ProS model: its config.json has model_type 'vit'"):
+        load_backbone(str(tmp_path / "vit"))
+    with pytest.raises(ValueError, match="is not a ProS model"):  # and so is a head built on it
+        ProSForImageClassification.from_backbone(str(tmp_path / "vit"), num_labels=7)
+
+    ProSModel(ProSConfig.from_preset("micro", image_size=32)).save_pretrained(tmp_path / "partial")
+    weights = tmp_path / "partial" / "model.safetensors"
+    state = load_file(weights)
+    dropped = [key for key in state if key.startswith("encoder.layer.3.")]
+    save_file({k: v for k, v in state.items() if k not in dropped}, weights, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=rf"'.*partial': {len(dropped)} backbone weights are missing from its "
+                                         r"checkpoint \(e\.g\. \['encoder\.layer\.3\."):
+        load_backbone(str(tmp_path / "partial"))

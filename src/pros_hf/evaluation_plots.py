@@ -79,14 +79,34 @@ def plot_confusion_matrix(matrix, label_names: Sequence[str] | None, path, title
     return _save(figure, path, f"a {classes}-class confusion matrix")
 
 
+def _display_array(image) -> np.ndarray:
+    """An image as the uint8 array imshow draws, read as `ProSImageProcessor` reads it (the pixels the points were
+    predicted on). `image.convert("RGB")` clips 16-bit and float greyscale (modes I;16, I, F) to 255, and imshow
+    clips uint16 arrays and floats above 1: such faces came out white."""
+    if hasattr(image, "convert"):  # PIL, without importing it here
+        from .image_processing_pros import _pil_to_array
+
+        array = _pil_to_array(image)  # 0 .. 255, float for the 16-bit and float modes
+    else:
+        array = np.asarray(image)
+        if array.dtype == np.uint16:
+            array = array / 257.0  # 65535 -> 255, as the processor scales it
+        elif np.issubdtype(array.dtype, np.floating) and array.size and np.nanmax(array) <= 1.5:
+            array = array * 255.0  # floats in [0, 1]; those in [0, 255] are kept, as the processor does
+    if array.dtype != np.uint8:
+        array = np.clip(np.rint(np.nan_to_num(np.asarray(array, dtype=np.float64))), 0, 255).astype(np.uint8)
+    return array
+
+
 def plot_landmarks(images, predictions, references=None, *, path, columns: int = 4, title: str | None = None) -> str:
     """Faces in a grid with the predicted points (red) and, when given, the ground truth (green) on each.
 
-    ``images``: HxWx3 uint8 arrays or PIL images (an (B, H, W, 3) array works too); sizes may differ. ``predictions``
-    and ``references``: per image, (N, 2) (x, y) points in that image's pixel coordinates (the landmark pipeline's
+    ``images``: PIL images of any mode (16-bit and float greyscale scaled as ``ProSImageProcessor`` scales them) or
+    HxWx3 arrays, uint8, uint16 or float in [0, 1] or [0, 255] (an (B, H, W, 3) array works too); sizes may differ.
+    ``predictions`` and ``references``: per image, (N, 2) (x, y) points in that image's pixel coordinates (the landmark pipeline's
     output); pixel centres at integers (``x = 0`` is the centre of the first column).
     """
-    images = [np.asarray(image.convert("RGB")) if hasattr(image, "convert") else np.asarray(image) for image in images]
+    images = [_display_array(image) for image in images]
     if not images:
         raise ValueError("images is empty: pass at least one face.")
     if not isinstance(columns, int) or columns < 1:

@@ -51,7 +51,8 @@ def check_model_source(path_or_id) -> None:
 def load_backbone(pretrained) -> ProSModel:
     """A `ProSModel` from a `ProSModel` (returned as is), a `ProSForPreTraining` (its EMA teacher), or the folder / Hub
     id of either (a pre-training export is recognised by `architectures` in its config). The folder of a fine-tuned
-    head also works: its backbone is loaded and the head dropped."""
+    head also works: its backbone is loaded and the head dropped. Raises `ValueError` for a folder that is not a ProS
+    model (`model_type`) or whose checkpoint lacks backbone weights."""
     if isinstance(pretrained, ProSModel):
         return pretrained
     if isinstance(pretrained, ProSForPreTraining):
@@ -62,10 +63,30 @@ def load_backbone(pretrained) -> ProSModel:
             f"{type(pretrained).__name__}."
         )
     check_model_source(pretrained)
-    architectures = ProSConfig.from_pretrained(pretrained).architectures or []
-    if "ProSForPreTraining" in architectures:
-        return ProSForPreTraining.from_pretrained(pretrained).export_teacher()
-    return ProSModel.from_pretrained(pretrained)
+    # transformers loads any config.json into a ProSConfig (with a warning) and initialises every weight it does not
+    # find at random, printing only a load report: a ViT or a BERT folder would then be fine-tuned, and reported, as a
+    # pre-trained ProS backbone. Refuse both here, naming the folder (as `pros_hf.knn.load_backbone` does).
+    config_dict, _ = ProSConfig.get_config_dict(pretrained)
+    model_type = config_dict.get("model_type")
+    if model_type != ProSConfig.model_type:
+        raise ValueError(
+            f"{os.fspath(pretrained)!r} is not a ProS model: its config.json has model_type {model_type!r}, not "
+            f"{ProSConfig.model_type!r}. Pass a saved ProSModel, a fine-tuned ProS head, or a pre-training export."
+        )
+    if "ProSForPreTraining" in (config_dict.get("architectures") or []):
+        model, info = ProSForPreTraining.from_pretrained(pretrained, output_loading_info=True)
+        missing = [key for key in info["missing_keys"] if key.startswith("teacher.")]  # the teacher is what is kept
+        backbone = model.export_teacher()
+    else:
+        backbone, info = ProSModel.from_pretrained(pretrained, output_loading_info=True)
+        missing = list(info["missing_keys"])
+    if missing:
+        raise ValueError(
+            f"{os.fspath(pretrained)!r}: {len(missing)} backbone weights are missing from its checkpoint (e.g. "
+            f"{sorted(missing)[:3]}); they would be trained from random values. Pass a saved ProSModel, a fine-tuned "
+            "ProS head, or a pre-training export."
+        )
+    return backbone
 
 
 def head_config(backbone_config: ProSConfig, **config_overrides) -> ProSConfig:

@@ -36,11 +36,27 @@ def head_module_names(model: nn.Module) -> list[str]:
     return names
 
 
-def _target_regex(target_modules: Sequence[str]) -> str:
+def _target_regex(target_modules: Sequence[str], prefix: str = BACKBONE_PREFIX) -> str:
     """A full-match regex restricted to the backbone's blocks, so that a head module that happens to share a name
     (e.g. an `o_proj` in a decoder) is never adapted."""
     alternatives = "|".join(re.escape(name) for name in target_modules)
-    return rf"{re.escape(BACKBONE_PREFIX)}encoder\.layer\.\d+\.(?:.*\.)?(?:{alternatives})"
+    return rf"{re.escape(prefix)}encoder\.layer\.\d+\.(?:.*\.)?(?:{alternatives})"
+
+
+def check_target_modules(model: nn.Module, target_modules: Sequence[str], prefix: str = BACKBONE_PREFIX) -> list[str]:
+    """The Linear layers of the backbone's blocks that `target_modules` adapt (`prefix=""` for a bare `ProSModel`,
+    so that the names can be checked before any head is built). Raises `ValueError` naming every entry that matches
+    none: with `qkv foo`, `foo` would otherwise be dropped silently and with `foo` alone PEFT fails deep inside."""
+    block = re.compile(rf"{re.escape(prefix)}encoder\.layer\.\d+\.")
+    linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and block.match(name)]
+    unmatched = [target for target in target_modules
+                 if not any(re.fullmatch(_target_regex([target], prefix), name) for name in linear)]
+    if unmatched:
+        names = sorted({name.split(".")[-1] for name in linear})
+        raise ValueError(f"target_modules {unmatched} match no Linear layer of the backbone's blocks; its Linear "
+                         f"layers are named {names}.")
+    regex = _target_regex(target_modules, prefix)
+    return [name for name in linear if re.fullmatch(regex, name)]
 
 
 def lora_config(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0,
@@ -59,15 +75,9 @@ def lora_config(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float 
             f"{type(model).__name__} without one. Build the head first, e.g. "
             "ProSForImageClassification.from_backbone(backbone, num_labels=...), then apply LoRA to it."
         )
-    regex = _target_regex(target_modules)
-    matched = [name for name, module in model.named_modules()
-               if isinstance(module, nn.Linear) and re.fullmatch(regex, name)]
-    if not matched:
-        linear = sorted({name.split(".")[-1] for name, m in model.named_modules()
-                         if isinstance(m, nn.Linear) and name.startswith(BACKBONE_PREFIX)})
-        raise ValueError(f"target_modules {list(target_modules)} match no Linear layer of the backbone; its Linear "
-                         f"layers are named {linear}.")
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=regex, bias="none",
+    check_target_modules(model, target_modules)
+    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=_target_regex(target_modules),
+                      bias="none",
                       modules_to_save=list(modules_to_save or head_module_names(model)))
 
 
@@ -153,6 +163,7 @@ __all__ = [
     "DEFAULT_TARGET_MODULES",
     "ParameterCount",
     "apply_lora",
+    "check_target_modules",
     "count_trainable",
     "head_module_names",
     "load_adapter",

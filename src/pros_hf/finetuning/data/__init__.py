@@ -35,7 +35,8 @@ Sources (one of them; `load_task_data` picks by argument):
 
 Every source goes through `validate_task_dataset`: a missing label, a class id or attribute value out of range, or a
 wrong number of landmarks raises `LabelError` naming the row (and its `file_name` when there is one); a label file
-naming images that do not exist raises `FileNotFoundError` naming them.
+naming images that do not exist raises `FileNotFoundError` naming them, and one naming files that are not images (their
+header is read) a `ValueError` naming them and their rows.
 """
 
 from .collate import FaceTaskCollator, default_augmentation, processed_size, processor_point_transform

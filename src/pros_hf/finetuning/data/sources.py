@@ -83,6 +83,33 @@ def _read_records(labels_file: Path) -> list[tuple[str, dict]]:
     return records
 
 
+def _undecodable_images(image_dir: Path, records) -> list[tuple[str, str, str]]:
+    """(where, file_name, why) of the rows whose file Pillow cannot identify as an image (a text file, an empty or
+    garbled one): found here, before training, rather than as an `UnidentifiedImageError` in the middle of it.
+
+    Only the header is read (`Image.open` is lazy): cheap enough for every file of a large label file. A file whose
+    header is valid but whose pixel data is truncated still fails when it is decoded.
+    """
+    from PIL import Image
+
+    from ...data.decoding import REASON_EMPTY, REASON_NOT_IMAGE
+
+    bad = []
+    for where, record in records:
+        path = image_dir / str(record["file_name"])
+        try:
+            with Image.open(path) as image:
+                width, height = image.size
+            if width < 1 or height < 1:
+                raise ValueError(f"{width}x{height} pixels")
+        except Image.UnidentifiedImageError:
+            reason = REASON_EMPTY if path.stat().st_size == 0 else REASON_NOT_IMAGE
+            bad.append((where, str(record["file_name"]), reason))
+        except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for a malformed header
+            bad.append((where, str(record["file_name"]), f"{type(error).__name__}: {error}"))
+    return bad
+
+
 def read_label_file(
     image_dir: str | os.PathLike,
     labels_file: str | os.PathLike,
@@ -93,7 +120,8 @@ def read_label_file(
     """A `datasets.Dataset` (`image`, task column) from a folder of images and a CSV/JSON label file.
 
     See the `pros_hf.finetuning.data` docstring for the columns. Raises `FileNotFoundError` naming the images that do
-    not exist and `LabelError` naming the first row whose label is missing or invalid. Returns `(dataset, TaskLabels)`.
+    not exist, `ValueError` naming those that are not images (header checked), and `LabelError` naming the first row
+    whose label is missing or invalid. Returns `(dataset, TaskLabels)`.
     """
     import datasets
 
@@ -115,6 +143,12 @@ def read_label_file(
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise FileNotFoundError(f"{len(missing)} image(s) named in {labels_file} do not exist in {image_dir}: "
                                 f"{listed}{more}.")
+    undecodable = _undecodable_images(image_dir, records)
+    if undecodable:
+        listed = "; ".join(f"{name!r} ({where}: {why})" for where, name, why in undecodable[:5])
+        more = f" and {len(undecodable) - 5} more" if len(undecodable) > 5 else ""
+        raise ValueError(f"{len(undecodable)} image(s) named in {labels_file} cannot be read as images: "
+                         f"{listed}{more}. Replace them or drop their rows.")
 
     if task == "attributes":
         if label_names is None:
@@ -256,6 +290,9 @@ def load_task_data(
     import datasets
 
     _check_task(task)
+    for name, count in (("num_train", num_train), ("num_test", num_test)):
+        if count is not None and count < 1:  # 0 would train / test on nothing, a negative count slices from the end
+            raise ValueError(f"{name} must be at least 1 (or None for all), got {count}.")
     given = [name for name, value in (("dataset", dataset), ("labels_file", labels_file),
                                       ("hub_dataset", hub_dataset)) if value]
     if len(given) > 1:
@@ -311,8 +348,9 @@ def load_task_data(
         else:
             train, test = split_train_test(train, labels, test_fraction, seed)
     else:
-        train_raw = synthetic_face_crops(num_train or 2000, SYNTHETIC_TRAIN_SEED, cache_dir)
-        test_raw = synthetic_face_crops(num_test or 1000, SYNTHETIC_TEST_SEED, cache_dir)
+        # `is None`, not `or`: an explicit count is never replaced by the default (0 is refused above)
+        train_raw = synthetic_face_crops(2000 if num_train is None else num_train, SYNTHETIC_TRAIN_SEED, cache_dir)
+        test_raw = synthetic_face_crops(1000 if num_test is None else num_test, SYNTHETIC_TEST_SEED, cache_dir)
         train, labels = normalize_task_dataset(train_raw, task)
         test, _ = normalize_task_dataset(test_raw, task)
         name = (f"synthetic faces ({len(train)} train / {len(test)} test face crops of "
