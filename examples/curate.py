@@ -16,6 +16,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
+from pros_hf.modeling_pros_heads import check_model_source
 from pros_hf.retrieval import CurationConfig, curate, load_embedding_model, write_demo_images
 
 DEFAULTS = CurationConfig()
@@ -114,21 +115,37 @@ class CurateArguments:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (args,) = HfArgumentParser(CurateArguments).parse_args_into_dataclasses(args=argv)
-    config = CurationConfig(
-        detector=args.detector,
-        min_score=args.min_score,
-        min_face_size=args.min_face_size,
-        min_dominance=args.min_dominance,
-        margin=args.margin,
-        crop_size=args.crop_size,
-        dedup_threshold=args.dedup_threshold,
-        num_seeds=args.num_seeds,
-        num_neighbors=args.num_neighbors,
-        shard_size=args.shard_size,
-        ivf_threshold=args.ivf_threshold,
-        image_column=args.image_column,
-        split=args.split,
-    )
+    # Every mistake that can be known now is refused now, in one line, before any image is detected or embedded.
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise SystemExit(f"--output {args.output!r} is a file; give a folder (created if missing).")
+    try:
+        config = CurationConfig(
+            detector=args.detector,
+            min_score=args.min_score,
+            min_face_size=args.min_face_size,
+            min_dominance=args.min_dominance,
+            margin=args.margin,
+            crop_size=args.crop_size,
+            dedup_threshold=args.dedup_threshold,
+            num_seeds=args.num_seeds,
+            num_neighbors=args.num_neighbors,
+            shard_size=args.shard_size,
+            ivf_threshold=args.ivf_threshold,
+            image_column=args.image_column,
+            split=args.split,
+        )
+    except ValueError as error:  # the message names the setting, which is also its flag
+        raise SystemExit(f"curate.py: {error}") from None
+    if args.seeds is not None and not os.path.isdir(args.seeds):
+        raise SystemExit(f"--seeds {args.seeds!r} is not a folder of seed face images.")
+    processor = None
+    model = args.model
+    if model is not None:
+        try:
+            check_model_source(model)  # a missing folder or, offline, an uncached Hub id, named as such
+            model, processor = load_embedding_model(model, trust_remote_code=args.trust_remote_code)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"--model: {error}") from None
     source = args.source
     if source is None:
         # written next to the output (not to a temp folder), so that a resumed demo sees the very same files
@@ -137,15 +154,14 @@ def main(argv=None) -> int:
             shutil.rmtree(source + ".tmp", ignore_errors=True)
             write_demo_images(source + ".tmp")
             os.replace(source + ".tmp", source)
-    processor = None
-    model = args.model
-    if model is not None:
-        model, processor = load_embedding_model(model, trust_remote_code=args.trust_remote_code)
-    result = curate(
-        source, args.output, config, seeds=args.seeds, model=model, image_processor=processor,
-        push_to_hub=(args.hub_dataset_id or os.path.basename(os.path.normpath(args.output)))
-        if args.push_to_hub else None,
-    )
+    try:
+        result = curate(
+            source, args.output, config, seeds=args.seeds, model=model, image_processor=processor,
+            push_to_hub=(args.hub_dataset_id or os.path.basename(os.path.normpath(args.output)))
+            if args.push_to_hub else None,
+        )
+    except (OSError, ValueError) as error:  # a bad --source / --seeds / --image_column, or a resume with new settings
+        raise SystemExit(f"curate.py: {error}") from None
     print(result.report.summary())
     print(f"Curated dataset: {result.report.outputs['dataset']} ({len(result.dataset)} crops)")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.data.face_rendering import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from pros_hf.data.factor_pairs import FACTORS, make_factor_pairs
 from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor, random_init_backbone
 
@@ -73,28 +75,48 @@ def _row(name: str, relative: dict, spread: dict | None = None) -> str:
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (args,) = HfArgumentParser(FactorSensitivityArguments).parse_args_into_dataclasses(args=argv)
+    # Everything that can fail is checked before the faces are rendered (a minute at the default --num_groups).
     if args.random_init_seeds < 1:
         raise SystemExit(f"--random_init_seeds must be at least 1, got {args.random_init_seeds}.")
+    if args.num_groups < 2:
+        raise SystemExit(f"--num_groups must be at least 2 (the scale is the distance between groups), got "
+                         f"{args.num_groups}.")  # fmt: skip
+    if not MIN_IMAGE_SIZE <= args.image_size <= MAX_IMAGE_SIZE:
+        raise SystemExit(f"--image_size must lie in [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}], got {args.image_size}.")
+    if args.crop_size < 8:
+        raise SystemExit(f"--crop_size must be at least 8 pixels, got {args.crop_size}.")
+    if args.batch_size < 1:
+        raise SystemExit(f"--batch_size must be at least 1, got {args.batch_size}.")
+    if args.output_json:  # else the results would be lost after all the work, at the very end
+        folder = os.path.dirname(os.path.abspath(args.output_json))
+        if os.path.isdir(args.output_json):
+            raise SystemExit(f"--output_json {args.output_json!r} is a folder; give a file name.")
+        if not os.path.isdir(folder):
+            raise SystemExit(f"--output_json {args.output_json!r}: the folder {folder!r} does not exist.")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+    models = []
+    for path in args.model:
+        try:
+            model, processor = load_backbone_and_processor(path)
+        except (OSError, ValueError) as error:  # a missing folder, a Hub id that cannot be reached, not a ProS model
+            raise SystemExit(f"--model: {error}") from None
+        models.append((path, model, processor))
+    if not models:
+        overrides = {} if args.initializer_range is None else {"initializer_range": args.initializer_range}
+        try:
+            config = ProSConfig.from_preset("micro", image_size=48, **overrides)
+        except ValueError as error:
+            raise SystemExit(f"--initializer_range: {error}") from None
+        model = random_init_backbone(config, args.seed)
+        models.append(("random-init micro", model, ProSImageProcessor.from_model_config(config)))
+
     logger.info("Rendering %d groups of %d faces", args.num_groups, len(FACTORS) + 1)
     faces, counts = make_factor_pairs(args.num_groups, seed=args.seed, image_size=args.image_size,
                                       crop_size=args.crop_size)  # fmt: skip
     if counts["groups_kept"] < 2:
         raise SystemExit(f"Only {counts['groups_kept']} complete groups were face-cropped; use more --num_groups.")
     results = {"factors": list(FACTORS), "counts": counts, "models": {}}
-
-    models = []
-    for path in args.model:
-        try:
-            model, processor = load_backbone_and_processor(path)
-        except OSError as error:  # a missing folder, or a Hub id that cannot be reached
-            raise SystemExit(f"--model: {error}") from None
-        models.append((path, model, processor))
-    if not models:
-        overrides = {} if args.initializer_range is None else {"initializer_range": args.initializer_range}
-        config = ProSConfig.from_preset("micro", image_size=48, **overrides)
-        model = random_init_backbone(config, args.seed)
-        models.append(("random-init micro", model, ProSImageProcessor.from_model_config(config)))
 
     header = f"{'model':<36}" + "".join(f"{f:>16}" for f in FACTORS)
     lines = [header]

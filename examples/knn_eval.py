@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.data.decoding import open_image_rgb
 from pros_hf.knn import (
     evaluate_knn,
     load_backbone_and_processor,
@@ -27,6 +29,7 @@ from pros_hf.knn import (
     random_init_backbone,
     stratified_split_indices,
 )
+from pros_hf.knn.features import check_image_column
 
 logger = logging.getLogger("knn_eval")
 
@@ -111,42 +114,115 @@ def load_dataset_for_knn(args: KNNEvalArguments):
     return load_labelled_dataset(args.dataset, args.split)
 
 
+def check_arguments(args: KNNEvalArguments) -> None:
+    """Refuse, in one line and before any model is loaded or feature computed, what would fail later."""
+    if args.k < 1:
+        raise SystemExit(f"--k must be a positive number of neighbours, got {args.k}.")
+    if not args.temperature > 0:
+        raise SystemExit(f"--temperature must be > 0 (votes are exp(cosine / T)), got {args.temperature}.")
+    if not 0 < args.test_fraction < 1:
+        raise SystemExit(f"--test_fraction must lie in (0, 1), got {args.test_fraction}.")
+    for name in ("batch_size", "num_images") + (("random_init_seeds",) if args.compare_random_init else ()):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name} must be at least 1, got {getattr(args, name)}.")
+    if args.output_json:  # else the results would be lost after all the work, at the very end
+        folder = os.path.dirname(os.path.abspath(args.output_json))
+        if os.path.isdir(args.output_json):
+            raise SystemExit(f"--output_json {args.output_json!r} is a folder; give a file name.")
+        if not os.path.isdir(folder):
+            raise SystemExit(f"--output_json {args.output_json!r}: the folder {folder!r} does not exist.")
+
+
+def check_columns(features, args: KNNEvalArguments) -> None:
+    """The label and image columns, from the schema alone: for synthetic faces, before any face is rendered."""
+    import datasets
+
+    for name in args.label_columns:
+        if name not in features:
+            raise SystemExit(f"--label_columns: {name!r} is not a column of the dataset ({list(features)}).")
+        feature = features[name]
+        if not (isinstance(feature, datasets.ClassLabel)
+                or isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
+            kind = getattr(feature, "dtype", None) or type(feature).__name__  # e.g. "string", "List"
+            raise SystemExit(f"--label_columns: {name!r} holds {kind} values, not one integer label per image (k-NN "
+                             "is single-label: a multi-label list column cannot be used).")
+    if args.image_column not in features:
+        raise SystemExit(f"--image_column: {args.image_column!r} is not a column of the dataset ({list(features)}).")
+
+
+def decodable_rows(dataset, rows: np.ndarray, image_column: str) -> np.ndarray:
+    """Those of ``rows`` whose image decodes. evaluate_knn leaves the others out of the k-NN (it decodes with
+    open_image_rgb from the raw bytes, as here), so counts and chance must leave them out too."""
+    import datasets
+
+    column = dataset.select(rows).select_columns([image_column])
+    feature = column.features[image_column]
+    if isinstance(feature, datasets.Image) and feature.decode:
+        column = column.cast_column(image_column, datasets.Image(decode=False))
+    kept = []
+    for row, source in zip(rows, column[image_column]):
+        try:
+            open_image_rgb(source)
+            kept.append(row)
+        except Exception:  # evaluate_knn skips an image on any decoding error, not only UnreadableImageError
+            pass
+    return np.asarray(kept, dtype=np.int64)
+
+
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (args,) = HfArgumentParser(KNNEvalArguments).parse_args_into_dataclasses(args=argv)
+    check_arguments(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     if args.model is None:
-        model = random_init_backbone(ProSConfig.from_preset("micro", image_size=args.image_size), args.seed)
+        try:
+            model = random_init_backbone(ProSConfig.from_preset("micro", image_size=args.image_size), args.seed)
+        except ValueError as error:  # e.g. an --image_size that is not a multiple of the patch size
+            raise SystemExit(f"--image_size: {error}") from None
         processor = ProSImageProcessor.from_model_config(model.config)
         model_name = "random-init micro"
     else:
         try:
             model, processor = load_backbone_and_processor(args.model)
-        except OSError as error:  # a missing folder, or a Hub id that cannot be reached
+        except (OSError, ValueError) as error:  # a missing folder, a Hub id that cannot be reached, not a ProS model
             raise SystemExit(f"--model: {error}") from None
         model_name = args.model
-    dataset = load_dataset_for_knn(args)
+    if args.dataset is None:
+        from pros_hf.data.synthetic import synthetic_faces_features
+
+        check_columns(synthetic_faces_features(), args)  # before rendering them
+    try:
+        dataset = load_dataset_for_knn(args)
+        check_columns(dataset.features, args)
+        check_image_column(dataset, args.image_column)  # holds images (or paths of existing files)
+    except ValueError as error:  # not a saved dataset, no such --split, not images, or a bad synthetic-face setting
+        raise SystemExit(f"knn_eval.py: {error}") from None
 
     common = dict(label_columns=args.label_columns, test_fraction=args.test_fraction, seed=args.seed, k=args.k,
                   temperature=args.temperature, image_processor=processor, batch_size=args.batch_size,
                   image_column=args.image_column)  # fmt: skip
     results = {"model": model_name, "num_examples": len(dataset), "k": args.k, "temperature": args.temperature,
                "labels": {}}  # fmt: skip
-    scores = evaluate_knn(model.to(device), dataset, **common)
+    try:  # label and image columns are checked before any feature is extracted
+        scores = evaluate_knn(model.to(device), dataset, **common)
+    except ValueError as error:
+        raise SystemExit(f"knn_eval.py: {error}") from None
     baseline = None
     if args.compare_random_init:
-        if args.random_init_seeds < 1:
-            raise SystemExit(f"--random_init_seeds must be at least 1, got {args.random_init_seeds}.")
         runs = [evaluate_knn(random_init_backbone(model.config, args.seed + offset).to(device), dataset, **common)
                 for offset in range(args.random_init_seeds)]
         baseline = {name: [run[name] for run in runs] for name in args.label_columns}
 
-    # Chance level on the very test split evaluate_knn uses (same stratification and seed).
+    # Chance level on the very queries evaluate_knn scores: the same stratified split and seed, without the images
+    # it could not decode (it leaves them out of the k-NN).
     first = np.asarray(dataset[args.label_columns[0]])
     _, test_idx = stratified_split_indices(first, args.test_fraction, args.seed)
+    queries = decodable_rows(dataset, test_idx, args.image_column)
+    results["num_queries"] = int(len(queries))
+    results["num_queries_undecodable"] = int(len(test_idx) - len(queries))
     for name in args.label_columns:
-        labels = np.asarray(dataset[name])[test_idx]
+        labels = np.asarray(dataset[name])[queries]
         entry = {
             "num_classes": int(len(np.unique(dataset[name]))),
             "majority_chance_top1": float(100.0 * np.bincount(labels).max() / len(labels)),
@@ -160,7 +236,9 @@ def main(argv=None) -> dict:
 
     header = f"{'label':<14}{'classes':>8}{'chance':>9}{'model':>9}" + (
         f"{'random (mean +- std of ' + str(args.random_init_seeds) + ')':>30}" if baseline else "")
-    print(f"k-NN top-1 accuracy (%), k={args.k}, T={args.temperature}, {len(test_idx)} queries, model: {model_name}")
+    skipped = f" ({results['num_queries_undecodable']} undecodable left out)" if len(queries) < len(test_idx) else ""
+    print(f"k-NN top-1 accuracy (%), k={args.k}, T={args.temperature}, {len(queries)} queries{skipped}, "
+          f"model: {model_name}")
     print(header)
     for name, entry in results["labels"].items():
         row = f"{name:<14}{entry['num_classes']:>8}{entry['majority_chance_top1']:>9.1f}{entry['top1']:>9.1f}"

@@ -146,3 +146,36 @@ def test_example_writes_every_factor_for_the_model_and_its_random_init(tmp_path,
     assert written["counts"]["groups_kept"] >= 2
     with pytest.raises(SystemExit, match="random_init_seeds"):
         example.main(["--random_init_seeds", "0"])
+
+
+def test_example_refuses_bad_input_before_rendering(tmp_path, monkeypatch):
+    """A bad --model used to be reported only after the 150 groups were rendered and face-cropped (about a minute),
+    and an --output_json in a missing folder only after everything was measured."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("factor_sensitivity_example",
+                                                  ROOT / "examples" / "factor_sensitivity.py")  # fmt: skip
+    example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "factor_sensitivity_example", example)  # its dataclass looks it up there
+    spec.loader.exec_module(example)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("faces were rendered before the bad input was refused")
+
+    monkeypatch.setattr(example, "make_factor_pairs", forbidden)
+    not_pros = tmp_path / "not_pros"
+    not_pros.mkdir()
+    (not_pros / "config.json").write_text(json.dumps({"model_type": "vit", "hidden_size": 16}))
+    cases = [
+        (["--model", str(tmp_path / "nope")], "--model: No model folder"),
+        (["--model", str(not_pros)], "--model: "),
+        (["--num_groups", "0"], "--num_groups must be at least 2"),
+        (["--image_size", "16"], "--image_size must lie in \\[32, 1024\\]"),
+        (["--crop_size", "4"], "--crop_size must be at least 8"),
+        (["--batch_size", "0"], "--batch_size must be at least 1"),
+        (["--output_json", str(tmp_path / "missing" / "out.json")], "--output_json .*does not exist"),
+        (["--output_json", str(tmp_path)], "--output_json .*is a folder"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            example.main(argv)

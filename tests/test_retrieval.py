@@ -373,3 +373,136 @@ def test_example_script_runs_end_to_end(lfw_folder, tmp_path):
     curated = datasets.load_from_disk(str(output / "dataset"))
     assert len(curated) == report["kept_final"] >= 5 and curated[0]["image"].size == (64, 64)
     assert (output / "montage.png").exists() and (output / "dominance_histogram.png").exists()
+
+
+# ---- an empty result, a failed run's rerun, refusals before detection -----------------------------------------------
+
+
+def _non_face_folder(folder, count=3):
+    """Flat grey and noise images: nothing a face detector finds."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for number in range(count):
+        noise = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+        pixels = noise if number % 2 else np.full((48, 48, 3), 128, np.uint8)
+        Image.fromarray(pixels).save(folder / f"nonface_{number}.png")
+    return str(folder)
+
+
+def test_no_face_kept_gives_an_empty_dataset_and_the_whole_report(tmp_path):
+    """datasets cannot reload an empty dataset saved with its default sharding: the run used to end in an IndexError
+    after the shards, without report, montage or histogram."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for source in (_non_face_folder(tmp_path / "nonfaces"), str(empty)):
+        output = tmp_path / f"out_{os.path.basename(source)}"
+        result = curate(source, str(output), CurationConfig(**FAST))
+        assert result.complete and len(result.dataset) == 0 and result.report.kept_final == 0
+        assert len(datasets.load_from_disk(str(output / "dataset"))) == 0
+        for name in ("report.json", "montage.png", "dominance_histogram.png"):
+            assert (output / name).is_file(), name
+        assert json.loads((output / "report.json").read_text())["consistent"]
+        assert "No face was kept" in result.report.summary()
+
+
+def test_settings_are_checked_before_any_file_is_written():
+    """A margin < 0 used to fail at the first crop, a dedup threshold > 1 only after every shard was embedded."""
+    cases = {"margin": -1, "dedup_threshold": 5, "min_similarity": 2, "pad_mode": "wrap", "max_pixels": 0,
+             "montage_samples": -1}  # fmt: skip
+    for name, value in cases.items():
+        with pytest.raises(ValueError, match=name):
+            CurationConfig(**{name: value})
+
+
+class _FailingDetector:
+    def detect(self, image):
+        raise RuntimeError("simulated failure in the first shard")
+
+    def __repr__(self):
+        return "FailingDetector()"
+
+
+def test_a_failed_run_does_not_block_its_corrected_rerun(lfw_folder, tmp_path):
+    """Settings are only compared with those of finished shards: a run that finished none blocks nothing, and
+    deleting shards/ (as the refusal says) starts over."""
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for name in ("lfw_face_000.png", "lfw_face_001.png", "lfw_nonface_000.png"):
+        shutil.copy(os.path.join(lfw_folder, name), folder / name)
+    output = str(tmp_path / "out")
+    with pytest.raises(RuntimeError, match="simulated"):
+        curate(str(folder), output, CurationConfig(margin=0.5, **FAST), detector=_FailingDetector())
+    assert os.path.isfile(os.path.join(output, "curation_config.json"))
+    first = curate(str(folder), output, CurationConfig(shard_size=2, **FAST))  # other settings, nothing finished
+    assert first.complete and first.report.detection.kept_after_detection == 2
+
+    with pytest.raises(ValueError, match="2 finished shards .*changed: margin.*curation_config.json.*delete") as info:
+        curate(str(folder), output, CurationConfig(shard_size=2, margin=0.1, **FAST))
+    assert os.path.join(output, "shards") in str(info.value)
+    shutil.rmtree(os.path.join(output, "shards"))
+    again = curate(str(folder), output, CurationConfig(shard_size=2, margin=0.1, **FAST))
+    assert again.complete and again.shards_computed == 2
+
+
+def test_a_seed_folder_without_images_or_faces_fails_before_detection(lfw_folder, tmp_path):
+    source = _non_face_folder(tmp_path / "source")
+    empty = tmp_path / "no_seeds"
+    empty.mkdir()
+    no_face = _non_face_folder(tmp_path / "no_face_seeds", count=1)
+    for seeds, message in [(str(empty), "holds no image files"), (no_face, "None of the 1 seed images")]:
+        detector = _CountingDetector()
+        with pytest.raises(ValueError, match=message):
+            curate(source, str(tmp_path / "out"), CurationConfig(**FAST), seeds=seeds, detector=detector)
+        assert detector.calls <= 1  # the seed image only: the source was not processed
+        assert not os.listdir(tmp_path / "out" / "shards")
+
+
+def _curate_script(monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("curate_example", os.path.join(REPO, "examples", "curate.py"))
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "curate_example", module)  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_script_refuses_bad_input_in_one_line_before_detection(tmp_path, monkeypatch):
+    script = _curate_script(monkeypatch)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("curation started before the bad input was refused")
+
+    source = _non_face_folder(tmp_path / "source", count=1)
+    output = str(tmp_path / "out")
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--model", str(tmp_path / "nope")], "--model: No model folder"),
+        (["--model", "org/none"], "--model: Cannot load 'org/none'.*HF_HUB_OFFLINE"),
+        (["--min_score", "2"], "min_score must be in"),
+        (["--crop_size", "0"], "crop_size must be >= 1"),
+        (["--dedup_threshold", "5"], "dedup_threshold is a cosine"),
+        (["--margin", "-1"], "margin must be >= 0"),
+        (["--seeds", str(tmp_path / "missing")], "--seeds .* is not a folder"),
+    ]
+    monkeypatch.setattr(script, "curate", forbidden)
+    for argv, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            script.main(["--source", source, "--output", output, *argv])
+    with pytest.raises(SystemExit, match="--output .* is a file"):
+        script.main(["--source", source, "--output", str(a_file)])
+    monkeypatch.setattr(script, "curate", curate)  # an empty seed folder is found by curate(), before detection
+    with pytest.raises(SystemExit, match="holds no image files"):
+        script.main(["--source", source, "--output", output, "--seeds", str(empty)])
+
+
+def test_example_script_reports_an_empty_result(tmp_path, monkeypatch, capsys):
+    script = _curate_script(monkeypatch)
+    output = tmp_path / "out"
+    assert script.main(["--source", _non_face_folder(tmp_path / "source"), "--output", str(output)]) == 0
+    printed = capsys.readouterr().out
+    assert "3 files" in printed and "No face was kept" in printed and "(0 crops)" in printed
+    assert (output / "report.json").is_file()

@@ -8,14 +8,18 @@ attends nearly uniformly or to the background. A glance at these maps is a cheap
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+
+from .data.decoding import open_image_rgb
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["cls_attention_maps", "denormalize", "save_attention_figure"]
+__all__ = ["cls_attention_maps", "denormalize", "figure_path", "save_attention_figure"]
 
 
 def _patch_size(model) -> tuple[int, int]:
@@ -64,6 +68,34 @@ def _upsample(maps: torch.Tensor, size: tuple[int, int], mode: str) -> np.ndarra
     return torch.nn.functional.interpolate(maps.float(), size=size, mode=mode, **kwargs).numpy()
 
 
+def figure_path(path) -> str:
+    """The file :func:`save_attention_figure` writes for ``path``, checked before any work is done.
+
+    A name without an extension gets ``.png`` (matplotlib would add it silently, and a caller would report a file
+    that does not exist). Raises ValueError for an existing folder, an extension matplotlib cannot write, or a folder
+    that does not exist.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        example = os.path.join(path, "attention.png")
+        raise ValueError(f"output {path!r} is a folder; give a file name, e.g. {example!r}.")
+    extension = os.path.splitext(path)[1][1:].lower()
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if not extension:
+        path += ".png"
+    elif extension not in formats:
+        raise ValueError(f"output {path!r}: matplotlib cannot write .{extension} files; use .png or one of "
+                         f"{sorted(formats)}.")  # fmt: skip
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"output {path!r}: the folder {folder!r} does not exist.")
+    if os.path.isdir(path):  # "name" given, and "name.png" is a folder
+        raise ValueError(f"output {path!r} is a folder; give a file name.")
+    return path
+
+
 def save_attention_figure(
     images,
     maps: torch.Tensor,
@@ -74,7 +106,8 @@ def save_attention_figure(
     title: str | None = None,
     dpi: int = 100,
 ) -> str:
-    """Save a PNG grid: one row per image with the image, the mean over heads, then each head, overlaid.
+    """Save a PNG grid: one row per image with the image, the mean over heads, then each head, overlaid; returns the
+    path written (see :func:`figure_path`: ``.png`` is added to a name without an extension).
 
     ``images``: (B, H, W, 3) floats in [0, 1] (see :func:`denormalize`) or uint8, or a list of PIL images of the
     processed size. ``maps``: (B, heads, h, w) from :func:`cls_attention_maps`; they are upsampled to the image
@@ -87,7 +120,10 @@ def save_attention_figure(
         raise ValueError(f"upsample must be 'nearest', 'bilinear' or 'bicubic', got {upsample!r}.")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}.")
-    images = np.stack([np.asarray(image) for image in images])
+    path = figure_path(path)
+    # PIL images go through the training decoder: convert("RGB") clips 16-bit greyscale to white and floats to black
+    images = np.stack([np.asarray(open_image_rgb(image, None) if isinstance(image, Image.Image) else image)
+                       for image in images])  # fmt: skip
     if images.dtype == np.uint8:
         images = images.astype(np.float32) / 255.0
     if maps.ndim != 4 or len(maps) != len(images):
@@ -125,4 +161,4 @@ def save_attention_figure(
     figure.tight_layout()
     figure.savefig(path, dpi=dpi)
     logger.info("Saved attention maps of %d images to %s", batch, path)
-    return str(path)
+    return path

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..data.decoding import UnreadableImageError, list_image_files, open_image_rgb
 from ..hub import is_offline
 from .detectors import FaceDetector, get_face_detector
-from .dominance import FaceThresholds, crop_square_face, select_face
+from .dominance import PAD_MODES, FaceThresholds, crop_square_face, select_face
 from .embedding import ImageEmbedder
 from .index import IndexSettings, add_embedding_index, find_near_duplicates, retrieve_around_queries
 from .report import CurationReport, DetectionCounts, save_dominance_histogram, save_montage, write_json
@@ -85,11 +85,23 @@ class CurationConfig:
     show_progress: bool = True
 
     def __post_init__(self):
+        # Every setting is checked here, before any file is written or image detected: a bad value found later (at the
+        # first crop, or at dedup after every shard) would cost the whole run.
         FaceThresholds(self.min_score, self.min_face_size, self.min_dominance)  # validates
         IndexSettings(self.ivf_threshold, self.ivf_nlist, self.ivf_nprobe)
-        for name in ("crop_size", "shard_size", "embed_batch_size", "num_seeds", "num_neighbors", "dedup_neighbors"):
+        for name in ("crop_size", "shard_size", "embed_batch_size", "num_seeds", "num_neighbors", "dedup_neighbors",
+                     "max_pixels"):  # fmt: skip
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
+        if not self.margin >= 0:  # also refuses NaN
+            raise ValueError(f"margin must be >= 0 (a fraction of the face side); got {self.margin}.")
+        for name in ("dedup_threshold", "min_similarity"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} is a cosine in [-1, 1]; got {getattr(self, name)}.")
+        if self.pad_mode not in PAD_MODES:
+            raise ValueError(f"Unknown pad_mode {self.pad_mode!r}; valid: {', '.join(PAD_MODES)}.")
+        if self.montage_samples < 0:
+            raise ValueError(f"montage_samples must be >= 0; got {self.montage_samples}.")
 
     @property
     def thresholds(self) -> FaceThresholds:
@@ -232,16 +244,24 @@ def _load_shard_stats(shard_dir: str) -> tuple[DetectionCounts, list]:
     return DetectionCounts.from_dict(stats["counts"]), stats["rejected_samples"]
 
 
-def _check_or_write_signature(path: str, signature: dict) -> None:
+def _check_or_write_signature(path: str, signature: dict, shards_root: str) -> None:
+    """Refuse to mix shards made with other settings; record the settings of the shards about to be made.
+
+    Only finished shards (with a ``done`` marker) hold results: without one, nothing can be mixed, so the settings are
+    simply overwritten (a run that failed before finishing a shard, e.g. on a bad setting, must not block its rerun).
+    """
     signature = json.loads(json.dumps(signature, default=str))  # normalise tuples etc. as JSON would
-    if os.path.isfile(path):
+    finished = [name for name in sorted(os.listdir(shards_root))
+                if os.path.isfile(os.path.join(shards_root, name, DONE_MARKER))]  # fmt: skip
+    if finished and os.path.isfile(path):
         with open(path, encoding="utf-8") as file:
             previous = json.load(file)
         if previous != signature:
             changed = sorted(k for k in set(previous) | set(signature) if previous.get(k) != signature.get(k))
             raise ValueError(
-                f"{os.path.dirname(path)!r} holds shards made with other settings (changed: {', '.join(changed)}). "
-                f"Resume with the same settings, or use a new --output (or delete its shards/ folder)."
+                f"{shards_root!r} holds {len(finished)} finished shards made with other settings (changed: "
+                f"{', '.join(changed)}; the settings they were made with are in {path!r}). Resume with the same "
+                f"settings, use a new --output, or delete {shards_root!r} to start over."
             )
         return
     write_json(path, signature)
@@ -249,7 +269,9 @@ def _check_or_write_signature(path: str, signature: dict) -> None:
 
 def embed_seed_folder(folder: str, work: _ShardWork) -> tuple[np.ndarray, dict]:
     """Embeddings of the largest confident face of every seed image, and counts (seen / unreadable / no face)."""
-    paths = list_image_files(folder)
+    paths = list_image_files(folder)  # FileNotFoundError / NotADirectoryError name the folder
+    if not paths:
+        raise ValueError(f"The seed folder {folder!r} holds no image files; retrieval needs at least one seed face.")
     counts = {"source": os.path.abspath(folder), "seen": len(paths), "unreadable": 0, "without_face": 0, "used": 0}
     crops = []
     for path in paths:
@@ -330,8 +352,10 @@ def curate(
         "detector_repr": repr(detector),
         "embedder": embedder.describe(),
     }
-    _check_or_write_signature(os.path.join(output_dir, "curation_config.json"), signature)
+    _check_or_write_signature(os.path.join(output_dir, "curation_config.json"), signature, shards_root)
     work = _ShardWork(config, detector, embedder)
+    # Seeds are few: embed them now, so that a seed folder without a face fails before the source is processed.
+    seed_queries = embed_seed_folder(seeds, work) if seeds is not None else None
 
     num_items = len(image_source)
     num_shards = -(-num_items // config.shard_size)
@@ -369,14 +393,16 @@ def curate(
     dataset = _merge_shards(shard_dirs)
     dataset, duplicates = _deduplicate(dataset, config, report)
     rejected_samples = rejected_samples + duplicates
-    dataset = _retrieve(dataset, config, report, work, seeds)
+    dataset = _retrieve(dataset, config, report, seed_queries)
 
     if not config.keep_embeddings:
         dataset = dataset.remove_columns("embedding")
     dataset_dir = os.path.join(output_dir, "dataset")
     temporary = dataset_dir + ".tmp"
     shutil.rmtree(temporary, ignore_errors=True)
-    dataset.save_to_disk(temporary)
+    # An empty dataset saved with the default sharding has no data file, and load_from_disk fails on it; one
+    # (empty) shard reloads as an empty dataset.
+    dataset.save_to_disk(temporary, num_shards=None if len(dataset) else 1)
     shutil.rmtree(dataset_dir, ignore_errors=True)
     os.replace(temporary, dataset_dir)
     dataset = _load_from_disk(dataset_dir)
@@ -459,14 +485,15 @@ def _deduplicate(dataset, config: CurationConfig, report: CurationReport):
     return dataset.select(np.flatnonzero(keep)), samples
 
 
-def _retrieve(dataset, config: CurationConfig, report: CurationReport, work: _ShardWork, seeds: Optional[str]):
-    """Keep the union of the neighbours of the seed queries."""
+def _retrieve(dataset, config: CurationConfig, report: CurationReport, seed_queries: Optional[tuple[np.ndarray, dict]]):
+    """Keep the union of the neighbours of the seed queries (``seed_queries``: :func:`embed_seed_folder`'s output)."""
+    if seed_queries is not None:
+        queries, report.seeds = seed_queries
     if len(dataset) == 0:
-        report.seeds = {"source": seeds or "most_dominant", "used": 0}
+        if seed_queries is None:
+            report.seeds = {"source": "most_dominant", "used": 0}
         return dataset
-    if seeds is not None:
-        queries, report.seeds = embed_seed_folder(seeds, work)
-    else:
+    if seed_queries is None:
         dominance = np.asarray(dataset.with_format("numpy", columns=["dominance"])["dominance"])
         top = np.argsort(-dominance, kind="stable")[: config.num_seeds]
         queries = np.asarray(dataset.select(np.sort(top)).with_format("numpy", columns=["embedding"])["embedding"])

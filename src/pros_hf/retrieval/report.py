@@ -125,12 +125,15 @@ class CurationReport:
     def summary(self) -> str:
         d = self.detection
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(d.unreadable_by_reason.items())) or "none"
-        return (
+        text = (
             f"{d.files_seen} files: {d.unreadable} unreadable ({reasons}), {d.no_face} without a face, "
             f"{d.below_score} below score, {d.below_face_size} below face size, {d.below_dominance} below dominance, "
             f"{d.kept_after_detection} kept; {self.duplicates_removed} near-duplicates removed; "
             f"{self.retrieved} retrieved around {self.seeds.get('used', 0)} seed queries; {self.kept_final} curated."
         )
+        if d.kept_after_detection == 0:  # an empty result is a result, but not one to miss in a line of counts
+            text += " No face was kept: the curated dataset is empty."
+        return text
 
 
 def _json_default(value: Any):
