@@ -21,7 +21,6 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor
-from pros_hf.data.decoding import open_image_rgb
 from pros_hf.knn import (
     evaluate_knn,
     load_backbone_and_processor,
@@ -150,25 +149,6 @@ def check_columns(features, args: KNNEvalArguments) -> None:
         raise SystemExit(f"--image_column: {args.image_column!r} is not a column of the dataset ({list(features)}).")
 
 
-def decodable_rows(dataset, rows: np.ndarray, image_column: str) -> np.ndarray:
-    """Those of ``rows`` whose image decodes. evaluate_knn leaves the others out of the k-NN (it decodes with
-    open_image_rgb from the raw bytes, as here), so counts and chance must leave them out too."""
-    import datasets
-
-    column = dataset.select(rows).select_columns([image_column])
-    feature = column.features[image_column]
-    if isinstance(feature, datasets.Image) and feature.decode:
-        column = column.cast_column(image_column, datasets.Image(decode=False))
-    kept = []
-    for row, source in zip(rows, column[image_column]):
-        try:
-            open_image_rgb(source)
-            kept.append(row)
-        except Exception:  # evaluate_knn skips an image on any decoding error, not only UnreadableImageError
-            pass
-    return np.asarray(kept, dtype=np.int64)
-
-
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (args,) = HfArgumentParser(KNNEvalArguments).parse_args_into_dataclasses(args=argv)
@@ -205,7 +185,7 @@ def main(argv=None) -> dict:
     results = {"model": model_name, "num_examples": len(dataset), "k": args.k, "temperature": args.temperature,
                "labels": {}}  # fmt: skip
     try:  # label and image columns are checked before any feature is extracted
-        scores = evaluate_knn(model.to(device), dataset, **common)
+        scores, queries = evaluate_knn(model.to(device), dataset, return_query_rows=True, **common)
     except ValueError as error:
         raise SystemExit(f"knn_eval.py: {error}") from None
     baseline = None
@@ -214,11 +194,10 @@ def main(argv=None) -> dict:
                 for offset in range(args.random_init_seeds)]
         baseline = {name: [run[name] for run in runs] for name in args.label_columns}
 
-    # Chance level on the very queries evaluate_knn scores: the same stratified split and seed, without the images
-    # it could not decode (it leaves them out of the k-NN).
+    # Chance level on the very queries evaluate_knn scored: its stratified split, without the images it could not
+    # decode (it leaves them out of the k-NN)
     first = np.asarray(dataset[args.label_columns[0]])
     _, test_idx = stratified_split_indices(first, args.test_fraction, args.seed)
-    queries = decodable_rows(dataset, test_idx, args.image_column)
     results["num_queries"] = int(len(queries))
     results["num_queries_undecodable"] = int(len(test_idx) - len(queries))
     for name in args.label_columns:

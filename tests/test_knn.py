@@ -553,3 +553,16 @@ def test_load_backbone_and_processor_uses_the_saved_processor_or_the_config(tmp_
     assert isinstance(loaded, ProSModel) and list(processor.image_mean) == [0.5, 0.5, 0.5]
     _, derived = load_backbone_and_processor(str(tmp_path / "bare"))
     assert derived.to_dict() == ProSImageProcessor.from_model_config(model.config).to_dict()
+
+
+def test_evaluate_knn_returns_the_query_rows_it_scored(micro_model, faces):
+    """The rows whose images decoded, among the split's queries: counts and chance levels are taken on those."""
+    subset = faces.select(range(24))
+    images = list(subset["image"])
+    images[3] = b"not an image"
+    stored = _image_dicts(images, subset["expression"])
+    split = stratified_split_indices(np.asarray(subset["expression"]), 0.5, 0)[1]
+    scores, rows = evaluate_knn(micro_model, stored, label_columns="expression", test_fraction=0.5, k=3,
+                                return_query_rows=True)
+    assert sorted(rows.tolist()) == sorted(row for row in split.tolist() if row != 3)
+    assert scores == evaluate_knn(micro_model, stored, label_columns="expression", test_fraction=0.5, k=3)

@@ -125,9 +125,11 @@ def evaluate_knn(
     image_column: str = "image",
     device=None,
     stratify_by: str | None = None,
-) -> dict[str, float]:
+    return_query_rows: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """Split one labelled dataset (stratified on ``stratify_by``, default the first label column) and return
-    ``{label: top-1 accuracy %}``.
+    ``{label: top-1 accuracy %}`` (with ``return_query_rows``, also the dataset rows of the queries scored, for
+    counts and chance levels on exactly those).
 
     Features are extracted once and reused for every label column. The split depends only on ``seed`` and the
     labels, so two models (e.g. trained and random-init) are compared on the same examples. Images that cannot be
@@ -159,6 +161,8 @@ def evaluate_knn(
         scores = knn_accuracy_from_features(features[train_rows], values[train_rows], features[test_rows],
                                             values[test_rows], num_classes, k_used, temperature)
         results[name] = scores["top1"]
+    if return_query_rows:
+        return results, np.asarray(extracted.kept)[test_rows.numpy()]
     return results
 
 
