@@ -106,6 +106,15 @@ def test_unsupported_source_type():
     assert _reason(12345).reason == "unsupported source"
 
 
+def test_folder_is_an_unreadable_file_not_a_corrupt_image(tmp_path):
+    """A folder named like an image was reported as 'corrupt' (IsADirectoryError from open())."""
+    folder = tmp_path / "looks_like.jpg"
+    folder.mkdir()
+    err = _reason(str(folder))
+    assert err.reason == "unreadable file" and str(folder) in str(err)
+    assert _reason({"bytes": None, "path": str(folder)}).reason == "unreadable file"
+
+
 # ---------------------------------------------------------------------------------------------- conversions -----
 
 
@@ -180,6 +189,28 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     assert out[1, 0].tolist() == [128, 128, 128]  # 32768 / 257 = 127.5 -> 128 (clipping would give 255)
     assert out[1, 1].tolist() == [100, 100, 100]
     assert out[0, 0].tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize("background", [(255, 255, 255), (0, 0, 255)])
+def test_colour_key_transparency_of_rgb_and_sixteen_bit_png(tmp_path, background):
+    """A PNG tRNS colour key makes one colour transparent: RGB and 16-bit grey images kept it (black, not white)."""
+    rgb = Image.new("RGB", (4, 4), (0, 0, 0))
+    rgb.putpixel((1, 1), (10, 20, 30))
+    rgb.save(tmp_path / "rgb.png", transparency=(0, 0, 0))
+    assert Image.open(tmp_path / "rgb.png").mode == "RGB"
+    out = np.asarray(open_image_rgb(tmp_path / "rgb.png", background=background))
+    assert tuple(out[0, 0]) == background and tuple(out[1, 1]) == (10, 20, 30)
+
+    Image.fromarray(np.array([[0, 65535, 32768]], np.uint16)).save(tmp_path / "deep.png", transparency=0)
+    assert Image.open(tmp_path / "deep.png").mode in ("I;16", "I")
+    out = np.asarray(open_image_rgb(tmp_path / "deep.png", background=background))
+    assert out[0].tolist() == [list(background), [255, 255, 255], [128, 128, 128]]  # only the key value, 0
+
+    bits = Image.new("1", (2, 1), 0)
+    bits.putpixel((1, 0), 1)
+    bits.save(tmp_path / "bits.png", transparency=0)
+    out = np.asarray(open_image_rgb(tmp_path / "bits.png", background=background))
+    assert out[0].tolist() == [list(background), [255, 255, 255]]
 
 
 def _exif_jpeg(path, orientation):
@@ -264,6 +295,32 @@ def test_resize_bad_arguments_name_valid_options():
         resize_center_crop(img, 4, resample="nearest-ish")
     with pytest.raises(ValueError, match="size"):
         resize_center_crop(img, 0)
+    with pytest.raises(ValueError, match="min_size must be a non-negative int"):
+        resize_center_crop(img, 4, min_size=2.5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"background": "white"}, r"background must be an \(R, G, B\) tuple of 3 ints in \[0, 255\], got 'white'"),
+    ({"background": (255, 255)}, "background must be"),
+    ({"background": (1.5, 2.5, 3.5)}, "background must be"),
+    ({"background": (0, 0, 256)}, "background must be"),
+    ({"max_pixels": "big"}, "max_pixels must be a positive int or None"),
+    ({"max_pixels": 0}, "max_pixels must be a positive int or None"),
+])
+def test_bad_settings_are_a_value_error_not_an_unreadable_image(tmp_path, kwargs, message):
+    """A wrong setting is the caller's mistake: not UnreadableImageError('corrupt'), which a loader skips per image."""
+    path = tmp_path / "rgba.png"
+    Image.new("RGBA", (8, 8), (255, 0, 0, 0)).save(path)  # transparent: the background is used
+    with pytest.raises(ValueError, match=message) as info:
+        open_image_rgb(path, **kwargs)
+    assert not isinstance(info.value, UnreadableImageError)
+
+
+def test_background_may_be_any_sequence_of_three_ints(tmp_path):
+    path = tmp_path / "rgba.png"
+    Image.new("RGBA", (2, 2), (255, 0, 0, 0)).save(path)
+    for background in ([0, 128, 255], np.array([0, 128, 255]), (np.uint8(0), 128, 255)):
+        assert tuple(np.asarray(open_image_rgb(path, background=background))[0, 0]) == (0, 128, 255)
 
 
 # ---------------------------------------------------------------------------------------------- listing ---------

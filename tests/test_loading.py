@@ -240,6 +240,40 @@ def test_bad_arguments_name_options(tmp_path):
         make_pretraining_dataloader(stream, batch_size=2, shuffle=True)
 
 
+@pytest.mark.parametrize("streaming", [False, True])
+@pytest.mark.parametrize("kwargs, name", [
+    ({"resample": "nearest"}, "resample"), ({"max_pixels": 0}, "max_pixels"), ({"max_pixels": "big"}, "max_pixels"),
+    ({"min_size": -1}, "min_size"), ({"min_size": 2.5}, "min_size"), ({"background": "white"}, "background"),
+    ({"background": (255, 255)}, "background"), ({"background": None}, "background"),
+])
+def test_bad_decoding_settings_are_refused_at_construction(tmp_path, streaming, kwargs, name):
+    """They were accepted, then every image was skipped as 'unexpected error (ValueError)' or 'corrupt'."""
+    _write_colour_images(tmp_path / "data", 2)
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        load_pretraining_images(tmp_path / "data", S, streaming=streaming, **kwargs)
+
+
+def test_good_decoding_settings_are_kept(tmp_path):
+    _write_colour_images(tmp_path / "data", 2)
+    ds = load_pretraining_images(tmp_path / "data", S, resample="box", max_pixels=10**6, min_size=0,
+                                 background=[0, 0, 0])
+    assert ds.decode_kwargs == {"max_pixels": 10**6, "min_size": 0, "resample": "box", "background": (0, 0, 0)}
+    assert ds[0]["pixel_values"].shape == (3, S, S)
+
+
+def _rows_without_image_column():
+    yield {"file": "a.jpg", "label": 0}
+
+
+def test_streaming_rows_without_features_name_a_missing_image_column():
+    """Without declared features the columns are only known in the rows: a mistyped column was a bare KeyError."""
+    rows = datasets.IterableDataset.from_generator(_rows_without_image_column)
+    assert rows.features is None  # so nothing can be checked at construction
+    ds = load_pretraining_images(rows, S, streaming=True, image_column="fiel")
+    with pytest.raises(PretrainingSourceError, match=r"image_column 'fiel' is not in .*\['file', 'label'\]"):
+        next(iter(make_pretraining_dataloader(ds, 2)))
+
+
 def test_datasets_object_source_and_streaming_shuffle(tmp_path):
     images = [Image.new("RGB", (20, 24), (10 * i, 5, 5)) for i in range(8)]
     ds = datasets.Dataset.from_dict({"img": images, "label": list(range(8))}).cast_column("img", datasets.Image())

@@ -160,6 +160,8 @@ def test_other_point_counts_need_eye_indices_or_a_box(nme):
     ({"normalization": "box", "left_eye": 36, "right_eye": 45}, "eye normalisations only"),
     ({"left_eye": 36, "right_eye": 80}, "example 0: eye point 80 is out of range for its 68 points"),
     ({"failure_threshold": 0}, "failure_threshold must be positive"),
+    ({"failure_threshold": float("inf")}, "failure_threshold must be positive and finite"),  # gave auc NaN
+    ({"failure_threshold": None}, "failure_threshold must be positive and finite"),  # was a bare TypeError
     ({"ced_steps": 0}, "ced_steps must be a positive integer"),
 ])
 def test_nme_rejects_bad_arguments(nme, kwargs, message):
@@ -217,12 +219,22 @@ def test_attribute_accuracy_matches_a_numpy_loop(attributes):
     ([[1, 0], [1, 0]], [[1, 0], [1, 2]], {}, r"example 1: references must be 0 or 1, got \[1.0, 2.0\]"),
     ([[0.2, 0.3], [1.7, -0.4]], [[1, 0], [1, 0]], {}, "example 1: predictions must be 0/1 or probabilities"),
     ([[1, 0], [1, 0]], [[1, 0, 1], [1, 0, 1]], {}, "predictions have 2 attributes per image but references 3"),
-    ([[1, 0]], [[1, 0]], {"threshold": 1.0}, r"threshold must lie in \(0, 1\)"),
+    ([[1, 0]], [[1, 0]], {"threshold": 1.0}, r"threshold must be a number that lies in \(0, 1\)"),
+    ([[1, 0]], [[1, 0]], {"threshold": None}, r"threshold must be a number that lies in \(0, 1\), got None"),
+    ([[]], [[]], {}, "predictions hold no attributes"),  # was a mean accuracy of NaN
+    # soft references were cast to int (0.7 -> 0, 1.9 -> 1) before the 0/1 check: accuracy 0.0, no error
+    ([[0.9], [0.1]], [[0.7], [1.9]], {}, r"example 0: references must be 0 or 1, got \[0.7\]"),
     ([[1, 0]], [[1, 0]], {"attribute_names": ["a"]}, "attribute_names has 1 names but the inputs have 2"),
 ])
 def test_attribute_accuracy_rejects_bad_input(attributes, predictions, references, kwargs, message):
     with pytest.raises(ValueError, match=message):
         attributes.compute(predictions=predictions, references=references, **kwargs)
+
+
+def test_attribute_probabilities_are_not_rounded_to_float32(attributes):
+    """A float32 feature turned 0.50000001 into 0.5, which is not above the threshold."""
+    result = attributes.compute(predictions=[[0.50000001], [0.5]], references=[[1], [0]])
+    assert result["mean_accuracy"] == 1.0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -278,10 +290,21 @@ def test_macro_f1_follows_sklearns_default_convention(expression):
     ([0, 1, 2], [0, 1, 3], {"label_names": ["a", "b", "c"]}, "example 2: references holds class 3"),
     ([0, 1], [0, 1], {"num_classes": 3, "label_names": ["a", "b"]}, "num_classes is 3 but label_names has 2"),
     ([0, 1], [0, 1], {"num_classes": 0}, "num_classes must be a positive integer"),
+    # probabilities were cast to int (0.9 -> class 0) before the integer check: accuracy 1/3, no error
+    ([0.9, 0.8, 0.2], [1, 1, 0], {}, r"example 0: predictions holds 0.9, not a class id: .*argmax of the logits"),
+    ([1, 2, 0], [1, 1.5, 0], {}, "example 1: references holds 1.5, not a class id"),
+    ([0, float("nan")], [0, 1], {}, "example 1: predictions holds nan, not a class id"),
+    ([0, None], [0, 1], {}, "example 1: predictions holds None, not a class id"),
 ])
 def test_expression_metrics_reject_bad_input(expression, predictions, references, kwargs, message):
     with pytest.raises(ValueError, match=message):
         expression.compute(predictions=predictions, references=references, **kwargs)
+
+
+def test_expression_metrics_accept_whole_float_class_ids(expression):
+    """Float tensors of argmax ids are fine: only fractional values are refused."""
+    result = expression.compute(predictions=np.array([1.0, 0.0, 2.0]), references=[1, 1, 2])
+    assert result["confusion_matrix"] == [[0, 0, 0], [1, 1, 0], [0, 0, 1]]
 
 
 def test_ced_figure_reports_the_metric_numbers(nme):

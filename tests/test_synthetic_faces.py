@@ -89,6 +89,18 @@ def test_attributes_to_multi_hot():
     assert batch.shape == (3, len(ATTRIBUTE_NAMES)) and batch.sum() == 3 and batch[1].sum() == 0 and batch[2, 4] == 1
 
 
+@pytest.mark.parametrize("ids, message", [
+    ([-1], "^attribute ids .* got -1"),  # was silently the last attribute
+    ([len(ATTRIBUTE_NAMES)], f"^attribute ids .* got {len(ATTRIBUTE_NAMES)}"),  # was a bare numpy IndexError
+    ([1.0], "^attribute ids .* got 1.0"),
+    ([[1], [2, -3]], "^example 1: attribute ids .* got -3"),
+])
+def test_attributes_to_multi_hot_refuses_ids_out_of_range(ids, message):
+    with pytest.raises(ValueError, match=message) as info:
+        attributes_to_multi_hot(ids)
+    assert f"must be ints in [0, {len(ATTRIBUTE_NAMES)})" in str(info.value)
+
+
 def test_landmarks_inside_image(posed, many):
     for arrays, size in ((posed, 128), (many, 64)):
         lm = arrays["landmarks"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import logging
+import numbers
 import os
 from collections.abc import Iterable
 from typing import Any
@@ -47,6 +48,42 @@ REASON_BAD_SOURCE = "unsupported source"
 
 _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX}
+
+
+# The checks below run where the user passes a setting (open_image_rgb, resize_center_crop, and the loader's
+# constructor): a bad value found later, per image, would skip every image under a misleading reason.
+
+
+def check_max_pixels(max_pixels: Any) -> None:
+    """`max_pixels` is compared with width * height: a positive number or None (no limit of our own)."""
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Real)
+                                   or not max_pixels > 0):  # `not > 0` also refuses NaN
+        raise ValueError(f"max_pixels must be a positive int or None (no limit of our own), got {max_pixels!r}")
+
+
+def check_min_size(min_size: Any) -> None:
+    """`min_size` is a side in pixels (it also sets the JPEG draft size): an int >= 0 or None."""
+    if min_size is not None and (isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral)
+                                 or min_size < 0):
+        raise ValueError(f"min_size must be a non-negative int or None, got {min_size!r}")
+
+
+def check_resample(resample: Any) -> None:
+    if not isinstance(resample, str) or resample not in _RESAMPLE:
+        raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
+
+
+def check_background(background: Any) -> tuple[int, int, int]:
+    """The (R, G, B) ints in [0, 255] that transparent pixels are composited on, as a tuple.
+
+    Exactly what `_to_rgb` can use (`Image.new("RGBA", size, (*background, 255))`): a colour name, a float or
+    another length would only fail at the first transparent image, as a "corrupt" file.
+    """
+    values = tuple(background) if isinstance(background, (tuple, list, np.ndarray)) else None
+    if (values is None or len(values) != 3
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in values)):
+        raise ValueError(f"background must be an (R, G, B) tuple of 3 ints in [0, 255], got {background!r}")
+    return tuple(int(v) for v in values)
 
 
 class UnreadableImageError(ValueError):
@@ -133,10 +170,17 @@ def _open_raw(source: Any) -> tuple[Image.Image, bool]:
             raise UnreadableImageError(REASON_MISSING, source) from None
         except OSError as e:
             raise UnreadableImageError(REASON_UNREADABLE, source, str(e)) from None
+        if os.path.isdir(path):  # before the size test: a folder may have size 0, and open() fails on it
+            raise UnreadableImageError(REASON_UNREADABLE, source, "a folder, not a file")
         if size == 0:
             raise UnreadableImageError(REASON_EMPTY, source)
-        with open(path, "rb") as f:  # read once and close: no file handle outlives the call
-            data = f.read()
+        try:
+            with open(path, "rb") as f:  # read once and close: no file handle outlives the call
+                data = f.read()
+        except FileNotFoundError:  # removed since getsize
+            raise UnreadableImageError(REASON_MISSING, source) from None
+        except OSError as e:  # permissions, I/O errors: the file, not its content, is at fault (not "corrupt")
+            raise UnreadableImageError(REASON_UNREADABLE, source, f"{type(e).__name__}: {e}") from None
         return Image.open(io.BytesIO(data)), True
     if hasattr(source, "read"):
         data = source.read()
@@ -165,18 +209,28 @@ def _sixteen_bit_to_l(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), mode="L")
 
 
+def _composite(rgba: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
+    return Image.alpha_composite(canvas, rgba).convert("RGB")
+
+
 def _to_rgb(image: Image.Image, background: tuple[int, int, int], source: Any) -> Image.Image:
     """Any Pillow mode to RGB; transparency is composited on `background` (dropping alpha leaves garbage colours)."""
     mode = image.mode
-    if mode == "RGB":
+    # A PNG tRNS chunk makes one colour transparent in 1, L, P, RGB and 16-bit grey images: `info["transparency"]`.
+    # It must be tested before any early return (an RGB image with one was returned with its key colour unchanged).
+    key = image.info.get("transparency")
+    if mode == "RGB" and key is None:
         return image
     if mode in ("I", "F") or mode.startswith("I;16"):
-        return _sixteen_bit_to_l(image).convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode in ("P", "L", "RGB") and "transparency" in image.info)
-    if has_alpha:
-        rgba = image.convert("RGBA")
-        canvas = Image.new("RGBA", rgba.size, (*background, 255))
-        return Image.alpha_composite(canvas, rgba).convert("RGB")
+        grey = _sixteen_bit_to_l(image)
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool) and mode != "F":
+            # the key is a raw 16-bit value: compare before scaling (scaling merges it with its neighbours)
+            grey.putalpha(Image.fromarray(np.where(np.asarray(image) == key, 0, 255).astype(np.uint8), mode="L"))
+            return _composite(grey.convert("RGBA"), background)
+        return grey.convert("RGB")
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or (mode in ("P", "L", "1", "RGB") and key is not None):
+        return _composite(image.convert("RGBA"), background)
     try:
         return image.convert("RGB")  # L, 1, P, CMYK, YCbCr, HSV, ...
     except (ValueError, OSError) as e:
@@ -203,8 +257,8 @@ def open_image_rgb(
         draft_size: JPEG only: let libjpeg decode at a reduced scale whose both sides stay >= this (much faster
             for large photos headed for a small source size). None decodes at full resolution.
     """
-    if max_pixels is not None and max_pixels <= 0:
-        raise ValueError(f"max_pixels must be a positive int or None (no limit of our own), got {max_pixels!r}")
+    check_max_pixels(max_pixels)
+    background = check_background(background)  # a ValueError here, not an UnreadableImageError("corrupt") per image
     try:
         image, owned = _open_raw(source)
         width, height = image.size
@@ -253,10 +307,8 @@ def resize_center_crop(
     """
     if not isinstance(size, int) or size <= 0:
         raise ValueError(f"size must be a positive int, got {size!r}")
-    if resample not in _RESAMPLE:
-        raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, got {resample!r}")
-    if min_size is not None and min_size < 0:
-        raise ValueError(f"min_size must be a non-negative int or None, got {min_size!r}")
+    check_resample(resample)
+    check_min_size(min_size)
     width, height = image.size
     short = min(width, height)
     if short == 0 or (min_size is not None and short < min_size):

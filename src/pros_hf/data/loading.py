@@ -29,6 +29,10 @@ from torch.utils.data import DataLoader
 from .decoding import (
     DEFAULT_MAX_PIXELS,
     UnreadableImageError,
+    check_background,
+    check_max_pixels,
+    check_min_size,
+    check_resample,
     decode_to_array,
     describe_source,
     list_image_files,
@@ -85,15 +89,31 @@ def collate_pretraining(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 class _DecodingMixin:
     def _init_decoding(self, image_column, image_size, max_pixels, min_size, resample, background):
-        if not isinstance(image_size, int) or image_size <= 0:
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
             raise ValueError(f"image_size must be a positive int, got {image_size!r}")
+        # Checked here, at construction: in a worker, a bad setting raises on every image, and `_decode_sample` would
+        # count each one as a skipped image ("unexpected error (ValueError)") instead of stopping.
+        check_max_pixels(max_pixels)
+        check_min_size(min_size)
+        check_resample(resample)
         self.image_column = image_column
         self.image_size = image_size
         self.decode_kwargs = {"max_pixels": max_pixels, "min_size": min_size, "resample": resample,
-                              "background": tuple(background)}
+                              "background": check_background(background)}
 
     def _decode_row(self, row: Any) -> dict[str, Any]:
-        source = row[self.image_column] if self.image_column is not None else row
+        if self.image_column is None:
+            source = row
+        else:
+            try:
+                source = row[self.image_column]
+            except KeyError:
+                # A streaming dataset without declared features has no column names to check at construction:
+                # its rows show them only now. Say which column is missing, and which there are.
+                raise PretrainingSourceError(
+                    f"image_column {self.image_column!r} is not in this dataset's rows; a row has the columns "
+                    f"{sorted(row)}: pass image_column= one of them."
+                ) from None
         return _decode_sample(source, self.image_size, self.decode_kwargs)
 
 
@@ -338,6 +358,7 @@ def load_pretraining_images(
     Raises:
         FileNotFoundError: a local path that does not exist.
         PretrainingSourceError: an empty folder, an offline or unknown Hub id, an unknown split, no image column.
+        ValueError: a bad image_size, max_pixels, min_size, resample or background (here, not per image).
     """
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")

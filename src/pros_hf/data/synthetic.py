@@ -178,11 +178,20 @@ def attributes_to_multi_hot(attribute_ids) -> np.ndarray:
     ``ATTRIBUTE_NAMES`` order, the target format of multi-label classification heads. Accepts one example's list
     or a batch (list of lists) and returns (K,) or (B, K)."""
     seq = list(attribute_ids)
-    batched = bool(seq) and not isinstance(seq[0], (int, np.integer))
+    # a scalar first item (an id, or a wrong float / None that the check below names) means one example, not a batch
+    batched = bool(seq) and not (np.isscalar(seq[0]) or seq[0] is None)
     rows = seq if batched else [seq]
-    out = np.zeros((len(rows), len(ATTRIBUTE_NAMES)), np.float32)
+    num = len(ATTRIBUTE_NAMES)
+    out = np.zeros((len(rows), num), np.float32)
     for r, ids in enumerate(rows):
-        out[r, list(ids)] = 1.0
+        ids = list(ids)
+        # Checked, not left to numpy: a negative id would silently set an attribute counted from the end.
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < num]
+        if bad:
+            where = f"example {r}: " if batched else ""
+            raise ValueError(f"{where}attribute ids must be ints in [0, {num}) (indices into ATTRIBUTE_NAMES), "
+                             f"got {bad[0]!r}")
+        out[r, ids] = 1.0
     return out if batched else out[0]
 
 

@@ -51,13 +51,17 @@ def _matrix(rows, name: str) -> np.ndarray:
     for index, length in enumerate(lengths):
         if length != lengths[0]:
             raise ValueError(f"example {index}: {name} has {length} attributes but example 0 has {lengths[0]}.")
+    if lengths[0] == 0:  # else every accuracy is a mean over no attribute: NaN, with no error
+        raise ValueError(f"{name} hold no attributes: pass one value per attribute (at least one) per image.")
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), lengths[0])
 
 
 def per_attribute_accuracy(predictions, references, threshold: float = 0.5) -> np.ndarray:
     """Accuracy of each attribute over the images, float64 (num_attributes,)."""
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must lie in (0, 1), got {threshold!r}.")
+    # type first: comparing None or a string with 0 is a bare TypeError
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not 0 < threshold < 1:
+        raise ValueError(f"threshold must be a number that lies in (0, 1), got {threshold!r}.")
     predictions, references = _matrix(predictions, "predictions"), _matrix(references, "references")
     if len(predictions) != len(references):
         raise ValueError(f"got {len(predictions)} predictions but {len(references)} references.")
@@ -84,9 +88,11 @@ class AttributeAccuracy(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
+            # float64 both: an int32 feature truncates references (0.7 -> 0, 1.9 -> 1) before the 0/1 check sees
+            # them, and float32 moves probabilities across the threshold (0.50000001 -> 0.5)
             features=datasets.Features({
-                "predictions": datasets.Sequence(datasets.Value("float32")),
-                "references": datasets.Sequence(datasets.Value("int32")),
+                "predictions": datasets.Sequence(datasets.Value("float64")),
+                "references": datasets.Sequence(datasets.Value("float64")),
             }),
         )
 

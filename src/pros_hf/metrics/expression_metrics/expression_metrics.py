@@ -46,6 +46,31 @@ Examples:
 """
 
 
+def _class_ids(labels: np.ndarray, name: str) -> np.ndarray:
+    """`labels` as int64 class ids, refusing any value that is not a whole number (named by its example).
+
+    The metric declares float64 features so that its inputs arrive here as given: an int64 feature would turn a
+    probability 0.9 into class 0 (evaluate casts with int()) before any check could see it. Whole floats (1.0) are
+    accepted: they are how float tensors of argmax ids arrive.
+    """
+    if np.issubdtype(labels.dtype, np.integer):
+        return labels.astype(np.int64)
+    try:
+        values = labels.astype(np.float64)  # None becomes NaN, refused below
+    except (TypeError, ValueError):
+        values = None
+    if values is None:
+        bad = np.arange(len(labels))
+    else:
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+    if bad.size:
+        raise ValueError(
+            f"example {bad[0]}: {name} holds {labels[bad[0]]}, not a class id: pass integer class ids (the argmax "
+            "of the logits), not probabilities or scores."
+        )
+    return values.astype(np.int64)
+
+
 def confusion_matrix(predictions, references, num_classes: int | None = None) -> np.ndarray:
     """Counts (num_classes, num_classes), int64: rows are reference classes, columns predicted classes."""
     predictions, references = np.asarray(predictions), np.asarray(references)
@@ -56,8 +81,7 @@ def confusion_matrix(predictions, references, num_classes: int | None = None) ->
         )
     if len(references) == 0:
         raise ValueError("no examples: pass at least one prediction and reference.")
-    if not (np.issubdtype(predictions.dtype, np.integer) and np.issubdtype(references.dtype, np.integer)):
-        raise ValueError("predictions and references must be integer class ids (take the argmax of the logits).")
+    predictions, references = _class_ids(predictions, "predictions"), _class_ids(references, "references")
     if num_classes is None:
         num_classes = int(max(predictions.max(), references.max())) + 1
     for name, labels in (("references", references), ("predictions", predictions)):
@@ -87,7 +111,9 @@ class ExpressionMetrics(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
-            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
+            # float64, not int64: an int64 feature truncates a probability (0.9 -> class 0) before `_class_ids` sees it
+            features=datasets.Features({"predictions": datasets.Value("float64"),
+                                        "references": datasets.Value("float64")}),
         )
 
     def _compute(self, predictions, references, num_classes=None, label_names=None):

@@ -131,8 +131,10 @@ def per_image_nme(predictions, references, normalization: str = "inter_ocular", 
 def ced_curve(errors, threshold: float = 0.10, steps: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """The cumulative error distribution: ``steps + 1`` even error levels from 0 to ``threshold`` and, at each, the
     fraction of images whose error is at most that level."""
-    if not threshold > 0:
-        raise ValueError(f"failure_threshold must be positive, got {threshold!r}.")
+    # a number, positive and finite: None is a bare TypeError below, and at inf the CED levels and the AUC are NaN
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or not 0 < threshold < np.inf:
+        raise ValueError(f"failure_threshold must be positive and finite, got {threshold!r}.")
     if not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"ced_steps must be a positive integer, got {steps!r}.")
     errors = np.sort(np.asarray(errors, dtype=np.float64))
