@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
-from pros_hf.augmentation import MultiCropAugmentation
+from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
 from pros_hf.augmentation.functional import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
 
 BLUR_SIGMA = (0.1, 2.0)
 
@@ -108,13 +110,15 @@ class PILMultiCrop:
     def __init__(self, global_size: int, local_size: int, n_local: int) -> None:
         self.global_views = [PILView(global_size, (0.4, 1.0), 1.0, 0.0), PILView(global_size, (0.4, 1.0), 0.1, 0.2)]
         self.local_view = PILView(local_size, (0.05, 0.4), 0.5, 0.0)
-        self.n_local = n_local
+        self.n_local, self.local_size = n_local, local_size
 
     def __call__(self, images: Sequence[Image.Image], rng: random.Random) -> Tuple[torch.Tensor, torch.Tensor]:
         global_crops, local_crops = [], []
         for img in images:  # what DataLoader workers do, one image at a time
             global_crops.append(np.stack([view(img, rng) for view in self.global_views]))
-            local_crops.append(np.stack([self.local_view(img, rng) for _ in range(self.n_local)]))
+            # np.stack of no views fails: --local-crops 0 gives (0, 3, h, w) per image, as MultiCropAugmentation does
+            local_crops.append(np.stack([self.local_view(img, rng) for _ in range(self.n_local)]) if self.n_local
+                               else np.empty((0, 3, self.local_size, self.local_size), dtype=np.float32))
         return torch.from_numpy(np.stack(global_crops)), torch.from_numpy(np.stack(local_crops))  # collate
 
 
@@ -148,6 +152,8 @@ def build_kornia(global_size: int, local_size: int, n_local: int, device: torch.
         b = x.shape[0]
         glob = torch.stack([g1(x), g2(x)], dim=1)
         # all local views of the batch in one call (per-sample parameters), sources repeated view-major
+        if n_local == 0:  # --local-crops 0: no call on an empty batch, the empty shape MultiCropAugmentation gives
+            return glob, x.new_empty(b, 0, 3, local_size, local_size)
         loc_out = loc(x.repeat(n_local, 1, 1, 1))
         local = loc_out.view(n_local, b, 3, local_size, local_size).transpose(0, 1)
         return glob, local
@@ -169,15 +175,17 @@ def make_sources(batch: int, size: int, seed: int) -> torch.Tensor:
 
 def main(argv: List[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-size", type=int, default=32, help="images per call")
-    parser.add_argument("--source-size", type=int, default=256, help="side of the uint8 source images")
-    parser.add_argument("--global-crops", type=int, default=2, help="DINO's 2 (PIL/kornia model exactly 2)")
-    parser.add_argument("--local-crops", type=int, default=6, help="local views per image")
-    parser.add_argument("--global-size", type=int, default=224)
-    parser.add_argument("--local-size", type=int, default=96)
+    parser.add_argument("--batch-size", type=at_least(1), default=32, help="images per call")
+    parser.add_argument("--source-size", type=at_least(1), default=256, help="side of the uint8 source images")
+    parser.add_argument("--global-crops", type=at_least(1), default=2, help=(
+        "DINO's 2 (PIL/kornia model exactly 2); other counts extend DINO's per-view blur/solarize probabilities "
+        "(MultiCropConfig.dino_global_probabilities)"))
+    parser.add_argument("--local-crops", type=at_least(0), default=6, help="local views per image")
+    parser.add_argument("--global-size", type=at_least(1), default=224)
+    parser.add_argument("--local-size", type=at_least(1), default=96)
     parser.add_argument("--device", default="cpu", help="device for (a) and (c); PIL always runs on the CPU")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: what torch sees)")
-    parser.add_argument("--repeats", type=int, default=7,
+    parser.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: what torch sees)")
+    parser.add_argument("--repeats", type=at_least(1), default=7,
                         help="timed repetitions per method, alternating; the median and the best are reported (on a "
                              "shared machine the best is the closest to an unloaded figure)")
     parser.add_argument("--interpolation", nargs="+", default=["bicubic", "bilinear"], choices=["bicubic", "bilinear"],
@@ -188,6 +196,7 @@ def main(argv: List[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.global_crops != 2 and ("pil" not in args.skip or "kornia" not in args.skip):
         parser.error("the PIL and kornia pipelines model DINO's 2 global views: use --global-crops 2 or --skip both")
+    check_device(parser, "--device", args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -202,7 +211,7 @@ def main(argv: List[str] | None = None) -> None:
         ours = MultiCropAugmentation(
             n_global_crops=args.global_crops, global_crop_size=args.global_size, n_local_crops=args.local_crops,
             local_crop_size=args.local_size, interpolation=mode, color_jitter_mode=args.jitter_mode,
-            output_dtype=args.output_dtype,
+            output_dtype=args.output_dtype, **MultiCropConfig.dino_global_probabilities(args.global_crops),
         )
         methods[f"MultiCropAugmentation {mode}"] = (lambda aug: lambda: aug(sources_dev))(ours)
     if "pil" not in args.skip:

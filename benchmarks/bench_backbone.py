@@ -20,6 +20,7 @@ from transformers import ViTConfig, ViTModel
 from pros_hf import ProSConfig, ProSModel
 from pros_hf.throughput import synchronize
 
+from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
 from memory import LiveTensorMemory  # benchmarks/memory.py
 
 
@@ -108,17 +109,18 @@ def measure_memory(args, models, pixel_values) -> dict:
     return results
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="vit-s16")
-    parser.add_argument("--image_size", type=int, default=224)
-    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--image_size", type=at_least(1), default=224)
+    parser.add_argument("--batch_size", type=at_least(1), default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--warmup", type=at_least(0), default=2)
+    parser.add_argument("--repeats", type=at_least(1), default=7)
     parser.add_argument("--json", default=None, help="also write the figures to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_device(parser, "--device", args.device)
     print(f"{args.preset} at {args.image_size} px, batch {args.batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}

@@ -33,6 +33,7 @@ from pros_hf.flop_counting import flop_counter
 from pros_hf.throughput import synchronize
 from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
 
+from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
 from memory import LiveTensorMemory  # benchmarks/memory.py
 
 
@@ -72,7 +73,10 @@ class DinoReference(nn.Module):
         self.student_temperature, self.teacher_temperature = config.student_temperature, config.teacher_temperature
 
     def embed(self, backbone, crops_by_resolution):  # MultiCropWrapper
-        cls = [backbone(crops, interpolate_pos_encoding=True).last_hidden_state[:, 0] for crops in crops_by_resolution]
+        # a resolution without crops (--num_local 0) is skipped: ViTModel cannot run an empty batch, and DINO's
+        # MultiCropWrapper never sees one (it groups the crops it is given)
+        cls = [backbone(crops, interpolate_pos_encoding=True).last_hidden_state[:, 0]
+               for crops in crops_by_resolution if crops.shape[0] > 0]
         return torch.cat(cls)
 
     def forward(self, global_crops, local_crops):
@@ -135,13 +139,22 @@ def matmul_rate(device, dtype, size=2048, repeats=10) -> float:
 def add_step_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and crop flags of a step (defaults: the issue's CPU scale), shared with profile_pretrain_step.py."""
     parser.add_argument("--preset", default="vit-s16")
-    parser.add_argument("--batch_size", type=int, default=4)
-    parser.add_argument("--num_global", type=int, default=2)
-    parser.add_argument("--num_local", type=int, default=6)
-    parser.add_argument("--global_size", type=int, default=224)
-    parser.add_argument("--local_size", type=int, default=96)
-    parser.add_argument("--num_prototypes", type=int, default=65536)
+    parser.add_argument("--batch_size", type=at_least(1), default=4)
+    parser.add_argument("--num_global", type=at_least(1), default=2)
+    parser.add_argument("--num_local", type=at_least(0), default=6)
+    parser.add_argument("--global_size", type=at_least(1), default=224)
+    parser.add_argument("--local_size", type=at_least(1), default=96)
+    parser.add_argument("--num_prototypes", type=at_least(1), default=65536)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def check_step_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What `add_step_arguments`' flags cannot check one by one; call right after `parse_args`."""
+    if args.num_global + args.num_local < 2:
+        # both losses compare every student view with the other views' teacher targets: one view has none
+        parser.error(f"--num_global + --num_local must be >= 2 (views per image), got {args.num_global} + "
+                     f"{args.num_local}")
+    check_device(parser, "--device", args.device)
 
 
 def step_inputs(args: argparse.Namespace) -> tuple[ProSConfig, torch.Tensor, torch.Tensor]:
@@ -155,12 +168,12 @@ def step_inputs(args: argparse.Namespace) -> tuple[ProSConfig, torch.Tensor, tor
     return config, global_crops, local_crops
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_step_arguments(parser)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=at_least(0), default=1)
+    parser.add_argument("--repeats", type=at_least(1), default=5)
     parser.add_argument("--compile", choices=["none", "pros", "both"], default="none", help=(
         "torch.compile the student and teacher of the ProS side, or of both sides (a fair comparison of compiled "
         "steps); the default compares eager steps"))
@@ -171,7 +184,8 @@ def main() -> None:
     parser.add_argument("--same_optimizer", action="store_true", help=(
         "give the reference the fused AdamW too (default: DINO's torch.optim.AdamW with torch's defaults)"))
     parser.add_argument("--with_augmentation", action="store_true", help="also time the on-device multi-crop")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    check_step_arguments(parser, args)
     device = torch.device(args.device)
     config, global_crops, local_crops = step_inputs(args)
     models = {"reference": DinoReference(config).to(device).train(), "pros": ProSForPreTraining(config).to(device).train()}
@@ -241,7 +255,7 @@ def main() -> None:
         source = torch.randint(0, 256, (args.batch_size, 3, 256, 256), dtype=torch.uint8, device=device)
         augmentation = MultiCropAugmentation(MultiCropConfig(
             n_global_crops=args.num_global, n_local_crops=args.num_local, global_crop_size=args.global_size,
-            local_crop_size=args.local_size))
+            local_crop_size=args.local_size, **MultiCropConfig.dino_global_probabilities(args.num_global)))
         augmentation(source)
         synchronize(device)
         start = time.perf_counter()

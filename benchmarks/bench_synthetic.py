@@ -17,6 +17,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import statistics  # noqa: E402
 import time  # noqa: E402
 
+from argument_checks import at_least  # noqa: E402  (benchmarks/argument_checks.py)
 from pros_hf.data.synthetic import make_synthetic_faces, synthetic_faces_arrays  # noqa: E402
 
 
@@ -33,9 +34,9 @@ def _rate(fn, num, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--num", type=int, default=600, help="Images per timed run.")
-    parser.add_argument("--image_size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3, help="Timed runs; the machine may be shared, so best and "
+    parser.add_argument("--num", type=at_least(1), default=600, help="Images per timed run.")
+    parser.add_argument("--image_size", type=at_least(1), default=128)
+    parser.add_argument("--repeats", type=at_least(1), default=3, help="Timed runs; the machine may be shared, so best and "
                         "median are both reported.")  # fmt: skip
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):

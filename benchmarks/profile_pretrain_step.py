@@ -16,7 +16,8 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench_pretrain_step import DinoReference, add_step_arguments, make_step, step_inputs
+from argument_checks import at_least
+from bench_pretrain_step import DinoReference, add_step_arguments, check_step_arguments, make_step, step_inputs
 from pros_hf import ProSForPreTraining
 from pros_hf.throughput import synchronize
 
@@ -36,14 +37,15 @@ def group_of(name: str) -> str:
     return "other (elementwise, norms, softmax, copies)"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=["pros", "reference"], default="pros")
     add_step_arguments(parser)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
-    parser.add_argument("--steps", type=int, default=3, help="profiled steps, after two warm-up steps")
-    parser.add_argument("--top", type=int, default=20, help="kernels listed")
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=at_least(1), default=3, help="profiled steps, after two warm-up steps")
+    parser.add_argument("--top", type=at_least(0), default=20, help="kernels listed")
+    args = parser.parse_args(argv)
+    check_step_arguments(parser, args)
     device = torch.device(args.device)
     config, global_crops, local_crops = step_inputs(args)
     model = (ProSForPreTraining(config) if args.model == "pros" else DinoReference(config)).to(device).train()

@@ -9,6 +9,7 @@ import torch
 
 from pros_hf.augmentation import (
     LandmarkAugmentation,
+    LandmarkAugmentationConfig,
     MultiCropAugmentation,
     MultiCropConfig,
     resize_with_landmarks,
@@ -94,11 +95,66 @@ def test_config_round_trip_and_overrides():
         (dict(color_jitter_mode="torch"), "color_jitter_mode must be one of"),
         (dict(output_dtype="int8"), "output_dtype must be one of"),
         (dict(blur_sigma=(0.0, 2.0)), "blur_sigma"),
+        # non-finite values: the crop boxes or a whole channel would be NaN / inf at the first call
+        (dict(crop_ratio=(1.0, math.inf)), "crop_ratio must be finite"),
+        (dict(std=(math.nan, 1.0, 1.0)), "std must be finite"),
+        (dict(std=(math.inf, 1.0, 1.0)), "std must be finite"),
+        (dict(mean=(0.5, math.nan, 0.5)), "mean must be finite"),
+        (dict(mean=0.5), "mean must be 3 numbers"),
     ],
 )
 def test_config_validation(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultiCropAugmentation(**kwargs)
+
+
+def test_dino_global_probabilities_extend_to_any_global_crop_count():
+    defaults = MultiCropConfig()
+    two = MultiCropConfig.dino_global_probabilities(2)
+    assert two == {"global_blur_p": defaults.global_blur_p, "global_solarize_p": defaults.global_solarize_p}
+    assert MultiCropConfig.dino_global_probabilities(1) == {"global_blur_p": (1.0,), "global_solarize_p": (0.0,)}
+    three = MultiCropConfig(n_global_crops=3, **MultiCropConfig.dino_global_probabilities(3))
+    assert three.global_blur_p == (1.0, 0.1, 0.1) and three.global_solarize_p == (0.0, 0.2, 0.2)
+    g, _ = MultiCropAugmentation(three, **dict(SMALL, n_local_crops=0))(torch.rand(2, 3, 40, 40))
+    assert g.shape == (2, 3, 3, 32, 32)
+    with pytest.raises(ValueError, match="dino_global_probabilities\\(3\\) gives DINO's for 3 global views"):
+        MultiCropConfig(n_global_crops=3)  # the defaults are for two views: the error says how to get three
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="n_global_crops must be an int >= 1"):
+            MultiCropConfig.dino_global_probabilities(bad)
+
+
+def test_sample_params_refuses_empty_or_fractional_sources():
+    aug = MultiCropAugmentation(**SMALL)
+    with pytest.raises(ValueError, match="height must be a positive int"):
+        aug.sample_params(2, 0)
+    with pytest.raises(ValueError, match="width must be a positive int"):
+        aug.sample_params(2, 20, 20.5)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        aug.sample_params(0, 20)
+
+
+@pytest.mark.parametrize("make", [lambda: MultiCropAugmentation(**SMALL),
+                                  lambda: LandmarkAugmentation(output_size=16, color_jitter_p=0.5)],
+                         ids=["multicrop", "landmarks"])
+def test_an_int_seed_is_a_generator(make):
+    aug = make()
+    images = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
+    extra = (torch.rand(2, 4, 2) * 39,) if isinstance(aug, LandmarkAugmentation) else ()
+    seeded = aug(images, *extra, 7)
+    generated = aug(images, *extra, torch.Generator().manual_seed(7))
+    assert all(torch.equal(a, b) for a, b in zip(seeded, generated))
+    for bad in ("7", 7.0, True):
+        with pytest.raises(TypeError, match="generator must be a torch.Generator, an int seed or None"):
+            aug(images, *extra, bad)
+
+
+def test_an_input_that_requires_grad_is_read_as_data():
+    aug = MultiCropAugmentation(**SMALL)
+    images = torch.rand(2, 3, 40, 40, requires_grad=True)  # e.g. images a model produced
+    out = aug(images, torch.Generator().manual_seed(3))
+    plain_out = aug(images.detach(), torch.Generator().manual_seed(3))
+    assert all(torch.equal(a, b) and not a.requires_grad for a, b in zip(out, plain_out))
 
 
 def test_input_validation():
@@ -510,6 +566,38 @@ def test_landmark_flip_without_permutation_raises_and_validation():
     assert again.config == aug.config
 
 
+def test_landmark_flip_permutation_length_is_checked_when_no_image_flips():
+    aug = LandmarkAugmentation(output_size=32, flip_p=0.1, flip_permutation=(1, 0))
+    images, points = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 2) * 30
+    params = aug.sample_params(4, 32, 32)
+    params.flip[:] = False  # this batch happens to draw no flip: a later one would fail, so this one must already
+    with pytest.raises(ValueError, match="flip_permutation has 2 entries, points have 3"):
+        aug.apply(images, points, params)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(brightness=math.nan), "brightness must be a finite non-negative float"),
+        (dict(brightness=math.inf), "brightness must be a finite non-negative float"),
+        (dict(contrast=math.inf), "contrast must be a finite non-negative float"),
+        (dict(saturation=math.nan), "saturation must be a finite non-negative float"),
+        (dict(std=(math.nan, 0.2, 0.2)), "std must be finite"),
+        (dict(mean=(math.inf, 0.2, 0.2)), "mean must be finite"),
+    ],
+)
+def test_landmark_config_refuses_non_finite_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        LandmarkAugmentationConfig(**kwargs)
+
+
+def test_landmark_sample_params_refuses_an_empty_source():
+    aug = LandmarkAugmentation(output_size=16)
+    for height, width in ((0, 20), (20, 0)):  # these gave inf/NaN matrices
+        with pytest.raises(ValueError, match="must be a positive int"):
+            aug.sample_params(2, height, width)
+
+
 def test_landmark_augmentation_is_reproducible_and_jitters():
     aug = LandmarkAugmentation(output_size=32, color_jitter_p=1.0, hue=0.1, output_dtype="bfloat16")
     images = torch.randint(0, 256, (3, 3, 40, 40), dtype=torch.uint8)
@@ -529,6 +617,24 @@ def test_resize_with_landmarks():
     assert (found - new).norm(dim=-1).max() < 0.5
     normed, _ = resize_with_landmarks(images, points, 20, mean=AF.IMAGENET_DEFAULT_MEAN, std=AF.IMAGENET_DEFAULT_STD)
     assert normed.min() < 0
+
+
+@pytest.mark.parametrize("source, size", [(9, 16), (5, 8), (10, 4), (7, 3)])
+def test_resize_nearest_keeps_a_dot_with_its_point(source, size):
+    # one bright pixel per image, at (s, s) for every s; nearest resampling keeps it whole or drops it
+    images = torch.zeros(source, 3, source, source)
+    images[torch.arange(source), :, torch.arange(source), torch.arange(source)] = 1.0
+    points = torch.arange(source, dtype=torch.float32).view(source, 1, 1).expand(source, 1, 2).contiguous()
+    out, new = resize_with_landmarks(images, points, size, mode="nearest")
+    kept = 0
+    for b in range(source):
+        bright = (out[b, 0] > 0.5).nonzero().float()  # (k, 2) rows (y, x)
+        if len(bright):
+            kept += 1
+            # the dot's pixels are centred within half an output pixel of the point (torch's legacy "nearest"
+            # is off by up to 0.78 px here)
+            assert (bright.mean(0).flip(0) - new[b, 0]).abs().max() < 0.5, (b, bright.tolist(), new[b, 0].tolist())
+    assert kept >= min(source, size)
 
 
 def test_affine_inverse_matches_linalg():

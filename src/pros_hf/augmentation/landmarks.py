@@ -23,7 +23,15 @@ from torch import Tensor, nn
 
 from . import functional as AF
 from .serializable import ConfiguredTransform, SerializableConfig
-from .multicrop import OUTPUT_DTYPES, PADDING_MODES, _check_prob, _check_range
+from .multicrop import (
+    OUTPUT_DTYPES,
+    PADDING_MODES,
+    _as_generator,
+    _check_finite_triple,
+    _check_prob,
+    _check_range,
+    _check_source_size,
+)
 
 __all__ = [
     "LandmarkAugmentationConfig",
@@ -149,16 +157,22 @@ def resize_with_landmarks(
     """Deterministic evaluation transform: resize images (uint8 or float ``[0, 1]``) to ``size`` and rescale points.
 
     Uses ``F.interpolate`` with anti-aliasing (``align_corners=False``, so pixel edges map onto pixel edges and
-    ``x' = (x + 0.5) * W' / W - 0.5``). With ``mean`` and ``std`` the images are also normalised. Returns float32
-    images ``(B, 3, h, w)`` and points ``(B, N, 2)``.
+    ``x' = (x + 0.5) * W' / W - 0.5``); ``mode="nearest"`` runs torch's "nearest-exact", which takes the source
+    pixel under each output pixel's centre as that formula does. With ``mean`` and ``std`` the images are also
+    normalised. Returns float32 images ``(B, 3, h, w)`` and points ``(B, N, 2)``.
     """
     src = AF.to_float_image(images)
     _check_points(points, src.shape[0])
     out_h, out_w = _as_size("size", size)
     if mode not in AF.INTERPOLATION_MODES:
         raise ValueError(f"mode must be one of {AF.INTERPOLATION_MODES}, got {mode!r}")
-    out = F.interpolate(src, size=(out_h, out_w), mode=mode, antialias=antialias and mode != "nearest",
-                        align_corners=False if mode != "nearest" else None)
+    if mode == "nearest":
+        # torch's "nearest" picks source pixel floor(j * W / W'), shifted by up to half a source pixel from the
+        # centre alignment the point formula assumes (a dot and its point could land on different pixels);
+        # "nearest-exact" picks floor((j + 0.5) * W / W'), the same mapping as the points
+        out = F.interpolate(src, size=(out_h, out_w), mode="nearest-exact")
+    else:
+        out = F.interpolate(src, size=(out_h, out_w), mode=mode, antialias=antialias, align_corners=False)
     out = out.clamp_(0.0, 1.0)
     scale = torch.tensor([out_w / src.shape[3], out_h / src.shape[2]], dtype=points.dtype, device=points.device)
     new_points = (points + 0.5) * scale - 0.5
@@ -232,8 +246,9 @@ class LandmarkAugmentationConfig(SerializableConfig):
             )
         for name in ("brightness", "contrast", "saturation"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or float(value) < 0:
-                raise ValueError(f"{name} must be a non-negative float, got {value!r}")
+            # written so that NaN fails too: a NaN or infinite range turns every jittered image into NaN
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) < math.inf:
+                raise ValueError(f"{name} must be a finite non-negative float, got {value!r}")
         if not isinstance(self.hue, (int, float)) or not 0.0 <= float(self.hue) <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue!r}")
         if self.interpolation not in AF.INTERPOLATION_MODES:
@@ -243,10 +258,10 @@ class LandmarkAugmentationConfig(SerializableConfig):
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std must both be given or both be None")
         if self.mean is not None:
-            self.mean = tuple(float(v) for v in self.mean)
-            self.std = tuple(float(v) for v in self.std)
-            if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-                raise ValueError(f"mean and std must have 3 values each, std > 0; got {self.mean!r}, {self.std!r}")
+            self.mean = _check_finite_triple("mean", self.mean)
+            self.std = _check_finite_triple("std", self.std)
+            if any(s <= 0 for s in self.std):
+                raise ValueError(f"std must be > 0 per channel, got {self.std!r}")
         if self.output_dtype not in OUTPUT_DTYPES:
             raise ValueError(f"output_dtype must be one of {tuple(OUTPUT_DTYPES)}, got {self.output_dtype!r}")
 
@@ -281,6 +296,8 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
     ``forward(images, points, generator=None)`` takes uint8/float ``(B, 3, H, W)`` images and ``(B, N, 2)`` pixel
     points (see the module docstring for the convention) and returns ``(images (B, 3, h, w), points (B, N, 2))``.
     Points may leave the output frame under strong rotation/translation; they are returned as they are.
+    ``generator`` may be a ``torch.Generator``, None or an int seed (``torch.Generator().manual_seed(seed)``: the
+    same draws at every call with that seed).
     """
 
     config_class = LandmarkAugmentationConfig
@@ -295,12 +312,16 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
                 f"translate={c.translate}, flip_p={c.flip_p}")
 
     def sample_params(
-        self, batch_size: int, height: int, width: Optional[int] = None, generator: Optional[torch.Generator] = None
+        self,
+        batch_size: int,
+        height: int,
+        width: Optional[int] = None,
+        generator: Union[None, int, torch.Generator] = None,
     ) -> LandmarkParams:
-        """Draw the per-sample transforms (on ``generator.device``, the CPU by default)."""
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        """Draw the per-sample transforms (on ``generator.device``, the CPU by default; an int is a seed)."""
         width = height if width is None else width
+        batch_size, height, width = _check_source_size(batch_size, height, width)
+        generator = _as_generator(generator)
         c = self.config
         device = generator.device if generator is not None else torch.device("cpu")
 
@@ -331,15 +352,17 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
                 f"params were drawn for {params.matrix.shape[0]} images of {params.source_size}, got {b} of "
                 f"{(height, width)}"
             )
+        perm = c.flip_permutation
+        # checked on every call, not only when this batch happens to draw a flip: a permutation for another point
+        # layout (68 points vs WFLW's 98) would otherwise fail at a random step, or never where flip_p is small
+        if perm is not None and len(perm) != points.shape[1]:
+            raise ValueError(f"flip_permutation has {len(perm)} entries, points have {points.shape[1]}")
         p = params.to(src.device)
         out = warp_images(src, p.matrix, c.output_size, mode=c.interpolation, padding_mode=c.padding_mode)
         new_points = transform_points(points, p.matrix.to(points.device, points.dtype))
         if bool(params.flip.any()):
-            perm = c.flip_permutation
             if perm is None:
                 raise ValueError("params flip some images but this transform has no flip_permutation")
-            if len(perm) != points.shape[1]:
-                raise ValueError(f"flip_permutation has {len(perm)} entries, points have {points.shape[1]}")
             swapped = new_points[:, torch.tensor(perm, device=points.device)]
             new_points = torch.where(p.flip.to(points.device).view(b, 1, 1), swapped, new_points)
         if bool(params.jitter.any()):
@@ -357,7 +380,7 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
         return out.to(OUTPUT_DTYPES[c.output_dtype]), new_points
 
     def forward(
-        self, images: Tensor, points: Tensor, generator: Optional[torch.Generator] = None
+        self, images: Tensor, points: Tensor, generator: Union[None, int, torch.Generator] = None
     ) -> Tuple[Tensor, Tensor]:
         if not isinstance(images, Tensor) or images.ndim != 4:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
@@ -63,6 +64,37 @@ def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = Fa
     return a, b
 
 
+def _check_finite_triple(name: str, value: Any) -> Tuple[float, float, float]:
+    """Three finite floats (R, G, B): a NaN or infinite mean/std would turn a whole channel into NaN or 0."""
+    try:
+        triple = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be 3 numbers (R, G, B), got {value!r}") from None
+    if len(triple) != 3:
+        raise ValueError(f"{name} must have 3 values (R, G, B), got {value!r}")
+    if not all(math.isfinite(v) for v in triple):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return triple
+
+
+def _check_source_size(batch_size: Any, height: Any, width: Any) -> Tuple[int, int, int]:
+    """``sample_params``' sizes as positive ints (a 0 or fractional size gives inf/NaN crop or warp matrices)."""
+    for name, value in (("batch_size", batch_size), ("height", height), ("width", width)):
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(batch_size), int(height), int(width)
+
+
+def _as_generator(generator: Union[None, int, torch.Generator]) -> Optional[torch.Generator]:
+    """``generator`` as the augmentations take it: a ``torch.Generator``, None (torch's global CPU generator), or an
+    int seed, read as ``torch.Generator().manual_seed(seed)`` (a CPU generator: the same draws as passing that)."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        return torch.Generator().manual_seed(int(generator))
+    raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
+
+
 def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> Tuple[float, ...]:
     """A probability for every view of a group: one float for all, or one per view."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -73,8 +105,11 @@ def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> Tuple[float, ..
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a probability or a sequence of {n_views} probabilities, got {value!r}") from None
     if len(probs) != n_views:
+        # the defaults are DINO's two global views: say how to get them for another count
+        hint = (f"; MultiCropConfig.dino_global_probabilities({n_views}) gives DINO's for {n_views} global views"
+                if name.startswith("global_") else "")
         raise ValueError(
-            f"{name} must be one probability or exactly one per view ({n_views} views), got {len(probs)} values"
+            f"{name} must be one probability or exactly one per view ({n_views} views), got {len(probs)} values{hint}"
         )
     for i, p in enumerate(probs):
         _check_prob(f"{name}[{i}]", p)
@@ -170,6 +205,8 @@ class MultiCropConfig(SerializableConfig):
         self.global_crop_scale = _check_range("global_crop_scale", self.global_crop_scale, 0.0, 1.0, lo_open=True)
         self.local_crop_scale = _check_range("local_crop_scale", self.local_crop_scale, 0.0, 1.0, lo_open=True)
         self.crop_ratio = _check_range("crop_ratio", self.crop_ratio, 0.0, math.inf, lo_open=True)
+        if math.isinf(self.crop_ratio[1]):  # log(inf) makes the crop boxes non-finite at the first call
+            raise ValueError(f"crop_ratio must be finite, got {self.crop_ratio!r}")
         if self.interpolation not in AF.INTERPOLATION_MODES:
             raise ValueError(f"interpolation must be one of {AF.INTERPOLATION_MODES}, got {self.interpolation!r}")
         if self.padding_mode not in PADDING_MODES:
@@ -192,14 +229,26 @@ class MultiCropConfig(SerializableConfig):
         if not isinstance(self.solarize_threshold, (int, float)) or not 0.0 <= float(self.solarize_threshold) <= 1.0:
             raise ValueError(f"solarize_threshold must be in [0, 1], got {self.solarize_threshold!r}")
         for name in ("mean", "std"):
-            value = tuple(float(v) for v in getattr(self, name))
-            if len(value) != 3:
-                raise ValueError(f"{name} must have 3 values (R, G, B), got {value!r}")
-            setattr(self, name, value)
+            setattr(self, name, _check_finite_triple(name, getattr(self, name)))
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be > 0 per channel, got {self.std!r}")
         if self.output_dtype not in OUTPUT_DTYPES:
             raise ValueError(f"output_dtype must be one of {tuple(OUTPUT_DTYPES)}, got {self.output_dtype!r}")
+
+    @staticmethod
+    def dino_global_probabilities(n_global_crops: int) -> dict:
+        """DINO's per-view blur and solarize probabilities extended to ``n_global_crops`` global views.
+
+        DINO defines them for two views: blur always on the first and 0.1 on the second, solarize never on the first
+        and 0.2 on the second (the teacher gets one sharp and one degraded target). One view gets the first view's;
+        each view past the second gets the second's. Returns ``{"global_blur_p": ..., "global_solarize_p": ...}``
+        to pass along with ``n_global_crops``, e.g. ``MultiCropConfig(n_global_crops=3,
+        **MultiCropConfig.dino_global_probabilities(3))``; for 2 views it gives the defaults.
+        """
+        if not isinstance(n_global_crops, int) or isinstance(n_global_crops, bool) or n_global_crops < 1:
+            raise ValueError(f"n_global_crops must be an int >= 1, got {n_global_crops!r}")
+        others = n_global_crops - 1
+        return {"global_blur_p": (1.0,) + (0.1,) * others, "global_solarize_p": (0.0,) + (0.2,) * others}
 
     @property
     def blur_radius(self) -> int:
@@ -274,7 +323,10 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
     ``(B, L, 3, h, w)``, normalised. ``images`` is uint8 in ``[0, 255]`` or float in ``[0, 1]``, any device; sources
     need not be square. All random draws come from ``generator`` (on the CPU unless the generator lives on another
     device, then there), so the same seed gives the same crops, and the same crops on every device up to float
-    rounding. ``sample_params`` and ``apply`` split the two steps (for tests, visualisation, or replaying a batch).
+    rounding. ``generator`` may also be an int seed, read as ``torch.Generator().manual_seed(seed)``: the same seed
+    gives the same draws at every call, so pass a ``torch.Generator`` to get fresh crops batch after batch.
+    ``sample_params`` and ``apply`` split the two steps (for tests, visualisation, or replaying a batch). The crops
+    never require grad (computed under ``torch.no_grad``): an input that requires grad is read as data.
 
     Every op is applied per sample with its own probability and parameters; see the module docstring for the order.
     """
@@ -343,17 +395,16 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
         batch_size: int,
         height: int,
         width: Optional[int] = None,
-        generator: Optional[torch.Generator] = None,
+        generator: Union[None, int, torch.Generator] = None,
     ) -> MultiCropParams:
         """Draw every random parameter for a batch of ``batch_size`` sources of ``height x width`` pixels.
 
         Draws happen on ``generator.device`` (CPU when no generator is given); global views first, then local.
+        ``generator`` may also be an int seed (see the class docstring).
         """
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         width = height if width is None else width
-        if height <= 0 or width <= 0:
-            raise ValueError(f"height and width must be > 0, got {height}x{width}")
+        batch_size, height, width = _check_source_size(batch_size, height, width)
+        generator = _as_generator(generator)
         c = self.config
         device = generator.device if generator is not None else torch.device("cpu")
         global_views = self._sample_group(
@@ -462,6 +513,10 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             x[group.solarize_idx] = AF.solarize_normalized(x[group.solarize_idx], c.solarize_threshold, c.mean, c.std)
         return x.view(b, v, 3, size, size).to(OUTPUT_DTYPES[c.output_dtype])
 
+    # No autograd: the augmentation has nothing to train, its crops are the data of a step. It also has to be off:
+    # the colour step writes into a preallocated output (baddbmm out=), which autograd refuses for an input that
+    # requires grad, so such an input is read as plain data and the crops do not require grad.
+    @torch.no_grad()
     def _apply(self, src: Tensor, value_range: float, params: MultiCropParams) -> Tuple[Tensor, Tensor]:
         c = self.config
         global_views, local_views = self._to_device((params.global_views, params.local_views), src.device)
@@ -480,8 +535,11 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             raise ValueError(f"params were drawn for {params.source_size} sources, images are {(height, width)}")
         return self._apply(src, value_range, params)
 
-    def forward(self, images: Tensor, generator: Optional[torch.Generator] = None) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self, images: Tensor, generator: Union[None, int, torch.Generator] = None
+    ) -> Tuple[Tensor, Tensor]:
         """``(global_crops (B, G, 3, H, W), local_crops (B, L, 3, h, w))`` for a uint8/float ``(B, 3, H, W)`` batch."""
+        generator = _as_generator(generator)  # a wrong type is refused before the batch is converted
         src, value_range = AF.as_float_source(images)
         params = self.sample_params(src.shape[0], src.shape[2], src.shape[3], generator=generator)
         return self._apply(src, value_range, params)
