@@ -159,6 +159,8 @@ def _bright_spot_round_trip(image_size, spot, processor):
         ((24, 40), (29, 7), 48, (48, 48), "nearest", 1e-9),  # x2 upscale, then a crop 16 px off the left
         ((40, 24), (5, 30), 48, (48, 32), "nearest", 1e-9),  # portrait, non-square crop
         ((20, 30), (9, 4), 20, (24, 24), "nearest", 1e-9),  # crop larger than the image: zero padding
+        ((20, 30), (13, 7), 48, (48, 48), "nearest", 0.1),  # x2.4: centre-aligned sampling (torch's legacy
+        # "nearest" put the spot 0.25 px off)
         ((60, 90), (52, 23), 24, (24, 24), "bilinear", 0.02),  # antialiased downscale: the spot's mean is kept
     ],
 )

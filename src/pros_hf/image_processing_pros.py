@@ -210,8 +210,11 @@ class ProSImageProcessor(BaseImageProcessor):
         if new_size == (height, width):
             return image
         antialias = self.resample != "nearest" and min(new_size) < min(height, width)  # only when shrinking
+        # "nearest-exact": centre-aligned like the other modes, as point_transform assumes (torch's "nearest"
+        # samples pixel i at floor(i * scale), a shift of up to half a source pixel)
+        mode = "nearest-exact" if self.resample == "nearest" else self.resample
         resized = torch.nn.functional.interpolate(
-            image[None], size=new_size, mode=self.resample, antialias=antialias,
+            image[None], size=new_size, mode=mode, antialias=antialias,
             **({} if self.resample == "nearest" else {"align_corners": False}),
         )[0]
         return resized.clamp_(0, 255)

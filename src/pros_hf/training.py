@@ -168,12 +168,8 @@ class ProSTrainingArguments(TrainingArguments):
             "global_crop_size": self.global_crop_size, "local_crop_size": self.local_crop_size,
             "global_crop_scale": tuple(self.global_crop_scale), "local_crop_scale": tuple(self.local_crop_scale),
         }
-        if self.num_global_crops != 2:
-            # DINO's per-view probabilities are for two global views (always blur the first, blur little and
-            # solarize the second): further views get the second view's
-            others = self.num_global_crops - 1
-            fields["global_blur_p"] = (1.0,) + (0.1,) * others
-            fields["global_solarize_p"] = (0.0,) + (0.2,) * others
+        # DINO's per-view blur/solarize probabilities are for two global views: extended to any number of them
+        fields.update(MultiCropConfig.dino_global_probabilities(self.num_global_crops))
         try:
             return MultiCropConfig.from_dict({**fields, **overrides})
         except (TypeError, ValueError) as error:
