@@ -134,6 +134,41 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 
+def _masked_block(layer, hidden_states, num_queries):
+    """DINO's stochastic depth written out: every sample runs both branches, times a 0/1 mask drawn as
+    `kept_samples` draws it (on the CPU, attention branch first)."""
+    keep = 1.0 - layer.drop_path_rate
+    mask = (torch.rand(hidden_states.shape[0]) >= layer.drop_path_rate).float().view(-1, 1, 1) / keep
+    attention = layer.attention(layer.norm1(hidden_states), num_queries=num_queries)[0]
+    residual = hidden_states if num_queries is None else hidden_states[:, :num_queries]
+    hidden_states = residual + attention * mask
+    mask = (torch.rand(hidden_states.shape[0]) >= layer.drop_path_rate).float().view(-1, 1, 1) / keep
+    return hidden_states + layer.mlp(layer.norm2(hidden_states)) * mask
+
+
+@pytest.mark.parametrize("num_queries", [None, 1])
+@pytest.mark.parametrize("drop_path_rate, seed", [(0.5, 0), (0.999, 0), (0.001, 0)])
+def test_stochastic_depth_skips_the_dropped_samples_with_the_masks_results(drop_path_rate, seed, num_queries):
+    """Each branch runs on the samples that keep it only; outputs and gradients equal the 0/1-mask computation's
+    (rates near 1 and 0 give the none-kept and all-kept cases)."""
+    from pros_hf.modeling_pros import ProSLayer
+
+    config = ProSConfig.from_preset("micro", drop_path_rate=drop_path_rate)
+    torch.manual_seed(0)
+    layer = ProSLayer(config, layer_index=config.num_hidden_layers - 1).train()  # the last block: the full rate
+    hidden_states = torch.randn(6, 17, config.hidden_size, requires_grad=True)
+    results = []
+    for compute in (lambda x: layer(x, num_queries=num_queries)[0], lambda x: _masked_block(layer, x, num_queries)):
+        torch.manual_seed(seed)
+        output = compute(hidden_states)
+        gradients = torch.autograd.grad(output.square().sum(), [hidden_states, *layer.parameters()])
+        results.append((output, gradients))
+    (output, gradients), (expected, expected_gradients) = results
+    torch.testing.assert_close(output, expected, atol=1e-5, rtol=1e-5)
+    for gradient, expected_gradient in zip(gradients, expected_gradients):
+        torch.testing.assert_close(gradient, expected_gradient, atol=1e-5, rtol=1e-5)
+
+
 def test_stochastic_depth_only_in_training():
     model = ProSModel(ProSConfig.from_preset("micro", drop_path_rate=0.5))
     rates = [layer.drop_path_rate for layer in model.encoder.layer]

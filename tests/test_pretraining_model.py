@@ -112,6 +112,7 @@ def test_every_variant_trains(overrides):
 @pytest.mark.parametrize("overrides", [
     dict(target_mode="center"), dict(target_mode="sinkhorn", me_max_weight=1.0, koleo_weight=0.1),
     dict(target_mode="sharpen", share_prototypes=False), dict(patch_loss_weight=1.0, target_mode="sinkhorn"),
+    dict(drop_path_rate=0.5),  # stochastic depth picks its samples on the host
 ])
 def test_a_step_runs_on_the_meta_device_so_it_never_waits_for_the_device(overrides):
     """On "meta" tensors have shapes but no values, and everything that would make the host wait for a GPU raises
@@ -221,6 +222,24 @@ def test_training_flops_per_image_match_the_flop_counter(overrides, num_local):
     if num_local:
         with pytest.raises(ValueError, match="need their local_size"):
             model.training_flops_per_image(32, 2, None, num_local)
+
+
+def test_training_flops_per_image_count_the_samples_stochastic_depth_skips():
+    """The student's blocks skip the samples their branches drop: the count is the expected share, which the
+    mean over steps of the measured FLOPs meets (the teacher, in eval mode, runs on all)."""
+    from pros_hf.flop_counting import flop_counter
+
+    torch.manual_seed(0)
+    model = micro_model(drop_path_rate=0.6).train()
+    global_crops = torch.randn(16, 2, 3, 32, 32)
+    measured = []
+    for _ in range(8):
+        with flop_counter() as counter:
+            model(global_crops=global_crops).loss.backward()
+        measured.append(counter.get_total_flops())
+    expected = 16 * model.training_flops_per_image(32, 2)
+    assert sum(measured) / len(measured) == pytest.approx(expected, rel=0.03)
+    assert expected < 0.85 * 16 * micro_model().training_flops_per_image(32, 2)  # what it saves at this rate
 
 
 def test_flop_counter_sees_cpu_attention():

@@ -172,6 +172,29 @@ def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> 
     return hidden_states * mask.div_(keep_prob)
 
 
+def kept_samples(batch_size: int, drop_prob: float, device: torch.device) -> torch.Tensor | None:
+    """Stochastic depth's draw for one residual branch: the indices of the samples that keep it, each with
+    probability `1 - drop_prob` as in `drop_path`, or None when all of them do. Drawn on the CPU, from torch's global
+    generator (which checkpoints save), so that the host knows how many without waiting for the device."""
+    kept = (torch.rand(batch_size) >= drop_prob).nonzero().flatten()
+    if len(kept) == batch_size:
+        return None
+    on_gpu = torch.device(device).type == "cuda"  # from pinned memory, the copy need not wait for the GPU
+    return (kept.pin_memory() if on_gpu else kept).to(device, non_blocking=on_gpu)
+
+
+def add_kept_branch(residual: torch.Tensor, branch, branch_input: torch.Tensor, kept: torch.Tensor | None,
+                    scale: float) -> torch.Tensor:
+    """`residual + branch(branch_input) * mask * scale` for the 0/1 mask of `kept` (see `kept_samples`), with the
+    branch run on the kept samples only: the dropped ones add nothing, so their work is skipped."""
+    if kept is None:
+        return residual + branch(branch_input) * scale
+    if kept.numel() == 0:  # none keeps it: one sample's branch, times 0, so that every parameter still gets a gradient
+        return residual + branch(branch_input[:1]).sum() * 0.0
+    output = branch(branch_input.index_select(0, kept)).to(residual.dtype)
+    return residual.index_add(0, kept, output, alpha=scale)
+
+
 class ProSLayer(GradientCheckpointingLayer):
     """Pre-norm transformer block (DINO's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x))."""
 
@@ -187,6 +210,8 @@ class ProSLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, output_attentions: bool = False, num_queries: int | None = None):
         """`num_queries`: compute the block's output for the first `num_queries` tokens only (see ProSModel)."""
+        if self.training and self.drop_path_rate > 0 and not output_attentions and not torch.compiler.is_compiling():
+            return self._forward_kept_samples(hidden_states, num_queries), None
         attn_output, attn_weights = self.attention(
             self.norm1(hidden_states), output_attentions=output_attentions, num_queries=num_queries
         )
@@ -196,6 +221,23 @@ class ProSLayer(GradientCheckpointingLayer):
         del attn_output  # not kept alive through the MLP: one residual-stream tensor less at the peak
         mlp_output = drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
         return hidden_states + mlp_output, attn_weights
+
+    def _forward_kept_samples(self, hidden_states: torch.Tensor, num_queries: int | None) -> torch.Tensor:
+        """Training with stochastic depth: each branch runs only on the samples that keep it (DINOv2's
+        `drop_add_residual_stochastic_depth`, with DINO's per-sample draws), which saves `drop_path_rate` of the
+        branch's work on average: the same outputs and gradients as `drop_path`'s mask, without computing what the
+        mask zeroes. Compiled blocks keep the mask (fixed shapes compile once)."""
+        batch_size, device = hidden_states.shape[0], hidden_states.device
+        scale = 1.0 / (1.0 - self.drop_path_rate)
+        residual = hidden_states if num_queries is None else hidden_states[:, :num_queries]
+
+        def attention(tokens):
+            return self.attention(self.norm1(tokens), num_queries=num_queries)[0]
+
+        hidden_states = add_kept_branch(residual, attention, hidden_states,
+                                        kept_samples(batch_size, self.drop_path_rate, device), scale)
+        return add_kept_branch(hidden_states, lambda tokens: self.mlp(self.norm2(tokens)), hidden_states,
+                               kept_samples(batch_size, self.drop_path_rate, device), scale)
 
 
 class ProSEncoder(nn.Module):

@@ -273,8 +273,10 @@ class ProSForPreTraining(ProSPreTrainedModel):
         Counted the way `forward` runs: the last block on the CLS token alone (all tokens still give keys and
         values) unless the masked patch loss needs every token, the head on the expected number of masked patches
         too. A backward pass costs two forwards, except in the patch embedding (its input needs no gradient: one) and
-        in attention (2.5: the fused kernels recompute the scores; torch's FlopCounterMode counts it so). The
-        Trainer's default estimate (6 x input numel x parameters) would count uint8 source pixels as tokens.
+        in attention (2.5: the fused kernels recompute the scores; torch's FlopCounterMode counts it so). With
+        stochastic depth, the student's blocks count the expected share of samples they run on (compiled blocks run
+        on all of them). The Trainer's default estimate (6 x input numel x parameters) would count uint8 source
+        pixels as tokens.
         """
         if num_local and not local_size:
             raise ValueError(f"training_flops_per_image: {num_local} local crops need their local_size.")
@@ -284,27 +286,33 @@ class ProSForPreTraining(ProSPreTrainedModel):
         head = 2 * sum(a * b for a, b in zip(widths, widths[1:])) + 2 * config.head_bottleneck_size * k
         patch_loss = config.patch_loss_weight > 0
 
-        def crops_forward(side: int, count: int, all_tokens: bool) -> tuple[float, float, float]:
-            """Forward FLOPs of `count` crops of `side` pixels, as (patch embedding, attention, everything else)."""
+        depth = config.num_hidden_layers
+        # the student's blocks skip the samples stochastic depth drops (ProSLayer): block i runs on 1 - rate_i of
+        # them on average; the teacher, in eval mode, on all
+        student_keep = [1.0 - config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+
+        def crops_forward(side: int, count: int, all_tokens: bool, keep: list[float]) -> tuple[float, float, float]:
+            """Forward FLOPs of `count` crops of `side` pixels, as (patch embedding, attention, everything else);
+            `keep`: the share of samples each block runs on."""
             patches = (side // p) ** 2
             tokens = patches + 1
             queries = tokens if all_tokens else 1  # the last block: keys and values from every token
-            depth = config.num_hidden_layers
+            full, last = sum(keep[:-1]), keep[-1]  # the full blocks together, and the last one
             embedding = 2 * patches * 3 * p * p * d
-            attention = 4 * d * tokens * ((depth - 1) * tokens + queries)
+            attention = 4 * d * tokens * (full * tokens + last * queries)
             heads = 1.0
             if all_tokens:  # the masked patch loss: the head also maps the masked patches
                 heads += config.mask_probability * sum(config.mask_ratio) / 2 * patches
-            other = (2 * tokens * (4 * d * d + 2 * d * m) * (depth - 1)  # qkv, o_proj, MLP of the full blocks
-                     + 2 * tokens * 3 * d * d + 2 * queries * (d * d + 2 * d * m)  # the last block
+            other = (2 * tokens * (4 * d * d + 2 * d * m) * full  # qkv, o_proj, MLP of the full blocks
+                     + last * (2 * tokens * 3 * d * d + 2 * queries * (d * d + 2 * d * m))  # the last block
                      + heads * head)
             return count * embedding, count * attention, count * other
 
-        global_parts = crops_forward(global_size, num_global, patch_loss)
-        local_parts = crops_forward(local_size, num_local, False) if num_local else (0.0, 0.0, 0.0)
+        global_parts = crops_forward(global_size, num_global, patch_loss, student_keep)
+        local_parts = crops_forward(local_size, num_local, False, student_keep) if num_local else (0.0, 0.0, 0.0)
         embedding, attention, other = (g + loc for g, loc in zip(global_parts, local_parts))
         student = 2 * embedding + 3.5 * attention + 3 * other  # forward and backward
-        teacher = sum(global_parts)  # forward only
+        teacher = sum(crops_forward(global_size, num_global, patch_loss, [1.0] * depth))  # forward only
         return float(student + teacher)
 
     def _teacher_targets(self, scores: torch.Tensor, temperature: float, center: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,91 @@
+"""Stochastic depth that skips the dropped samples (ProSLayer) against DINO's 0/1 mask, in one ProS training step.
+
+    python benchmarks/bench_stochastic_depth.py                          # CPU: ViT-S/16, 2x224 + 6x96, batch 4
+    python benchmarks/bench_stochastic_depth.py --drop_path_rates 0.1 0.3 --precisions fp32 bf16
+
+DINO's `drop_path` runs every residual branch on every sample and multiplies the dropped ones by 0; `ProSLayer` runs
+each branch only on the samples that keep it (DINOv2's `drop_add_residual_stochastic_depth`, with DINO's per-sample
+draws), the same outputs and gradients (tests/test_modeling.py). The two steps use the same model, crops and
+optimizer; only the blocks' forward differs (the reference forces the mask path). They alternate, so load drifts hit
+both; printed: images/s of each (median), the ratio, and the spread of the per-pair ratios. DINO's ViT-S/B use 0.1
+(linear over depth: the last block drops 10%, on average 5%), ViT-L 0.3-0.4, so the gain grows with the model.
+"""
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from pros_hf import ProSForPreTraining
+from pros_hf.modeling_pros import ProSLayer, drop_path
+from pros_hf.throughput import synchronize
+
+from bench_pretrain_step import add_step_arguments, make_step, step_inputs  # benchmarks/bench_pretrain_step.py
+
+
+def masked_forward(self, hidden_states, output_attentions=False, num_queries=None):
+    """ProSLayer's block with DINO's stochastic depth: both branches on every sample, times a 0/1 mask."""
+    attention, weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions,
+                                        num_queries=num_queries)
+    if num_queries is not None:
+        hidden_states = hidden_states[:, :num_queries]
+    hidden_states = hidden_states + drop_path(attention, self.drop_path_rate, self.training)
+    return hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training), weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_step_arguments(parser)
+    parser.add_argument("--drop_path_rates", type=float, nargs="+", default=[0.1, 0.3])
+    parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help=(
+        "untimed steps of each side first; on a CPU in bf16, oneDNN builds a matmul kernel for every new batch size "
+        "the random draws produce, which many warm-up steps leave cached (as a long run does)"))
+    args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if any(not 0.0 < rate < 1.0 for rate in args.drop_path_rates):
+        parser.error(f"--drop_path_rates must lie in (0, 1), got {args.drop_path_rates}")
+    device = torch.device(args.device)
+    config, global_crops, local_crops = step_inputs(args)
+    print(f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
+          f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads", flush=True)
+    for rate in args.drop_path_rates:
+        config.drop_path_rate = rate
+        for precision in args.precisions:
+            torch.manual_seed(0)
+            model = ProSForPreTraining(config).to(device).train()
+            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True)
+            step = make_step(model, optimizer, global_crops, local_crops, precision)
+            masked = [layer for layer in model.modules() if isinstance(layer, ProSLayer)]
+
+            def run(mask: bool) -> float:
+                for layer in masked:  # an instance attribute shadows the class's forward for the mask side
+                    if mask:
+                        layer.forward = masked_forward.__get__(layer)
+                    else:
+                        layer.__dict__.pop("forward", None)
+                synchronize(device)
+                start = time.perf_counter()
+                step()
+                synchronize(device)
+                return time.perf_counter() - start
+
+            for _ in range(max(args.warmup, 1)):
+                run(False), run(True)
+            timings = {"mask": [], "skip": []}
+            for _ in range(args.repeats):
+                timings["mask"].append(run(True))
+                timings["skip"].append(run(False))
+            rates = {name: args.batch_size / statistics.median(values) for name, values in timings.items()}
+            pairs = sorted(mask / skip for mask, skip in zip(timings["mask"], timings["skip"]))
+            print(f"drop_path_rate {rate:.2f} {precision:>4}: mask {rates['mask']:7.2f} img/s, skip {rates['skip']:7.2f} "
+                  f"img/s, ratio {rates['skip'] / rates['mask']:.3f} (pairs: median {statistics.median(pairs):.3f}, "
+                  f"min {pairs[0]:.3f}, max {pairs[-1]:.3f}, skip slower in {sum(r < 1 for r in pairs)})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
