@@ -21,7 +21,8 @@ from pros_hf import ProSForPreTraining
 from pros_hf.modeling_pros import ProSLayer, drop_path
 from pros_hf.throughput import synchronize
 
-from bench_pretrain_step import add_step_arguments, make_step, step_inputs  # benchmarks/bench_pretrain_step.py
+from argument_checks import at_least  # benchmarks/argument_checks.py
+from bench_pretrain_step import add_step_arguments, check_step_arguments, make_step, step_inputs
 
 
 def masked_forward(self, hidden_states, output_attentions=False, num_queries=None):
@@ -34,18 +35,17 @@ def masked_forward(self, hidden_states, output_attentions=False, num_queries=Non
     return hidden_states + drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training), weights
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_step_arguments(parser)
     parser.add_argument("--drop_path_rates", type=float, nargs="+", default=[0.1, 0.3])
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1, help=(
+    parser.add_argument("--repeats", type=at_least(1), default=5)
+    parser.add_argument("--warmup", type=at_least(1), default=1, help=(
         "untimed steps of each side first; on a CPU in bf16, oneDNN builds a matmul kernel for every new batch size "
         "the random draws produce, which many warm-up steps leave cached (as a long run does)"))
-    args = parser.parse_args()
-    if args.repeats < 1:
-        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    args = parser.parse_args(argv)
+    check_step_arguments(parser, args)
     if any(not 0.0 < rate < 1.0 for rate in args.drop_path_rates):
         parser.error(f"--drop_path_rates must lie in (0, 1), got {args.drop_path_rates}")
     device = torch.device(args.device)
@@ -74,7 +74,7 @@ def main() -> None:
                 synchronize(device)
                 return time.perf_counter() - start
 
-            for _ in range(max(args.warmup, 1)):
+            for _ in range(args.warmup):
                 run(False), run(True)
             timings = {"mask": [], "skip": []}
             for _ in range(args.repeats):

@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # t
 import bench_augmentation  # noqa: E402
 import bench_backbone  # noqa: E402
 import bench_pretrain_step  # noqa: E402
+import bench_stochastic_depth  # noqa: E402
 import bench_synthetic  # noqa: E402
 import profile_pretrain_step  # noqa: E402
 from memory import LiveTensorMemory  # noqa: E402
@@ -120,3 +121,12 @@ def test_augmentation_benchmark_runs_without_local_crops(capsys):
     bench_augmentation.main([*AUGMENTATION_TOY, "--local-crops", "0", "--skip", "kornia"])
     captured = capsys.readouterr()
     assert "PIL per image" in captured.out and "output shapes differ" not in captured.err
+
+
+def test_stochastic_depth_benchmark_runs_both_sides_and_refuses_bad_rates(capsys):
+    toy = [arg for arg in STEP_TOY if arg not in ("--warmup", "0")]
+    bench_stochastic_depth.main([*toy, "--num_local", "2", "--drop_path_rates", "0.3", "--warmup", "1"])
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("drop_path_rate 0.30 fp32: mask") and "skip" in line and "ratio" in line
+    assert "--drop_path_rates" in usage_error(capsys, bench_stochastic_depth.main, [*toy, "--drop_path_rates", "1.0"])
+    assert "--repeats" in usage_error(capsys, bench_stochastic_depth.main, [*toy, "--repeats", "0"])
