@@ -388,8 +388,10 @@ def test_heads_load_with_trust_remote_code_in_a_process_without_the_package(save
     run_without_pros_hf(REMOTE_HEADS_SCRIPT, tmp_path / "pixels.npy", tmp_path / "logits.npy",
                         tmp_path / "landmarks.npy", cwd=tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), expression(pixel_values).logits.detach().numpy())
-    np.testing.assert_array_equal(np.load(tmp_path / "landmarks.npy"),
-                                  landmarks(pixel_values).landmarks.detach().numpy())
+    # the heatmap decoder's convolutions may pick another oneDNN kernel in another process (memory alignment): one
+    # clean-clone CI run differed by one float32 ulp (9e-8) in 1 of 76 coordinates
+    np.testing.assert_allclose(np.load(tmp_path / "landmarks.npy"), landmarks(pixel_values).landmarks.detach().numpy(),
+                               rtol=0, atol=1e-6)
 
 
 def test_a_missing_model_folder_or_an_unreachable_hub_id_is_named(tmp_path, monkeypatch):
