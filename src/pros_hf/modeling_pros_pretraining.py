@@ -159,8 +159,9 @@ class ProSForPreTraining(ProSPreTrainedModel):
         student_buffers, teacher_buffers = self._paired_float_buffers()
         teacher += teacher_buffers
         student += student_buffers
-        torch._foreach_mul_(teacher, momentum)
-        torch._foreach_add_(teacher, student, alpha=1.0 - momentum)
+        # teacher + (1 - m) (student - teacher) = m teacher + (1 - m) student in one pass over the weights (mul_ then
+        # add_ read and write the teacher twice); exact at m = 0 and m = 1 (torch's lerp uses the nearer endpoint)
+        torch._foreach_lerp_(teacher, student, 1.0 - momentum)
 
     def _check_paired_shapes(self, teacher: list[torch.Tensor], student: list[torch.Tensor]) -> None:
         """Under FSDP each process holds a shard of every parameter: the EMA pairs shards, which match only when
