@@ -111,3 +111,13 @@ def test_fields_assigned_after_construction_are_checked_when_a_model_is_built():
     config.num_attention_heads = 5
     with pytest.raises(ValueError, match="num_attention_heads"):
         ProSModel(config)
+
+
+def test_zero_labels_give_a_classifier_without_a_classification_layer():
+    """transformers' way to a feature extractor with a head class: the pooled features come back as logits."""
+    import torch
+
+    from pros_hf import ProSForImageClassification
+
+    model = ProSForImageClassification(ProSConfig.from_preset("micro", num_labels=0)).eval()
+    assert model(torch.randn(2, 3, 32, 32)).logits.shape == (2, 64)

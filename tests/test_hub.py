@@ -209,3 +209,32 @@ def test_exported_teacher_names_only_the_code_its_folder_holds(tmp_path):
     auto_map = json.loads((tmp_path / "backbone" / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel"}
     assert all((tmp_path / "backbone" / f"{entry.split('.')[0]}.py").is_file() for entry in auto_map.values())
+
+
+def test_image_processor_keeps_valid_overshoot_and_16_bit_tensors_and_reads_wide_modes_as_training_does(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from pros_hf.data.decoding import open_image_rgb
+
+    processor = ProSImageProcessor(size=16, crop_size=16, do_normalize=False)
+    # a [0, 255] float image resized bicubically rings past both ends at a sharp edge: still an image
+    edge = torch.zeros(3, 32, 32)
+    edge[:, :, 16:] = 255.0
+    ringing = torch.nn.functional.interpolate(edge[None], size=(64, 64), mode="bicubic", align_corners=False)[0]
+    assert float(ringing.min()) < -10 and float(ringing.max()) > 265
+    pixel_values = processor(ringing, return_tensors="pt").pixel_values
+    assert float(pixel_values.min()) == 0.0 and float(pixel_values.max()) == 1.0
+    # torch uint16 is scaled like numpy uint16 (torch has no min/max for it)
+    sixteen = torch.full((3, 20, 20), 65535 // 2, dtype=torch.int32).to(torch.uint16)
+    torch.testing.assert_close(processor(sixteen, return_tensors="pt").pixel_values,
+                               processor(sixteen.numpy().astype(np.uint16), return_tensors="pt").pixel_values)
+    # mode I / F images are scaled by the training decoder's rule: inference sees the pixels pre-training saw
+    for array, mode in ((np.arange(400, dtype=np.int32).reshape(20, 20) % 200, "I"),
+                        (np.linspace(0, 90, 400, dtype=np.float32).reshape(20, 20), "F")):
+        buffer = io.BytesIO()
+        Image.fromarray(array, mode=mode).save(buffer, format="TIFF")
+        image = Image.open(io.BytesIO(buffer.getvalue()))
+        decoded = processor(open_image_rgb(buffer.getvalue()), return_tensors="pt").pixel_values
+        torch.testing.assert_close(processor(image, return_tensors="pt").pixel_values, decoded)

@@ -566,3 +566,17 @@ def test_evaluate_knn_returns_the_query_rows_it_scored(micro_model, faces):
                                 return_query_rows=True)
     assert sorted(rows.tolist()) == sorted(row for row in split.tolist() if row != 3)
     assert scores == evaluate_knn(micro_model, stored, label_columns="expression", test_fraction=0.5, k=3)
+
+
+def test_pixel_array_columns_are_images(micro_model, faces):
+    """Decoded pixels stored as Array3D columns go to the processor as they are."""
+    import datasets
+
+    subset = faces.select(range(8))
+    arrays = [np.asarray(image.convert("RGB")) for image in subset["image"]]
+    shape = arrays[0].shape
+    stored = datasets.Dataset.from_dict(
+        {"image": arrays, "expression": subset["expression"]},
+        features=datasets.Features({"image": datasets.Array3D(shape, "uint8"), "expression": datasets.Value("int64")}))
+    from_arrays = extract_features(micro_model, stored.with_format("numpy"))
+    torch.testing.assert_close(from_arrays, extract_features(micro_model, subset))

@@ -221,3 +221,13 @@ def test_init_is_truncated_normal_and_deterministic_per_seed():
     assert 0.018 < weight.std() < 0.022 and abs(weight.mean()) < 0.002  # trunc_normal(std=0.02), DINO's init
     assert torch.all(first.encoder.layer[0].attention.qkv.bias == 0)
     assert first.embeddings.cls_token.abs().sum() > 0 and first.embeddings.position_embeddings.std() > 0.01
+
+
+def test_a_branch_no_sample_keeps_adds_exact_zeros_in_half_precision():
+    """The none-kept branch still runs on one sample (times 0) for its gradients; summed in fp16 first, a large
+    branch overflowed to inf and inf * 0 made the whole batch NaN."""
+    from pros_hf.modeling_pros import add_kept_branch
+
+    residual = torch.zeros(4, 197, 384, dtype=torch.float16)
+    out = add_kept_branch(residual, lambda x: x + 1.0, residual, torch.empty(0, dtype=torch.long), 2.0)
+    assert out.dtype == torch.float16 and torch.equal(out, residual)

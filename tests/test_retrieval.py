@@ -506,3 +506,9 @@ def test_example_script_reports_an_empty_result(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "3 files" in printed and "No face was kept" in printed and "(0 crops)" in printed
     assert (output / "report.json").is_file()
+
+
+def test_curation_config_takes_no_pixel_limit():
+    from pros_hf.retrieval.curation import CurationConfig
+
+    assert CurationConfig(max_pixels=None).max_pixels is None

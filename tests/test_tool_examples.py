@@ -223,6 +223,14 @@ def test_save_attention_figure_draws_16_bit_pil_images_as_their_grey_levels(tmp_
         assert np.array_equal(np.asarray(first), np.asarray(second))
 
 
+def test_save_attention_figure_writes_to_a_file_object():
+    from pros_hf.visualization import save_attention_figure
+
+    buffer = io.BytesIO()
+    save_attention_figure(np.zeros((1, 16, 16, 3), np.uint8), torch.rand(1, 2, 2, 2), buffer)
+    assert buffer.getvalue().startswith(b"\x89PNG")
+
+
 def test_figure_path_adds_png_and_refuses_what_matplotlib_would_mishandle(tmp_path):
     from pros_hf.visualization import figure_path
 

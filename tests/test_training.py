@@ -348,7 +348,7 @@ def test_resuming_a_finished_run_trains_no_further_and_keeps_every_count(tmp_pat
     weights = {name: tensor.clone() for name, tensor in first.model.state_dict().items()}
     assert first.skip_summary["delivered"] == 32
     again = make_trainer(tmp_path, faces, max_steps=4, save_strategy="steps", save_steps=4)
-    again.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-4"))
+    again.train(resume_from_checkpoint=tmp_path / "run" / "checkpoint-4")  # a Path, as a user may pass it
     assert again.state.global_step == 4 and again.steps_this_run == 0
     for name, tensor in again.model.state_dict().items():
         assert torch.equal(tensor, weights[name]), name

@@ -12,7 +12,6 @@ import difflib
 import inspect
 
 from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
 
 
 TARGET_MODES = ("center", "sinkhorn", "sharpen")
@@ -329,11 +328,11 @@ class ProSConfig(PreTrainedConfig):
         for name in ("qkv_bias", "head_use_bn", "share_prototypes"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ProSConfig.{name} must be True or False, got {getattr(self, name)!r}.")
+        from transformers.activations import ACT2FN  # here: reading a config alone needs no torch
+
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"ProSConfig.hidden_act must be one of transformers' activations, e.g. 'gelu', "
                              f"'gelu_new', 'quick_gelu', 'relu', 'silu'; got {self.hidden_act!r}.")
-        if self.id2label is not None and len(self.id2label) < 1:
-            raise ValueError(f"ProSConfig.num_labels must be at least 1, got {len(self.id2label)}.")
         positive_ints = (
             "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_channels",
             "head_hidden_size", "head_bottleneck_size", "head_num_layers", "num_prototypes", "sinkhorn_iterations",
@@ -430,8 +429,9 @@ def _complete_label_maps(kwargs: dict) -> dict:
     contradicts the label names instead of transformers' warning that keeps the names."""
     id2label, label2id = kwargs.get("id2label"), kwargs.get("label2id")
     num_labels = kwargs.get("num_labels")
-    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1):
-        raise ValueError(f"ProSConfig.num_labels must be a positive integer, got {num_labels!r}.")
+    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 0):
+        # 0 is transformers' way to a classifier without a classification layer (the pooled features as logits)
+        raise ValueError(f"ProSConfig.num_labels must be an integer >= 0, got {num_labels!r}.")
     if label2id is not None and id2label is None:
         kwargs["id2label"] = id2label = {int(index): name for name, index in label2id.items()}
     if num_labels is not None and id2label is not None and len(id2label) != num_labels:

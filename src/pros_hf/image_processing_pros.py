@@ -16,38 +16,52 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _pil_to_array(image) -> np.ndarray:
-    """A PIL image as an HWC uint8-range array. 16-bit and 32-bit greyscale modes ("I;16", "I", "F") keep their
-    depth: `convert("RGB")` would clip them to 255, turning most of a 16-bit image white."""
+    """A PIL image as an HWC uint8 array. 16-bit and 32-bit greyscale modes ("I;16", "I", "F") are scaled by the
+    training decoder's rule: `convert("RGB")` would clip them to 255, turning most of a 16-bit image white."""
     if image.mode.startswith("I;16") or image.mode in ("I", "F"):
-        array = np.asarray(image).astype(np.float32)
-        if image.mode == "F":
-            array = _float_range(torch.from_numpy(array), "a mode-F PIL image").numpy()
-        elif image.mode.startswith("I;16") or array.max(initial=0) > 255:
-            array = _sixteen_bit_range(array, f"a mode-{image.mode} PIL image")
-        return np.repeat(array[..., None], 3, axis=-1)
+        return np.repeat(_wide_grey_to_8_bit(np.asarray(image), image.mode)[..., None], 3, axis=-1)
     return np.array(image.convert("RGB"))  # a writable copy: torch.from_numpy warns on read-only arrays
 
 
+def _wide_grey_to_8_bit(array: np.ndarray, mode: str) -> np.ndarray:
+    """The rule of `pros_hf.data.decoding._sixteen_bit_to_l` (which this file, copied next to the weights, cannot
+    import), so that inference sees the pixels pre-training saw: 16-bit values / 257, float [0, 1] x 255, anything
+    wider stretched from its observed range."""
+    if mode.startswith("I;16") or (mode == "I" and array.size and array.min() >= 0 and array.max() <= 65535):
+        out = np.rint(array.astype(np.float32) / 257.0)
+    elif mode == "F" and array.size and np.nanmax(array) <= 1.0 and np.nanmin(array) >= 0.0:
+        out = np.rint(array * 255.0)
+    else:
+        array = np.nan_to_num(array.astype(np.float64))
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        out = np.zeros_like(array) if high <= low else np.rint((array - low) * (255.0 / (high - low)))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def _sixteen_bit_range(array, what: str):
-    """16-bit values (0 .. 65535) mapped onto 0 .. 255."""
+    """16-bit values (0 .. 65535) mapped onto 0 .. 255 and rounded, as the training decoder does with a 16-bit file."""
     if array.min() < 0 or array.max() > 65535:
         raise ValueError(f"ProSImageProcessor: {what} has values outside 0 .. 65535 ({array.min()} .. {array.max()}).")
-    return array / 257.0
+    scaled = array / 257.0
+    return scaled.round() if isinstance(scaled, torch.Tensor) else np.rint(scaled)
 
 
 def _float_range(tensor: torch.Tensor, what: str) -> torch.Tensor:
-    """Float values as 0 .. 255: [0, 1] images are scaled, [0, 255] ones kept, clipped to the range (a resampled
-    image overshoots it a little); values far outside both, such as normalised inputs, are refused."""
+    """Float values as 0 .. 255: [0, 1] images are scaled, [0, 255] ones kept, both clipped to the range (a resampled
+    image overshoots it: bicubic rings by a tenth of the range at a sharp edge). Normalised inputs (negative values
+    with a maximum of a few units) and values far outside both ranges are refused."""
     tensor = tensor.float()
     if tensor.numel() and not torch.isfinite(tensor).all():
         raise ValueError(f"ProSImageProcessor: {what} holds NaN or infinite values.")
     low, high = (float(tensor.min()), float(tensor.max())) if tensor.numel() else (0.0, 0.0)
-    if low < -0.5 or high > 255.5:
+    unit_range = high <= 1.5
+    normalised = low < -0.5 and high < 16
+    if normalised or (unit_range and low < -0.5) or low < -128 or high > 383:
         raise ValueError(
             f"ProSImageProcessor: {what} has float values {low:g} .. {high:g}; pass floats in [0, 1] or [0, 255], "
             "or uint8 (normalised inputs are not accepted: normalisation is this processor's job)."
         )
-    return (tensor * 255.0 if high <= 1.5 else tensor).clamp(0, 255)
+    return (tensor * 255.0 if unit_range else tensor).clamp(0, 255)
 
 
 def _to_float_chw(image) -> torch.Tensor:
@@ -58,14 +72,17 @@ def _to_float_chw(image) -> torch.Tensor:
     if hasattr(image, "convert") and hasattr(image, "size"):  # PIL.Image without importing PIL here
         tensor = torch.from_numpy(np.ascontiguousarray(_pil_to_array(image))).permute(2, 0, 1)
         return _checked_size(tensor.float())
+    sixteen_bit = False  # scaled to 0 .. 255 here: not to be read as a [0, 1] float image below
     if isinstance(image, np.ndarray):
         channels_last = True
         if image.dtype == np.uint16:
-            image = _sixteen_bit_range(image.astype(np.float32), "a uint16 array")
+            image, sixteen_bit = _sixteen_bit_range(image.astype(np.float32), "a uint16 array"), True
         tensor = torch.from_numpy(np.ascontiguousarray(image))
     elif isinstance(image, torch.Tensor):
         channels_last = False
         tensor = image.detach().cpu()
+        if tensor.dtype == torch.uint16:  # torch has no min/max for uint16: scaled in float, as numpy's are
+            tensor, sixteen_bit = _sixteen_bit_range(tensor.float(), "a uint16 tensor"), True
     else:
         raise TypeError(
             f"ProSImageProcessor takes PIL images, numpy arrays or torch tensors, got {type(image).__name__}."
@@ -88,6 +105,8 @@ def _to_float_chw(image) -> torch.Tensor:
         tensor = tensor[:3]
     elif tensor.shape[0] != 3:
         raise ValueError(f"ProSImageProcessor expects 1, 3 or 4 channels, got shape {tuple(tensor.shape)}.")
+    if sixteen_bit:
+        return _checked_size(tensor.float())
     if tensor.is_floating_point():
         return _checked_size(_float_range(tensor, "the image"))
     if tensor.dtype != torch.uint8 and tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) > 255):

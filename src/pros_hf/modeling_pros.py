@@ -190,7 +190,8 @@ def add_kept_branch(residual: torch.Tensor, branch, branch_input: torch.Tensor, 
     if kept is None:
         return residual + branch(branch_input) * scale
     if kept.numel() == 0:  # none keeps it: one sample's branch, times 0, so that every parameter still gets a gradient
-        return residual + branch(branch_input[:1]).sum() * 0.0
+        return residual + (branch(branch_input[:1]) * 0.0).sum().to(residual.dtype)  # (times 0 first: a half sum
+        # of a whole branch can overflow to inf, and inf * 0 is NaN)
     output = branch(branch_input.index_select(0, kept)).to(residual.dtype)
     return residual.index_add(0, kept, output, alpha=scale)
 

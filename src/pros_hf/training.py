@@ -251,6 +251,7 @@ class ProSTrainer(Trainer):
         self.warmup_temperature_steps = 0
         self.last_teacher_momentum = None
         self._metric_sums: dict[str, torch.Tensor] = {}
+        self._metric_counts: dict[str, int] = {}
         self.last_metrics: dict[str, torch.Tensor] = {}
         self._decay_groups = None
         self._metric_count = 0
@@ -421,7 +422,7 @@ class ProSTrainer(Trainer):
         process's counts of the run before it)."""
         if checkpoint is True:
             checkpoint = get_last_checkpoint(self.args.output_dir)
-        path = os.path.join(checkpoint, SKIP_REPORT_NAME) if isinstance(checkpoint, str) else None
+        path = os.path.join(checkpoint, SKIP_REPORT_NAME) if isinstance(checkpoint, (str, os.PathLike)) else None
         if self.is_world_process_zero() and path and os.path.isfile(path):
             with open(path) as handle:
                 self.skip_report.merge(SkipReport.from_summary(json.load(handle)))
@@ -439,7 +440,8 @@ class ProSTrainer(Trainer):
         return report.summary()
 
     def _accumulate_metrics(self, outputs) -> None:
-        """Sum the health metrics on the device (no host sync per step); `log` turns them into averages."""
+        """Sum the health metrics on the device (no host sync per step); `log` turns them into averages, each over
+        the steps that had it (KoLeo leaves out a batch of one image)."""
         self.last_metrics = {}
         for name in HEALTH_METRICS:
             value = getattr(outputs, name, None)
@@ -447,19 +449,20 @@ class ProSTrainer(Trainer):
                 value = value.detach().float()
                 self.last_metrics[name] = value
                 self._metric_sums[name] = self._metric_sums.get(name, 0.0) + value
+                self._metric_counts[name] = self._metric_counts.get(name, 0) + 1
         self._metric_count += 1
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
         self.check_losses_finite()
         if "loss" in logs and self._metric_count:
-            averages = {name: (total / self._metric_count).item() for name, total in self._metric_sums.items()}
+            averages = {name: (total / self._metric_counts[name]).item() for name, total in self._metric_sums.items()}
             logs.update(averages)
             if self.last_teacher_momentum is not None:
                 logs["teacher_momentum"] = self.last_teacher_momentum
             groups = self.decay_groups()
             if groups:
                 logs["weight_decay"] = groups[0]["weight_decay"]
-            self._metric_sums, self._metric_count = {}, 0
+            self._metric_sums, self._metric_counts, self._metric_count = {}, {}, 0
             self._check_collapse(averages.get("matching_loss"))
         super().log(logs, *args, **kwargs)
 

@@ -99,7 +99,7 @@ def figure_path(path) -> str:
 def save_attention_figure(
     images,
     maps: torch.Tensor,
-    path: str,
+    path,
     upsample: str = "nearest",
     cmap: str = "inferno",
     alpha: float = 0.6,
@@ -120,7 +120,8 @@ def save_attention_figure(
         raise ValueError(f"upsample must be 'nearest', 'bilinear' or 'bicubic', got {upsample!r}.")
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}.")
-    path = figure_path(path)
+    if isinstance(path, (str, os.PathLike)):  # a file object goes to matplotlib as it is
+        path = figure_path(path)
     # PIL images go through the training decoder: convert("RGB") clips 16-bit greyscale to white and floats to black
     images = np.stack([np.asarray(open_image_rgb(image, None) if isinstance(image, Image.Image) else image)
                        for image in images])  # fmt: skip

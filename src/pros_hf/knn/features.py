@@ -20,7 +20,18 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_ACCEPTED = "a datasets Image feature, image file paths, bytes, or {'bytes', 'path'} dicts"
+_ACCEPTED = ("a datasets Image feature, image file paths, bytes, {'bytes', 'path'} dicts, or pixel arrays "
+             "(Array2D / Array3D)")
+
+
+def _is_pixel_array(feature) -> bool:
+    """Decoded pixels stored as arrays, passed to the image processor as they are: HWC or CHW (Array3D with 1, 3 or
+    4 channels at one end) or greyscale HW of integers (Array2D; a float (68, 2) array is landmarks, not an image)."""
+    import datasets
+
+    if isinstance(feature, datasets.Array3D):
+        return feature.shape[0] in (1, 3, 4) or feature.shape[-1] in (1, 3, 4)
+    return isinstance(feature, datasets.Array2D) and feature.dtype in ("uint8", "uint16")
 
 
 def _fsdp_types() -> tuple[type, ...]:
@@ -136,7 +147,7 @@ def check_image_column(dataset, image_column: str, name: str = "the dataset") ->
     import datasets
 
     dtype = getattr(feature, "dtype", None) if isinstance(feature, datasets.Value) else None
-    if isinstance(feature, datasets.Image) or dtype in ("binary", "large_binary"):
+    if isinstance(feature, datasets.Image) or dtype in ("binary", "large_binary") or _is_pixel_array(feature):
         return
     if isinstance(feature, dict) and feature and set(feature) <= {"bytes", "path"}:
         return
@@ -183,9 +194,14 @@ def _dataset_batches(dataset, image_processor, batch_size: int, image_column: st
     if isinstance(feature, datasets.Image) and feature.decode:
         # raw bytes / paths: datasets' own decoder raises on one bad file, and decodes 16-bit and RGBA unlike training
         images = images.cast_column(image_column, datasets.Image(decode=False))
+    pixel_arrays = _is_pixel_array(feature)
     for start in range(0, len(images), batch_size):
         decoded = []
         for row, source in enumerate(images[start : start + batch_size][image_column], start):
+            if pixel_arrays:  # already pixels: nothing to decode
+                decoded.append(np.asarray(source))
+                kept.append(row)
+                continue
             try:
                 decoded.append(open_image_rgb(source))  # training's decoder: the k-NN sees the pixels training saw
                 kept.append(row)

@@ -91,6 +91,8 @@ class CurationConfig:
         IndexSettings(self.ivf_threshold, self.ivf_nlist, self.ivf_nprobe)
         for name in ("crop_size", "shard_size", "embed_batch_size", "num_seeds", "num_neighbors", "dedup_neighbors",
                      "max_pixels"):  # fmt: skip
+            if name == "max_pixels" and self.max_pixels is None:  # no limit of our own (open_image_rgb's None)
+                continue
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}.")
         if not self.margin >= 0:  # also refuses NaN
