@@ -44,7 +44,8 @@ class LiveTensorMemory(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         # taken before the call: an op that resizes an empty out= argument does allocate, at a new address
-        arguments = _storage_pointers((args, kwargs))
+        # (except lift_fresh, behind torch.tensor / as_tensor: its argument is the new data, made during the step)
+        arguments = set() if func is torch.ops.aten.lift_fresh.default else _storage_pointers((args, kwargs))
         output = func(*args, **(kwargs or {}))
         for tensor in torch.utils._pytree.tree_leaves(output):
             if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":

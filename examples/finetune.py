@@ -312,7 +312,10 @@ def load_backbone_and_processor(args: FinetuneArguments):
     from pros_hf import ProSConfig, ProSImageProcessor, load_backbone
 
     if args.model is None:
-        config = ProSConfig.from_preset("micro", image_size=args.image_size or 64)
+        try:
+            config = ProSConfig.from_preset("micro", image_size=args.image_size or 64)
+        except ValueError as error:  # an --image_size that is not a whole number of the micro model's patches
+            raise SystemExit(f"--image_size: {error}") from None
         backbone, name = config, "random-init micro ViT"
     else:
         try:

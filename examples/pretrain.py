@@ -286,7 +286,8 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
             shuffle=data_args.streaming, seed=training_args.seed,
             cache_bytes=0 if data_args.streaming else data_args.decoded_cache_mb << 20)
     except (OSError, ValueError) as error:  # a missing path, an empty folder, an offline Hub id, no image column
-        raise SystemExit(f"--train_dir {data_args.train_dir}: {error}") from None
+        where = f"--train_dir {data_args.train_dir}" if data_args.train_dir else "the synthetic training faces"
+        raise SystemExit(f"{where}: {error}") from None
     try:
         model = build_model(model_args, training_args)
     except ValueError as error:
@@ -359,6 +360,20 @@ def check_checkpoint_matches(checkpoint: str, config: ProSConfig) -> None:
         )
 
 
+def recorded_step(results: str) -> int | None:
+    """The optimizer step a train_results.json was written at, if it says (files from before session 7 do not)."""
+    try:
+        with open(results) as handle:
+            return json.load(handle).get("global_step")
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: str, content: dict) -> None:
+    with open(path, "w") as handle:
+        json.dump(content, handle, indent=2)
+
+
 def finish(trainer) -> None:
     """Wait for every process, then close the process group. A process that leaves while rank 0 still writes the
     export tears gloo down under its feet, and can abort ("terminate called without an active exception")."""
@@ -377,13 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = trainer.args.output_dir
     if trainer.is_world_process_zero():
         results = os.path.join(output_dir, "train_results.json")
-        if trainer.steps_this_run == 0 and os.path.isfile(results):
-            # resumed at its last step: nothing trained now, so the figures of the run that trained stay
-            print(f"{output_dir} had already trained to step {trainer.state.global_step}; re-exported it")
+        step = trainer.state.global_step
+        skipped = (trainer.skip_summary or {}).get("skipped", 0)
+        if trainer.steps_this_run == 0:  # resumed at its last step: nothing trained now
+            print(f"{output_dir} had already trained to step {step}; re-exported it")
+            if recorded_step(results) != step:  # killed between its last checkpoint and these figures: none to keep
+                write_json(results, {"global_step": step, "epoch": trainer.state.epoch, "skipped_images": skipped,
+                                     "note": "resumed at its last step; the run that trained it was stopped before "
+                                             "it recorded its figures"})
         else:
-            metrics = {**result.metrics, "skipped_images": (trainer.skip_summary or {}).get("skipped", 0)}
-            with open(results, "w") as handle:
-                json.dump(metrics, handle, indent=2)
+            write_json(results, {**result.metrics, "global_step": step, "skipped_images": skipped})
         print(f"Exported the teacher backbone to {output_dir} (AutoModel.from_pretrained({output_dir!r}))")
     finish(trainer)
     return 0

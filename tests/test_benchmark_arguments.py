@@ -130,3 +130,10 @@ def test_stochastic_depth_benchmark_runs_both_sides_and_refuses_bad_rates(capsys
     assert line.startswith("drop_path_rate 0.30 fp32: mask") and "skip" in line and "ratio" in line
     assert "--drop_path_rates" in usage_error(capsys, bench_stochastic_depth.main, [*toy, "--drop_path_rates", "1.0"])
     assert "--repeats" in usage_error(capsys, bench_stochastic_depth.main, [*toy, "--repeats", "0"])
+
+
+def test_tensors_made_from_python_data_during_the_step_are_counted():
+    """torch.tensor / as_tensor go through lift_fresh, which returns its argument: that storage is new all the same."""
+    with LiveTensorMemory() as tracker:
+        made = torch.tensor([0.0] * (1 << 18))  # 1 MiB
+    assert tracker.peak == made.untyped_storage().nbytes() == 1 << 20

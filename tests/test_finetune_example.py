@@ -425,6 +425,9 @@ def test_bad_input_known_before_training_stops_before_it(example, workspace, tmp
     with pytest.raises(SystemExit, match=r"--image_size 50 is not a multiple of the backbone's patch size 8; e\.g\. "
                                          r"48"):
         example.main([*base, "--image_size", "50"])
+    without_model = [arg for arg in base if arg not in ("--model", str(workspace / "backbone"))]
+    with pytest.raises(SystemExit, match=r"^--image_size: ProSConfig.image_size \(60\) must be a multiple"):
+        example.main([*without_model, "--image_size", "60"])  # the random micro backbone's patches, too
     for modules in (["foo"], ["qkv", "foo"]):
         with pytest.raises(SystemExit, match=r"--lora_target_modules: target_modules \['foo'\] match no Linear"):
             example.main([*base, "--lora", "--lora_target_modules", *modules])

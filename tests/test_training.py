@@ -257,6 +257,9 @@ def test_pretrain_example_refuses_bad_arguments_and_its_help_gives_the_no_data_d
     # transformers' own checks of the training arguments end in their message, not a traceback
     with pytest.raises(SystemExit, match="pretrain.py: At most one of fp16 and bf16"):
         example.main(["--fp16", "--bf16", "--output_dir", str(tmp_path / "run")])
+    with pytest.raises(SystemExit, match="^the synthetic training faces: image_column 'foo' not in"):  # no --train_dir
+        example.main(["--image_column", "foo", "--num_synthetic_images", "8", "--knn_synthetic_images", "0",
+                      "--output_dir", str(tmp_path / "run")])
     with pytest.raises(SystemExit):
         example.main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
@@ -389,6 +392,24 @@ def test_pretrain_example_from_a_backbone_applies_overrides_and_the_crop_size(tm
     assert torch.equal(model.teacher.embeddings.position_embeddings, model.student.embeddings.position_embeddings)
     with pytest.raises(SystemExit, match="--model_name_or_path: No model folder"):
         example.build_model(example.ModelArguments(model_name_or_path=str(tmp_path / "nope")), training_args)
+
+
+def test_pretrain_example_never_keeps_figures_of_another_run(tmp_path):
+    """A rerun that trains nothing keeps train_results.json only when it was written at the same step: a run killed
+    between its last checkpoint and its figures must not inherit an earlier, shorter run's."""
+    example = load_pretrain_example()
+    flags = [*TINY_RUN, "--num_local_crops", "0", "--knn_synthetic_images", "0", "--output_dir", str(tmp_path)]
+    example.main([*flags, "--max_steps", "2"])
+    shorter = (tmp_path / "train_results.json").read_text()
+    example.main([*flags, "--max_steps", "4"])
+    finished = json.loads((tmp_path / "train_results.json").read_text())
+    assert finished["global_step"] == 4 and "train_runtime" in finished
+    example.main([*flags, "--max_steps", "4"])  # nothing left to train: the run's own figures stay
+    assert json.loads((tmp_path / "train_results.json").read_text()) == finished
+    (tmp_path / "train_results.json").write_text(shorter)  # as if killed before writing its own
+    example.main([*flags, "--max_steps", "4"])
+    replaced = json.loads((tmp_path / "train_results.json").read_text())
+    assert replaced["global_step"] == 4 and "train_runtime" not in replaced and "note" in replaced
 
 
 def load_pretrain_example():
