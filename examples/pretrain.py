@@ -360,13 +360,17 @@ def check_checkpoint_matches(checkpoint: str, config: ProSConfig) -> None:
         )
 
 
-def recorded_step(results: str) -> int | None:
-    """The optimizer step a train_results.json was written at, if it says (files from before session 7 do not)."""
+def written_at(results: str, step: int, epoch: float) -> bool:
+    """Whether train_results.json was written at this optimizer step (files from before session 7 record only the
+    epoch, which then has to match)."""
     try:
         with open(results) as handle:
-            return json.load(handle).get("global_step")
+            recorded = json.load(handle)
     except (OSError, ValueError):
-        return None
+        return False
+    if "global_step" in recorded:
+        return recorded["global_step"] == step
+    return isinstance(recorded.get("epoch"), (int, float)) and abs(recorded["epoch"] - epoch) < 1e-9
 
 
 def write_json(path: str, content: dict) -> None:
@@ -396,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         skipped = (trainer.skip_summary or {}).get("skipped", 0)
         if trainer.steps_this_run == 0:  # resumed at its last step: nothing trained now
             print(f"{output_dir} had already trained to step {step}; re-exported it")
-            if recorded_step(results) != step:  # killed between its last checkpoint and these figures: none to keep
+            if not written_at(results, step, trainer.state.epoch):  # killed before its figures: none to keep
                 write_json(results, {"global_step": step, "epoch": trainer.state.epoch, "skipped_images": skipped,
                                      "note": "resumed at its last step; the run that trained it was stopped before "
                                              "it recorded its figures"})
