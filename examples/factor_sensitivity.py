@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.cli import check_output_file
 from pros_hf.data.face_rendering import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from pros_hf.data.factor_pairs import FACTORS, make_factor_pairs
 from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor, random_init_backbone
@@ -87,12 +87,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--crop_size must be at least 8 pixels, got {args.crop_size}.")
     if args.batch_size < 1:
         raise SystemExit(f"--batch_size must be at least 1, got {args.batch_size}.")
-    if args.output_json:  # else the results would be lost after all the work, at the very end
-        folder = os.path.dirname(os.path.abspath(args.output_json))
-        if os.path.isdir(args.output_json):
-            raise SystemExit(f"--output_json {args.output_json!r} is a folder; give a file name.")
-        if not os.path.isdir(folder):
-            raise SystemExit(f"--output_json {args.output_json!r}: the folder {folder!r} does not exist.")
+    check_output_file("--output_json", args.output_json)  # else the results would be lost after all the work
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
     models = []

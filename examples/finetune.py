@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
+from pros_hf.cli import flag_is_on, flag_name
+
 
 logger = logging.getLogger("finetune")
 TASK_CHOICES = ("attributes", "expression", "landmarks", "all")
@@ -177,24 +179,6 @@ TRAINING_DEFAULTS = {
     "--warmup_steps": "0.1", "--lr_scheduler_type": "cosine", "--logging_steps": "50", "--save_strategy": "no",
     "--eval_strategy": "no", "--report_to": "none", "--dataloader_num_workers": "0",
 }
-
-
-def flag_name(arg: str) -> str | None:
-    """`--max-steps=3` -> `--max_steps`: HfArgumentParser takes hyphens for underscores, and the `=` form, so the
-    flags the user gave must be recognised in every spelling (else a default given after them overrides them)."""
-    return "--" + arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
-
-
-def flag_is_on(argv: list[str], name: str) -> bool:
-    """Whether the boolean flag `name` is on: bare (`--load_best_model_at_end`), `... true` or `...=True`."""
-    on = False
-    for index, arg in enumerate(argv):
-        if flag_name(arg) != name:
-            continue
-        value = arg.split("=", 1)[1] if "=" in arg else (
-            argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else "true")
-        on = value.strip().lower() in ("true", "1", "yes", "y", "t")
-    return on
 
 
 def with_training_defaults(argv: list[str]) -> list[str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.cli import check_output_file
 from pros_hf.knn import (
     evaluate_knn,
     load_backbone_and_processor,
@@ -124,12 +124,7 @@ def check_arguments(args: KNNEvalArguments) -> None:
     for name in ("batch_size", "num_images") + (("random_init_seeds",) if args.compare_random_init else ()):
         if getattr(args, name) < 1:
             raise SystemExit(f"--{name} must be at least 1, got {getattr(args, name)}.")
-    if args.output_json:  # else the results would be lost after all the work, at the very end
-        folder = os.path.dirname(os.path.abspath(args.output_json))
-        if os.path.isdir(args.output_json):
-            raise SystemExit(f"--output_json {args.output_json!r} is a folder; give a file name.")
-        if not os.path.isdir(folder):
-            raise SystemExit(f"--output_json {args.output_json!r}: the folder {folder!r} does not exist.")
+    check_output_file("--output_json", args.output_json)  # else the results would be lost after all the work
 
 
 def check_columns(features, args: KNNEvalArguments) -> None:

@@ -18,6 +18,7 @@ import torch
 from transformers import HfArgumentParser, set_seed
 
 from pros_hf import ProSConfig, ProSImageProcessor
+from pros_hf.cli import flag_is_on, flag_name
 from pros_hf.data.loading import load_pretraining_images
 from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
@@ -159,23 +160,6 @@ NO_DATA_DEFAULTS = {
     "--save_strategy": "epoch", "--save_total_limit": "2", "--report_to": "none", "--dataloader_num_workers": "0",
     "--num_prototypes": "256", "--seed": "0",
 }
-
-
-def flag_name(arg: str) -> str | None:
-    """`--train-dir=x` -> `--train_dir`: HfArgumentParser takes hyphens for underscores, and the `=` form."""
-    return "--" + arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
-
-
-def flag_is_on(argv: list[str], name: str) -> bool:
-    """Whether the boolean flag `name` is set on: bare (`--bf16`), `--bf16 true` or `--bf16=True`, any spelling."""
-    on = False
-    for index, arg in enumerate(argv):
-        if flag_name(arg) != name:
-            continue
-        value = arg.split("=", 1)[1] if "=" in arg else (
-            argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else "true")
-        on = value.strip().lower() in ("true", "1", "yes", "y", "t")
-    return on
 
 
 def default_cpu_demo(argv: list[str]) -> list[str]:

@@ -1,0 +1,41 @@
+"""What the example scripts share on their command lines: reading the flags a user gave in any spelling, and
+checking an output file before the work that fills it.
+
+HfArgumentParser accepts `--max-steps` for `--max_steps` and the `--flag=value` form; a script that adds defaults of
+its own must recognise the user's flags in every spelling, or a default appended after them overrides them.
+"""
+
+import os
+
+
+def flag_name(arg: str) -> str | None:
+    """`--max-steps=3` -> `--max_steps`; None for a value (not a flag)."""
+    return "--" + arg[2:].split("=", 1)[0].replace("-", "_") if arg.startswith("--") else None
+
+
+def flag_is_on(argv: list[str], name: str) -> bool:
+    """Whether the boolean flag `name` is set on: bare (`--bf16`), `--bf16 true` or `--bf16=True`, any spelling; the
+    last occurrence wins, as in argparse."""
+    on = False
+    for index, arg in enumerate(argv):
+        if flag_name(arg) != name:
+            continue
+        value = arg.split("=", 1)[1] if "=" in arg else (
+            argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else "true")
+        on = value.strip().lower() in ("true", "1", "yes", "y", "t")
+    return on
+
+
+def check_output_file(flag: str, path: str | None) -> None:
+    """SystemExit, naming `flag`, when `path` cannot be written: checked first, so that results are not lost after
+    all the work, at the very end."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise SystemExit(f"{flag} {path!r} is a folder; give a file name.")
+    if not os.path.isdir(folder):
+        raise SystemExit(f"{flag} {path!r}: the folder {folder!r} does not exist.")
+
+
+__all__ = ["check_output_file", "flag_is_on", "flag_name"]
