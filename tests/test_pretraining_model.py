@@ -240,6 +240,8 @@ def test_training_flops_per_image_count_the_samples_stochastic_depth_skips():
     expected = 16 * model.training_flops_per_image(32, 2)
     assert sum(measured) / len(measured) == pytest.approx(expected, rel=0.03)
     assert expected < 0.85 * 16 * micro_model().training_flops_per_image(32, 2)  # what it saves at this rate
+    # compiled blocks keep DINO's mask and run on every sample
+    assert model.training_flops_per_image(32, 2, compiled=True) == micro_model().training_flops_per_image(32, 2)
 
 
 def test_flop_counter_sees_cpu_attention():

@@ -267,7 +267,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
         return image * num_patches + order[image, within]
 
     def training_flops_per_image(self, global_size: int, num_global: int = 2, local_size: int | None = None,
-                                 num_local: int = 0) -> float:
+                                 num_local: int = 0, compiled: bool = False) -> float:
         """Matrix-multiplication FLOPs (2 per multiply-add) of one image's training step: the student's forward and
         backward over every crop, the teacher's forward over the global crops, heads and prototypes included.
 
@@ -275,8 +275,8 @@ class ProSForPreTraining(ProSPreTrainedModel):
         values) unless the masked patch loss needs every token, the head on the expected number of masked patches
         too. A backward pass costs two forwards, except in the patch embedding (its input needs no gradient: one) and
         in attention (2.5: the fused kernels recompute the scores; torch's FlopCounterMode counts it so). With
-        stochastic depth, the student's blocks count the expected share of samples they run on (compiled blocks run
-        on all of them). The Trainer's default estimate (6 x input numel x parameters) would count uint8 source
+        stochastic depth, the student's blocks count the expected share of samples they run on, or all of them when
+        `compiled` (compiled blocks keep DINO's mask). The Trainer's default estimate (6 x input numel x parameters) would count uint8 source
         pixels as tokens.
         """
         if num_local and not local_size:
@@ -290,7 +290,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
         depth = config.num_hidden_layers
         # the student's blocks skip the samples stochastic depth drops (ProSLayer): block i runs on 1 - rate_i of
         # them on average; the teacher, in eval mode, on all
-        student_keep = [1.0 - config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+        student_keep = [1.0 if compiled else 1.0 - config.drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
 
         def crops_forward(side: int, count: int, all_tokens: bool, keep: list[float]) -> tuple[float, float, float]:
             """Forward FLOPs of `count` crops of `side` pixels, as (patch embedding, attention, everything else);

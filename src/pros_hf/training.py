@@ -347,7 +347,8 @@ class ProSTrainer(Trainer):
         if self._flops_per_image is None:
             crops = self.augmentation.config
             self._flops_per_image = self.unwrapped_model.training_flops_per_image(
-                crops.global_crop_size, crops.n_global_crops, crops.local_crop_size, crops.n_local_crops)
+                crops.global_crop_size, crops.n_global_crops, crops.local_crop_size, crops.n_local_crops,
+                compiled=bool(self.args.torch_compile))
         return int(pixel_values.shape[0] * self._flops_per_image)
 
     # --------------------------------------------------------------------------------------------------------- #
