@@ -512,3 +512,21 @@ def test_curation_config_takes_no_pixel_limit():
     from pros_hf.retrieval.curation import CurationConfig
 
     assert CurationConfig(max_pixels=None).max_pixels is None
+
+
+def test_an_output_folder_holding_its_source_resumes_after_a_move(lfw_folder, tmp_path):
+    """The demo curates a source inside its output folder: copied elsewhere, the folder still resumes (the source is
+    recorded relative to it) instead of being refused for a changed source path."""
+    output = tmp_path / "first"
+    source = output / "source"
+    source.mkdir(parents=True)
+    for number in range(4):
+        name = f"lfw_face_{number:03d}.png"
+        shutil.copy(os.path.join(lfw_folder, name), source / name)
+    config = CurationConfig(shard_size=2, **FAST)
+    curate(str(source), str(output), config)
+    moved = tmp_path / "moved"
+    shutil.copytree(output, moved)
+    detector = _CountingDetector()
+    again = curate(str(moved / "source"), str(moved), config, detector=detector)
+    assert again.complete and again.shards_reused == 2 and detector.calls == 0

@@ -347,10 +347,16 @@ def curate(
             model=model, image_processor=image_processor, batch_size=config.embed_batch_size,
             show_progress=config.show_progress,
         )
+    described = {k: v for k, v in image_source.describe().items() if k != "non_image_files_skipped"}
+    root = described.get("root")
+    if root and os.path.commonpath([os.path.abspath(root), os.path.abspath(output_dir)]) == os.path.abspath(output_dir):
+        # a source inside the output folder (the demo's) moves with it: recorded relative, so a moved or copied
+        # folder still resumes
+        described["root"] = os.path.relpath(os.path.abspath(root), os.path.abspath(output_dir))
     signature = {
         **config.shard_signature(),
         # the items and their order decide the shards; counts such as skipped non-image files do not
-        "source": {k: v for k, v in image_source.describe().items() if k != "non_image_files_skipped"},
+        "source": described,
         "detector_repr": repr(detector),
         "embedder": embedder.describe(),
     }
