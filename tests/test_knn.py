@@ -558,13 +558,15 @@ def test_load_backbone_and_processor_uses_the_saved_processor_or_the_config(tmp_
 def test_evaluate_knn_returns_the_query_rows_it_scored(micro_model, faces):
     """The rows whose images decoded, among the split's queries: counts and chance levels are taken on those."""
     subset = faces.select(range(24))
-    images = list(subset["image"])
-    images[3] = b"not an image"
-    stored = _image_dicts(images, subset["expression"])
     split = stratified_split_indices(np.asarray(subset["expression"]), 0.5, 0)[1]
+    bad = int(split[0])  # a query: leaving it out must show in the rows returned
+    images = list(subset["image"])
+    images[bad] = b"not an image"
+    stored = _image_dicts(images, subset["expression"])
     scores, rows = evaluate_knn(micro_model, stored, label_columns="expression", test_fraction=0.5, k=3,
                                 return_query_rows=True)
-    assert sorted(rows.tolist()) == sorted(row for row in split.tolist() if row != 3)
+    assert bad not in rows.tolist() and len(rows) == len(split) - 1
+    assert sorted(rows.tolist()) == sorted(row for row in split.tolist() if row != bad)
     assert scores == evaluate_knn(micro_model, stored, label_columns="expression", test_fraction=0.5, k=3)
 
 

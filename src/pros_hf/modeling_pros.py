@@ -177,10 +177,14 @@ def kept_samples(batch_size: int, drop_prob: float, device: torch.device) -> tor
     probability `1 - drop_prob` as in `drop_path`, or None when all of them do. Drawn on the CPU, from torch's global
     generator (which checkpoints save), so that the host knows how many without waiting for the device."""
     kept = (torch.rand(batch_size) >= drop_prob).nonzero().flatten()
-    if len(kept) == batch_size:
-        return None
-    on_gpu = torch.device(device).type == "cuda"  # from pinned memory, the copy need not wait for the GPU
-    return (kept.pin_memory() if on_gpu else kept).to(device, non_blocking=on_gpu)
+    return None if len(kept) == batch_size else host_to_device(kept, device)
+
+
+def host_to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """A small CPU tensor drawn on the host, on `device` without making the host wait: a pageable copy to a GPU
+    waits for the GPU's queue, one from pinned memory does not."""
+    on_gpu = torch.device(device).type == "cuda"
+    return (tensor.pin_memory() if on_gpu else tensor).to(device, non_blocking=on_gpu)
 
 
 def add_kept_branch(residual: torch.Tensor, branch, branch_input: torch.Tensor, kept: torch.Tensor | None,

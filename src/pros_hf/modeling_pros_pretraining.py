@@ -35,7 +35,7 @@ from .losses import (
     update_center,
 )
 from .configuration_pros import ProSConfig
-from .modeling_pros import ProSModel, ProSPreTrainedModel
+from .modeling_pros import ProSModel, ProSPreTrainedModel, host_to_device
 
 logger = logging.get_logger(__name__)
 
@@ -247,8 +247,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
         chosen[torch.randperm(num_images)[:num_masked_images]] = True
         counts = torch.where(chosen, counts, torch.zeros_like(counts))
         num_masked = int(counts.sum())
-        on_gpu = torch.device(device).type == "cuda"  # from pinned memory, the copy need not wait for the GPU
-        counts = (counts.pin_memory() if on_gpu else counts).to(device, non_blocking=on_gpu)
+        counts = host_to_device(counts, device)
         ranks = torch.rand(num_images, num_patches, device=device).argsort(dim=1).argsort(dim=1)
         masks = ranks < counts.unsqueeze(1)
         return (masks, num_masked) if return_num_masked else masks
