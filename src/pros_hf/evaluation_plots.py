@@ -7,8 +7,6 @@ and the user's backend is left alone), writes one PNG and returns its path. Erro
 ``pros_hf.metrics`` return them.
 """
 
-from __future__ import annotations
-
 import logging
 import os
 from collections.abc import Mapping, Sequence

@@ -7,8 +7,6 @@ the two CPU kernels with torch's own formulas for the CUDA ones (a backward coun
 attention scores).
 """
 
-from __future__ import annotations
-
 import torch
 from torch.utils import flop_counter as _flop_counter
 from torch.utils.flop_counter import FlopCounterMode

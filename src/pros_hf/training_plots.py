@@ -6,8 +6,6 @@ items 1-2), which k-NN accuracy does. These are the curves DINO's users are told
 next to the exported backbone as `training_curves.png`, from `trainer.state.log_history`.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping, Sequence
 

@@ -5,8 +5,6 @@ healthy backbone's heads settle on the face and its parts (eyes, mouth, hair), w
 attends nearly uniformly or to the background. A glance at these maps is a cheap sanity check next to k-NN accuracy.
 """
 
-from __future__ import annotations
-
 import logging
 import os
 from collections.abc import Sequence

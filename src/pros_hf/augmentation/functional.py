@@ -9,11 +9,9 @@ says otherwise; the deviations are deliberate and documented where they are made
 YIQ hue rotation in the fused colour path).
 """
 
-from __future__ import annotations
-
 import functools
 import math
-from typing import List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -57,10 +55,10 @@ __all__ = [
     "to_device",
 ]
 
-IMAGENET_DEFAULT_MEAN: Tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD: Tuple[float, float, float] = (0.229, 0.224, 0.225)
+IMAGENET_DEFAULT_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 # ITU-R 601-2 luma, the weights of PIL's ``convert("L")`` and (to 3 decimals) torchvision's ``rgb_to_grayscale``.
-GRAYSCALE_WEIGHTS: Tuple[float, float, float] = (0.299, 0.587, 0.114)
+GRAYSCALE_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 INTERPOLATION_MODES = ("bilinear", "bicubic", "nearest")
 
 
@@ -83,12 +81,12 @@ def _frozen(values):
     return tuple(_frozen(value) for value in values) if isinstance(values, (list, tuple)) else values
 
 
-def constant(values: Sequence, dtype: Optional[torch.dtype], device: torch.device) -> Tensor:
+def constant(values: Sequence, dtype: torch.dtype | None, device: torch.device) -> Tensor:
     """``torch.tensor(values, dtype, device)`` made once per (values, dtype, device) and then reused: read-only."""
     return _cached_constant(_frozen(values), dtype, torch.device(device))
 
 
-def pack_bytes(tensors: Sequence[Tensor], pin_memory: bool = False) -> Tuple[Tensor, List[int]]:
+def pack_bytes(tensors: Sequence[Tensor], pin_memory: bool = False) -> tuple[Tensor, list[int]]:
     """The bytes of ``tensors`` in one uint8 buffer, each at an 8-byte aligned offset (so that any dtype can be
     viewed back in place); returns the buffer and the offsets. See :func:`unpack_bytes`."""
     flat = [t.detach().contiguous().reshape(-1).view(torch.uint8) for t in tensors]
@@ -103,13 +101,13 @@ def pack_bytes(tensors: Sequence[Tensor], pin_memory: bool = False) -> Tuple[Ten
     return buffer, offsets
 
 
-def unpack_bytes(buffer: Tensor, offsets: Sequence[int], like: Sequence[Tensor]) -> List[Tensor]:
+def unpack_bytes(buffer: Tensor, offsets: Sequence[int], like: Sequence[Tensor]) -> list[Tensor]:
     """Views into ``buffer`` (wherever it now lives) with the dtypes and shapes of ``like``."""
     return [buffer[offset:offset + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
             for t, offset in zip(like, offsets)]
 
 
-def to_device(tensors: Sequence[Tensor], device: torch.device) -> List[Tensor]:
+def to_device(tensors: Sequence[Tensor], device: torch.device) -> list[Tensor]:
     """The CPU ``tensors`` on ``device`` with one non-blocking copy (from pinned memory on CUDA) instead of one
     waiting copy each. Tensors bound for the CPU, or not all on the CPU, are moved one by one."""
     device = torch.device(device)
@@ -158,7 +156,7 @@ def _check_unit_range(images: Tensor, name: str) -> None:
         )
 
 
-def as_float_source(images: Tensor, name: str = "images") -> Tuple[Tensor, float]:
+def as_float_source(images: Tensor, name: str = "images") -> tuple[Tensor, float]:
     """Validate like :func:`to_float_image` but skip the division: returns ``(float32 tensor, value range)``.
 
     uint8 input comes back as float in ``[0, 255]`` with range 255 (the ``1 / 255`` is folded into a later linear
@@ -185,8 +183,8 @@ def sample_resized_crop_boxes(
     width: int,
     scale: Sequence[float],
     ratio: Sequence[float],
-    generator: Optional[torch.Generator] = None,
-    device: Optional[torch.device] = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | None = None,
     attempts: int = 10,
 ) -> Tensor:
     """Sample ``n`` RandomResizedCrop boxes ``(x0, y0, w, h)`` in source pixels, batched.
@@ -245,7 +243,7 @@ def crop_boxes_to_theta(boxes: Tensor, flip: Tensor, height: int, width: int) ->
     return torch.stack([row0, row1], dim=-2)
 
 
-def crop_grid(boxes: Tensor, flip: Tensor, height: int, width: int, size: Tuple[int, int]) -> Tensor:
+def crop_grid(boxes: Tensor, flip: Tensor, height: int, width: int, size: tuple[int, int]) -> Tensor:
     """The ``grid_sample`` grid ``(N, h, w, 2)`` of :func:`crop_boxes_to_theta`, built directly.
 
     Equal to ``F.affine_grid(crop_boxes_to_theta(...), (N, 1, h, w), align_corners=False)`` but, since a crop is
@@ -267,7 +265,7 @@ def resized_crop_stacked(
     images: Tensor,
     boxes: Tensor,
     flip: Tensor,
-    size: Tuple[int, int],
+    size: tuple[int, int],
     mode: str = "bicubic",
     padding_mode: str = "border",
 ) -> Tensor:
@@ -292,7 +290,7 @@ def resized_crop(
     images: Tensor,
     boxes: Tensor,
     flip: Tensor,
-    size: Tuple[int, int],
+    size: tuple[int, int],
     mode: str = "bicubic",
     padding_mode: str = "border",
     clamp: bool = True,
@@ -409,13 +407,13 @@ def _gray_rows(like: Tensor) -> Tensor:
     return w.view(1, 3).expand(3, 3)
 
 
-def brightness_matrix(factor: Tensor) -> Tuple[Tensor, Tensor]:
+def brightness_matrix(factor: Tensor) -> tuple[Tensor, Tensor]:
     """``f I``, no offset (see :func:`adjust_brightness`)."""
     a = factor.view(-1, 1, 1) * _eye(factor.shape[0], factor)
     return a, torch.zeros(factor.shape[0], 3, dtype=factor.dtype, device=factor.device)
 
 
-def contrast_matrix(factor: Tensor, mean_gray: Tensor) -> Tuple[Tensor, Tensor]:
+def contrast_matrix(factor: Tensor, mean_gray: Tensor) -> tuple[Tensor, Tensor]:
     """``f I`` plus offset ``(1 - f) mean_gray`` on every channel (see :func:`adjust_contrast`).
 
     ``mean_gray`` ``(N,)`` is the image's mean luma at the point where contrast is applied.
@@ -425,7 +423,7 @@ def contrast_matrix(factor: Tensor, mean_gray: Tensor) -> Tuple[Tensor, Tensor]:
     return a, c
 
 
-def saturation_matrix(factor: Tensor) -> Tuple[Tensor, Tensor]:
+def saturation_matrix(factor: Tensor) -> tuple[Tensor, Tensor]:
     """``f I + (1 - f) 1 w^T`` (see :func:`adjust_saturation`)."""
     f = factor.view(-1, 1, 1)
     a = f * _eye(factor.shape[0], factor) + (1.0 - f) * _gray_rows(factor)
@@ -438,7 +436,7 @@ _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.595716, -0.274453, -0.321263), (0.21145
 _YIQ_TO_RGB = tuple(tuple(row) for row in torch.linalg.inv(torch.tensor(_RGB_TO_YIQ, dtype=torch.float64)).tolist())
 
 
-def hue_rotation_matrix(shift: Tensor) -> Tuple[Tensor, Tensor]:
+def hue_rotation_matrix(shift: Tensor) -> tuple[Tensor, Tensor]:
     """Hue shift as a rotation of the (I, Q) chroma plane by ``2 pi shift`` in YIQ space.
 
     Luma is kept exactly and grey pixels (I = Q = 0) are unchanged, like HSV's hue shift; the hue angle differs
@@ -462,7 +460,7 @@ def hue_rotation_matrix(shift: Tensor) -> Tuple[Tensor, Tensor]:
     return a, torch.zeros(shift.shape[0], 3, dtype=shift.dtype, device=shift.device)
 
 
-def grayscale_matrix(n: int, like: Tensor) -> Tuple[Tensor, Tensor]:
+def grayscale_matrix(n: int, like: Tensor) -> tuple[Tensor, Tensor]:
     """``1 w^T`` for ``n`` samples (see :func:`rgb_to_grayscale`)."""
     return _gray_rows(like).expand(n, 3, 3), torch.zeros(n, 3, dtype=like.dtype, device=like.device)
 
@@ -473,9 +471,9 @@ def color_jitter_matrices(
     contrast: Tensor,
     saturation: Tensor,
     hue: Tensor,
-    order: Optional[Tensor] = None,
-    grayscale: Optional[Tensor] = None,
-) -> Tuple[Tensor, Tensor]:
+    order: Tensor | None = None,
+    grayscale: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
     """Compose colour jitter (and optional grayscale) into one colour matrix per sample.
 
     ``brightness``, ``contrast``, ``saturation`` are factors and ``hue`` a shift, each ``(N,)`` (pass 1, 1, 1, 0
@@ -565,7 +563,7 @@ def gaussian_blur(images: Tensor, sigma: Tensor, radius: int) -> Tensor:
     return x.view(n, c, height, width)
 
 
-def blur_radius_buckets(sigma: Tensor, mask: Tensor, max_radius: int) -> List[Tuple[Tensor, int]]:
+def blur_radius_buckets(sigma: Tensor, mask: Tensor, max_radius: int) -> list[tuple[Tensor, int]]:
     """Split the samples to blur into groups of equal kernel radius ``min(ceil(3 sigma), max_radius)``.
 
     ``sigma`` and ``mask`` ``(N,)`` should live on the CPU (no device sync). Returns ``[(indices, radius), ...]``.
@@ -580,7 +578,7 @@ def blur_radius_buckets(sigma: Tensor, mask: Tensor, max_radius: int) -> List[Tu
     return out
 
 
-def solarize(images: Tensor, threshold: float = 128.0 / 255.0, mask: Optional[Tensor] = None) -> Tensor:
+def solarize(images: Tensor, threshold: float = 128.0 / 255.0, mask: Tensor | None = None) -> Tensor:
     """PIL ``ImageOps.solarize``: invert every pixel ``>= threshold`` (``x -> 1 - x``).
 
     ``mask`` ``(N,)`` bool restricts it to some samples. DINO uses PIL's default threshold 128 of 255.

@@ -10,12 +10,11 @@ indices are remapped): after mirroring, the point that sat on the left eye corne
 index ``i`` must take the mirrored point of its symmetric partner ``flip_permutation[i]``.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +44,7 @@ __all__ = [
 ]
 
 
-def _as_size(name: str, value: Union[int, Sequence[int]]) -> Tuple[int, int]:
+def _as_size(name: str, value: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = (value, value)
     try:
@@ -70,8 +69,8 @@ def similarity_matrices(
     scale: Tensor,
     translate: Tensor,
     flip: Tensor,
-    source_size: Tuple[int, int],
-    output_size: Tuple[int, int],
+    source_size: tuple[int, int],
+    output_size: tuple[int, int],
 ) -> Tensor:
     """``(B, 3, 3)`` matrices from source edge coordinates to output edge coordinates.
 
@@ -126,7 +125,7 @@ def transform_points(points: Tensor, matrix: Tensor) -> Tensor:
 def warp_images(
     images: Tensor,
     matrix: Tensor,
-    output_size: Tuple[int, int],
+    output_size: tuple[int, int],
     mode: str = "bilinear",
     padding_mode: str = "zeros",
 ) -> Tensor:
@@ -148,12 +147,12 @@ def warp_images(
 def resize_with_landmarks(
     images: Tensor,
     points: Tensor,
-    size: Union[int, Tuple[int, int]],
+    size: int | tuple[int, int],
     mode: str = "bilinear",
     antialias: bool = True,
-    mean: Optional[Sequence[float]] = None,
-    std: Optional[Sequence[float]] = None,
-) -> Tuple[Tensor, Tensor]:
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> tuple[Tensor, Tensor]:
     """Deterministic evaluation transform: resize images (uint8 or float ``[0, 1]``) to ``size`` and rescale points.
 
     Uses ``F.interpolate`` with anti-aliasing (``align_corners=False``, so pixel edges map onto pixel edges and
@@ -187,17 +186,17 @@ def resize_with_landmarks(
 class LandmarkAugmentationConfig(SerializableConfig):
     """Hyper-parameters of :class:`LandmarkAugmentation` (common face-alignment training ranges by default)."""
 
-    output_size: Tuple[int, int] = (224, 224)
+    output_size: tuple[int, int] = (224, 224)
     """Output ``(height, width)`` (an int means square): the fine-tuning resolution of the backbone."""
     rotation_degrees: float = 20.0
     """Rotation drawn uniformly from [-d, d] degrees: in-plane head roll; 300W/WFLW recipes use 15-30."""
-    scale: Tuple[float, float] = (0.9, 1.1)
+    scale: tuple[float, float] = (0.9, 1.1)
     """Zoom about the centre, uniform: models tolerate detector boxes that are a bit loose or tight."""
     translate: float = 0.05
     """Shift drawn from [-t, t] of the output size per axis: tolerance to box centre errors."""
     flip_p: float = 0.0
     """Horizontal flip probability; > 0 requires ``flip_permutation`` (indices must swap left and right)."""
-    flip_permutation: Optional[Tuple[int, ...]] = None
+    flip_permutation: tuple[int, ...] | None = None
     """For each landmark index, the index of its mirror partner (an involution, e.g. 300W's 68-point map)."""
     color_jitter_p: float = 0.0
     """Probability of colour jitter (fixed order brightness, contrast, saturation, YIQ hue; one colour matrix)."""
@@ -214,9 +213,9 @@ class LandmarkAugmentationConfig(SerializableConfig):
     padding_mode: str = "zeros"
     """What appears outside the rotated source: "zeros" (black, like torchvision's RandomAffine), "border",
     "reflection" (reflection invents mirrored faces at the edges: avoid with large rotations)."""
-    mean: Optional[Tuple[float, float, float]] = AF.IMAGENET_DEFAULT_MEAN
+    mean: tuple[float, float, float] | None = AF.IMAGENET_DEFAULT_MEAN
     """Normalisation mean (None with std None returns [0, 1] images)."""
-    std: Optional[Tuple[float, float, float]] = AF.IMAGENET_DEFAULT_STD
+    std: tuple[float, float, float] | None = AF.IMAGENET_DEFAULT_STD
     """Normalisation standard deviation."""
     output_dtype: str = "float32"
     """dtype of the returned images: "float32", "bfloat16" or "float16"."""
@@ -279,9 +278,9 @@ class LandmarkParams:
     contrast: Tensor
     saturation: Tensor
     hue: Tensor
-    source_size: Tuple[int, int]
+    source_size: tuple[int, int]
 
-    def to(self, device: Union[str, torch.device]) -> "LandmarkParams":
+    def to(self, device: str | torch.device) -> "LandmarkParams":
         kw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return LandmarkParams(**{k: (v.to(device) if isinstance(v, Tensor) else v) for k, v in kw.items()})
 
@@ -302,7 +301,7 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
 
     config_class = LandmarkAugmentationConfig
 
-    def __init__(self, config: Optional[LandmarkAugmentationConfig] = None, **kwargs: Any) -> None:
+    def __init__(self, config: LandmarkAugmentationConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
         self.config = self._resolve_config(config, kwargs)
 
@@ -315,8 +314,8 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
         self,
         batch_size: int,
         height: int,
-        width: Optional[int] = None,
-        generator: Union[None, int, torch.Generator] = None,
+        width: int | None = None,
+        generator: None | int | torch.Generator = None,
     ) -> LandmarkParams:
         """Draw the per-sample transforms (on ``generator.device``, the CPU by default; an int is a seed)."""
         width = height if width is None else width
@@ -341,7 +340,7 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
         matrix = similarity_matrices(angle, scale, translate, flip, (height, width), c.output_size)
         return LandmarkParams(matrix, flip, jitter, brightness, contrast, saturation, hue, (height, width))
 
-    def apply(self, images: Tensor, points: Tensor, params: LandmarkParams) -> Tuple[Tensor, Tensor]:
+    def apply(self, images: Tensor, points: Tensor, params: LandmarkParams) -> tuple[Tensor, Tensor]:
         """Apply drawn ``params`` to images and points."""
         c = self.config
         src = AF.to_float_image(images)
@@ -380,8 +379,8 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
         return out.to(OUTPUT_DTYPES[c.output_dtype]), new_points
 
     def forward(
-        self, images: Tensor, points: Tensor, generator: Union[None, int, torch.Generator] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, images: Tensor, points: Tensor, generator: None | int | torch.Generator = None
+    ) -> tuple[Tensor, Tensor]:
         if not isinstance(images, Tensor) or images.ndim != 4:
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
             raise ValueError(f"images must have shape (B, 3, H, W), got {shape}")

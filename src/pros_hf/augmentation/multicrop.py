@@ -21,13 +21,12 @@ GaussianBlur) -> RandomApply(Solarize) -> Normalize``. Where this differs from D
   fewer); values are not quantised to 8 bits between ops as PIL's are.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +40,7 @@ OUTPUT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16"
 COLOR_JITTER_MODES = ("fused", "sequential")
 PADDING_MODES = ("border", "reflection", "zeros")
 
-ProbSpec = Union[float, Sequence[float]]
+ProbSpec = float | Sequence[float]
 
 
 def _check_prob(name: str, p: float) -> None:
@@ -49,7 +48,7 @@ def _check_prob(name: str, p: float) -> None:
         raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
 
 
-def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> Tuple[float, float]:
+def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> tuple[float, float]:
     """A ``(min, max)`` pair with ``lo (<|<=) min <= max <= hi``."""
     try:
         a, b = (float(v) for v in value)
@@ -64,7 +63,7 @@ def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = Fa
     return a, b
 
 
-def _check_finite_triple(name: str, value: Any) -> Tuple[float, float, float]:
+def _check_finite_triple(name: str, value: Any) -> tuple[float, float, float]:
     """Three finite floats (R, G, B): a NaN or infinite mean/std would turn a whole channel into NaN or 0."""
     try:
         triple = tuple(float(v) for v in value)
@@ -77,7 +76,7 @@ def _check_finite_triple(name: str, value: Any) -> Tuple[float, float, float]:
     return triple
 
 
-def _check_source_size(batch_size: Any, height: Any, width: Any) -> Tuple[int, int, int]:
+def _check_source_size(batch_size: Any, height: Any, width: Any) -> tuple[int, int, int]:
     """``sample_params``' sizes as positive ints (a 0 or fractional size gives inf/NaN crop or warp matrices)."""
     for name, value in (("batch_size", batch_size), ("height", height), ("width", width)):
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
@@ -85,7 +84,7 @@ def _check_source_size(batch_size: Any, height: Any, width: Any) -> Tuple[int, i
     return int(batch_size), int(height), int(width)
 
 
-def _as_generator(generator: Union[None, int, torch.Generator]) -> Optional[torch.Generator]:
+def _as_generator(generator: None | int | torch.Generator) -> torch.Generator | None:
     """``generator`` as the augmentations take it: a ``torch.Generator``, None (torch's global CPU generator), or an
     int seed, read as ``torch.Generator().manual_seed(seed)`` (a CPU generator: the same draws as passing that)."""
     if generator is None or isinstance(generator, torch.Generator):
@@ -95,7 +94,7 @@ def _as_generator(generator: Union[None, int, torch.Generator]) -> Optional[torc
     raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {type(generator).__name__}")
 
 
-def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> Tuple[float, ...]:
+def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> tuple[float, ...]:
     """A probability for every view of a group: one float for all, or one per view."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         _check_prob(name, value)
@@ -127,17 +126,17 @@ class MultiCropConfig(SerializableConfig):
     """Global views, seen by teacher and student. DINO uses 2; more costs teacher compute for little gain."""
     global_crop_size: int = 224
     """Side of a global crop in pixels: the backbone's pre-training resolution (ViT-B/16 at 224)."""
-    global_crop_scale: Tuple[float, float] = (0.4, 1.0)
+    global_crop_scale: tuple[float, float] = (0.4, 1.0)
     """Area fraction of the source for global crops. DINO: (0.4, 1); on face-dominant images 0.4 keeps most of the
     face in every global view, so teacher targets stay about the whole face."""
     n_local_crops: int = 6
     """Local views, student only. DINO uses 6-10; each costs ~ (96/224)^2 of a global view; 0 disables multi-crop."""
     local_crop_size: int = 96
     """Side of a local crop. 96 gives 6x6 patches at patch 16: small enough to be cheap, big enough to hold a part."""
-    local_crop_scale: Tuple[float, float] = (0.05, 0.4)
+    local_crop_scale: tuple[float, float] = (0.05, 0.4)
     """Area fraction for local crops. DINO: (0.05, 0.4). On faces 0.05 is an eye or a mouth: local-to-global
     matching ties parts to the whole. Keep max <= the global min so local views are really local."""
-    crop_ratio: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
+    crop_ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0)
     """Aspect-ratio range (w/h), sampled log-uniformly (torchvision's RandomResizedCrop default)."""
     interpolation: str = "bilinear"
     """Resampling of crop + resize: "bilinear" (default), "bicubic" (DINO's PIL resize) or "nearest". Bilinear
@@ -169,7 +168,7 @@ class MultiCropConfig(SerializableConfig):
     (slower; use it to match DINO's pipeline exactly)."""
     grayscale_p: float = 0.2
     """Probability of converting a view to grey (DINO: 0.2): makes features less colour-dependent."""
-    blur_sigma: Tuple[float, float] = (0.1, 2.0)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
     """Gaussian blur standard deviation range in output pixels, uniform (DINO's PIL radius 0.1-2.0)."""
     global_blur_p: ProbSpec = (1.0, 0.1)
     """Blur probability for each global view (or one value for all). DINO: always on view 1, 0.1 on view 2: the
@@ -182,9 +181,9 @@ class MultiCropConfig(SerializableConfig):
     """Solarize probability for local views (DINO: never)."""
     solarize_threshold: float = 128.0 / 255.0
     """Pixels >= this value are inverted (PIL's default 128 of 255)."""
-    mean: Tuple[float, float, float] = AF.IMAGENET_DEFAULT_MEAN
+    mean: tuple[float, float, float] = AF.IMAGENET_DEFAULT_MEAN
     """Per-channel normalisation mean (ImageNet's, like DINO; use the backbone's image processor values)."""
-    std: Tuple[float, float, float] = AF.IMAGENET_DEFAULT_STD
+    std: tuple[float, float, float] = AF.IMAGENET_DEFAULT_STD
     """Per-channel normalisation standard deviation (ImageNet's by default)."""
     output_dtype: str = "float32"
     """dtype of the returned crops: "float32", or "bfloat16"/"float16" to halve memory for mixed-precision training
@@ -281,7 +280,7 @@ class ViewGroupParams:
     sigma: Tensor
     solarize: Tensor
 
-    def to(self, device: Union[str, torch.device]) -> "ViewGroupParams":
+    def to(self, device: str | torch.device) -> "ViewGroupParams":
         return ViewGroupParams(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
 
     @property
@@ -295,9 +294,9 @@ class MultiCropParams:
 
     global_views: ViewGroupParams
     local_views: ViewGroupParams
-    source_size: Tuple[int, int] = field(default=(0, 0))
+    source_size: tuple[int, int] = field(default=(0, 0))
 
-    def to(self, device: Union[str, torch.device]) -> "MultiCropParams":
+    def to(self, device: str | torch.device) -> "MultiCropParams":
         return MultiCropParams(self.global_views.to(device), self.local_views.to(device), self.source_size)
 
 
@@ -307,7 +306,7 @@ class _DeviceGroup:
     the views to solarize, all on the source's device."""
 
     params: ViewGroupParams
-    blur_groups: List[Tuple[Tensor, int]]
+    blur_groups: list[tuple[Tensor, int]]
     solarize_idx: Tensor
 
 
@@ -333,7 +332,7 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
 
     config_class = MultiCropConfig
 
-    def __init__(self, config: Optional[MultiCropConfig] = None, **kwargs: Any) -> None:
+    def __init__(self, config: MultiCropConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
         self.config = self._resolve_config(config, kwargs)
 
@@ -353,10 +352,10 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
         n_views: int,
         height: int,
         width: int,
-        scale: Tuple[float, float],
+        scale: tuple[float, float],
         blur_p: Sequence[float],
         solarize_p: Sequence[float],
-        generator: Optional[torch.Generator],
+        generator: torch.Generator | None,
         device: torch.device,
     ) -> ViewGroupParams:
         c = self.config
@@ -394,8 +393,8 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
         self,
         batch_size: int,
         height: int,
-        width: Optional[int] = None,
-        generator: Union[None, int, torch.Generator] = None,
+        width: int | None = None,
+        generator: None | int | torch.Generator = None,
     ) -> MultiCropParams:
         """Draw every random parameter for a batch of ``batch_size`` sources of ``height x width`` pixels.
 
@@ -470,7 +469,7 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             x[idx] = AF.rgb_to_grayscale(x[idx])
         return x
 
-    def _to_device(self, groups: Sequence[ViewGroupParams], device: torch.device) -> List[_DeviceGroup]:
+    def _to_device(self, groups: Sequence[ViewGroupParams], device: torch.device) -> list[_DeviceGroup]:
         """Each group's params with its blur buckets and solarize indices (found where the params live, the CPU by
         default, so no device sync), all moved to ``device`` in one non-blocking copy."""
         c = self.config
@@ -517,13 +516,13 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
     # the colour step writes into a preallocated output (baddbmm out=), which autograd refuses for an input that
     # requires grad, so such an input is read as plain data and the crops do not require grad.
     @torch.no_grad()
-    def _apply(self, src: Tensor, value_range: float, params: MultiCropParams) -> Tuple[Tensor, Tensor]:
+    def _apply(self, src: Tensor, value_range: float, params: MultiCropParams) -> tuple[Tensor, Tensor]:
         c = self.config
         global_views, local_views = self._to_device((params.global_views, params.local_views), src.device)
         return (self._apply_group(src, value_range, global_views, c.global_crop_size),
                 self._apply_group(src, value_range, local_views, c.local_crop_size))
 
-    def apply(self, images: Tensor, params: MultiCropParams) -> Tuple[Tensor, Tensor]:
+    def apply(self, images: Tensor, params: MultiCropParams) -> tuple[Tensor, Tensor]:
         """Apply previously drawn ``params`` to ``images`` (uint8 or float ``[0, 1]``, ``(B, 3, H, W)``)."""
         src, value_range = AF.as_float_source(images)
         b, _, height, width = src.shape
@@ -536,8 +535,8 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
         return self._apply(src, value_range, params)
 
     def forward(
-        self, images: Tensor, generator: Union[None, int, torch.Generator] = None
-    ) -> Tuple[Tensor, Tensor]:
+        self, images: Tensor, generator: None | int | torch.Generator = None
+    ) -> tuple[Tensor, Tensor]:
         """``(global_crops (B, G, 3, H, W), local_crops (B, L, 3, h, w))`` for a uint8/float ``(B, 3, H, W)`` batch."""
         generator = _as_generator(generator)  # a wrong type is refused before the batch is converted
         src, value_range = AF.as_float_source(images)

@@ -1,7 +1,5 @@
 """Contact sheet: a grid of face images with their landmarks drawn, to eyeball a data set (or predictions)."""
 
-from __future__ import annotations
-
 import numpy as np
 from PIL import Image, ImageDraw
 

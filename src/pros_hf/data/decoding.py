@@ -10,8 +10,6 @@ limit is checked per call against the header size, before any pixel is decoded, 
 limits do not interfere.
 """
 
-from __future__ import annotations
-
 import io
 import logging
 import numbers

@@ -11,8 +11,6 @@ bottom 31-35, eyes 36-41 (on the image's left) and 42-47, outer lips 48-59, inne
 ``FLIP_PERMUTATION_68`` re-indexes them after a horizontal flip.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass

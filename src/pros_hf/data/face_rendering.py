@@ -10,8 +10,6 @@ Landmark convention: (x, y) pixel coordinates, float32, pixel (i, j)'s centre at
 so valid points lie in [0, image_size - 1].
 """
 
-from __future__ import annotations
-
 import math
 from typing import NamedTuple
 

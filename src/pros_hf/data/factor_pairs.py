@@ -17,8 +17,6 @@ Each group holds a ``base`` face and one variant per factor in :data:`FACTORS`:
 Every variant is face-cropped like the demo's data, so a pose change also moves the crop, as it would in a data set.
 """
 
-from __future__ import annotations
-
 import dataclasses
 
 import numpy as np

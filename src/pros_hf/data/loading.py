@@ -14,8 +14,6 @@ Two shapes, because data sets come in two sizes:
   that when it is iterated inside a worker). A folder becomes `IterableDataset.from_generator` over lists of files.
 """
 
-from __future__ import annotations
-
 import logging
 import os
 from collections.abc import Sequence

@@ -5,8 +5,6 @@ own skip records (`batch["skipped"] = [(source, reason), ...]`, see `loading.col
 in the main process adds them up; no global state, and the numbers are exact whatever the number of workers.
 """
 
-from __future__ import annotations
-
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -95,7 +93,7 @@ class SkipReport:
         if log_summary:
             self.log()
 
-    def merge(self, other: SkipReport) -> SkipReport:
+    def merge(self, other: "SkipReport") -> "SkipReport":
         """Add another report's counts into this one (e.g. one per process, gathered on the main process)."""
         self.delivered += other.delivered
         self.counts.update(other.counts)
@@ -105,7 +103,7 @@ class SkipReport:
         return self
 
     @classmethod
-    def from_summary(cls, summary: Mapping[str, Any], **kwargs) -> SkipReport:
+    def from_summary(cls, summary: Mapping[str, Any], **kwargs) -> "SkipReport":
         """The report a `summary()` describes (e.g. saved with a checkpoint, to go on counting after a resume)."""
         report = cls(**kwargs)
         report.delivered = int(summary.get("delivered", 0))

@@ -9,8 +9,6 @@ This module builds data sets of many faces. What one face is (identity, per-imag
 :mod:`.face_params`, how it is drawn in :mod:`.face_rendering`; their public names are re-exported here.
 """
 
-from __future__ import annotations
-
 import io
 import math
 import multiprocessing

@@ -10,8 +10,6 @@ inspects offline is byte for byte what would be pushed.
   the image processor and the card. Load it with `load_adapter_folder`, or as the card shows.
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

@@ -10,8 +10,6 @@ The adapter saves with `save_adapter`, reloads onto a fresh base with `load_adap
 and merges into a plain head model with `merge_adapter` (`merge_and_unload`), loadable with the Auto classes.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from collections.abc import Sequence

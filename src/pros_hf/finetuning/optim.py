@@ -12,8 +12,6 @@ Biases, norms, the CLS token and the position embeddings get no weight decay (de
 A linear probe freezes the backbone (`requires_grad=False`) and trains the head alone.
 """
 
-from __future__ import annotations
-
 from collections.abc import Iterable
 
 import torch

@@ -5,8 +5,6 @@ expression, each attribute's majority value, the mean face shape), so every comp
 same labelled examples give alone. A head that does not beat it has learnt nothing from the pixels.
 """
 
-from __future__ import annotations
-
 import numpy as np
 
 from .data import label_array, multi_hot

@@ -6,8 +6,6 @@ parameter groups of `pros_hf.finetuning.optim` and a separate evaluation collato
 `task_metrics` scores predictions with the evaluate modules of `pros_hf.metrics`.
 """
 
-from __future__ import annotations
-
 import contextlib
 import logging
 import os

@@ -1,7 +1,5 @@
 """`KNNCallback`: weighted k-NN accuracy of the teacher tracked during training, logged and usable for model selection."""
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Callable, Sequence
 

@@ -1,7 +1,5 @@
 """DINO's weighted k-NN vote on L2-normalised features, chunked so the similarity matrix never has to fit at once."""
 
-from __future__ import annotations
-
 import torch
 
 

@@ -1,8 +1,6 @@
 """k-NN accuracy of a backbone on labelled `datasets`: label checks, and one stratified split that several models (e.g.
 trained and random-init) are scored on."""
 
-from __future__ import annotations
-
 import logging
 from collections.abc import Sequence
 

@@ -1,7 +1,5 @@
 """Frozen CLS features for k-NN: which network to judge (the EMA teacher), loading it, batched extraction."""
 
-from __future__ import annotations
-
 import logging
 import math
 import os
@@ -102,7 +100,7 @@ def random_init_backbone(config, seed: int) -> torch.nn.Module:
     return ProSModel(config).eval()
 
 
-def load_backbone_and_processor(path_or_id: str, **kwargs) -> tuple[torch.nn.Module, ProSImageProcessor]:
+def load_backbone_and_processor(path_or_id: str, **kwargs) -> tuple[torch.nn.Module, "ProSImageProcessor"]:
     """``load_backbone(path_or_id)`` and the image processor saved with it, or one made from its config when none
     was saved (checkpoints and older exports carry no ``preprocessor_config.json``)."""
     from ..image_processing_pros import ProSImageProcessor

@@ -8,8 +8,6 @@ with the same architecture at random initialisation shows which factors training
 sensitive to.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import numpy as np

@@ -10,8 +10,6 @@ data folder under ``cache_dir`` (default ``$HF_HOME/metrics``); nothing else is 
 >>> load_metric("landmark_nme").compute(predictions=..., references=..., normalization="inter_ocular")
 """
 
-from __future__ import annotations
-
 import os
 
 __all__ = ["METRICS", "load_metric", "metric_path"]

@@ -12,14 +12,13 @@ The reconstruction follows DINOv2's LVD-142M curation (embed, dedup, retrieve ar
 detector in front, as described for ProS (REFERENCE.md, section 4).
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os
 import shutil
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -78,7 +77,7 @@ class CurationConfig:
     num_neighbors: int = 64
     min_similarity: float = -1.0
     ivf_threshold: int = 100_000
-    ivf_nlist: Optional[int] = None
+    ivf_nlist: int | None = None
     ivf_nprobe: int = 16
     keep_embeddings: bool = False
     montage_samples: int = 16
@@ -293,7 +292,7 @@ def embed_seed_folder(folder: str, work: _ShardWork) -> tuple[np.ndarray, dict]:
     return work.embedder.embed(crops, desc="Embedding seeds"), counts
 
 
-def push_curated_dataset(dataset, repo_id: str, private: Optional[bool] = None) -> None:
+def push_curated_dataset(dataset, repo_id: str, private: bool | None = None) -> None:
     """``dataset.push_to_hub(repo_id)``, with a clear error when offline (the local copy is already saved)."""
     if is_offline():
         raise RuntimeError(
@@ -312,15 +311,15 @@ def push_curated_dataset(dataset, repo_id: str, private: Optional[bool] = None) 
 def curate(
     source: str,
     output_dir: str,
-    config: Optional[CurationConfig] = None,
-    seeds: Optional[str] = None,
+    config: CurationConfig | None = None,
+    seeds: str | None = None,
     model: Any = None,
     image_processor: Any = None,
-    embedder: Optional[ImageEmbedder] = None,
-    detector: Optional[FaceDetector] = None,
-    max_shards: Optional[int] = None,
-    on_shard_done: Optional[Callable[[int], None]] = None,
-    push_to_hub: Optional[str] = None,
+    embedder: ImageEmbedder | None = None,
+    detector: FaceDetector | None = None,
+    max_shards: int | None = None,
+    on_shard_done: Callable[[int], None] | None = None,
+    push_to_hub: str | None = None,
 ) -> CurationResult:
     """Curate face-dominant crops from ``source`` into ``output_dir`` (see the module docstring for the layout).
 
@@ -493,7 +492,7 @@ def _deduplicate(dataset, config: CurationConfig, report: CurationReport):
     return dataset.select(np.flatnonzero(keep)), samples
 
 
-def _retrieve(dataset, config: CurationConfig, report: CurationReport, seed_queries: Optional[tuple[np.ndarray, dict]]):
+def _retrieve(dataset, config: CurationConfig, report: CurationReport, seed_queries: tuple[np.ndarray, dict] | None):
     """Keep the union of the neighbours of the seed queries (``seed_queries``: :func:`embed_seed_folder`'s output)."""
     if seed_queries is not None:
         queries, report.seeds = seed_queries

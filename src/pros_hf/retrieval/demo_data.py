@@ -5,8 +5,6 @@
 test can score the curation.
 """
 
-from __future__ import annotations
-
 import os
 
 import numpy as np

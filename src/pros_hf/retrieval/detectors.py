@@ -11,11 +11,8 @@ of that array. The shared :class:`FaceDetector` base does the geometry every bac
 * boxes and landmarks are mapped back to the input image's pixels.
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -33,7 +30,7 @@ class Detection:
 
     box: tuple[float, float, float, float]
     score: float
-    landmarks: Optional[tuple[tuple[float, float], ...]] = None
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def width(self) -> float:

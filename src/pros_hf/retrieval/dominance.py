@@ -4,10 +4,8 @@ ProS pre-trains on images in which the face is the dominant region. An image is 
 is large in pixels and large relative to the image; the stored sample is a square crop centred on that face.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -79,7 +77,7 @@ class FaceDecision:
     """
 
     status: str
-    face: Optional[Detection]
+    face: Detection | None
     dominance: float
 
     @property

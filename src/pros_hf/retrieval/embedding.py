@@ -5,10 +5,9 @@ DINOv2, ...). Pixels are prepared by the model's image processor when one is giv
 resize + mean/std normalisation (ImageNet statistics by default, the ones ProS pre-training uses).
 """
 
-from __future__ import annotations
-
 import logging
-from typing import Any, Optional, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -77,10 +76,10 @@ class ImageEmbedder:
         self,
         model: Any = None,
         image_processor: Any = None,
-        image_size: Optional[int] = None,
+        image_size: int | None = None,
         image_mean: Sequence[float] = IMAGENET_MEAN,
         image_std: Sequence[float] = IMAGENET_STD,
-        pooling: Optional[str] = None,
+        pooling: str | None = None,
         batch_size: int = 64,
         show_progress: bool = True,
         trust_remote_code: bool = False,

@@ -5,8 +5,6 @@ crop applied row by row to a labelled set, so that pre-training, k-NN evaluation
 alike (the ProS premise: the face is the dominant region). Rows without an accepted face are dropped and counted.
 """
 
-from __future__ import annotations
-
 from collections import Counter
 from typing import Any
 

@@ -5,12 +5,10 @@ above it, an inverted-file index (``IVF{nlist},Flat``) keeps search sub-linear a
 approximate recall (``nprobe`` lists are visited per query).
 """
 
-from __future__ import annotations
-
 import logging
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -43,7 +41,7 @@ class IndexSettings:
     """
 
     ivf_threshold: int = 100_000
-    nlist: Optional[int] = None
+    nlist: int | None = None
     nprobe: int = 16
     train_size: int = 100_000
     seed: int = 0
@@ -55,7 +53,7 @@ class IndexSettings:
             raise ValueError(f"nlist must be >= 1 or None; got {self.nlist}.")
 
 
-def choose_nlist(num_rows: int, requested: Optional[int] = None) -> int:
+def choose_nlist(num_rows: int, requested: int | None = None) -> int:
     """IVF list count: the request, or ~4 sqrt(N); never more than N / 39 (FAISS's minimum points per list)."""
     nlist = requested if requested is not None else int(round(4 * math.sqrt(num_rows)))
     return max(1, min(nlist, num_rows // 39))
@@ -101,7 +99,7 @@ def find_near_duplicates(
     dataset,
     threshold: float = 0.95,
     num_neighbors: int = 16,
-    priority: Optional[Sequence[float]] = None,
+    priority: Sequence[float] | None = None,
     column: str = "embedding",
     batch_size: int = 4096,
 ) -> tuple[np.ndarray, np.ndarray]:

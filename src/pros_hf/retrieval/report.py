@@ -4,13 +4,12 @@ Every image that enters the pipeline ends in exactly one bucket, so the counts a
 :meth:`CurationReport.consistency_errors`): a curated set whose losses are not accounted for cannot be trusted.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -145,8 +144,8 @@ def _json_default(value: Any):
 
 
 def save_montage(
-    kept: Sequence[tuple[Optional[np.ndarray], str]],
-    rejected: Sequence[tuple[Optional[np.ndarray], str]],
+    kept: Sequence[tuple[np.ndarray | None, str]],
+    rejected: Sequence[tuple[np.ndarray | None, str]],
     path: str,
     columns: int = 8,
 ) -> None:

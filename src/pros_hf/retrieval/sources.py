@@ -5,10 +5,9 @@ shard needs them, so a source larger than memory is never held at once; the orde
 makes shards resumable.
 """
 
-from __future__ import annotations
-
 import os
-from typing import Any, Iterator, Optional
+from typing import Any
+from collections.abc import Iterator
 
 from ..data.decoding import list_image_files
 
@@ -106,5 +105,5 @@ def open_source(source: str, image_column: str = "image", split: str = "train"):
     return DatasetSource(loaded, name=source, image_column=image_column)
 
 
-def describe_source_spec(source: Optional[str]) -> str:
+def describe_source_spec(source: str | None) -> str:
     return os.path.abspath(source) if source and os.path.exists(source) else str(source)

@@ -1,7 +1,5 @@
 """Rows -> model batches: the processor's geometry for landmark targets, training augmentation, the collator."""
 
-from __future__ import annotations
-
 import numpy as np
 import torch
 

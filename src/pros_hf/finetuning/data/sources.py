@@ -1,14 +1,12 @@
 """Where labelled faces come from (label file, saved or Hub dataset, synthetic crops), all ending in one layout."""
 
-from __future__ import annotations
-
 import csv
 import json
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Sequence
+from collections.abc import Sequence
 
 from .splits import split_train_test
 from .tasks import TaskData, TaskLabels, _check_task, default_label_names, task_features

@@ -1,7 +1,5 @@
 """Seeded, stratified subsets: few-shot training fractions and held-out test sets that keep every class present."""
 
-from __future__ import annotations
-
 import numpy as np
 
 from .tasks import TaskLabels, multi_hot

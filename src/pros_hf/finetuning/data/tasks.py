@@ -1,7 +1,5 @@
 """What a task's labels are (`TaskLabels`, `TaskData`) and how they are encoded: shared by every other module here."""
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Any
 

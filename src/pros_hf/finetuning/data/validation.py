@@ -1,10 +1,8 @@
 """Label checks: a bad label raises `LabelError` naming its row (and file), not a vague failure in training."""
 
-from __future__ import annotations
-
 import math
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -6,8 +6,6 @@ numbers show which attributes the backbone encodes. Self-contained (numpy and ev
 this script into its modules cache and imports it from there.
 """
 
-from __future__ import annotations
-
 import datasets
 import evaluate
 import numpy as np

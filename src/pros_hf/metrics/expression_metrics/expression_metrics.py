@@ -6,8 +6,6 @@ matrix shows which expressions are confused. Self-contained (numpy and evaluate 
 script into its modules cache and imports it from there.
 """
 
-from __future__ import annotations
-
 import datasets
 import evaluate
 import numpy as np

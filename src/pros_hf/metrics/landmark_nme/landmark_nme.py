@@ -10,8 +10,6 @@ measured on the ground truth; the dataset NME is the mean over images. Failure r
 on the per-image NME (0.10 usually, 0.07 for AFLW-19 with box-diagonal normalisation).
 """
 
-from __future__ import annotations
-
 import datasets
 import evaluate
 import numpy as np
