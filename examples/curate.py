@@ -16,7 +16,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
-from pros_hf.modeling_pros_heads import check_model_source
+from pros_hf.loading import check_model_source
 from pros_hf.retrieval import CurationConfig, curate, load_embedding_model, write_demo_images
 
 DEFAULTS = CurationConfig()

@@ -186,7 +186,7 @@ def build_model(model_args: ModelArguments, training_args: ProSTrainingArguments
     }.items() if v is not None}
     if model_args.model_name_or_path:
         from pros_hf import ProSModel
-        from pros_hf.modeling_pros_heads import check_model_source
+        from pros_hf.loading import check_model_source
 
         try:
             check_model_source(model_args.model_name_or_path)

@@ -394,6 +394,65 @@ def test_heads_load_with_trust_remote_code_in_a_process_without_the_package(save
                                rtol=0, atol=1e-6)
 
 
+PRETRAINING_CODE = ("modeling_pros_pretraining.py", "losses.py")
+
+REMOTE_FROM_BACKBONE_SCRIPT = r"""
+import numpy as np, torch
+from transformers import AutoModel, AutoModelForImageClassification, AutoModelForPoseEstimation
+pixel_values = torch.from_numpy(np.load(sys.argv[1]))
+backbone = AutoModel.from_pretrained("org/pros-exported", trust_remote_code=True)
+classifier = AutoModelForImageClassification.from_pretrained("org/pros-classifier", trust_remote_code=True)
+landmarks = AutoModelForPoseEstimation.from_pretrained("org/pros-landmark-head", trust_remote_code=True)
+for model in (backbone, classifier, landmarks):
+    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+np.save(sys.argv[2], backbone(pixel_values).pooler_output.detach().numpy())
+np.save(sys.argv[3], classifier(pixel_values).logits.detach().numpy())
+np.save(sys.argv[4], landmarks(pixel_values).landmarks.detach().numpy())
+# from_backbone without the package: an exported backbone loads, a pre-training checkpoint is refused with the way out
+head = type(classifier).from_backbone("org/pros-exported", num_labels=4)
+assert head.classifier.out_features == 4
+for name, tensor in backbone.state_dict().items():
+    assert torch.equal(head.pros.state_dict()[name], tensor), name
+try:
+    type(landmarks).from_backbone(sys.argv[5], num_landmarks=3)
+except ValueError as error:
+    assert "is a pre-training checkpoint: taking its EMA teacher needs the pros_hf package" in str(error), error
+else:
+    raise SystemExit("from_backbone took a pre-training checkpoint without the pre-training code")
+"""
+
+
+def test_heads_built_from_a_pretraining_checkpoint_ship_no_pretraining_code(tmp_path):
+    """A head's folder holds the backbone, configuration and head code only; it and the exported backbone load with
+    trust_remote_code=True where pros_hf is not installed, and no pre-training code is fetched for them."""
+    torch.manual_seed(3)
+    pretraining = ProSForPreTraining(ProSConfig.from_preset("micro", patch_loss_weight=0.5))
+    pretraining.save_pretrained(tmp_path / "checkpoint")
+    assert set(PRETRAINING_CODE) <= set(os.listdir(tmp_path / "checkpoint"))
+    backbone = pretraining.export_teacher()
+    backbone.save_pretrained(tmp_path / "exported")
+    classifier = ProSForImageClassification.from_backbone(tmp_path / "checkpoint", num_labels=3)
+    landmarks = ProSForLandmarkDetection.from_backbone(tmp_path / "checkpoint", num_landmarks=7,
+                                                       landmark_decoder_hidden_size=16)
+    for name, model in (("exported", backbone), ("classifier", classifier), ("landmark-head", landmarks)):
+        model.save_pretrained(tmp_path / name)
+        files = set(os.listdir(tmp_path / name))
+        assert "modeling_pros.py" in files and not files & set(PRETRAINING_CODE), (name, sorted(files))
+        install_in_hub_cache(tmp_path / name, f"org/pros-{name}")
+    pixel_values = torch.randn(2, 3, 32, 32)
+    np.save(tmp_path / "pixels.npy", pixel_values.numpy())
+    outputs = [tmp_path / f"{name}.npy" for name in ("features", "logits", "landmarks")]
+    run_without_pros_hf(REMOTE_FROM_BACKBONE_SCRIPT, tmp_path / "pixels.npy", *outputs, tmp_path / "checkpoint",
+                        cwd=tmp_path)
+    fetched = {path.name for path in (tmp_path / "modules").rglob("*.py")}
+    assert "modeling_pros_heads.py" in fetched and not fetched & set(PRETRAINING_CODE), sorted(fetched)
+    with torch.no_grad():
+        expected = (backbone(pixel_values).pooler_output, classifier(pixel_values).logits,
+                    landmarks(pixel_values).landmarks)
+    for path, tensor in zip(outputs, expected):
+        np.testing.assert_allclose(np.load(path), tensor.numpy(), rtol=0, atol=1e-6)
+
+
 def test_a_missing_model_folder_or_an_unreachable_hub_id_is_named(tmp_path, monkeypatch):
     """A typo in a local path, or a Hub id that is neither reachable (offline) nor cached, fails with its name
     before transformers reads it as a malformed repository id; a cached Hub id and an existing folder load."""

@@ -20,9 +20,9 @@ from transformers import (
 
 from .configuration_pros import PRESETS, ProSConfig
 from .image_processing_pros import ProSImageProcessor
+from .loading import load_backbone
 from .modeling_pros import ProSModel, ProSPreTrainedModel
 from .modeling_pros_classification import ProSForImageClassification
-from .modeling_pros_heads import load_backbone
 from .modeling_pros_landmarks import (
     ProSForLandmarkDetection,
     ProSLandmarkDetectionOutput,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .modeling_pros_heads import hub_offline
+from .loading import hub_offline
 
 
 TEMPLATES = Path(__file__).parent / "model_cards"

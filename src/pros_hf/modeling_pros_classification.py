@@ -43,10 +43,10 @@ class ProSForImageClassification(ProSPreTrainedModel):
 
     @classmethod
     def from_backbone(cls, pretrained, **config_overrides) -> "ProSForImageClassification":
-        """A classifier on the backbone of `pretrained`: a `ProSModel` or its folder / Hub id, or a pre-training
-        export (`ProSForPreTraining` or its folder, whose EMA teacher is taken). `config_overrides` (e.g.
-        `num_labels=7`, `id2label=...`, `problem_type="multi_label_classification"`, `classifier_pooling`) update the
-        backbone's config. The classifier is freshly initialised."""
+        """A classifier on the backbone of `pretrained`: a `ProSModel` or its folder / Hub id, a fine-tuned head's
+        folder, or a pre-training checkpoint (`ProSForPreTraining` or its folder, whose EMA teacher is taken).
+        `config_overrides` (e.g. `num_labels=7`, `id2label=...`, `problem_type="multi_label_classification"`,
+        `classifier_pooling`) are added to the backbone's config. The classifier is freshly initialised."""
         return head_from_backbone(cls, pretrained, **config_overrides)
 
     def _pool(self, sequence_output: torch.Tensor) -> torch.Tensor:

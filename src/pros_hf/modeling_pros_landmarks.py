@@ -159,10 +159,10 @@ class ProSForLandmarkDetection(ProSPreTrainedModel):
 
     @classmethod
     def from_backbone(cls, pretrained, **config_overrides) -> "ProSForLandmarkDetection":
-        """A landmark head on the backbone of `pretrained`: a `ProSModel` or its folder / Hub id, or a pre-training
-        export (`ProSForPreTraining` or its folder, whose EMA teacher is taken). `config_overrides` (e.g.
-        `num_landmarks=98`, `landmark_decoder="regression"`) update the backbone's config. The decoder is freshly
-        initialised."""
+        """A landmark head on the backbone of `pretrained`: a `ProSModel` or its folder / Hub id, a fine-tuned head's
+        folder, or a pre-training checkpoint (`ProSForPreTraining` or its folder, whose EMA teacher is taken).
+        `config_overrides` (e.g. `num_landmarks=98`, `landmark_decoder="regression"`) are the landmark fields; the
+        rest comes from the backbone's config. The decoder is freshly initialised."""
         return head_from_backbone(cls, pretrained, **config_overrides)
 
     def _check_landmarks(self, landmarks, batch_size: int) -> torch.Tensor:

@@ -61,7 +61,8 @@ def build_head(task: str, backbone, overrides: dict, random_init: bool = False, 
     """The task head on `backbone` (a ProSModel / pre-training export, a folder or Hub id of one, or a `ProSConfig`
     for a random-init model of that size). With `random_init` the same architecture gets seeded random weights."""
     from .. import ProSConfig
-    from ..modeling_pros_heads import head_config, load_backbone
+    from ..loading import load_backbone
+    from ..modeling_pros_heads import head_config
 
     cls = head_class(task)
     torch.manual_seed(seed)

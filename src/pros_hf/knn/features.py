@@ -1,4 +1,4 @@
-"""Frozen CLS features for k-NN: which network to judge (the EMA teacher), loading it, batched extraction."""
+"""Frozen CLS features for k-NN: which network to judge (the EMA teacher), its image processor, batched extraction."""
 
 import logging
 import math
@@ -62,35 +62,6 @@ def default_backbone(model: torch.nn.Module) -> torch.nn.Module:
     return _unwrap(teacher) if isinstance(teacher, torch.nn.Module) else model
 
 
-def load_backbone(path_or_id: str, **kwargs) -> torch.nn.Module:
-    """A ``ProSModel`` from a saved backbone folder / Hub id, or the teacher of a ``ProSForPreTraining`` checkpoint.
-
-    Refuses checkpoints whose backbone weights do not all load: transformers would otherwise initialise the missing
-    ones at random with only a warning, and a k-NN number of a half-random model is worse than no number.
-    """
-    from ..configuration_pros import ProSConfig
-    from ..modeling_pros_heads import check_model_source
-    from ..modeling_pros import ProSModel
-
-    check_model_source(path_or_id)
-    config = ProSConfig.from_pretrained(path_or_id, **kwargs)
-    if "ProSForPreTraining" in (config.architectures or []):
-        from ..modeling_pros_pretraining import ProSForPreTraining
-
-        model, info = ProSForPreTraining.from_pretrained(path_or_id, output_loading_info=True, **kwargs)
-        missing = [key for key in info["missing_keys"] if key.startswith("teacher.")]
-        model = model.teacher
-    else:
-        model, info = ProSModel.from_pretrained(path_or_id, output_loading_info=True, **kwargs)
-        missing = list(info["missing_keys"])
-    if missing:
-        raise ValueError(
-            f"path_or_id {path_or_id!r}: {len(missing)} backbone weights are missing from the checkpoint (e.g. "
-            f"{missing[:3]}); pass a saved ProSModel or a ProSForPreTraining checkpoint."
-        )
-    return model.eval()
-
-
 def random_init_backbone(config, seed: int) -> torch.nn.Module:
     """The same architecture as ``config`` with seeded random weights, in eval mode: the floor a pre-trained backbone
     is compared against (k-NN, factor sensitivity)."""
@@ -104,6 +75,7 @@ def load_backbone_and_processor(path_or_id: str, **kwargs) -> tuple[torch.nn.Mod
     """``load_backbone(path_or_id)`` and the image processor saved with it, or one made from its config when none
     was saved (checkpoints and older exports carry no ``preprocessor_config.json``)."""
     from ..image_processing_pros import ProSImageProcessor
+    from ..loading import load_backbone
 
     model = load_backbone(path_or_id, **kwargs)
     try:
