@@ -224,7 +224,8 @@ def build_model(model_args: ModelArguments, training_args: ProSTrainingArguments
 def apply_config_overrides(config: ProSConfig, overrides: str) -> ProSConfig:
     """`config` with 'key=value,key=value' applied (typed after the current values, by transformers'
     `update_from_string`), rebuilt so that ProSConfig validates the result."""
-    unknown = [item.split("=")[0] for item in overrides.split(",") if item.split("=")[0] not in config.to_dict()]
+    known = ProSConfig.field_names()  # flat names, the sections' fields included
+    unknown = [item.split("=")[0] for item in overrides.split(",") if item.split("=")[0] not in known]
     if unknown:
         raise SystemExit(f"--config_overrides names unknown ProSConfig fields {unknown}.")
     try:
@@ -328,14 +329,12 @@ def check_checkpoint_matches(checkpoint: str, config: ProSConfig) -> None:
     path = os.path.join(checkpoint, "config.json")
     if not os.path.isfile(path):
         return
-    with open(path) as handle:
-        saved = json.load(handle)
+    saved = ProSConfig.from_json_file(path)  # flat or with sections: both layouts load
     fields = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
               "patch_size", "num_prototypes", "head_hidden_size", "head_bottleneck_size", "head_num_layers",
               "share_prototypes", "patch_loss_weight")
-    current = config.to_dict()
-    differ = [f"{name} {saved[name]} -> {current[name]}" for name in fields
-              if name in saved and saved[name] != current[name]]
+    differ = [f"{name} {getattr(saved, name)} -> {getattr(config, name)}" for name in fields
+              if getattr(saved, name) != getattr(config, name)]
     if differ:
         raise SystemExit(
             f"pretrain.py: {checkpoint} was trained with another configuration ({'; '.join(differ)}). Resuming "

@@ -18,7 +18,7 @@ from transformers import (
     AutoModelForPreTraining,
 )
 
-from .configuration_pros import PRESETS, ProSConfig
+from .configuration_pros import PRESETS, ProSConfig, ProSLandmarkConfig, ProSPreTrainingConfig
 from .image_processing_pros import ProSImageProcessor
 from .loading import load_backbone
 from .modeling_pros import ProSModel, ProSPreTrainedModel
@@ -98,9 +98,11 @@ __all__ = [
     "ProSForLandmarkDetection",
     "ProSForPreTraining",
     "ProSImageProcessor",
+    "ProSLandmarkConfig",
     "ProSLandmarkDetectionOutput",
     "ProSModel",
     "ProSPreTrainedModel",
+    "ProSPreTrainingConfig",
     "ProSPreTrainingOutput",
     "denormalize_landmarks",
     "load_backbone",

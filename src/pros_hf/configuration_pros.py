@@ -1,15 +1,33 @@
-"""ProS model configuration.
+"""ProS model configuration: the backbone's fields, and sections that only one model reads.
 
-The backbone fields use transformers' ViT names, so a ViT user reads them without a glossary. The pre-training fields
-are the knobs of the prototype self-distillation loss (see REFERENCE.md section 2): each one is explained below with
-why it matters, DINO-style. `ProSModel` ignores the pre-training fields; `ProSForPreTraining` reads them.
+`ProSConfig` holds, at the top level, what `ProSModel` reads (transformers' ViT names, so a ViT user reads them
+without a glossary), `use_mask_token`, transformers' label fields and `classifier_pooling` (the classification head).
+The fields of one model only live in a section, saved in config.json as a nested dict, and only by a model that reads
+it:
+
+- `pretraining_config` (`ProSPreTrainingConfig`): projection head, prototypes and loss of `ProSForPreTraining`;
+- `landmark_config` (`ProSLandmarkConfig`): decoder and loss of `ProSForLandmarkDetection`.
+
+So an exported backbone or a classification head carries no pre-training knob it ignores, while a pre-training
+checkpoint carries every field its loss read. Every field still reads and writes flat: `ProSConfig(num_prototypes=64)`,
+`ProSConfig.from_preset("micro", target_mode="sinkhorn")`, `config.num_prototypes`, `config.num_prototypes = 64`
+and `from_pretrained(..., num_prototypes=64)`. Reading a field of an absent section gives its default; writing one
+creates the section. A flat config.json (every field at the top level, the layout without sections) loads
+unchanged: its section fields go into their sections.
+
+The sections are plain dataclasses, not transformers sub-configs: transformers treats a registered sub-config as the
+config of a sub-model (it dispatches dtype and attention implementations to it, and warns when no sub-model uses
+it), which these are not.
 
 This file is copied next to the weights by `save_pretrained` (for `trust_remote_code=True` users), so it imports only
-transformers.
+transformers and the standard library.
 """
 
+import copy
+import dataclasses
 import difflib
 import inspect
+from dataclasses import dataclass, field
 
 from transformers import PreTrainedConfig
 
@@ -40,21 +58,55 @@ PRESETS = {
 }
 
 
-class ProSConfig(PreTrainedConfig):
-    r"""
-    Configuration of a ProS ViT backbone (`ProSModel`) and of its prototype self-distillation pre-training
-    (`ProSForPreTraining`). Defaults give a ViT-B/16 at 224 px with DINO's pre-training recipe.
+def pair(value) -> tuple:
+    """`image_size` / `patch_size` as (height, width): an int is square, a list or tuple gives both sides."""
+    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
 
-    Backbone (transformers' ViT names):
-        hidden_size (`int`, 768): token width. num_hidden_layers (`int`, 12): transformer blocks.
-        num_attention_heads (`int`, 12): must divide `hidden_size`. intermediate_size (`int`, 3072): MLP width.
-        hidden_act (`str`, "gelu"): MLP activation. layer_norm_eps (`float`, 1e-6): DINO/timm ViTs use 1e-6; converted
-        checkpoints depend on it. image_size (`int`, 224) and patch_size (`int`, 16): the position-embedding grid is
-        `image_size // patch_size` per side; other input sizes are interpolated. num_channels (`int`, 3).
-        qkv_bias (`bool`, True). hidden_dropout_prob / attention_probs_dropout_prob (`float`, 0.0): self-distillation
-        uses none. drop_path_rate (`float`, 0.1): stochastic depth, linearly increasing over depth; applied to the
-        student only (the teacher runs in eval mode); 0.1 for ViT-S/B, higher for ViT-L. initializer_range
-        (`float`, 0.02): truncated-normal std of weights, CLS token and position embeddings.
+
+# --------------------------------------------------------------------------------------------------------------------
+# field checks: a wrong value fails when the config is built, naming the field, not inside a forward pass
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_numbers(owner: str, values: dict) -> None:
+    for name, value in values.items():
+        if not _is_number(value):
+            raise ValueError(f"{owner}.{name} must be a number, got {value!r} ({type(value).__name__}).")
+
+
+def _check_positive_ints(owner: str, values: dict) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{owner}.{name} must be a positive integer, got {value!r}.")
+
+
+def _check_bools(owner: str, values: dict) -> None:
+    for name, value in values.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{owner}.{name} must be True or False, got {value!r}.")
+
+
+def _check_choice(owner: str, name: str, value, options: tuple) -> None:
+    if value not in options:
+        raise ValueError(f"{owner}.{name} must be one of {options}, got {value!r}.")
+
+
+def _fields(obj, names: tuple[str, ...]) -> dict:
+    return {name: getattr(obj, name) for name in names}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# sections
+
+
+@dataclass
+class ProSPreTrainingConfig:
+    r"""
+    The fields only `ProSForPreTraining` reads: projection head, prototypes and the prototype self-distillation loss.
+    Defaults give DINO's recipe. Given flat to `ProSConfig` (`ProSConfig(num_prototypes=8192)`), they land here.
 
     Projection head and prototypes:
         head_hidden_size (`int`, 2048) and head_bottleneck_size (`int`, 256): the head is an MLP
@@ -92,20 +144,78 @@ class ProSConfig(PreTrainedConfig):
             head, the targets made by `target_mode`). The CLS loss alone rewards what every crop of a face shares
             (identity, colours); the patch loss also rewards the local content a face's parts hold (mouth, brows,
             the points landmarks need). DINOv2 and iBOT use 1.0. Costs the last block's full output for the global
-            crops and adds a mask token to the backbone.
+            crops and adds a mask token to both backbones (the exported teacher keeps it: `use_mask_token`).
         mask_probability (`float`, 0.5): fraction of the global crops that are masked (DINOv2: 0.5); the others
             keep every patch.
         mask_ratio (`list`, [0.1, 0.5]): each masked crop hides a fraction of its patches drawn uniformly from this
             range (iBOT's 0.3 +- 0.2), chosen uniformly at random among the patches.
+    """
 
-    Classification head (`ProSForImageClassification`; `num_labels`, `id2label`, `label2id` and `problem_type` are
-    transformers' standard fields, and giving only one of `id2label` / `label2id` fills the other):
-        classifier_pooling (`str`, "cls"): what the linear classifier sees. "cls" is the final-norm CLS token, the
-            representation pre-training shaped (ViT, DINO linear probes). "cls_mean" concatenates it with the mean of
-            the patch tokens (as `Dinov2ForImageClassification`): usually a little better for local cues (glasses,
-            mouth open) at twice the classifier width.
+    head_hidden_size: int = 2048
+    head_bottleneck_size: int = 256
+    head_num_layers: int = 3
+    head_use_bn: bool = False
+    num_prototypes: int = 65536
+    share_prototypes: bool = True
+    student_temperature: float = 0.1
+    teacher_temperature: float = 0.07
+    warmup_teacher_temperature: float = 0.04
+    target_mode: str = "center"
+    center_momentum: float = 0.9
+    sinkhorn_iterations: int = 3
+    sharpen_temperature: float = 0.25
+    me_max_weight: float | None = None
+    koleo_weight: float = 0.0
+    patch_loss_weight: float = 0.0
+    mask_probability: float = 0.5
+    mask_ratio: list[float] = field(default_factory=lambda: [0.1, 0.5])
 
-    Landmark head (`ProSForLandmarkDetection`):
+    def __post_init__(self):
+        if self.me_max_weight is None:
+            self.me_max_weight = 1.0 if self.target_mode == "sharpen" else 0.0
+        if isinstance(self.mask_ratio, tuple):
+            self.mask_ratio = list(self.mask_ratio)
+        self.validate()
+
+    def validate(self) -> None:
+        owner = type(self).__name__
+        _check_bools(owner, _fields(self, ("head_use_bn", "share_prototypes")))
+        _check_positive_ints(owner, _fields(self, ("head_hidden_size", "head_bottleneck_size", "head_num_layers",
+                                                   "num_prototypes", "sinkhorn_iterations")))
+        _check_numbers(owner, _fields(self, (
+            "student_temperature", "teacher_temperature", "warmup_teacher_temperature", "center_momentum",
+            "sharpen_temperature", "me_max_weight", "koleo_weight", "patch_loss_weight", "mask_probability")))
+        for name in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature", "sharpen_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{owner}.{name} must be > 0, got {getattr(self, name)!r}.")
+        if self.warmup_teacher_temperature > self.teacher_temperature:
+            raise ValueError(
+                f"{owner}.warmup_teacher_temperature ({self.warmup_teacher_temperature}) must not exceed "
+                f"teacher_temperature ({self.teacher_temperature}): the warm-up goes from sharp to softer."
+            )
+        _check_choice(owner, "target_mode", self.target_mode, TARGET_MODES)
+        if not 0.0 <= self.center_momentum < 1.0:
+            raise ValueError(f"{owner}.center_momentum must be in [0, 1), got {self.center_momentum!r}.")
+        for name in ("me_max_weight", "koleo_weight", "patch_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{owner}.{name} must be >= 0, got {getattr(self, name)!r}.")
+        if not 0.0 < self.mask_probability <= 1.0:
+            raise ValueError(f"{owner}.mask_probability must be in (0, 1], got {self.mask_probability!r}.")
+        ratio = self.mask_ratio
+        if (not isinstance(ratio, list) or len(ratio) != 2 or not all(_is_number(v) for v in ratio)
+                or not 0.0 < ratio[0] <= ratio[1] < 1.0):
+            raise ValueError(f"{owner}.mask_ratio must be [low, high] with 0 < low <= high < 1, got {ratio!r}.")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ProSLandmarkConfig:
+    r"""
+    The fields only `ProSForLandmarkDetection` reads. Given flat to `ProSConfig` (`ProSConfig(num_landmarks=98)`),
+    they land here.
+
         num_landmarks (`int`, 68): points per face (300W 68, WFLW 98, AFLW-19 19).
         landmark_decoder (`str`, "heatmap"): "heatmap" decodes features of several blocks to one heatmap per point and
             takes its soft-argmax (FaRL, VitPose): precise and translation-equivariant. "regression" maps the pooled
@@ -126,6 +236,81 @@ class ProSConfig(PreTrainedConfig):
             The coordinate loss alone accepts any heatmap whose mean is right (multi-modal or smeared ones too); the
             KL term keeps them unimodal. It is ~1.5 nats at the start against an L1 of ~0.1, so a weight near 1 lets
             it dominate and slows the coordinates down; 0.1 keeps the two comparable. 0 trains on coordinates only.
+    """
+
+    num_landmarks: int = 68
+    landmark_decoder: str = "heatmap"
+    landmark_feature_layers: list[int | float] = field(default_factory=lambda: [1 / 3, 1 / 2, 2 / 3, 1.0])
+    landmark_decoder_hidden_size: int = 256
+    landmark_heatmap_scale_factor: int = 4
+    landmark_heatmap_sigma: float = 2.0
+    landmark_heatmap_loss_weight: float = 0.1
+
+    def __post_init__(self):
+        if isinstance(self.landmark_feature_layers, tuple):
+            self.landmark_feature_layers = list(self.landmark_feature_layers)
+        self.validate()
+
+    def validate(self) -> None:
+        owner = type(self).__name__
+        _check_choice(owner, "landmark_decoder", self.landmark_decoder, LANDMARK_DECODERS)
+        _check_positive_ints(owner, _fields(self, ("num_landmarks", "landmark_decoder_hidden_size",
+                                                   "landmark_heatmap_scale_factor")))
+        _check_numbers(owner, _fields(self, ("landmark_heatmap_sigma", "landmark_heatmap_loss_weight")))
+        if not self.landmark_heatmap_sigma > 0:
+            raise ValueError(f"{owner}.landmark_heatmap_sigma must be > 0, got {self.landmark_heatmap_sigma!r}.")
+        if self.landmark_heatmap_loss_weight < 0:
+            raise ValueError(f"{owner}.landmark_heatmap_loss_weight must be >= 0, got "
+                             f"{self.landmark_heatmap_loss_weight!r}.")
+        layers = self.landmark_feature_layers
+        if (not isinstance(layers, list) or not layers or any(
+                not _is_number(v) or (isinstance(v, float) and not 0 < v <= 1) for v in layers)):
+            raise ValueError(
+                f"{owner}.landmark_feature_layers must be a non-empty list of fractions of the depth in (0, 1] "
+                f"(floats) or hidden_states indices (ints), got {layers!r}."
+            )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# section attribute of ProSConfig -> its class; and each section field -> its section attribute
+SECTIONS = {"pretraining_config": ProSPreTrainingConfig, "landmark_config": ProSLandmarkConfig}
+_SECTION_OF_FIELD = {f.name: key for key, section in SECTIONS.items() for f in dataclasses.fields(section)}
+
+
+class ProSConfig(PreTrainedConfig):
+    r"""
+    Configuration of the ProS ViT backbone (`ProSModel`) and of the models built on it. Defaults give a ViT-B/16 at
+    224 px with DINO's pre-training recipe. The pre-training and landmark fields are documented on their sections,
+    `ProSPreTrainingConfig` and `ProSLandmarkConfig`; they are given and read flat, like the fields below (see the
+    module docstring).
+
+    Backbone (transformers' ViT names):
+        hidden_size (`int`, 768): token width. num_hidden_layers (`int`, 12): transformer blocks.
+        num_attention_heads (`int`, 12): must divide `hidden_size` (refused at construction, where `ViTConfig` accepts
+        it and the model fails later). intermediate_size (`int`, 3072): MLP width.
+        hidden_act (`str`, "gelu"): MLP activation. layer_norm_eps (`float`, 1e-6): DINO/timm ViTs use 1e-6; converted
+        checkpoints depend on it. image_size (`int`, 224) and patch_size (`int`, 16): the position-embedding grid is
+        `image_size // patch_size` per side; other input sizes are interpolated. num_channels (`int`, 3).
+        qkv_bias (`bool`, True). hidden_dropout_prob / attention_probs_dropout_prob (`float`, 0.0): self-distillation
+        uses none. drop_path_rate (`float`, 0.1): stochastic depth, linearly increasing over depth; applied to the
+        student only (the teacher runs in eval mode); 0.1 for ViT-S/B, higher for ViT-L. initializer_range
+        (`float`, 0.02): truncated-normal std of weights, CLS token and position embeddings.
+        use_mask_token (`bool`, False): give the backbone a learnable mask token, so that `forward(bool_masked_pos=...)`
+        replaces those patches' embeddings with it (as ViT's and Dinov2's `use_mask_token`). Pre-training with the
+        masked patch loss (`patch_loss_weight > 0`) builds one whatever this says, and its exported teacher keeps it.
+
+    Classification head (`ProSForImageClassification`; `num_labels`, `id2label`, `label2id` and `problem_type` are
+    transformers' standard fields, and giving only one of `id2label` / `label2id` fills the other):
+        classifier_pooling (`str`, "cls"): what the linear classifier sees. "cls" is the final-norm CLS token, the
+            representation pre-training shaped (ViT, DINO linear probes). "cls_mean" concatenates it with the mean of
+            the patch tokens (as `Dinov2ForImageClassification`): usually a little better for local cues (glasses,
+            mouth open) at twice the classifier width.
+
+    Sections (None where absent; a model that reads one creates it with its defaults):
+        pretraining_config (`ProSPreTrainingConfig` or `dict`, *optional*): `ProSForPreTraining`'s fields.
+        landmark_config (`ProSLandmarkConfig` or `dict`, *optional*): `ProSForLandmarkDetection`'s fields.
 
     Example:
     ```python
@@ -153,32 +338,10 @@ class ProSConfig(PreTrainedConfig):
         attention_probs_dropout_prob=0.0,
         drop_path_rate=0.1,
         initializer_range=0.02,
-        head_hidden_size=2048,
-        head_bottleneck_size=256,
-        head_num_layers=3,
-        head_use_bn=False,
-        num_prototypes=65536,
-        share_prototypes=True,
-        student_temperature=0.1,
-        teacher_temperature=0.07,
-        warmup_teacher_temperature=0.04,
-        target_mode="center",
-        center_momentum=0.9,
-        sinkhorn_iterations=3,
-        sharpen_temperature=0.25,
-        me_max_weight=None,
-        koleo_weight=0.0,
-        patch_loss_weight=0.0,
-        mask_probability=0.5,
-        mask_ratio=(0.1, 0.5),
+        use_mask_token=False,
         classifier_pooling="cls",
-        num_landmarks=68,
-        landmark_decoder="heatmap",
-        landmark_feature_layers=(1 / 3, 1 / 2, 2 / 3, 1.0),
-        landmark_decoder_hidden_size=256,
-        landmark_heatmap_scale_factor=4,
-        landmark_heatmap_sigma=2.0,
-        landmark_heatmap_loss_weight=0.1,
+        pretraining_config=None,
+        landmark_config=None,
         **kwargs,
     ):
         self.hidden_size = hidden_size
@@ -195,39 +358,71 @@ class ProSConfig(PreTrainedConfig):
         self.attention_probs_dropout_prob = attention_probs_dropout_prob
         self.drop_path_rate = drop_path_rate
         self.initializer_range = initializer_range
-        self.head_hidden_size = head_hidden_size
-        self.head_bottleneck_size = head_bottleneck_size
-        self.head_num_layers = head_num_layers
-        self.head_use_bn = head_use_bn
-        self.num_prototypes = num_prototypes
-        self.share_prototypes = share_prototypes
-        self.student_temperature = student_temperature
-        self.teacher_temperature = teacher_temperature
-        self.warmup_teacher_temperature = warmup_teacher_temperature
-        self.target_mode = target_mode
-        self.center_momentum = center_momentum
-        self.sinkhorn_iterations = sinkhorn_iterations
-        self.sharpen_temperature = sharpen_temperature
-        if me_max_weight is None:
-            me_max_weight = 1.0 if target_mode == "sharpen" else 0.0
-        self.me_max_weight = me_max_weight
-        self.koleo_weight = koleo_weight
-        self.patch_loss_weight = patch_loss_weight
-        self.mask_probability = mask_probability
-        self.mask_ratio = list(mask_ratio) if isinstance(mask_ratio, (list, tuple)) else mask_ratio
+        self.use_mask_token = use_mask_token
         self.classifier_pooling = classifier_pooling
-        self.num_landmarks = num_landmarks
-        self.landmark_decoder = landmark_decoder
-        self.landmark_feature_layers = list(landmark_feature_layers) if isinstance(
-            landmark_feature_layers, (list, tuple)) else landmark_feature_layers
-        self.landmark_decoder_hidden_size = landmark_decoder_hidden_size
-        self.landmark_heatmap_scale_factor = landmark_heatmap_scale_factor
-        self.landmark_heatmap_sigma = landmark_heatmap_sigma
-        self.landmark_heatmap_loss_weight = landmark_heatmap_loss_weight
-        kwargs = _complete_label_maps(kwargs)
+        given = {"pretraining_config": pretraining_config, "landmark_config": landmark_config}
+        for key, section_class in SECTIONS.items():
+            # flat fields (keyword arguments, or a flat config.json) override those of a nested section
+            flat = {name: kwargs.pop(name) for name in _section_field_names(section_class) if name in kwargs}
+            self.__dict__[key] = _build_section(section_class, given[key], flat)
+        kwargs = _normalise_label_maps(kwargs)
         super().__init__(**kwargs)
         self.sync_label_maps()
         self._validate()
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # flat access to the section fields
+
+    def __getattr__(self, name):
+        """A section field read flat: from its section, or its default where the section is absent. Only called for
+        names that are no attribute of the config itself."""
+        key = _SECTION_OF_FIELD.get(name)
+        if key is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        section = self.__dict__.get(key)
+        return getattr(section if section is not None else SECTIONS[key](), name)
+
+    def __setattr__(self, name, value):
+        """A section field written flat goes into its section, which is created with its defaults if absent."""
+        key = _SECTION_OF_FIELD.get(name)
+        if key is None:
+            super().__setattr__(name, value)
+            return
+        if self.__dict__.get(key) is None:
+            self.__dict__[key] = SECTIONS[key]()
+        setattr(self.__dict__[key], name, value)
+
+    def ensure_section(self, key: str):
+        """The section `key` ("pretraining_config" or "landmark_config"), created with its defaults if absent: a
+        model that reads a section calls this, so that its saved config.json holds every field it was built with."""
+        if self.__dict__.get(key) is None:
+            self.__dict__[key] = SECTIONS[key]()
+        return self.__dict__[key]
+
+    def to_dict(self) -> dict:
+        """transformers' `to_dict`, with each present section as a nested dict and absent sections left out."""
+        output = super().to_dict()
+        for key in SECTIONS:
+            section = output.pop(key, None)
+            if section is not None:
+                output[key] = section if isinstance(section, dict) else section.to_dict()
+        return output
+
+    def to_backbone_config(self) -> "ProSConfig":
+        """A copy with what a backbone reads only: no section, no `architectures` / `auto_map` of the model it was
+        saved with, and `use_mask_token` set where the backbone has a mask token (built for the masked patch loss),
+        so that its weights load back. What `ProSForPreTraining.export_teacher` and the heads' `from_backbone` save.
+        """
+        config = copy.deepcopy(self)
+        config.use_mask_token = bool(self.use_mask_token or self.patch_loss_weight > 0)
+        for key in SECTIONS:
+            config.__dict__[key] = None
+        config.architectures = None
+        config.__dict__.pop("auto_map", None)
+        return config
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # construction and loading
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "ProSConfig":
@@ -259,21 +454,33 @@ class ProSConfig(PreTrainedConfig):
         return result
 
     @classmethod
+    def field_names(cls) -> set[str]:
+        """Every keyword a ProSConfig understands: its own fields, its sections' fields, transformers' common ones
+        and `num_labels`."""
+        own = set(inspect.signature(cls.__init__).parameters) | set(_SECTION_OF_FIELD)
+        common = set(inspect.signature(PreTrainedConfig.__init__).parameters) | set(PreTrainedConfig().to_dict())
+        extra = {"num_labels", "attn_implementation", "torch_dtype", "output_attentions", "name_or_path", "auto_map"}
+        return (own | common | extra) - {"self", "kwargs"}
+
+    @classmethod
     def check_field_names(cls, fields, where: str) -> None:
         """Refuse keyword names that are no config field (transformers would store a misspelt `hidden_sise` and
         ignore it), suggesting the closest field."""
-        known = _known_field_names()
+        known = cls.field_names()
         for name in fields:
             if name not in known:
                 close = difflib.get_close_matches(name, sorted(known), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else "."
                 raise ValueError(f"{where}: {name!r} is not a ProSConfig field{hint}")
 
+    # ----------------------------------------------------------------------------------------------------------------
+    # derived values
+
     @property
     def grid_size(self) -> tuple[int, int]:
         """Patches per side (rows, columns) of the position-embedding grid at `image_size`."""
-        height, width = _pair(self.image_size)
-        patch_height, patch_width = _pair(self.patch_size)
+        height, width = pair(self.image_size)
+        patch_height, patch_width = pair(self.patch_size)
         return height // patch_height, width // patch_width
 
     def sync_label_maps(self) -> None:
@@ -281,7 +488,7 @@ class ProSConfig(PreTrainedConfig):
         `num_labels`, and `from_pretrained(..., id2label=...)` sets it after construction, leaving a stale `label2id`;
         the heads call this when they are built."""
         id2label = {int(index): name for index, name in (self.id2label or {}).items()}
-        label2id = dict(self.label2id or {})
+        label2id = _int_ids(self.label2id or {})
         if len(set(id2label.values())) != len(id2label):
             raise ValueError(f"ProSConfig.id2label must name each label once, got {id2label}.")
         if sorted(id2label) != list(range(len(id2label))):
@@ -291,10 +498,12 @@ class ProSConfig(PreTrainedConfig):
             )
         inverse = {name: index for index, name in id2label.items()}
         if label2id == inverse:
+            self.label2id = label2id
             return
         default_names = all(str(name).startswith("LABEL_") for name in id2label.values())
         if label2id and default_names and sorted(label2id.values()) == list(range(len(label2id))):
             self.id2label = {index: name for name, index in label2id.items()}  # only label2id was given
+            self.label2id = label2id
         elif not label2id or all(str(name).startswith("LABEL_") for name in label2id):
             self.label2id = inverse  # only id2label (or num_labels) was given
         else:
@@ -321,37 +530,28 @@ class ProSConfig(PreTrainedConfig):
     def _validate(self) -> None:
         """Fail at construction (and after `from_pretrained`'s keyword overrides), naming the field, instead of deep
         inside a forward pass."""
-        for name in _REAL_FIELDS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"ProSConfig.{name} must be a number, got {value!r} ({type(value).__name__}).")
-        for name in ("qkv_bias", "head_use_bn", "share_prototypes"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"ProSConfig.{name} must be True or False, got {getattr(self, name)!r}.")
+        owner = type(self).__name__
+        _check_numbers(owner, _fields(self, ("layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
+                                             "drop_path_rate", "initializer_range")))
+        _check_bools(owner, _fields(self, ("qkv_bias", "use_mask_token")))
         from transformers.activations import ACT2FN  # here: reading a config alone needs no torch
 
         if self.hidden_act not in ACT2FN:
             raise ValueError(f"ProSConfig.hidden_act must be one of transformers' activations, e.g. 'gelu', "
                              f"'gelu_new', 'quick_gelu', 'relu', 'silu'; got {self.hidden_act!r}.")
-        positive_ints = (
-            "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_channels",
-            "head_hidden_size", "head_bottleneck_size", "head_num_layers", "num_prototypes", "sinkhorn_iterations",
-        )
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"ProSConfig.{name} must be a positive integer, got {value!r}.")
+        _check_positive_ints(owner, _fields(self, ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                   "intermediate_size", "num_channels")))
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"ProSConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads})."
             )
         for name in ("image_size", "patch_size"):
-            sides = _pair(getattr(self, name))
+            sides = pair(getattr(self, name))
             if len(sides) != 2 or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sides):
                 raise ValueError(f"ProSConfig.{name} must be a positive integer or a pair of them, got "
                                  f"{getattr(self, name)!r}.")
-        for side, patch in zip(_pair(self.image_size), _pair(self.patch_size)):
+        for side, patch in zip(pair(self.image_size), pair(self.patch_size)):
             if side % patch:
                 raise ValueError(
                     f"ProSConfig.image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})."
@@ -359,81 +559,68 @@ class ProSConfig(PreTrainedConfig):
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"ProSConfig.{name} must be in [0, 1), got {getattr(self, name)!r}.")
-        for name in ("layer_norm_eps", "initializer_range", "student_temperature", "teacher_temperature",
-                     "warmup_teacher_temperature", "sharpen_temperature"):
+        for name in ("layer_norm_eps", "initializer_range"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ProSConfig.{name} must be > 0, got {getattr(self, name)!r}.")
-        if self.warmup_teacher_temperature > self.teacher_temperature:
-            raise ValueError(
-                f"ProSConfig.warmup_teacher_temperature ({self.warmup_teacher_temperature}) must not exceed "
-                f"teacher_temperature ({self.teacher_temperature}): the warm-up goes from sharp to softer."
-            )
-        if self.target_mode not in TARGET_MODES:
-            raise ValueError(f"ProSConfig.target_mode must be one of {TARGET_MODES}, got {self.target_mode!r}.")
-        if not 0.0 <= self.center_momentum < 1.0:
-            raise ValueError(f"ProSConfig.center_momentum must be in [0, 1), got {self.center_momentum!r}.")
-        for name in ("me_max_weight", "koleo_weight", "patch_loss_weight", "landmark_heatmap_loss_weight"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"ProSConfig.{name} must be >= 0, got {getattr(self, name)!r}.")
-        if not 0.0 < self.mask_probability <= 1.0:
-            raise ValueError(f"ProSConfig.mask_probability must be in (0, 1], got {self.mask_probability!r}.")
-        ratio = self.mask_ratio
-        if (not isinstance(ratio, list) or len(ratio) != 2 or not all(isinstance(v, (int, float)) for v in ratio)
-                or not 0.0 < ratio[0] <= ratio[1] < 1.0):
-            raise ValueError(f"ProSConfig.mask_ratio must be [low, high] with 0 < low <= high < 1, got {ratio!r}.")
-        for name, value, options in (("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS),
-                                     ("landmark_decoder", self.landmark_decoder, LANDMARK_DECODERS),
-                                     ("problem_type", self.problem_type, (None, *PROBLEM_TYPES))):
-            if value not in options:
-                raise ValueError(f"ProSConfig.{name} must be one of {options}, got {value!r}.")
-        for name in ("num_landmarks", "landmark_decoder_hidden_size", "landmark_heatmap_scale_factor"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"ProSConfig.{name} must be a positive integer, got {value!r}.")
-        if not self.landmark_heatmap_sigma > 0:
-            raise ValueError(f"ProSConfig.landmark_heatmap_sigma must be > 0, got {self.landmark_heatmap_sigma!r}.")
-        layers = self.landmark_feature_layers
-        if (not isinstance(layers, list) or not layers or any(
-                isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not 0 < v <= 1)
-                for v in layers)):
-            raise ValueError(
-                "ProSConfig.landmark_feature_layers must be a non-empty list of fractions of the depth in (0, 1] "
-                f"(floats) or hidden_states indices (ints), got {layers!r}."
-            )
+        _check_choice(owner, "classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLINGS)
+        _check_choice(owner, "problem_type", self.problem_type, (None, *PROBLEM_TYPES))
+        for key, section_class in SECTIONS.items():
+            section = self.__dict__.get(key)
+            if section is not None and not isinstance(section, section_class):
+                raise ValueError(f"ProSConfig.{key} must be a {section_class.__name__}, got "
+                                 f"{type(section).__name__}.")
+            if section is not None:
+                section.validate()  # fields written after construction too
 
 
-def _pair(value):
-    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+def _section_field_names(section_class) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(section_class))
+
+
+def _build_section(section_class, given, flat: dict):
+    """A section from what the constructor got: a section instance or a dict (nested in config.json), and flat
+    fields, which win. None when neither holds anything."""
+    if given is None and not flat:
+        return None
+    if isinstance(given, section_class):
+        given = given.to_dict()
+    elif given is None:
+        given = {}
+    elif not isinstance(given, dict):
+        raise ValueError(f"A ProSConfig section must be a {section_class.__name__} or a dict, got "
+                         f"{type(given).__name__}.")
+    values = {**given, **flat}
+    unknown = sorted(set(values) - set(_section_field_names(section_class)))
+    if unknown:
+        raise ValueError(f"{section_class.__name__} has no field {unknown[0]!r}; its fields are "
+                         f"{list(_section_field_names(section_class))}.")
+    return section_class(**values)
 
 
 _LABEL_ARGUMENTS = ("num_labels", "id2label", "label2id")
-# fields that must be numbers (a string "0.1" would fail a comparison without naming the field)
-_REAL_FIELDS = (
-    "layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "initializer_range",
-    "student_temperature", "teacher_temperature", "warmup_teacher_temperature", "center_momentum",
-    "sharpen_temperature", "me_max_weight", "koleo_weight", "patch_loss_weight", "mask_probability",
-    "landmark_heatmap_sigma", "landmark_heatmap_loss_weight",
-)
 
 
-def _known_field_names() -> set[str]:
-    """Every keyword a ProSConfig understands: its own fields, transformers' common ones, and `num_labels`."""
-    own = set(inspect.signature(ProSConfig.__init__).parameters)
-    common = set(inspect.signature(PreTrainedConfig.__init__).parameters) | set(PreTrainedConfig().to_dict())
-    extra = {"num_labels", "attn_implementation", "torch_dtype", "output_attentions", "name_or_path", "auto_map"}
-    return (own | common | extra) - {"self", "kwargs"}
+def _int_ids(label2id: dict) -> dict:
+    """`label2id` with integer ids: transformers' common tests (and some saved configs) give them as strings."""
+    try:
+        return {name: int(index) for name, index in label2id.items()}
+    except (TypeError, ValueError):
+        raise ValueError(f"ProSConfig.label2id must map label names to integer ids, got {label2id}.") from None
 
 
-def _complete_label_maps(kwargs: dict) -> dict:
-    """Fill `id2label` from `label2id` (transformers ignores a lone `label2id`), and refuse a `num_labels` that
-    contradicts the label names instead of transformers' warning that keeps the names."""
+def _normalise_label_maps(kwargs: dict) -> dict:
+    """Integer ids in `label2id` (as transformers makes the keys of `id2label` integers), `id2label` filled from a
+    lone `label2id` (transformers ignores one), and a `num_labels` that contradicts the label names refused instead
+    of transformers' warning that keeps the names."""
     id2label, label2id = kwargs.get("id2label"), kwargs.get("label2id")
     num_labels = kwargs.get("num_labels")
     if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 0):
         # 0 is transformers' way to a classifier without a classification layer (the pooled features as logits)
         raise ValueError(f"ProSConfig.num_labels must be an integer >= 0, got {num_labels!r}.")
+    if label2id is not None:
+        kwargs["label2id"] = label2id = _int_ids(label2id)
     if label2id is not None and id2label is None:
-        kwargs["id2label"] = id2label = {int(index): name for name, index in label2id.items()}
+        kwargs["id2label"] = id2label = {index: name for name, index in label2id.items()}
     if num_labels is not None and id2label is not None and len(id2label) != num_labels:
         raise ValueError(
             f"ProSConfig.num_labels={num_labels} contradicts the {len(id2label)} labels of id2label/label2id; "
@@ -442,4 +629,13 @@ def _complete_label_maps(kwargs: dict) -> dict:
     return kwargs
 
 
-__all__ = ["ProSConfig", "PRESETS", "TARGET_MODES", "CLASSIFIER_POOLINGS", "LANDMARK_DECODERS", "PROBLEM_TYPES"]
+__all__ = [
+    "ProSConfig",
+    "ProSLandmarkConfig",
+    "ProSPreTrainingConfig",
+    "PRESETS",
+    "TARGET_MODES",
+    "CLASSIFIER_POOLINGS",
+    "LANDMARK_DECODERS",
+    "PROBLEM_TYPES",
+]

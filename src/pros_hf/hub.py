@@ -33,9 +33,18 @@ def backbone_card(
     training_summary: str = "Not recorded.",
     evaluation: dict[str, float] | None = None,
     license: str = "apache-2.0",
+    pretraining_config=None,
 ) -> ModelCard:
-    """The card of an exported ProS backbone (`ProSModel`); `evaluation` maps metric names to measured values."""
+    """The card of an exported ProS backbone (`ProSModel`); `evaluation` maps metric names to measured values.
+
+    `pretraining_config`: the pre-training fields the backbone was trained with (the pre-training model's
+    `ProSConfig`, or its `ProSPreTrainingConfig` section), for the card's recipe rows: an exported backbone's own
+    config carries the backbone's fields only. Without it, the rows come from `model.config`'s section where it has
+    one, and read "not recorded" otherwise."""
     config = model.config
+    recipe = getattr(pretraining_config, "pretraining_config", pretraining_config)
+    if recipe is None:
+        recipe = getattr(config, "pretraining_config", None)
     evaluation = evaluation or {}
     if evaluation:
         rows = "\n".join(f"| {name} | {value:.2f} |" for name, value in evaluation.items())
@@ -58,13 +67,25 @@ def backbone_card(
         num_parameters=f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M",
         training_summary=training_summary,
         evaluation_summary=evaluation_summary,
-        patch_loss=(f"weight {config.patch_loss_weight}, {config.mask_probability:g} of the global crops masked, "
-                    f"{config.mask_ratio[0]:g}-{config.mask_ratio[1]:g} of their patches"
-                    if config.patch_loss_weight > 0 else "off"),
+        **_recipe_rows(recipe),
         **{key: getattr(config, key) for key in (
-            "num_hidden_layers", "hidden_size", "num_attention_heads", "patch_size", "image_size", "head_num_layers",
-            "head_hidden_size", "head_bottleneck_size", "num_prototypes", "share_prototypes", "target_mode",
-            "student_temperature", "warmup_teacher_temperature", "teacher_temperature")},
+            "num_hidden_layers", "hidden_size", "num_attention_heads", "patch_size", "image_size")},
+    )
+
+
+def _recipe_rows(recipe) -> dict[str, str]:
+    """The pre-training rows of a backbone card, from a `ProSPreTrainingConfig` (None: not recorded)."""
+    if recipe is None:
+        return dict.fromkeys(("projection_head", "prototypes", "teacher_targets", "patch_loss"), "not recorded")
+    return dict(
+        projection_head=(f"{recipe.head_num_layers} layers, {recipe.head_hidden_size} hidden, "
+                         f"{recipe.head_bottleneck_size} bottleneck"),
+        prototypes=f"{recipe.num_prototypes}, shared between teacher and student: {recipe.share_prototypes}",
+        teacher_targets=(f"{recipe.target_mode}; student temperature {recipe.student_temperature}, teacher "
+                         f"temperature {recipe.warmup_teacher_temperature} -> {recipe.teacher_temperature}"),
+        patch_loss=(f"weight {recipe.patch_loss_weight}, {recipe.mask_probability:g} of the global crops masked, "
+                    f"{recipe.mask_ratio[0]:g}-{recipe.mask_ratio[1]:g} of their patches"
+                    if recipe.patch_loss_weight > 0 else "off"),
     )
 
 

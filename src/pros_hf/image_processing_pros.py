@@ -1,6 +1,6 @@
 """ProSImageProcessor: images in, normalised `pixel_values` out, in plain torch.
 
-transformers' fast image processors need torchvision, which must not be installed next to a CPU torch (DESIGN.md);
+transformers' fast image processors need torchvision, which must not be installed next to a CPU torch;
 this processor needs only torch, numpy and PIL, so `AutoImageProcessor` works everywhere and offline. The geometry is
 the one pre-training uses for its source images: resize the shorter side, then center-crop a square. On face-dominant
 images this keeps the whole face (a DINO-style 256 -> 224 crop would cut chins and foreheads).

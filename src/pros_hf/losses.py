@@ -1,10 +1,11 @@
-"""The pieces of the prototype matching loss, each small, pure and tested (REFERENCE.md section 2).
+"""The pieces of the prototype matching loss, each small, pure and tested.
 
 Every function works in float32 whatever the autocast state: softmax over tens of thousands of prototypes, Sinkhorn
-iterations and entropies lose too much in bf16/fp16 (REFERENCE.md section 6, item 3). Collective operations run only
-when a process group exists, so a single-process run never touches `torch.distributed` (item 6).
+iterations and entropies lose too much in bf16/fp16. Collective operations run only when a process group exists, so a
+single-process run never touches `torch.distributed`.
 
-`modeling_pros.py` imports this file relatively, so it is copied to the Hub with the model: torch only.
+`modeling_pros_pretraining.py` imports this file relatively, so it is copied next to a pre-training checkpoint's
+weights (for `trust_remote_code=True` users): torch only.
 """
 
 import functools

@@ -23,11 +23,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from .configuration_pros import ProSConfig
-
-
-def _pair(value):
-    return tuple(value) if isinstance(value, (list, tuple)) else (value, value)
+from .configuration_pros import ProSConfig, pair
 
 
 class ProSPatchEmbeddings(nn.Module):
@@ -35,7 +31,7 @@ class ProSPatchEmbeddings(nn.Module):
 
     def __init__(self, config: ProSConfig):
         super().__init__()
-        self.patch_size = _pair(config.patch_size)
+        self.patch_size = pair(config.patch_size)
         self.num_channels = config.num_channels
         self.projection = nn.Conv2d(
             config.num_channels, config.hidden_size, kernel_size=self.patch_size, stride=self.patch_size
@@ -56,15 +52,17 @@ class ProSEmbeddings(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
         num_positions = self.grid_size[0] * self.grid_size[1] + 1
         self.position_embeddings = nn.Parameter(torch.zeros(1, num_positions, config.hidden_size))
-        # replaces masked patches in pre-training with the masked patch loss (as transformers' ViT `use_mask_token`)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.patch_loss_weight > 0 else None
+        # replaces the patches `bool_masked_pos` marks (ViT's and Dinov2's `use_mask_token`); the masked patch loss of
+        # pre-training needs one, in the student and (to pair their weights for the EMA) in the teacher
+        has_mask_token = config.use_mask_token or config.patch_loss_weight > 0
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if has_mask_token else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def interpolate_pos_encoding(self, grid_height: int, grid_width: int, dtype: torch.dtype) -> torch.Tensor:
         """Position embeddings for a `grid_height x grid_width` patch grid.
 
         Resampled bicubically to that exact grid (not by a scale factor, which rounds differently across versions),
-        in float32: bicubic resampling in half precision shifts the embeddings (REFERENCE.md section 6, item 10).
+        in float32, since bicubic resampling in half precision shifts the embeddings.
         """
         if (grid_height, grid_width) == self.grid_size:
             return self.position_embeddings if self.position_embeddings.dtype == dtype else self.position_embeddings.to(dtype)
@@ -287,7 +285,7 @@ class ProSPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         """All initialisation lives here: transformers 5.x builds models on the meta device and calls this for every
-        tensor that was not loaded from a checkpoint (REFERENCE.md section 6, item 8)."""
+        tensor that was not loaded from a checkpoint, so weights set up in a module's `__init__` would be lost."""
         std = self.config.initializer_range
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             init.trunc_normal_(module.weight, mean=0.0, std=std)
@@ -330,8 +328,15 @@ class ProSModel(ProSPreTrainedModel):
     the classification heads.
     """
 
-    def __init__(self, config: ProSConfig):
+    def __init__(self, config: ProSConfig, use_mask_token: bool = False):
+        r"""
+        use_mask_token (`bool`, *optional*, defaults to `False`):
+            Build a mask token for `bool_masked_pos`, as `ProSConfig(use_mask_token=True)` does; recorded in the
+            config, so that the saved model loads back with it.
+        """
         super().__init__(config)
+        if use_mask_token:
+            config.use_mask_token = True
         self.embeddings = ProSEmbeddings(config)
         self.encoder = ProSEncoder(config)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -366,7 +371,7 @@ class ProSModel(ProSPreTrainedModel):
                 f"ProSModel expects {self.config.num_channels} channels (config.num_channels), got "
                 f"{pixel_values.shape[1]} in `pixel_values` of shape {tuple(pixel_values.shape)}."
             )
-        patch_height, patch_width = _pair(self.config.patch_size)
+        patch_height, patch_width = pair(self.config.patch_size)
         height, width = pixel_values.shape[-2:]
         if height % patch_height or width % patch_width or height == 0 or width == 0:
             raise ValueError(
@@ -376,9 +381,10 @@ class ProSModel(ProSPreTrainedModel):
 
     def _check_bool_masked_pos(self, bool_masked_pos, pixel_values) -> None:
         if self.embeddings.mask_token is None:
-            raise ValueError("`bool_masked_pos` needs the mask token, which only models configured with "
-                             "`patch_loss_weight > 0` have.")
-        patch_height, patch_width = _pair(self.config.patch_size)
+            raise ValueError("`bool_masked_pos` needs a mask token: build the model with `use_mask_token=True` "
+                             "(`ProSConfig(use_mask_token=True)` or `ProSModel(config, use_mask_token=True)`); "
+                             "pre-training with patch_loss_weight > 0 builds one.")
+        patch_height, patch_width = pair(self.config.patch_size)
         num_patches = (pixel_values.shape[-2] // patch_height) * (pixel_values.shape[-1] // patch_width)
         if bool_masked_pos.dtype != torch.bool or tuple(bool_masked_pos.shape) != (pixel_values.shape[0], num_patches):
             raise ValueError(f"`bool_masked_pos` must be a bool tensor of shape (batch, num_patches) = "
@@ -408,8 +414,8 @@ class ProSModel(ProSPreTrainedModel):
             every token, which supplies the keys and values): the same `pooler_output`, about 3/4 of one block's
             work less. Pre-training uses it, since its loss sees the CLS token only. `last_hidden_state` then holds the CLS token alone, shape (batch, 1, hidden).
         bool_masked_pos (`torch.BoolTensor` of shape `(batch_size, num_patches)`, *optional*): patches whose
-            embedding is replaced by the mask token (pre-training with `config.patch_loss_weight > 0`, which creates
-            it), in row-major grid order.
+            embedding is replaced by the mask token, in row-major grid order; needs a model with a mask token
+            (`use_mask_token=True`, or pre-training with `patch_loss_weight > 0`).
         """
         self._check_pixel_values(pixel_values)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions

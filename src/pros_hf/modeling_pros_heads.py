@@ -56,10 +56,11 @@ def _saved_backbone_without_the_package(pretrained) -> ProSModel:
 
 
 def head_config(backbone_config: ProSConfig, **config_overrides) -> ProSConfig:
-    """The config of a head on a backbone of `backbone_config`: its fields plus `config_overrides`, without what
-    describes the saved backbone (architectures, auto_map, ...) or its label maps when the head sets its own."""
+    """The config of a head on a backbone of `backbone_config`: the backbone's fields (no pre-training or landmark
+    section, nor what describes the saved backbone: architectures, auto_map, ...) plus `config_overrides`, without the
+    backbone's label maps when the head sets its own."""
     ProSConfig.check_field_names(config_overrides, "from_backbone")
-    config_dict = backbone_config.to_dict()
+    config_dict = backbone_config.to_backbone_config().to_dict()
     for key in _SAVED_MODEL_KEYS + (_LABEL_KEYS if set(_LABEL_KEYS) & set(config_overrides) else ()):
         config_dict.pop(key, None)
     config = ProSConfig(**{**config_dict, **config_overrides})

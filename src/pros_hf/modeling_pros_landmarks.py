@@ -149,6 +149,7 @@ class ProSForLandmarkDetection(ProSPreTrainedModel):
     accepts_loss_kwargs = False
 
     def __init__(self, config: ProSConfig):
+        config.ensure_section("landmark_config")  # the saved config.json then holds every field the decoder read
         super().__init__(config)
         self.pros = ProSModel(config)
         if config.landmark_decoder == "heatmap":

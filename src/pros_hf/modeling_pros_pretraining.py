@@ -1,4 +1,4 @@
-"""ProSForPreTraining: a student and an EMA teacher ViT matched through learnable prototypes (REFERENCE.md 2-3).
+"""ProSForPreTraining: a student and an EMA teacher ViT matched through learnable prototypes.
 
 The student sees every crop (global and local, one backbone call per resolution); the teacher sees only the global
 crops, without gradient, and is always in eval mode. Both map the CLS token through a projection head to an
@@ -9,11 +9,12 @@ and KoLeo terms, and optionally iBOT's masked patch term (`patch_loss_weight`): 
 crops are masked, and its patch tokens there must match the teacher's for the unmasked crop. After each optimizer
 step the trainer calls `update_teacher(momentum)`.
 
-Kept separate from `modeling_pros.py` so that the backbone file users download stays small; `save_pretrained` copies
-this file, `modeling_pros.py`, `configuration_pros.py` and `losses.py` for `trust_remote_code=True` users.
+Kept separate from `modeling_pros.py` so that a backbone's or a head's folder holds no pre-training code;
+`save_pretrained` copies this file, `modeling_pros.py`, `configuration_pros.py` and `losses.py` next to a pre-training
+checkpoint for `trust_remote_code=True` users. The model's config always holds its `pretraining_config` section (built
+with the defaults where the config had none), so a checkpoint records every field its loss read.
 """
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +43,7 @@ logger = logging.get_logger(__name__)
 
 @dataclass
 class ProSPreTrainingOutput(ModelOutput):
-    """Loss and the health signals of REFERENCE.md section 2 (all detached except `loss`).
+    """Loss and the signals that tell a learning run from a collapsed one (all detached except `loss`).
 
     A `matching_loss` stuck at ln K means uniform collapse; one near 0 within an epoch means one-hot collapse.
     `teacher_entropy` (mean entropy of the teacher targets), `student_mean_entropy` (entropy of the batch-mean student
@@ -86,6 +87,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
     """Student, teacher, heads, prototypes and center. `forward(global_crops, local_crops)` returns the loss."""
 
     def __init__(self, config: ProSConfig):
+        config.ensure_section("pretraining_config")
         super().__init__(config)
         self.student = ProSModel(config)
         self.teacher = ProSModel(config)
@@ -150,7 +152,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
     @torch.no_grad()
     def update_teacher(self, momentum: float) -> None:
         """`theta_t <- m theta_t + (1 - m) theta_s` with fused `_foreach` ops; call after every optimizer step, on
-        every process, on the unwrapped model (REFERENCE.md section 6, item 4)."""
+        every process, on the unwrapped model (a wrapper's copy of the weights may be a shard or a replica)."""
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"update_teacher: momentum must be in [0, 1], got {momentum}")
         teacher = [p.data for p in self._teacher_parameters()]
@@ -191,11 +193,10 @@ class ProSForPreTraining(ProSPreTrainedModel):
         `state_dict`: this model's full state dict, where its parameters are sharded (FSDP, DeepSpeed ZeRO-3), as
         `accelerator.get_state_dict` gathers it; its `teacher.` entries are taken. A sharded teacher's own
         `state_dict()` would hold shards."""
-        # its own copy of the config, without the `auto_map` the pre-training model's saves wrote into it: that names
-        # modeling_pros_pretraining.py, which the backbone's folder does not hold
-        config = copy.deepcopy(self.config)
-        config.__dict__.pop("auto_map", None)
-        backbone = ProSModel(config)
+        # its own copy of the config with the backbone's fields only: no pre-training section, and no `auto_map` of
+        # the pre-training model's saves (it names modeling_pros_pretraining.py, which the backbone's folder does not
+        # hold); a teacher built with a mask token keeps it (`use_mask_token`)
+        backbone = ProSModel(self.config.to_backbone_config())
         if state_dict is None:
             teacher = self.teacher.state_dict()
         else:

@@ -551,7 +551,8 @@ class ProSTrainer(Trainer):
             except ValueError as error:  # a run too short to have logged a step
                 logger.info("No training_curves.png: %s", error)
             backbone_card(backbone, repo_id=repo_id, dataset=self.dataset_name, training_summary=summary,
-                          evaluation=evaluation).save(os.path.join(output_dir, "README.md"))
+                          evaluation=evaluation, pretraining_config=model.config).save(
+                os.path.join(output_dir, "README.md"))
             with open(os.path.join(output_dir, SKIP_REPORT_NAME), "w") as handle:
                 json.dump(self.skip_summary or self.skip_report.summary(), handle, indent=2)
             if self.push_backbone_to_hub:
