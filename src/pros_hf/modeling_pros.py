@@ -106,8 +106,10 @@ def eager_attention_forward(module, query, key, value, attention_mask, scaling, 
 class ProSAttention(nn.Module):
     """Multi-head self-attention with one fused qkv projection, dispatched through transformers' attention interface.
 
-    `config._attn_implementation` picks the kernel ("sdpa" by default, "eager", or any registered one). When attention
-    maps are requested the eager path is used for that call, since fused kernels do not return them.
+    `config._attn_implementation` picks the kernel ("sdpa" by default, "eager", or any registered one), looked up on
+    every call through `ALL_ATTENTION_FUNCTIONS.get_interface`, as transformers' ViT does: that is what lets
+    `model.set_attn_implementation(...)` switch a built model. When attention maps are requested the eager path is used
+    for that call, since fused kernels do not return them.
     """
 
     def __init__(self, config: ProSConfig):
@@ -128,11 +130,12 @@ class ProSAttention(nn.Module):
         if num_queries is not None:
             query = query[:, :, :num_queries]
 
-        implementation = self.config._attn_implementation
-        if output_attentions or implementation in (None, "eager"):
+        if output_attentions:
             attention_interface = eager_attention_forward
         else:
-            attention_interface = ALL_ATTENTION_FUNCTIONS[implementation]
+            attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, eager_attention_forward
+            )
         attn_output, attn_weights = attention_interface(
             self,
             query,
