@@ -23,7 +23,7 @@ from transformers import HfArgumentParser
 from pros_hf import ProSConfig, ProSImageProcessor
 from pros_hf.cli import check_output_file
 from pros_hf.data.face_rendering import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-from pros_hf.data.factor_pairs import FACTORS, make_factor_pairs
+from pros_hf.knn.factor_pairs import FACTORS, make_factor_pairs
 from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor, random_init_backbone
 
 logger = logging.getLogger("factor_sensitivity")

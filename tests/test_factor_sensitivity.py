@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pros_hf.data.factor_pairs import FACTORS, make_factor_pairs
+from pros_hf.knn.factor_pairs import FACTORS, make_factor_pairs
 from pros_hf.knn import factor_sensitivity
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,6 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# the image processor's ImageNet statistics, under timm's names, which the augmentation configs use
+from ..image_processing_pros import IMAGENET_MEAN as IMAGENET_DEFAULT_MEAN
+from ..image_processing_pros import IMAGENET_STD as IMAGENET_DEFAULT_STD
+
 __all__ = [
     "IMAGENET_DEFAULT_MEAN",
     "IMAGENET_DEFAULT_STD",
@@ -55,8 +59,6 @@ __all__ = [
     "to_device",
 ]
 
-IMAGENET_DEFAULT_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 # ITU-R 601-2 luma, the weights of PIL's ``convert("L")`` and (to 3 decimals) torchvision's ``rgb_to_grayscale``.
 GRAYSCALE_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 INTERPOLATION_MODES = ("bilinear", "bicubic", "nearest")

@@ -20,17 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..validation import check_finite_triple, check_prob, check_range, check_source_size
 from . import functional as AF
+from .multicrop import OUTPUT_DTYPES, PADDING_MODES, _as_generator
 from .serializable import ConfiguredTransform, SerializableConfig
-from .multicrop import (
-    OUTPUT_DTYPES,
-    PADDING_MODES,
-    _as_generator,
-    _check_finite_triple,
-    _check_prob,
-    _check_range,
-    _check_source_size,
-)
 
 __all__ = [
     "LandmarkAugmentationConfig",
@@ -224,13 +217,13 @@ class LandmarkAugmentationConfig(SerializableConfig):
         self.output_size = _as_size("output_size", self.output_size)
         if not isinstance(self.rotation_degrees, (int, float)) or not 0.0 <= float(self.rotation_degrees) <= 180.0:
             raise ValueError(f"rotation_degrees must be in [0, 180], got {self.rotation_degrees!r}")
-        self.scale = _check_range("scale", self.scale, 0.0, math.inf, lo_open=True)
+        self.scale = check_range("scale", self.scale, 0.0, math.inf, lo_open=True)
         if math.isinf(self.scale[1]):
             raise ValueError(f"scale must be finite, got {self.scale!r}")
         if not isinstance(self.translate, (int, float)) or not 0.0 <= float(self.translate) <= 1.0:
             raise ValueError(f"translate must be a fraction in [0, 1], got {self.translate!r}")
-        _check_prob("flip_p", self.flip_p)
-        _check_prob("color_jitter_p", self.color_jitter_p)
+        check_prob("flip_p", self.flip_p)
+        check_prob("color_jitter_p", self.color_jitter_p)
         if self.flip_permutation is not None:
             perm = tuple(int(i) for i in self.flip_permutation)
             if sorted(perm) != list(range(len(perm))):
@@ -257,8 +250,8 @@ class LandmarkAugmentationConfig(SerializableConfig):
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std must both be given or both be None")
         if self.mean is not None:
-            self.mean = _check_finite_triple("mean", self.mean)
-            self.std = _check_finite_triple("std", self.std)
+            self.mean = check_finite_triple("mean", self.mean)
+            self.std = check_finite_triple("std", self.std)
             if any(s <= 0 for s in self.std):
                 raise ValueError(f"std must be > 0 per channel, got {self.std!r}")
         if self.output_dtype not in OUTPUT_DTYPES:
@@ -319,7 +312,7 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
     ) -> LandmarkParams:
         """Draw the per-sample transforms (on ``generator.device``, the CPU by default; an int is a seed)."""
         width = height if width is None else width
-        batch_size, height, width = _check_source_size(batch_size, height, width)
+        batch_size, height, width = check_source_size(batch_size, height, width)
         generator = _as_generator(generator)
         c = self.config
         device = generator.device if generator is not None else torch.device("cpu")

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ..validation import check_finite_triple, check_prob, check_range, check_source_size
 from . import functional as AF
 from .serializable import ConfiguredTransform, SerializableConfig
 
@@ -41,47 +42,6 @@ COLOR_JITTER_MODES = ("fused", "sequential")
 PADDING_MODES = ("border", "reflection", "zeros")
 
 ProbSpec = float | Sequence[float]
-
-
-def _check_prob(name: str, p: float) -> None:
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
-
-
-def _check_range(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> tuple[float, float]:
-    """A ``(min, max)`` pair with ``lo (<|<=) min <= max <= hi``."""
-    try:
-        a, b = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a (min, max) pair, got {value!r}") from None
-    left = "(" if lo_open else "["
-    ok_lo = a > lo if lo_open else a >= lo
-    if not (ok_lo and b <= hi):
-        raise ValueError(f"{name} must lie in {left}{lo}, {hi}], got {value!r}")
-    if a > b:
-        raise ValueError(f"{name} must have min <= max, got {value!r}")
-    return a, b
-
-
-def _check_finite_triple(name: str, value: Any) -> tuple[float, float, float]:
-    """Three finite floats (R, G, B): a NaN or infinite mean/std would turn a whole channel into NaN or 0."""
-    try:
-        triple = tuple(float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be 3 numbers (R, G, B), got {value!r}") from None
-    if len(triple) != 3:
-        raise ValueError(f"{name} must have 3 values (R, G, B), got {value!r}")
-    if not all(math.isfinite(v) for v in triple):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return triple
-
-
-def _check_source_size(batch_size: Any, height: Any, width: Any) -> tuple[int, int, int]:
-    """``sample_params``' sizes as positive ints (a 0 or fractional size gives inf/NaN crop or warp matrices)."""
-    for name, value in (("batch_size", batch_size), ("height", height), ("width", width)):
-        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(batch_size), int(height), int(width)
 
 
 def _as_generator(generator: None | int | torch.Generator) -> torch.Generator | None:
@@ -97,7 +57,7 @@ def _as_generator(generator: None | int | torch.Generator) -> torch.Generator | 
 def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> tuple[float, ...]:
     """A probability for every view of a group: one float for all, or one per view."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        _check_prob(name, value)
+        check_prob(name, value)
         return (float(value),) * n_views
     try:
         probs = tuple(float(v) for v in value)
@@ -111,7 +71,7 @@ def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> tuple[float, ..
             f"{name} must be one probability or exactly one per view ({n_views} views), got {len(probs)} values{hint}"
         )
     for i, p in enumerate(probs):
-        _check_prob(f"{name}[{i}]", p)
+        check_prob(f"{name}[{i}]", p)
     return probs
 
 
@@ -201,9 +161,9 @@ class MultiCropConfig(SerializableConfig):
         for name in ("global_crop_size", "local_crop_size"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        self.global_crop_scale = _check_range("global_crop_scale", self.global_crop_scale, 0.0, 1.0, lo_open=True)
-        self.local_crop_scale = _check_range("local_crop_scale", self.local_crop_scale, 0.0, 1.0, lo_open=True)
-        self.crop_ratio = _check_range("crop_ratio", self.crop_ratio, 0.0, math.inf, lo_open=True)
+        self.global_crop_scale = check_range("global_crop_scale", self.global_crop_scale, 0.0, 1.0, lo_open=True)
+        self.local_crop_scale = check_range("local_crop_scale", self.local_crop_scale, 0.0, 1.0, lo_open=True)
+        self.crop_ratio = check_range("crop_ratio", self.crop_ratio, 0.0, math.inf, lo_open=True)
         if math.isinf(self.crop_ratio[1]):  # log(inf) makes the crop boxes non-finite at the first call
             raise ValueError(f"crop_ratio must be finite, got {self.crop_ratio!r}")
         if self.interpolation not in AF.INTERPOLATION_MODES:
@@ -213,14 +173,14 @@ class MultiCropConfig(SerializableConfig):
         if self.color_jitter_mode not in COLOR_JITTER_MODES:
             raise ValueError(f"color_jitter_mode must be one of {COLOR_JITTER_MODES}, got {self.color_jitter_mode!r}")
         for name in ("flip_p", "color_jitter_p", "grayscale_p", "local_blur_p", "local_solarize_p"):
-            _check_prob(name, getattr(self, name))
+            check_prob(name, getattr(self, name))
         for name in ("brightness", "contrast", "saturation"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
                 raise ValueError(f"{name} must be a non-negative float (factor range [max(0, 1 - x), 1 + x]), got {value!r}")
         if not isinstance(self.hue, (int, float)) or not 0.0 <= float(self.hue) <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue!r}")
-        self.blur_sigma = _check_range("blur_sigma", self.blur_sigma, 0.0, math.inf, lo_open=True)
+        self.blur_sigma = check_range("blur_sigma", self.blur_sigma, 0.0, math.inf, lo_open=True)
         if math.isinf(self.blur_sigma[1]):
             raise ValueError(f"blur_sigma must be finite, got {self.blur_sigma!r}")
         self.global_blur_p = _per_view_probs("global_blur_p", self.global_blur_p, self.n_global_crops)
@@ -228,7 +188,7 @@ class MultiCropConfig(SerializableConfig):
         if not isinstance(self.solarize_threshold, (int, float)) or not 0.0 <= float(self.solarize_threshold) <= 1.0:
             raise ValueError(f"solarize_threshold must be in [0, 1], got {self.solarize_threshold!r}")
         for name in ("mean", "std"):
-            setattr(self, name, _check_finite_triple(name, getattr(self, name)))
+            setattr(self, name, check_finite_triple(name, getattr(self, name)))
         if any(s <= 0 for s in self.std):
             raise ValueError(f"std must be > 0 per channel, got {self.std!r}")
         if self.output_dtype not in OUTPUT_DTYPES:
@@ -402,7 +362,7 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
         ``generator`` may also be an int seed (see the class docstring).
         """
         width = height if width is None else width
-        batch_size, height, width = _check_source_size(batch_size, height, width)
+        batch_size, height, width = check_source_size(batch_size, height, width)
         generator = _as_generator(generator)
         c = self.config
         device = generator.device if generator is not None else torch.device("cpu")

@@ -85,21 +85,6 @@ _FRAME_COLOURS = ((20, 20, 20), (90, 55, 30), (200, 170, 80), (180, 180, 190), (
 _METALS = ((212, 175, 55), (205, 205, 215), (240, 235, 225))
 
 
-def _check_int(name: str, value, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low or (high is not None and value > high):
-        valid = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"{name} must be {valid}, got {value}")
-    return int(value)
-
-
-def _check_choice(name: str, value, options: Sequence[str]) -> str:
-    if value not in options:
-        raise ValueError(f"{name} must be one of {list(options)}, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True)
 class FaceIdentity:
     """Everything that makes two images the same person: shape, colouring, hair, facial hair, habits.

@@ -16,7 +16,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .face_params import FaceParams, _check_choice, _check_int
+from ..validation import check_choice, check_int
+from .face_params import FaceParams
 
 __all__ = ["BACKGROUNDS", "MASK_LABELS", "MAX_IMAGE_SIZE", "MIN_IMAGE_SIZE", "RenderedFace", "render_face"]
 
@@ -188,8 +189,8 @@ def render_face(
     """Render one face. ``rng`` draws only what is not in ``params`` (background, clutter, sensor noise), so one
     ``params`` renders the same face on different backgrounds. ``return_masks`` adds a label map (``MASK_LABELS``)
     of what is visible at each pixel, for checking that landmarks sit on the drawn features."""
-    image_size = _check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
-    _check_choice("background", background, BACKGROUNDS)
+    image_size = check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    check_choice("background", background, BACKGROUNDS)
     ident = params.identity
     (corner, gap, mouth_wx, upper_raise, lip_thin, eye_up, eye_low, brow_raise, brow_inner, brow_arch_x,
      wrinkle) = params.expression_shape()  # fmt: skip

@@ -24,11 +24,10 @@ from .face_params import (
     FLIP_PERMUTATION_68,
     FaceIdentity,
     FaceParams,
-    _check_choice,
-    _check_int,
     sample_face_params,
     sample_identity,
 )
+from ..validation import check_choice, check_int
 from .face_rendering import BACKGROUNDS, MASK_LABELS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, RenderedFace, render_face
 
 __all__ = [
@@ -60,20 +59,20 @@ IMAGE_FORMATS = ("jpeg", "png")  # storage of the `image` column of make_synthet
 
 
 def _validate(num_images, image_size, seed, num_identities, expressions, background, pose_scale):
-    num_images = _check_int("num_images", num_images, 1)
-    image_size = _check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
-    seed = _check_int("seed", seed, 0)
+    num_images = check_int("num_images", num_images, 1)
+    image_size = check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
+    seed = check_int("seed", seed, 0)
     if num_identities is None:
         num_identities = max(1, math.ceil(num_images / 10))
-    num_identities = _check_int("num_identities", num_identities, 1, num_images)
+    num_identities = check_int("num_identities", num_identities, 1, num_images)
     if expressions is None:
         expression_ids = None
     else:
         if isinstance(expressions, str) or not len(expressions):
             raise ValueError(f"expressions must be a non-empty list of names from {list(EXPRESSION_NAMES)}")
-        expression_ids = [EXPRESSION_NAMES.index(_check_choice("expressions", e, EXPRESSION_NAMES))
+        expression_ids = [EXPRESSION_NAMES.index(check_choice("expressions", e, EXPRESSION_NAMES))
                           for e in expressions]  # fmt: skip
-    _check_choice("background", background, BACKGROUNDS)
+    check_choice("background", background, BACKGROUNDS)
     if not isinstance(pose_scale, (int, float)) or not 0.0 <= pose_scale <= 1.5:
         raise ValueError(f"pose_scale must be a number in [0, 1.5] (0: frontal, 1: default ranges), got {pose_scale!r}")
     return num_images, image_size, seed, num_identities, expression_ids, float(pose_scale)
@@ -286,8 +285,8 @@ def make_synthetic_faces(
 
     args = _validate(num_images, image_size, seed, num_identities, expressions, background, pose_scale)
     n, size, seed, n_id, expr_ids, pose = args
-    _check_choice("image_format", image_format, IMAGE_FORMATS)
-    num_proc = _check_int("num_proc", num_proc, 1)
+    check_choice("image_format", image_format, IMAGE_FORMATS)
+    num_proc = check_int("num_proc", num_proc, 1)
     progress = None
     if show_progress if show_progress is not None else n >= 2000:
         from tqdm.auto import tqdm

@@ -12,8 +12,9 @@ percent (floats in [0, 100]).
 
 Layout: :mod:`.features` (which network, its image processor, extracting CLS features; the backbone itself loads with
 :func:`pros_hf.load_backbone`), :mod:`.classifier` (the weighted vote), :mod:`.evaluation` (accuracy on labelled
-datasets, the stratified split), :mod:`.callback` (:class:`KNNCallback`), and :mod:`.sensitivity` (how far features
-move when one factor of a face changes: why a k-NN result is what it is).
+datasets, the stratified split), :mod:`.callback` (:class:`KNNCallback`), :mod:`.sensitivity` (how far features move
+when one factor of a face changes: why a k-NN result is what it is) and :mod:`.factor_pairs` (the synthetic faces,
+changed one factor at a time, it measures on).
 """
 
 from ..loading import load_backbone  # re-exported: k-NN users load the backbone they judge from here

@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers import TrainerCallback
 
-from .classifier import _check_k_temperature, knn_accuracy_from_features
+from ..validation import check_k_temperature
+from .classifier import knn_accuracy_from_features
 from .evaluation import _effective_k, _labels_and_num_classes, stratified_split_indices
 from .features import check_image_column, default_backbone, extract_dataset_features, holds_shards
 
@@ -52,7 +53,7 @@ class KNNCallback(TrainerCallback):
             raise ValueError("label_columns must name at least one label column.")
         if eval_steps is not None and (not isinstance(eval_steps, int) or eval_steps <= 0):
             raise ValueError(f"eval_steps must be a positive integer or None, got {eval_steps!r}.")
-        _check_k_temperature(k, temperature)
+        check_k_temperature(k, temperature)
         for part, dataset in (("train_dataset", train_dataset), ("test_dataset", test_dataset)):
             check_image_column(dataset, image_column, part)  # now, not at the first k-NN hours into a run
         self.train_dataset, self.test_dataset = train_dataset, test_dataset

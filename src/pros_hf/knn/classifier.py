@@ -2,18 +2,11 @@
 
 import torch
 
-
-def _check_k_temperature(k, temperature) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
-        raise ValueError(f"k must be a positive integer, got {k!r}.")
-    if not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (votes are exp(similarity / temperature)), got {temperature!r}.")
-    if 1.0 / temperature > 700:
-        raise ValueError(f"temperature must be >= 1/700: exp(1 / temperature) overflows float64, got {temperature!r}.")
+from ..validation import check_k_temperature
 
 
 def _check_knn_inputs(train_features, train_labels, test_features, num_classes, k, temperature, chunk_size):
-    _check_k_temperature(k, temperature)
+    check_k_temperature(k, temperature)
     if not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}.")
     if not isinstance(chunk_size, int) or chunk_size <= 0:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .classifier import _check_k_temperature, knn_accuracy_from_features
+from ..validation import check_k_temperature
+from .classifier import knn_accuracy_from_features
 from .features import check_image_column, extract_dataset_features
 
 logger = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def knn_accuracy(
 
     Returns ``{"top1": ...}`` plus ``"top5"`` when the label has at least 5 classes.
     """
-    _check_k_temperature(k, temperature)
+    check_k_temperature(k, temperature)
     check_image_column(train_dataset, image_column, "train_dataset")
     check_image_column(test_dataset, image_column, "test_dataset")
     train_labels, num_classes = _labels_and_num_classes(train_dataset, label_column)
@@ -133,7 +134,7 @@ def evaluate_knn(
     labels, so two models (e.g. trained and random-init) are compared on the same examples. Images that cannot be
     decoded are left out of both sides of the split, and counted in a logged warning.
     """
-    _check_k_temperature(k, temperature)
+    check_k_temperature(k, temperature)
     if isinstance(label_columns, str):
         label_columns = (label_columns,)
     if not label_columns:

@@ -1,7 +1,7 @@
 """How far features move when one factor of a face changes, relative to two unrelated faces.
 
 Why: a backbone that fails expression k-NN either never looked at expressions or learnt to ignore them. Paired faces
-that differ in one factor (:func:`pros_hf.data.factor_pairs.make_factor_pairs`) tell the two apart: the cosine
+that differ in one factor (:func:`pros_hf.knn.factor_pairs.make_factor_pairs`) tell the two apart: the cosine
 distance between a face and its variant, divided by the mean distance between unrelated faces of the same set, is 0
 for a factor the features are invariant to and about 1 for one that moves them as far as a new face. Comparing it
 with the same architecture at random initialisation shows which factors training made the features more or less

@@ -8,8 +8,9 @@ import shutil
 from pathlib import Path
 from collections.abc import Sequence
 
+from ...validation import check_choice
 from .splits import split_train_test
-from .tasks import TaskData, TaskLabels, _check_task, default_label_names, task_features
+from .tasks import TASKS, TaskData, TaskLabels, default_label_names, task_features
 from .validation import (
     LabelError,
     _is_missing,
@@ -123,7 +124,7 @@ def read_label_file(
     """
     import datasets
 
-    _check_task(task)
+    check_choice("task", task, TASKS)
     image_dir, labels_file = Path(image_dir), Path(labels_file)
     if not labels_file.is_file():
         raise FileNotFoundError(f"Label file {labels_file} does not exist.")
@@ -287,7 +288,7 @@ def load_task_data(
     """
     import datasets
 
-    _check_task(task)
+    check_choice("task", task, TASKS)
     for name, count in (("num_train", num_train), ("num_test", num_test)):
         if count is not None and count < 1:  # 0 would train / test on nothing, a negative count slices from the end
             raise ValueError(f"{name} must be at least 1 (or None for all), got {count}.")

@@ -5,14 +5,10 @@ from typing import Any
 
 import numpy as np
 
+from ...validation import check_choice
+
 
 TASKS = ("attributes", "expression", "landmarks")
-
-
-def _check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
-    return task
 
 
 @dataclass
@@ -24,7 +20,7 @@ class TaskLabels:
     num_landmarks: int | None = None
 
     def __post_init__(self):
-        _check_task(self.task)
+        check_choice("task", self.task, TASKS)
         if self.task == "landmarks":
             if not self.num_landmarks or self.num_landmarks < 1:
                 raise ValueError("landmarks need num_landmarks >= 1.")

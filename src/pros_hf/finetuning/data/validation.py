@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .tasks import TaskLabels, _check_task, default_label_names, task_features
+from ...validation import check_choice
+from .tasks import TASKS, TaskLabels, default_label_names, task_features
 
 
 class LabelError(ValueError):
@@ -125,7 +126,7 @@ def normalize_task_dataset(
     """
     import datasets
 
-    _check_task(task)
+    check_choice("task", task, TASKS)
     label_column = label_column or task
     if image_column not in dataset.column_names:
         raise ValueError(f"No image column {image_column!r} in the dataset (columns {dataset.column_names}); "

@@ -21,8 +21,9 @@ import dataclasses
 
 import numpy as np
 
-from .face_params import EXPRESSION_NAMES, _check_int, sample_face_params, sample_identity
-from .face_rendering import BACKGROUNDS, render_face
+from ..data.face_params import EXPRESSION_NAMES, sample_face_params, sample_identity
+from ..data.face_rendering import BACKGROUNDS, render_face
+from ..validation import check_int
 
 FACTORS = ("expression", "background", "pose", "lighting", "identity")
 
@@ -63,7 +64,7 @@ def make_factor_pairs(
     """
     import datasets
 
-    num_groups = _check_int("num_groups", num_groups, 1)
+    num_groups = check_int("num_groups", num_groups, 1)
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {list(BACKGROUNDS)}, got {background!r}")
     identities_rng = np.random.default_rng([seed, 1])
