@@ -344,8 +344,8 @@ def check_checkpoint_matches(checkpoint: str, config: ProSConfig) -> None:
 
 
 def written_at(results: str, step: int, epoch: float) -> bool:
-    """Whether train_results.json was written at this optimizer step (files from before session 7 record only the
-    epoch, which then has to match)."""
+    """Whether train_results.json was written at this optimizer step (a file that records only the epoch must match
+    the epoch)."""
     try:
         with open(results) as handle:
             recorded = json.load(handle)

@@ -1,8 +1,8 @@
 """The pre-training run at a glance: loss, entropies, prototypes in use, schedules and k-NN accuracy against steps.
 
 Why: self-distillation fails quietly. A loss flat at ln K is uniform collapse, a teacher entropy near 0 with few
-prototypes in use is one-hot collapse, and a falling loss says nothing about the features (REFERENCE.md section 6,
-items 1-2), which k-NN accuracy does. These are the curves DINO's users are told to look at. `ProSTrainer` writes them
+prototypes in use is one-hot collapse, and a falling loss says nothing about the features, which k-NN accuracy
+does. These are the curves DINO's users are told to look at. `ProSTrainer` writes them
 next to the exported backbone as `training_curves.png`, from `trainer.state.log_history`.
 """
 

@@ -5,8 +5,8 @@ Coordinates: a point ``(x, y)`` is in pixels of its image, ``x`` the column, wit
 coordinates ``x + 0.5``, in which an image of width ``W`` spans ``[0, W]`` exactly as ``grid_sample`` with
 ``align_corners=False`` sees it, so an image and its points are mapped by the very same matrix.
 
-Horizontal flip is only allowed with a point permutation (REFERENCE.md section 5: no flip for landmarks unless the
-indices are remapped): after mirroring, the point that sat on the left eye corner is where the right one is, so
+Horizontal flip is only allowed with a point permutation (a flipped face's landmarks are wrong unless the indices
+are remapped): after mirroring, the point that sat on the left eye corner is where the right one is, so
 index ``i`` must take the mirrored point of its symmetric partner ``flip_permutation[i]``.
 """
 

@@ -1,9 +1,9 @@
 """Batched, on-device DINO multi-crop augmentation for ProS pre-training.
 
 DINO (Caron et al., 2021, ``main_dino.py: DataAugmentationDINO``) turns every image into 2 global and several local
-crops with per-image PIL/torchvision transforms in the DataLoader workers. That starves a GPU (REFERENCE.md,
-section 7), so here the same views are produced for a whole uint8 batch already on the accelerator with plain
-tensor ops: one ``grid_sample`` per view group (crop + resize + flip in one resampling, straight from the uint8
+crops with per-image PIL/torchvision transforms in the DataLoader workers. That starves a GPU (the CPU workers cannot
+keep up with its steps), so here the same views are produced for a whole uint8 batch already on the accelerator with
+plain tensor ops: one ``grid_sample`` per view group (crop + resize + flip in one resampling, straight from the uint8
 values), colour jitter + grayscale + normalisation as one colour matrix per sample (one batched matmul), Gaussian
 blur as grouped convolutions with a kernel per sample (one call per kernel radius), solarize elementwise. Loops run
 over views, ops and kernel radii, never over the batch.

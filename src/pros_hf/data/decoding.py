@@ -216,7 +216,7 @@ def _to_rgb(image: Image.Image, background: tuple[int, int, int], source: Any) -
     """Any Pillow mode to RGB; transparency is composited on `background` (dropping alpha leaves garbage colours)."""
     mode = image.mode
     # A PNG tRNS chunk makes one colour transparent in 1, L, P, RGB and 16-bit grey images: `info["transparency"]`.
-    # It must be tested before any early return (an RGB image with one was returned with its key colour unchanged).
+    # It must be tested before any early return (an RGB image with one would otherwise keep its key colour opaque).
     key = image.info.get("transparency")
     if mode == "RGB" and key is None:
         return image

@@ -1,7 +1,7 @@
 """One entry point for pre-training images: a folder, a saved `datasets` folder, a Hub id, or a `datasets` object.
 
 `load_pretraining_images` returns a torch dataset whose samples are decoded lazily, in DataLoader workers, into one
-fixed source size `(3, S, S)` uint8 (DESIGN.md, data flow: augmentation runs later, batched on the accelerator).
+fixed source size `(3, S, S)` uint8 (augmentation runs later, batched on the accelerator).
 Unreadable images never raise: they become skip records that `collate_pretraining` moves into `batch["skipped"]`,
 and a `SkipReport` in the main process counts them (workers are separate processes).
 

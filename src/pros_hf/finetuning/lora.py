@@ -4,7 +4,7 @@
 that targets the backbone's attention projections (`qkv`, the fused query/key/value projection, and `o_proj`) and
 lists the head's modules in `modules_to_save` (a new head has no pre-trained weights to adapt: it is trained in full
 and saved with the adapter). No `task_type` is set: PEFT's task types wrap the forward of text models
-(`FEATURE_EXTRACTION` passes `input_ids`/`attention_mask`), which a vision model does not take (REFERENCE.md 6.9).
+(`FEATURE_EXTRACTION` passes `input_ids`/`attention_mask`), which a vision model does not take.
 
 The adapter saves with `save_adapter`, reloads onto a fresh base with `load_adapter` (`PeftModel.from_pretrained`)
 and merges into a plain head model with `merge_adapter` (`merge_and_unload`), loadable with the Auto classes.

@@ -73,7 +73,7 @@ def random_init_backbone(config, seed: int) -> torch.nn.Module:
 
 def load_backbone_and_processor(path_or_id: str, **kwargs) -> tuple[torch.nn.Module, "ProSImageProcessor"]:
     """``load_backbone(path_or_id)`` and the image processor saved with it, or one made from its config when none
-    was saved (checkpoints and older exports carry no ``preprocessor_config.json``)."""
+    was saved (a pre-training checkpoint, or a model saved without one, has no ``preprocessor_config.json``)."""
     from ..image_processing_pros import ProSImageProcessor
     from ..loading import load_backbone
 

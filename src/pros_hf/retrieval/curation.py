@@ -9,7 +9,7 @@ Output layout (``output_dir``)::
     report.json              counts at every stage; montage.png; dominance_histogram.png
 
 The reconstruction follows DINOv2's LVD-142M curation (embed, dedup, retrieve around curated queries) with a face
-detector in front, as described for ProS (REFERENCE.md, section 4).
+detector in front, as described for ProS.
 """
 
 import json

@@ -1,8 +1,8 @@
 """Attribute accuracy: per-attribute accuracy of multi-label (multi-hot) predictions and their mean.
 
-Why: face attributes (CelebA, LFWA: 40 binary attributes) are reported as the mean over attributes of each
-attribute's accuracy (ProS REFERENCE.md section 5), which a plain multi-label accuracy does not give: the per-attribute
-numbers show which attributes the backbone encodes. Self-contained (numpy and evaluate only), because evaluate copies
+Why: face attributes (CelebA, LFWA: 40 binary attributes) are reported, as in the ProS paper, as the mean over
+attributes of each attribute's accuracy, which a plain multi-label accuracy does not give: the per-attribute numbers
+show which attributes the backbone encodes. Self-contained (numpy and evaluate only), because evaluate copies
 this script into its modules cache and imports it from there.
 """
 

@@ -1,7 +1,7 @@
 """Expression metrics: accuracy, macro-F1 and the confusion matrix of single-label class predictions.
 
 Why: expression data sets (RAF-DB, AffectNet) are imbalanced (happy dominates, fear and disgust are rare), so top-1
-accuracy (ProS REFERENCE.md section 5) is reported next to macro-F1, which weighs each class equally, and the confusion
+accuracy (the ProS paper's measure) is reported next to macro-F1, which weighs each class equally, and the confusion
 matrix shows which expressions are confused. Self-contained (numpy and evaluate only), because evaluate copies this
 script into its modules cache and imports it from there.
 """

@@ -4,7 +4,7 @@ Why a local evaluate module: ``evaluate.load("<hub name>")`` needs the network, 
 on the Hub in the variants papers report. This script is self-contained (numpy and evaluate only), because evaluate
 copies it into its modules cache and imports it from there, away from the ``pros_hf`` package.
 
-Protocol (ProS REFERENCE.md section 5; 300W, WFLW and AFLW-19 as in HRNet, ADNet and STAR): the error of a point is
+Protocol (the ProS paper's; 300W, WFLW and AFLW-19 as in HRNet, ADNet and STAR): the error of a point is
 its Euclidean distance to the ground truth; the NME of an image is the mean over its points divided by a distance
 measured on the ground truth; the dataset NME is the mean over images. Failure rate and AUC are taken at a threshold
 on the per-image NME (0.10 usually, 0.07 for AFLW-19 with box-diagonal normalisation).
