@@ -87,6 +87,15 @@ def test_from_pretrained_keyword_overrides_reach_the_sections(tmp_path):
         ProSConfig.from_pretrained(tmp_path, teacher_temperature=-1.0)
     with pytest.raises(ValueError, match="landmark_heatmap_sigma"):
         ProSConfig.from_pretrained(tmp_path, landmark_heatmap_sigma=0.0)
+    nested = ProSConfig.from_pretrained(tmp_path, pretraining_config={"num_prototypes": 16})
+    assert (nested.num_prototypes, nested.head_hidden_size) == (16, 128)  # the other saved fields stay
+    for folder in (tmp_path, FLAT / "pretraining_checkpoint"):  # with sections, and flat
+        assert ProSConfig.from_pretrained(folder, pretraining_config={"num_prototypes": 16}).num_prototypes == 16
+    with pytest.raises(ValueError, match="ProSPreTrainingConfig has no field 'num_prototype'"):
+        ProSConfig.from_pretrained(tmp_path, pretraining_config={"num_prototype": 16})
+    config = ProSConfig.from_preset("vit-s16")
+    config.landmark_config = {"num_landmarks": 19}  # assigning a dict builds the section
+    assert isinstance(config.landmark_config, ProSLandmarkConfig) and config.num_landmarks == 19
 
 
 @pytest.mark.parametrize(

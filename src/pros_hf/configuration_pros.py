@@ -383,7 +383,10 @@ class ProSConfig(PreTrainedConfig):
         return getattr(section if section is not None else SECTIONS[key](), name)
 
     def __setattr__(self, name, value):
-        """A section field written flat goes into its section, which is created with its defaults if absent."""
+        """A section field written flat goes into its section, which is created with its defaults if absent; a
+        section given as a dict (as `from_pretrained(..., pretraining_config={...})` sets it) becomes one."""
+        if name in SECTIONS and value is not None:
+            value = _build_section(SECTIONS[name], value, {})
         key = _SECTION_OF_FIELD.get(name)
         if key is None:
             super().__setattr__(name, value)
@@ -434,13 +437,19 @@ class ProSConfig(PreTrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs):
-        """transformers' `from_dict` (behind every `from_pretrained`), with two changes:
+        """transformers' `from_dict` (behind every `from_pretrained`), with three changes:
 
         - label arguments replace the saved label maps: `num_labels=5` on a saved 3-label head gives 5 fresh labels
           and `id2label=...` new names, as for transformers' own classifiers (`num_labels` equal to the saved count
           keeps the saved names);
         - the fields set by keyword are validated like the constructor's: transformers sets them after construction,
-          so `num_attention_heads=5` would otherwise fail only inside the forward pass."""
+          so `num_attention_heads=5` would otherwise fail only inside the forward pass;
+        - a section given as a dict (`pretraining_config={"num_prototypes": 16}`) updates the saved section's fields,
+          as transformers updates a sub-config given as a dict."""
+        for key, section_class in SECTIONS.items():
+            if isinstance(kwargs.get(key), dict):
+                _build_section(section_class, kwargs[key], {})  # unknown field names are refused here
+                kwargs.update(kwargs.pop(key))  # then set flat: the saved section keeps its other fields
         labels = {key: kwargs.pop(key) for key in _LABEL_ARGUMENTS if key in kwargs}
         saved = config_dict.get("id2label")
         keep_saved = set(labels) == {"num_labels"} and saved is not None and len(saved) == labels["num_labels"]
