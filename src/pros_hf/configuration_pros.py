@@ -391,9 +391,7 @@ class ProSConfig(PreTrainedConfig):
         if key is None:
             super().__setattr__(name, value)
             return
-        if self.__dict__.get(key) is None:
-            self.__dict__[key] = SECTIONS[key]()
-        setattr(self.__dict__[key], name, value)
+        setattr(self.ensure_section(key), name, value)
 
     def ensure_section(self, key: str):
         """The section `key` ("pretraining_config" or "landmark_config"), created with its defaults if absent: a
