@@ -15,6 +15,8 @@ from PIL import Image
 
 from conftest import install_in_hub_cache, run_without_pros_hf
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
+from pros_hf.finetuning import FinetuneError, split_validation
+from pros_hf.finetuning import runs as finetuning_runs
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -292,13 +294,13 @@ def test_validation_split_is_disjoint_stratified_and_seeded(example):
     indices = np.arange(0, 84, 2)[: len(labels)]
     all_labels = np.zeros(84, dtype=np.int64)
     all_labels[indices] = labels
-    training, validation = example.split_validation(all_labels, indices, 0.25, seed=3)
+    training, validation = split_validation(all_labels, indices, 0.25, seed=3)
     assert set(training).isdisjoint(validation) and set(training) | set(validation) == set(indices)
     assert sorted(set(all_labels[validation])) == list(range(7))  # stratified: every class validated
-    again = example.split_validation(all_labels, indices, 0.25, seed=3)
+    again = split_validation(all_labels, indices, 0.25, seed=3)
     assert np.array_equal(again[1], validation)
-    with pytest.raises(SystemExit, match="leaves none of the 1 labelled examples"):
-        example.split_validation(all_labels, indices[:1], 0.5, seed=0)
+    with pytest.raises(FinetuneError, match="leaves none of the 1 labelled examples"):
+        split_validation(all_labels, indices[:1], 0.5, seed=0)
 
 
 def test_help_shows_the_defaults_that_are_used(example, capsys):
@@ -413,7 +415,7 @@ def test_bad_input_known_before_training_stops_before_it(example, workspace, tmp
     def no_training(*args, **kwargs):
         raise AssertionError("a run started")
 
-    monkeypatch.setattr(example, "run_once", no_training)
+    monkeypatch.setattr(finetuning_runs, "train_head", no_training)
     from transformers import ViTConfig, ViTModel
 
     ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,

@@ -18,10 +18,14 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from pros_hf import ProSConfig, ProSModel
+from pros_hf.cli import flag_is_on
 from pros_hf.data.loading import load_pretraining_images
 from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
-from pros_hf.training import NoImagesReadError, NonFiniteLossError, ProSTrainer, ProSTrainingArguments
+from pros_hf.training import (
+    CheckpointMismatchError, NoImagesReadError, NonFiniteLossError, ProSTrainer, ProSTrainingArguments,
+    check_checkpoint_matches, last_complete_checkpoint,
+)
 
 from conftest import free_port
 from dispatch_counters import HostSyncs
@@ -363,8 +367,8 @@ def test_pretrain_example_reads_hyphenated_flags_and_finds_complete_checkpoints(
     extended = example.default_cpu_demo(["--output-dir", "mine", "--per-device-train-batch-size=8"])
     assert "--output_dir" not in extended and "--per_device_train_batch_size" not in extended
     assert "--num_prototypes" in extended  # defaults the user did not give still apply
-    assert example.flag_is_on(["--bf16=True"], "--bf16") and example.flag_is_on(["--bf16"], "--bf16")
-    assert not example.flag_is_on(["--bf16", "false"], "--bf16")
+    assert flag_is_on(["--bf16=True"], "--bf16") and flag_is_on(["--bf16"], "--bf16")
+    assert not flag_is_on(["--bf16", "false"], "--bf16")
     for step, complete in ((2, True), (4, True), (6, False)):
         folder = tmp_path / f"checkpoint-{step}"
         folder.mkdir()
@@ -372,11 +376,23 @@ def test_pretrain_example_reads_hyphenated_flags_and_finds_complete_checkpoints(
         if complete:
             (folder / "trainer_state.json").write_text("{}")
     # checkpoint-6 was cut short by a kill while saving: the newest complete one is taken
-    assert example.last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-4")
     ProSConfig.from_preset("micro", num_prototypes=64).save_pretrained(tmp_path / "checkpoint-4")
-    with pytest.raises(SystemExit, match="another configuration \\(num_prototypes 64 -> 128\\)"):
-        example.check_checkpoint_matches(str(tmp_path / "checkpoint-4"),
-                                         ProSConfig.from_preset("micro", num_prototypes=128))
+    with pytest.raises(CheckpointMismatchError, match="another configuration \\(num_prototypes 64 -> 128\\)"):
+        check_checkpoint_matches(str(tmp_path / "checkpoint-4"), ProSConfig.from_preset("micro", num_prototypes=128))
+
+
+def test_pretrain_example_refuses_to_resume_a_checkpoint_of_another_configuration(tmp_path):
+    """A rerun into an --output_dir whose last checkpoint holds another model stops before training, naming the
+    fields that differ, instead of a size mismatch from inside load_state_dict."""
+    example = load_pretrain_example()
+    checkpoint = tmp_path / "run" / "checkpoint-4"
+    ProSConfig.from_preset("micro", image_size=32, num_prototypes=64).save_pretrained(checkpoint)
+    (checkpoint / "trainer_state.json").write_text("{}")
+    with pytest.raises(SystemExit, match=r"^pretrain.py: .*checkpoint-4 was trained with another configuration "
+                                         r"\(num_prototypes 64 -> 32\)"):
+        example.build_trainer([*TINY_RUN, "--num_local_crops", "0", "--knn_synthetic_images", "0",
+                               "--output_dir", str(tmp_path / "run")])
 
 
 def test_pretrain_example_from_a_backbone_applies_overrides_and_the_crop_size(tmp_path):

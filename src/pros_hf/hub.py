@@ -56,7 +56,7 @@ def backbone_card(
         license=license,
         pipeline_tag="image-feature-extraction",
         tags=["pros", "pros_hf", "self-supervised", "face", "vision-transformer"],
-        datasets=[dataset] if _is_hub_id(dataset) else None,  # a local path is named in the text only
+        datasets=[dataset] if is_hub_id(dataset) else None,  # a local path is named in the text only
     )
     return render_card(
         "backbone",
@@ -105,7 +105,7 @@ _TASK_DESCRIPTIONS = {
 _LOWER_IS_BETTER = ("nme", "failure_rate")
 
 
-def _is_hub_id(name: str | None) -> bool:
+def is_hub_id(name: str | None) -> bool:
     """Whether `name` reads as a Hub repository id (org/name) rather than a local path."""
     if not name or os.path.exists(name) or name.startswith((".", "/", "~")) or name.count("/") != 1:
         return False
@@ -169,7 +169,7 @@ def head_card(
     config = model.config
     adapter = lora_summary is not None
     name = (repo_id or f"ProS {task} {'adapter' if adapter else 'head'}").split("/")[-1]
-    hub_base = base_model if _is_hub_id(base_model) else None
+    hub_base = base_model if is_hub_id(base_model) else None
     dataset_type = dataset_id or ("synthetic-faces" if dataset.startswith("synthetic") else "custom")
     split = "test"
     eval_results = []
@@ -293,4 +293,4 @@ def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = Non
     return getattr(commit, "commit_url", str(commit))
 
 
-__all__ = ["HEAD_METRICS", "backbone_card", "head_card", "is_offline", "push_folder", "render_card"]
+__all__ = ["HEAD_METRICS", "backbone_card", "head_card", "is_hub_id", "is_offline", "push_folder", "render_card"]

@@ -25,7 +25,7 @@ from transformers.image_utils import load_image
 from transformers.pipelines import PIPELINE_REGISTRY
 
 
-def _image_size(image) -> tuple[int, int]:
+def image_height_width(image) -> tuple[int, int]:
     """(height, width) of an image as ProSImageProcessor reads it (PIL, HWC/CHW/HW numpy or torch)."""
     if hasattr(image, "convert") and hasattr(image, "size"):
         width, height = image.size
@@ -87,7 +87,7 @@ class FaceLandmarksPipeline(Pipeline):
                 )
             image = image[0]
         model_inputs = self.image_processor(image, return_tensors="pt").to(self.dtype)
-        model_inputs["target_size"] = torch.tensor([_image_size(image)])
+        model_inputs["target_size"] = torch.tensor([image_height_width(image)])
         return model_inputs
 
     def _forward(self, model_inputs):
@@ -110,4 +110,4 @@ def register_pipelines() -> None:
         )
 
 
-__all__ = ["FaceLandmarksPipeline", "processed_to_image_coordinates", "register_pipelines"]
+__all__ = ["FaceLandmarksPipeline", "image_height_width", "processed_to_image_coordinates", "register_pipelines"]

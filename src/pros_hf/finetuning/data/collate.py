@@ -61,7 +61,7 @@ class FaceTaskCollator:
             **{**image_processor.to_dict(), "do_normalize": False})
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        from ...pipelines import _image_size
+        from ...pipelines import image_height_width
 
         images = [row["image"] for row in rows]
         processor = self._processor
@@ -71,7 +71,7 @@ class FaceTaskCollator:
         if task == "landmarks":
             points = []
             for image, row in zip(images, rows):
-                height, width = _image_size(image)  # PIL, HWC / CHW numpy or torch
+                height, width = image_height_width(image)  # PIL, HWC / CHW numpy or torch
                 sx, sy, tx, ty = processor_point_transform(processor, height, width)
                 xy = np.asarray(row["landmarks"], dtype=np.float32)
                 points.append(np.stack([xy[:, 0] * sx + tx, xy[:, 1] * sy + ty], axis=1))
