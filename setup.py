@@ -26,6 +26,8 @@ extras_require = {
     "retrieval": ["faiss-cpu>=1.7"],
     # side-by-side benchmarks
     "bench": ["kornia>=0.7"],
+    # reading the face benchmarks' MATLAB annotation files (AFLW-19, LFWA): v5 with scipy, v7.3 (HDF5) with h5py
+    "benchmarks": ["scipy>=1.8", "h5py>=3.0"],
     # the test suite: real photos and faces come from scikit-image's bundled data
     "test": ["pytest>=8", "scikit-image>=0.22"],
 }

@@ -18,8 +18,6 @@ this one process on one core, like one DataLoader worker; the printed "PIL x cor
 per core with no overhead.
 """
 
-from __future__ import annotations
-
 import argparse
 import math
 import os

@@ -10,8 +10,6 @@ initialisation is measured too (mean of --random_init_seeds seeds): a factor who
 model learnt to ignore. Explains a k-NN result (examples/knn_eval.py) rather than repeating it.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 from dataclasses import dataclass, field

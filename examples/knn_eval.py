@@ -9,8 +9,6 @@ writes the same numbers as JSON. A pre-trained backbone should beat its random-i
 pre-training has not learned (or has collapsed), whatever the loss says.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 from dataclasses import dataclass, field

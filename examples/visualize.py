@@ -7,8 +7,6 @@ A pre-trained ProS teacher should attend to the face and its parts (eyes, mouth,
 a random-init model gives diffuse, input-independent-looking maps.
 """
 
-from __future__ import annotations
-
 import logging
 from dataclasses import dataclass, field
 

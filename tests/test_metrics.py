@@ -88,19 +88,58 @@ def test_nme_of_each_normalisation_by_hand(nme, face, normalization, distance):
 
 
 def test_failure_rate_and_auc_by_hand(nme):
-    reference = _face_68()  # inter-ocular 40 px: offsets of 1.0, 2.2 and 6.0 px give NME 0.025, 0.055, 0.15
-    predictions = [reference + (0.0, offset) for offset in (1.0, 2.2, 6.0)]
-    result = nme.compute(predictions=predictions, references=[reference] * 3, failure_threshold=0.10, ced_steps=10)
-    assert result["per_image_nme"] == pytest.approx([0.025, 0.055, 0.15], rel=1e-5)
-    assert result["nme"] == pytest.approx((0.025 + 0.055 + 0.15) / 3, rel=1e-5)
+    # inter-ocular 40 px: offsets of 1 + 1/512, 2 + 53/256 and 6 px (exact in float32, which the metric stores) give
+    # NME 0.025048828125, 0.05517578125 and 0.15
+    reference = _face_68()
+    predictions = [reference + (0.0, offset) for offset in (1.001953125, 2.20703125, 6.0)]
+    result = nme.compute(predictions=predictions, references=[reference] * 3, failure_threshold=0.10)
+    assert result["per_image_nme"] == pytest.approx([0.025048828125, 0.05517578125, 0.15], rel=1e-12)
+    assert result["nme"] == pytest.approx((0.025048828125 + 0.05517578125 + 0.15) / 3, rel=1e-12)
+    # FR = 1 - CED(0.10): one image of three is above 0.10
     assert result["failure_rate"] == pytest.approx(1 / 3)
-    # CED at 0, 0.01, ..., 0.1: 0 (3 levels), 1/3 (3 levels), 2/3 (5 levels); trapezoid 0.01 * (1 + 10/3 - 1/3) = 0.04
-    # over the threshold 0.1 = 0.4, which is also the exact mean of max(0, 1 - e / 0.1) = (0.75 + 0.45 + 0) / 3.
-    assert result["auc"] == pytest.approx(0.4, abs=1e-6)
-    fine = nme.compute(predictions=predictions, references=[reference] * 3)  # default 1000 steps
-    assert fine["auc"] == pytest.approx(0.4, abs=1 / 2000)
+    # AUC by Simpson's rule on the CED sampled every 1e-4: levels x_j = j / 10000, j = 0..N, N = 1000, weights 1, 4,
+    # 2, 4, ..., 2, 4, 1 (times h / 3). An image with error e adds 1/3 to CED(x_j) from the first j with x_j >= e,
+    # call it k, so its share of the area over the threshold (N h) is (sum of the weights from k to N) / (3 N):
+    # for odd k, 4 (N - k + 1) / 2 + 2 (N - k - 1) / 2 + 1 = 3 (N - k) + 2; for even k, 3 (N - k) + 1.
+    # e = 0.0250488: k = 251 (odd), 3 * 749 + 2 = 2249; e = 0.0551758: k = 552 (even), 3 * 448 + 1 = 1345;
+    # e = 0.15 never enters. AUC = (2249 + 1345 + 0) / 3000 / 3 = 3594 / 9000 = 0.399333...
+    assert result["auc"] == pytest.approx(3594 / 9000, abs=1e-12)
+    # the exact area, mean(max(0, 1 - e / 0.1)) = (0.7495117 + 0.4482422 + 0) / 3 = 0.3992513, is within 1e-4 / 0.1
+    assert result["auc"] == pytest.approx((0.74951171875 + 0.4482421875) / 3, abs=1e-3)
     strict = nme.compute(predictions=predictions, references=[reference] * 3, failure_threshold=0.05)
-    assert strict["failure_rate"] == pytest.approx(2 / 3) and strict["auc"] == pytest.approx(0.5 / 3, abs=1e-3)
+    # at 0.05 (N = 500) only the first image counts: k = 251, 3 * 249 + 2 = 749, AUC = 749 / 1500 / 3
+    assert strict["failure_rate"] == pytest.approx(2 / 3) and strict["auc"] == pytest.approx(749 / 4500, abs=1e-12)
+
+
+def test_box_normalisations_divide_by_the_given_boxes(nme):
+    reference = _face_68()  # its points span 80 x 45 px; the annotated box below is 100 x 125 px
+    prediction = reference + (3.0, 4.0)  # every point 5 px off
+    boxes = [[10.0, 20.0, 110.0, 145.0]]
+    box = nme.compute(predictions=[prediction], references=[reference], normalization="box", boxes=boxes)
+    assert box["nme"] == pytest.approx(5.0 / math.sqrt(100 * 125), rel=1e-9)  # 5 / 111.80 = 0.044721
+    diagonal = nme.compute(predictions=[prediction], references=[reference], normalization="box_diagonal",
+                           boxes=boxes, failure_threshold=0.07)
+    assert diagonal["nme"] == pytest.approx(5.0 / math.sqrt(100 ** 2 + 125 ** 2), rel=1e-9)  # 5 / 160.08 = 0.031235
+    # the NME 0.031235 is at grid index k = 313 of 700 (odd): AUC = (3 * 387 + 2) / 2100 = 1163 / 2100
+    assert diagonal["failure_rate"] == 0.0 and diagonal["auc"] == pytest.approx(1163 / 2100, abs=1e-12)
+    extent = nme.compute(predictions=[prediction], references=[reference], normalization="box")
+    assert extent["nme"] == pytest.approx(5.0 / math.sqrt(80 * 45), rel=1e-9)  # without boxes: the points' extent
+
+
+def test_auc_matches_farls_sampling_at_0_1(nme):
+    """FaRL samples np.arange(0, 0.1 + 1e-4, 1e-4) (1,001 levels at 0.10) and integrates with scipy's Simpson."""
+    from scipy.integrate import simpson
+
+    rng = np.random.default_rng(3)
+    references = _face_68() + rng.normal(0, 2, (50, 68, 2))
+    predictions = references + rng.normal(0, 1, references.shape) * rng.uniform(0.5, 6, (50, 1, 1))
+    result = nme.compute(predictions=predictions, references=references)
+    errors = np.asarray(result["per_image_nme"])
+    levels = np.arange(0.0, 0.1 + 1e-4, 1e-4)
+    ced = [np.count_nonzero(errors <= x) / len(errors) for x in levels]
+    assert len(levels) == 1001
+    assert result["auc"] == pytest.approx(simpson(ced, x=levels) / 0.1, abs=1e-12)
+    assert result["failure_rate"] == pytest.approx(1 - ced[-1])
 
 
 def _numpy_loop(predictions, references, normalization, threshold, steps):
@@ -114,10 +153,12 @@ def _numpy_loop(predictions, references, normalization, threshold, steps):
             width, height = reference.max(0) - reference.min(0)
             distance = math.sqrt(width * height) if normalization == "box" else math.hypot(width, height)
         errors.append(sum(np.linalg.norm(p - r) for p, r in zip(prediction, reference)) / len(reference) / distance)
+    from scipy.integrate import simpson
+
     errors = np.array(errors)
     levels = np.linspace(0, threshold, steps + 1)
     ced = [np.count_nonzero(errors <= level) / len(errors) for level in levels]
-    return errors, np.mean(errors > threshold), np.trapezoid(ced, levels) / threshold
+    return errors, np.mean(errors > threshold), simpson(ced, x=levels) / threshold
 
 
 @pytest.mark.parametrize("normalization", ["inter_ocular", "inter_pupil", "box", "box_diagonal"])
@@ -129,7 +170,7 @@ def test_nme_matches_a_numpy_loop_on_random_faces(nme, normalization):
     errors, failure_rate, auc = _numpy_loop(predictions.astype(np.float64), references.astype(np.float64),
                                             normalization, 0.08, 200)
     result = nme.compute(predictions=predictions, references=references, normalization=normalization,
-                         failure_threshold=0.08, ced_steps=200)
+                         failure_threshold=0.08, ced_step=4e-4)
     assert result["per_image_nme"] == pytest.approx(errors.tolist(), rel=1e-6)
     assert result["nme"] == pytest.approx(errors.mean(), rel=1e-6)
     assert result["failure_rate"] == pytest.approx(failure_rate)
@@ -162,7 +203,13 @@ def test_other_point_counts_need_eye_indices_or_a_box(nme):
     ({"failure_threshold": 0}, "failure_threshold must be positive"),
     ({"failure_threshold": float("inf")}, "failure_threshold must be positive and finite"),  # gave auc NaN
     ({"failure_threshold": None}, "failure_threshold must be positive and finite"),  # was a bare TypeError
-    ({"ced_steps": 0}, "ced_steps must be a positive integer"),
+    ({"ced_step": 0}, "ced_step must be positive"),
+    ({"ced_step": 0.06}, "at most half the threshold"),
+    ({"boxes": [[0, 0, 10, 10]]}, "boxes apply to the 'box' and 'box_diagonal' normalisations"),
+    ({"normalization": "box", "boxes": [[0, 0, 10, 10]] * 2}, "got 2 boxes for 1 references"),
+    ({"normalization": "box", "boxes": [[0, 0, 10]]}, "example 0: a box is 4 finite numbers"),
+    ({"normalization": "box_diagonal", "boxes": [[10, 0, 10, 5]]}, r"example 0: box \[10.0, 0.0, 10.0, 5.0\] must "
+                                                                   "have x1 > x0"),
 ])
 def test_nme_rejects_bad_arguments(nme, kwargs, message):
     reference = _face_68()
@@ -313,6 +360,6 @@ def test_ced_figure_reports_the_metric_numbers(nme):
     rng = np.random.default_rng(4)
     references = rng.uniform(0, 128, (30, 68, 2))
     result = nme.compute(predictions=references + rng.normal(0, 5, references.shape), references=references,
-                         ced_steps=300)
-    assert _failure_rate_and_auc(np.array(result["per_image_nme"]), 0.10, 300) == pytest.approx(
+                         ced_step=5e-4)
+    assert _failure_rate_and_auc(np.array(result["per_image_nme"]), 0.10, 5e-4) == pytest.approx(
         (result["failure_rate"], result["auc"]))

@@ -55,6 +55,7 @@ _LAZY = {
     "make_synthetic_faces": "data",
     "load_pretraining_images": "data",
     "load_metric": "metrics",
+    "load_benchmark": "benchmarks",
     "plot_confusion_matrix": "evaluation_plots",
     "plot_landmarks": "evaluation_plots",
     "plot_ced_curves": "evaluation_plots",

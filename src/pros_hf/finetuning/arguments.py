@@ -3,8 +3,6 @@ defaults of the demo scale; and the checks of the flags against each other, so t
 the first run with a message naming the flags.
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass, field
 

@@ -5,8 +5,6 @@ The folder is what `--push_to_hub` uploads, so a rerun into it removes the files
 again (another task's figures or head code, a head's weights next to an adapter), and never any other file.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import os

@@ -8,8 +8,6 @@ produces (`pros_hf.finetuning.outputs`). What the user can get wrong (the model,
 checked before the first run and raised as `FinetuneError`, naming the flag.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import logging
 import os
