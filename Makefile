@@ -1,6 +1,7 @@
 # The README's two commands. Both build .venv from this project's own files when it is missing, and are idempotent.
 # torch is installed first and pinned; from PyPI alone a Linux `pip install torch` pulls a multi-GB CUDA build (set
-# TORCH_INDEX below for the CPU wheel), and torchvision / timm must never be installed next to it (see DESIGN.md).
+# TORCH_INDEX below for the CPU wheel), and torchvision / timm must never be installed next to it (they break
+# transformers' ViT imports).
 # GPU users: make demo TORCH_INDEX=<a CUDA wheel index>
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +12,7 @@ EXTRAS ?= faces,retrieval,bench,benchmarks,test
 PIP := $(VENV)/bin/python -m pip
 STAMP := $(VENV)/.pros_hf-installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench docs clean
 
 install: $(STAMP)
 
@@ -30,6 +31,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_backbone.py
+
+# the result tables of docs/ from docs/results/*.json (standard library only: no .venv needed)
+docs:
+	$(PYTHON) docs/make_tables.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -8,14 +8,15 @@ turned into all its views. Not a test: nothing is asserted.
 
     .venv/bin/python benchmarks/bench_augmentation.py                      # batch 32, 256 px, 2x224 + 6x96, CPU
     .venv/bin/python benchmarks/bench_augmentation.py --batch-size 64 --local-crops 10 --device cuda
+    .venv/bin/python benchmarks/bench_augmentation.py --output-json augmentation.json   # also as JSON (docs tables)
 
-(b) is written with PIL + numpy only (torchvision must not be installed next to the CPU torch, see DESIGN.md); it
-follows DINO's ``DataAugmentationDINO`` op by op: torchvision's RandomResizedCrop parameters with PIL crop + bicubic
-resize, ``Image.transpose`` flip, ColorJitter as torchvision's PIL backend does it (ImageEnhance brightness,
-contrast, colour; hue by shifting the H channel of ``convert("HSV")``) in a random order, ``convert("L")``
-grayscale, ``ImageFilter.GaussianBlur``, ``ImageOps.solarize(128)``, then to a tensor and normalised. It runs in
-this one process on one core, like one DataLoader worker; the printed "PIL x cores" line is the ideal of one worker
-per core with no overhead.
+(b) is written with PIL + numpy only (torchvision must not be installed next to the CPU torch: it breaks
+transformers' ViT imports); it follows DINO's ``DataAugmentationDINO`` op by op: torchvision's RandomResizedCrop
+parameters with PIL crop + bicubic resize, ``Image.transpose`` flip, ColorJitter as torchvision's PIL backend does it
+(ImageEnhance brightness, contrast, colour; hue by shifting the H channel of ``convert("HSV")``) in a random order,
+``convert("L")`` grayscale, ``ImageFilter.GaussianBlur``, ``ImageOps.solarize(128)``, then to a tensor and normalised.
+It runs in this one process on one core, like one DataLoader worker; the printed "PIL x cores" line is the ideal of
+one worker per core with no overhead.
 """
 
 import argparse
@@ -35,6 +36,7 @@ from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
 from pros_hf.augmentation.functional import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
+from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 
 BLUR_SIGMA = (0.1, 2.0)
 
@@ -191,7 +193,9 @@ def main(argv: List[str] | None = None) -> None:
     parser.add_argument("--jitter-mode", default="fused", choices=["fused", "sequential"])
     parser.add_argument("--output-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--skip", nargs="*", default=[], choices=["pil", "kornia"], help="methods to leave out")
+    add_output_json_argument(parser, "--output-json")  # this script's flags are spelt with dashes
     args = parser.parse_args(argv)
+    check_output_json(parser, args.output_json)
     if args.global_crops != 2 and ("pil" not in args.skip or "kornia" not in args.skip):
         parser.error("the PIL and kornia pipelines model DINO's 2 global views: use --global-crops 2 or --skip both")
     check_device(parser, "--device", args.device)
@@ -268,6 +272,16 @@ def main(argv: List[str] | None = None) -> None:
                       f"{rate[name] / ideal:.2f}x median, {best[name] / (best['PIL per image'] * cores):.2f}x best")
     print(f"load average after {load_after:.2f}; per-repeat ms: "
           + "; ".join(f"{n}={[round(t * 1000) for t in ts]}" for n, ts in times.items()))
+    if args.output_json:
+        rows = [{"method": name, "median_images_per_second": rate[name], "best_images_per_second": best[name],
+                 "worst_images_per_second": args.batch_size / max(ts),
+                 "vs_pil_median": rate[name] / rate["PIL per image"] if "PIL per image" in rate else None,
+                 "vs_pil_best": best[name] / best["PIL per image"] if "PIL per image" in rate else None}
+                for name, ts in times.items()]
+        settings = {key: value for key, value in vars(args).items() if key != "output_json"}
+        write_output_json(args.output_json, "augmentation", __file__, argv, {
+            "settings": settings, "torch_threads": torch.get_num_threads(), "load_average_before": busy,
+            "load_average_after": load_after, "rows": rows}, device=args.device)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_backbone.py                       # ViT-S/16 at 224, CPU, fp32 and bf16 autocast
     python benchmarks/bench_backbone.py --preset vit-b16 --device cuda --batch_size 64
+    python benchmarks/bench_backbone.py --output_json backbone.json   # also the figures as JSON (docs tables)
 
 Both models use SDPA attention and the same precision. For each mode (inference, forward+backward) and precision the
 two models take turns, repetition by repetition, so that drifts in machine load hit both alike; the figure is the
@@ -10,7 +11,6 @@ live tensor bytes counted op by op (`LiveTensorMemory`), since torch's CPU alloc
 """
 
 import argparse
-import json
 import statistics
 import time
 
@@ -22,6 +22,7 @@ from pros_hf.throughput import synchronize
 
 from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
 from memory import LiveTensorMemory  # benchmarks/memory.py
+from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 
 
 def build(kind: str, preset: str, image_size: int, device: str) -> torch.nn.Module:
@@ -118,18 +119,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--warmup", type=at_least(0), default=2)
     parser.add_argument("--repeats", type=at_least(1), default=7)
-    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    add_output_json_argument(parser, "--json")
     args = parser.parse_args(argv)
     check_device(parser, "--device", args.device)
+    check_output_json(parser, args.output_json)
     print(f"{args.preset} at {args.image_size} px, batch {args.batch_size}, {args.device}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}
     pixel_values = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=args.device)
-    results = {"speed": measure_speed(args, models, pixel_values), "memory": measure_memory(args, models, pixel_values),
-               "settings": vars(args)}
-    if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+    settings = {key: value for key, value in vars(args).items() if key != "output_json"}
+    results = {"settings": settings, "speed": measure_speed(args, models, pixel_values),
+               "memory": measure_memory(args, models, pixel_values)}
+    if args.output_json:
+        write_output_json(args.output_json, "backbone", __file__, argv, results, device=args.device)
 
 
 if __name__ == "__main__":

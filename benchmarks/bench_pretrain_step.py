@@ -2,6 +2,7 @@
 
     python benchmarks/bench_pretrain_step.py                                   # CPU: ViT-S/16, 2x224 + 6x96, batch 4
     python benchmarks/bench_pretrain_step.py --preset vit-b16 --batch_size 64 --num_local 10 --device cuda --precisions bf16
+    python benchmarks/bench_pretrain_step.py --output_json step.json           # also the figures as JSON (docs tables)
 
 A step is forward, backward, gradient clipping, AdamW and the EMA teacher update, on crops prepared beforehand; both
 sides get the same crops, widths, depths, heads, prototype count and batch, and the same precision. Each side uses its
@@ -35,6 +36,7 @@ from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
 
 from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
 from memory import LiveTensorMemory  # benchmarks/memory.py
+from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 
 
 class DinoHead(nn.Module):
@@ -137,7 +139,8 @@ def matmul_rate(device, dtype, size=2048, repeats=10) -> float:
 
 
 def add_step_arguments(parser: argparse.ArgumentParser) -> None:
-    """The model and crop flags of a step (defaults: the issue's CPU scale), shared with profile_pretrain_step.py."""
+    """The model and crop flags of a step (defaults: ViT-S/16 with DINO's crops, a size a CPU times in seconds),
+    shared with profile_pretrain_step.py."""
     parser.add_argument("--preset", default="vit-s16")
     parser.add_argument("--batch_size", type=at_least(1), default=4)
     parser.add_argument("--num_global", type=at_least(1), default=2)
@@ -184,8 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--same_optimizer", action="store_true", help=(
         "give the reference the fused AdamW too (default: DINO's torch.optim.AdamW with torch's defaults)"))
     parser.add_argument("--with_augmentation", action="store_true", help="also time the on-device multi-crop")
+    add_output_json_argument(parser)
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
+    check_output_json(parser, args.output_json)
     device = torch.device(args.device)
     config, global_crops, local_crops = step_inputs(args)
     models = {"reference": DinoReference(config).to(device).train(), "pros": ProSForPreTraining(config).to(device).train()}
@@ -199,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{'' if args.compile == 'none' else ' (' + args.compile_scope + ')'}, reference optimizer: "
           f"{'fused AdamW' if args.same_optimizer else 'torch.optim.AdamW defaults (DINO)'}", flush=True)
 
+    figures = {"settings": {key: value for key, value in vars(args).items() if key != "output_json"},
+               "reference_optimizer": "fused AdamW" if args.same_optimizer else "torch.optim.AdamW defaults (DINO)",
+               "precisions": {}, "augmentation_images_per_second": None}
     for precision in args.precisions:
         steps, flops = {}, {}
         for name, model in models.items():
@@ -221,10 +229,10 @@ def main(argv: list[str] | None = None) -> None:
                 timings[name].append(time.perf_counter() - start)
         peak = matmul_rate(device, torch.bfloat16 if precision == "bf16" else torch.float32)
         rates = {name: args.batch_size / statistics.median(values) for name, values in timings.items()}
+        utilisation = {name: flops[name] / statistics.median(timings[name]) / peak for name in steps}
         for name in steps:
-            utilisation = flops[name] / statistics.median(timings[name]) / peak
             print(f"{precision:>4} {name:>9}: {rates[name]:8.2f} img/s  {flops[name] / 1e9:8.1f} GFLOP/step  "
-                  f"{100 * utilisation:5.1f}% of a {peak / 1e12:.2f} TFLOP/s matmul", flush=True)
+                  f"{100 * utilisation[name]:5.1f}% of a {peak / 1e12:.2f} TFLOP/s matmul", flush=True)
         print(f"{precision:>4}     ratio: ProS / reference = {rates['pros'] / rates['reference']:.3f}", flush=True)
         # each repeat times the two steps back to back, so a pair shares the machine's state: the spread of the
         # per-pair ratios says how far one run's ratio can be trusted, and a pair below 1 is a step where ProS was
@@ -250,6 +258,14 @@ def main(argv: list[str] | None = None) -> None:
                 memory[name] = tracker.peak / 2**20
         print(f"{precision:>4}    memory: reference {memory['reference']:.0f} MiB, ProS {memory['pros']:.0f} MiB, "
               f"ratio {memory['pros'] / memory['reference']:.3f}", flush=True)
+        figures["precisions"][precision] = {
+            "images_per_second": rates, "ratio": rates["pros"] / rates["reference"],
+            "paired_ratios": {"median": statistics.median(pairs), "min": pairs[0], "max": pairs[-1],
+                              "pros_slower": sum(r < 1 for r in pairs), "count": len(pairs)},
+            "gflop_per_step": {name: flops[name] / 1e9 for name in steps}, "matmul_tflops": peak / 1e12,
+            "matmul_utilisation": utilisation,
+            "peak_memory_mib": memory, "memory_ratio": memory["pros"] / memory["reference"],
+        }
 
     if args.with_augmentation:
         source = torch.randint(0, 256, (args.batch_size, 3, 256, 256), dtype=torch.uint8, device=device)
@@ -264,6 +280,9 @@ def main(argv: list[str] | None = None) -> None:
         synchronize(device)
         rate = args.batch_size * args.repeats / (time.perf_counter() - start)
         print(f"multi-crop on {device}: {rate:.1f} img/s ({rate / rates['pros']:.1f}x the last ProS step rate)")
+        figures["augmentation_images_per_second"] = rate
+    if args.output_json:
+        write_output_json(args.output_json, "pretrain_step", __file__, argv, figures, device=args.device)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_stochastic_depth.py                          # CPU: ViT-S/16, 2x224 + 6x96, batch 4
     python benchmarks/bench_stochastic_depth.py --drop_path_rates 0.1 0.3 --precisions fp32 bf16
+    python benchmarks/bench_stochastic_depth.py --output_json sd.json    # also the figures as JSON (docs tables)
 
 DINO's `drop_path` runs every residual branch on every sample and multiplies the dropped ones by 0; `ProSLayer` runs
 each branch only on the samples that keep it (DINOv2's `drop_add_residual_stochastic_depth`, with DINO's per-sample
@@ -23,6 +24,7 @@ from pros_hf.throughput import synchronize
 
 from argument_checks import at_least  # benchmarks/argument_checks.py
 from bench_pretrain_step import add_step_arguments, check_step_arguments, make_step, step_inputs
+from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 
 
 def masked_forward(self, hidden_states, output_attentions=False, num_queries=None):
@@ -44,8 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=at_least(1), default=1, help=(
         "untimed steps of each side first; on a CPU in bf16, oneDNN builds a matmul kernel for every new batch size "
         "the random draws produce, which many warm-up steps leave cached (as a long run does)"))
+    add_output_json_argument(parser)
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
+    check_output_json(parser, args.output_json)
     if any(not 0.0 < rate < 1.0 for rate in args.drop_path_rates):
         parser.error(f"--drop_path_rates must lie in (0, 1), got {args.drop_path_rates}")
     device = torch.device(args.device)
@@ -53,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
           f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads", flush=True)
+    rows = []
     for rate in args.drop_path_rates:
         config.drop_path_rate = rate
         for precision in args.precisions:
@@ -85,6 +90,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"drop_path_rate {rate:.2f} {precision:>4}: mask {rates['mask']:7.2f} img/s, skip {rates['skip']:7.2f} "
                   f"img/s, ratio {rates['skip'] / rates['mask']:.3f} (pairs: median {statistics.median(pairs):.3f}, "
                   f"min {pairs[0]:.3f}, max {pairs[-1]:.3f}, skip slower in {sum(r < 1 for r in pairs)})", flush=True)
+            rows.append({"drop_path_rate": rate, "precision": precision, "images_per_second": rates,
+                         "ratio": rates["skip"] / rates["mask"],
+                         "paired_ratios": {"median": statistics.median(pairs), "min": pairs[0], "max": pairs[-1],
+                                           "skip_slower": sum(r < 1 for r in pairs), "count": len(pairs)}})
+    if args.output_json:
+        settings = {key: value for key, value in vars(args).items() if key != "output_json"}
+        write_output_json(args.output_json, "stochastic_depth", __file__, argv, {"settings": settings, "rows": rows},
+                          device=args.device)
 
 
 if __name__ == "__main__":

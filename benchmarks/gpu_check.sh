@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every GPU figure the README still lacks, in one device call, most important first (each part writes OUT_DIR/NAME.txt
-# as it ends, so a call cut short still returns the parts it finished):
+# Every GPU figure of docs/performance.md, in one device call, most important first (each part writes OUT_DIR/NAME.txt
+# as it ends, so a call cut short still returns the parts it finished; the benchmarks also write OUT_DIR/NAME.json,
+# which docs/make_tables.py renders once copied to docs/results/):
 #   environment       torch, transformers, accelerate, the device
 #   multicrop_device  the multi-crop on the GPU equals the CPU's for the same draws (its one non-blocking copy)
-#   pretrain_step     the step at the issue's GPU scale (ViT-B/16, batch 64, 2x224 + 10x96, K = 65,536) against the
+#   pretrain_step     the step at the GPU target's scale (ViT-B/16, batch 64, 2x224 + 10x96, K = 65,536) against the
 #                     DINO-style reference, bf16 and fp32, with the on-device multi-crop rate next to the step rate
 #   profile           where a bf16 step's time goes, ProS then the reference: kernel groups and device busy time
 #   compiled_step     the bf16 step with both sides' backbones compiled by regions (retried with inductor's tiling
@@ -13,8 +14,10 @@
 #                     data path and the loop keep the GPU fed
 #   pretrain_compiled the same run with --torch_compile True
 #   syncs             a short run with torch's sync debug mode: every place the host still waits for the GPU
-#   backbone          the backbone against transformers' ViTModel (measured in session 5; not in the default PARTS)
-#   augmentation      the multi-crop pipelines side by side (measured in session 5; not in the default PARTS)
+#   backbone          the backbone against transformers' ViTModel (docs/results/backbone_gpu.json; not in the
+#                     default PARTS)
+#   augmentation      the multi-crop pipelines side by side (docs/results/augmentation_gpu.json; not in the default
+#                     PARTS)
 #
 # On the GPU machine, from the repository root:  bash benchmarks/gpu_check.sh OUT_DIR
 # PARTS="pretrain_step profile" runs only those (PARTS=all runs every part). It uses the machine's own torch, and
@@ -88,15 +91,17 @@ for seed in range(3):
         torch.testing.assert_close(b.cpu(), a, atol=1e-3, rtol=0)
 print('multi-crop on', device, 'equals the CPU for 3 batches of draws')"
 step pretrain_step $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" --precisions bf16 fp32 \
-    --repeats "$REPEATS" --with_augmentation
+    --repeats "$REPEATS" --with_augmentation --output_json "$OUT_DIR/pretrain_step.json"
 step profile bash -c "$PY benchmarks/profile_pretrain_step.py ${STEP_FLAGS[*]} --model pros && \
     $PY benchmarks/profile_pretrain_step.py ${STEP_FLAGS[*]} --model reference"
 if ! step compiled_step $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" --precisions bf16 \
-        --repeats "$REPEATS" --compile both --compile_scope regions && wanted compiled_step; then
+        --repeats "$REPEATS" --compile both --compile_scope regions --output_json "$OUT_DIR/compiled_step.json" \
+        && wanted compiled_step; then
     # the workaround of pytorch/pytorch#197077; when it works, the compiled training run below uses it too
     export TORCHINDUCTOR_COALESCE_TILING_ANALYSIS=0 TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION=0
     PARTS=compiled_step_retry step compiled_step_retry $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" \
         --precisions bf16 --repeats "$REPEATS" --compile both --compile_scope regions \
+        --output_json "$OUT_DIR/compiled_step.json" \
         || unset TORCHINDUCTOR_COALESCE_TILING_ANALYSIS TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION
 fi
 step pretrain $PY examples/pretrain.py "${PRETRAIN_FLAGS[@]}" --max_steps "$STEPS" \
@@ -111,7 +116,8 @@ sys.argv = ['examples/pretrain.py', *sys.argv[1:]]
 runpy.run_path('examples/pretrain.py', run_name='__main__')" "${PRETRAIN_FLAGS[@]}" --max_steps 20 \
     --output_dir "$(mktemp -d)/pretrain"
 step backbone $PY benchmarks/bench_backbone.py --device "$DEVICE" --preset "$PRESET" --image_size "$GLOBAL" \
-    --batch_size "$BATCH" --repeats "$REPEATS"
+    --batch_size "$BATCH" --repeats "$REPEATS" --output_json "$OUT_DIR/backbone.json"
 step augmentation $PY benchmarks/bench_augmentation.py --device "$DEVICE" --batch-size "$BATCH" \
-    --local-crops "$NUM_LOCAL" --global-size "$GLOBAL" --local-size "$LOCAL" --repeats "$REPEATS" --skip kornia
+    --local-crops "$NUM_LOCAL" --global-size "$GLOBAL" --local-size "$LOCAL" --repeats "$REPEATS" --skip kornia \
+    --output-json "$OUT_DIR/augmentation.json"
 exit $status
