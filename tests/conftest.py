@@ -28,7 +28,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def hf_home():
-    """The temporary HF_HOME of this test session (its hub cache is `<hf_home>/hub`)."""
+    """The temporary HF_HOME of this test run (its hub cache is `<hf_home>/hub`)."""
     return _HF_HOME
 
 
@@ -67,7 +67,7 @@ except ImportError:
 
 
 def run_without_pros_hf(script: str, *args, cwd, timeout: int = 300):
-    """Run `script` in a fresh Python where `pros_hf` cannot be imported (with this session's offline HF_HOME and
+    """Run `script` in a fresh Python where `pros_hf` cannot be imported (with this run's offline HF_HOME and
     a private HF_MODULES_CACHE under `cwd`), so that models load only through `trust_remote_code=True`. Fails the
     test with the child's stderr if it exits non-zero; returns the `subprocess.CompletedProcess`."""
     import subprocess

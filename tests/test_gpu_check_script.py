@@ -1,5 +1,5 @@
 """benchmarks/gpu_check.sh, at toy sizes on the CPU: every command it will run on a GPU machine still parses its
-flags and produces its figures, so the one device call a session gets is not lost to a renamed flag."""
+flags and produces its figures, so a short GPU run is not lost to a renamed flag."""
 
 import os
 import subprocess

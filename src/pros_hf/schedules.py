@@ -1,4 +1,5 @@
-"""Training schedules as pure functions of the global optimizer step (DINO's recipe, REFERENCE.md section 3).
+"""Training schedules as pure functions of the global optimizer step (DINO's recipe: cosine learning rate, weight
+decay and teacher momentum, a linear teacher-temperature warm-up).
 
 Being functions of the step and nothing else, they need no state in a checkpoint: a resumed run computes exactly the
 values an uninterrupted one would have.

@@ -1,4 +1,5 @@
-"""Face-aware retrieval: build a face-dominant pre-training set from raw images (REFERENCE.md, section 4).
+"""Face-aware retrieval: build a face-dominant pre-training set from raw images (an image is kept when a face
+detector finds a face that fills enough of it).
 
 detect faces (``detectors``) -> keep face-dominant images and crop them square (``dominance``) -> embed the crops
 (``embedding``) -> FAISS index, near-duplicate removal and retrieval around seed faces (``index``) -> resumable,
