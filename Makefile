@@ -8,7 +8,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 # e.g. TORCH_INDEX=https://download.pytorch.org/whl/cpu to force the CPU wheel where PyPI would give a CUDA one
 TORCH_INDEX ?=
-EXTRAS ?= faces,retrieval,bench,benchmarks,test
+EXTRAS ?= faces,retrieval,bench,benchmarks,realfaces,test
 PIP := $(VENV)/bin/python -m pip
 STAMP := $(VENV)/.pros_hf-installed
 

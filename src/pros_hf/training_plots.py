@@ -9,7 +9,7 @@ next to the exported backbone as `training_curves.png`, from `trainer.state.log_
 import math
 from collections.abc import Mapping, Sequence
 
-from .evaluation_plots import _new_figure, _save
+from .evaluation_plots import new_figure, save_figure
 
 __all__ = ["plot_pretraining_curves"]
 
@@ -48,7 +48,7 @@ def plot_pretraining_curves(log_history: Sequence[Mapping], path, num_prototypes
     knn = sorted({key for entry in log_history for key in entry if key.startswith("knn/")})
 
     panels = ["loss", "entropy", "prototypes", "schedules"] + (["knn"] if knn else [])
-    figure = _new_figure(3.6 * len(panels), 3.2)
+    figure = new_figure(3.6 * len(panels), 3.2)
     axes = figure.subplots(1, len(panels), squeeze=False)[0]
     log_k = math.log(num_prototypes) if num_prototypes else None
     for axis, panel in zip(axes, panels):
@@ -95,4 +95,4 @@ def plot_pretraining_curves(log_history: Sequence[Mapping], path, num_prototypes
             axis.legend(fontsize=7)
     if title:
         figure.suptitle(title, fontsize=11)
-    return _save(figure, path, "pre-training curves")
+    return save_figure(figure, path, "pre-training curves")

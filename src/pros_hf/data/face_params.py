@@ -72,6 +72,7 @@ _EXPRESSION_SHAPES = {
     "disgust": (0.05, 0.02, 0.9, 0.06, 1.0, 0.7, 0.75, -0.04, -0.05, 0.9, 1.0),
     "anger": (0.03, 0.0, 0.85, 0.0, 0.55, 0.8, 0.9, -0.05, -0.09, 0.6, 0.0),
 }
+DEFAULT_FACE_SCALE = 0.24  # the face's mean half-width as a fraction of the image side
 _MOUTH_OPEN_THRESHOLD = 0.045  # canonical lip gap above which `mouth_open` is set
 
 _SKIN_DARK = np.array([78.0, 50.0, 36.0])
@@ -288,9 +289,13 @@ def sample_face_params(
     identity_index: int = 0,
     expressions: Sequence[int] | None = None,
     pose_scale: float = 1.0,
+    face_scale: float = DEFAULT_FACE_SCALE,
+    expression_strength: float = 1.0,
 ) -> FaceParams:
     """Draw one image of ``identity``. ``expressions``: label ids to choose from uniformly (default all).
-    ``pose_scale`` multiplies the pose ranges: 0 gives a frontal, centred, unrolled face of fixed size."""
+    ``pose_scale`` multiplies the pose ranges: 0 gives a frontal, centred, unrolled face of fixed size.
+    ``face_scale`` is the face's mean half-width as a fraction of the image (its pose jitter scales with it);
+    ``expression_strength`` multiplies the expression's deformation (its ``intensity``)."""
     choices = range(len(EXPRESSION_NAMES)) if expressions is None else expressions
     expression = int(choices[int(rng.integers(len(choices)))])
     name = EXPRESSION_NAMES[expression]
@@ -302,13 +307,13 @@ def sample_face_params(
         identity=identity,
         identity_index=int(identity_index),
         expression=expression,
-        intensity=float(rng.uniform(0.8, 1.15)),
+        intensity=float(rng.uniform(0.8, 1.15)) * expression_strength,
         extra_open=extra_open,
         gaze=(float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))),
         yaw=float(ps * rng.uniform(-0.35, 0.35)),
         pitch=float(ps * rng.uniform(-0.12, 0.12)),
         roll=float(ps * rng.uniform(-0.3, 0.3)),
-        scale=float(0.24 + ps * rng.uniform(-0.04, 0.03)),
+        scale=float(0.24 + ps * rng.uniform(-0.04, 0.03)) * (face_scale / DEFAULT_FACE_SCALE),
         shift_x=float(ps * rng.uniform(-0.07, 0.07)),
         shift_y=float(ps * rng.uniform(-0.05, 0.05)),
         light_angle=float(rng.uniform(0, 2 * math.pi)),
