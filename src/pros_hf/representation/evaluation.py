@@ -8,6 +8,7 @@ the random-init baseline is (one per seed). The pre-trained backbone's own featu
 """
 
 
+import copy
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -103,17 +104,30 @@ def floor_scores(train: EvaluationData, test: EvaluationData, tasks: Sequence[Re
     return out
 
 
+# fields that do not change the function a backbone computes on unmasked images
+_NOT_ARCHITECTURE = ("architectures", "auto_map", "transformers_version", "_name_or_path", "use_mask_token", "dtype",
+                     "use_cache")
+
+
+def architecture(model: torch.nn.Module) -> dict:
+    """The configuration fields that define what `model` computes: a backbone exported with a mask token (the masked
+    patch loss) has the same ceiling and random initialisation as one without."""
+    return {k: v for k, v in model.config.to_dict().items() if k not in _NOT_ARCHITECTURE}
+
+
 def random_init_model(model: torch.nn.Module, seed: int) -> torch.nn.Module:
-    """The same architecture as `model`, freshly initialised with `seed` (its `_init_weights`, as `from_config`)."""
+    """The same architecture as `model` (without a mask token), freshly initialised with `seed` (its
+    `_init_weights`, as `from_config`)."""
+    config = copy.deepcopy(model.config)
+    config.use_mask_token = False
     torch.manual_seed(seed)
-    return type(model)(model.config).eval()
+    return type(model)(config).eval()
 
 
 def _cache_settings(model, train, test, tasks, seeds, recipe, flip_permutation, **extra) -> dict:
     """Everything a ceiling or a random-init baseline depends on (not the evaluated weights)."""
     return {
-        "architecture": {k: v for k, v in model.config.to_dict().items()
-                         if k not in ("architectures", "auto_map", "transformers_version", "_name_or_path")},
+        "architecture": architecture(model),
         "tasks": [task.name for task in tasks], "seeds": list(seeds), "recipe": recipe.to_dict(),
         "train_data": train.fingerprint(), "test_data": test.fingerprint(),
         "flip_permutation": list(flip_permutation) if flip_permutation is not None else None, **extra,
@@ -141,9 +155,8 @@ def ceiling_scores(model: torch.nn.Module, train: EvaluationData, test: Evaluati
     `cache` when it holds a ceiling made with exactly these settings, else trained and stored there."""
 
     def compute():
-        torch.manual_seed(recipe.seed)
-        supervised = train_supervised(type(model)(model.config), train.pixel_values, train.targets, tasks, recipe,
-                                      flip_permutation, show_progress, description="Supervised ceiling")
+        supervised = train_supervised(random_init_model(model, recipe.seed), train.pixel_values, train.targets, tasks,
+                                      recipe, flip_permutation, show_progress, description="Supervised ceiling")
         per_seed = [score_backbone(supervised.backbone, train, test, tasks, protocols, seed) for seed in seeds]
         results = {task.name: {protocol: float(np.mean([s[task.name][protocol] for s in per_seed]))
                                for protocol in protocols} for task in tasks}
