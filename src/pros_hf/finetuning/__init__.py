@@ -8,7 +8,7 @@
 - `export`: folders ready for the Hub (head or adapter, image processor, card).
 - `reporting`: the labels-only floor, per-seed summaries and the comparison table a few-shot run prints.
 - `arguments`: `FinetuneArguments` (one field per flag of `examples/finetune.py`), its defaults and checks.
-- `runs`: one head (`train_head`), every seed and initialisation of a task (`run_task`), every task
+- `runs`: one head's `Trainer` (`head_trainer`) and its run (`train_head`), every seed and initialisation of a task (`run_task`), every task
   (`run_finetuning`), with the backbone and data loaded from the arguments.
 - `outputs`: what a task leaves in its folder (figures, head or adapter with its card, `results.json`).
 
@@ -42,6 +42,7 @@ from .lora import apply_lora, count_trainable, head_module_names, load_adapter, 
 from .optim import freeze_backbone, parameter_groups
 from .runs import (
     HeadRun,
+    head_trainer,
     load_finetune_backbone,
     load_finetune_data,
     run_finetuning,
@@ -71,6 +72,7 @@ __all__ = [
     "finetune_parser",
     "freeze_backbone",
     "head_config_overrides",
+    "head_trainer",
     "head_module_names",
     "label_array",
     "load_adapter",

@@ -217,12 +217,12 @@ TRAINING_DEFAULTS = {
 }
 
 
-def with_training_defaults(argv: list[str]) -> list[str]:
-    """`argv` with `TRAINING_DEFAULTS` appended for the flags it does not give (in any spelling); without a GPU, no
-    memory pinning; with --load_best_model_at_end, a checkpoint at each new best only."""
+def with_training_defaults(argv: list[str], defaults: dict[str, str] | None = None) -> list[str]:
+    """`argv` with `defaults` (`TRAINING_DEFAULTS` unless given) appended for the flags it does not give (in any
+    spelling); without a GPU, no memory pinning; with --load_best_model_at_end, a checkpoint at each new best only."""
     given = {flag_name(arg) for arg in argv if arg.startswith("--")}
     extra = []
-    defaults = dict(TRAINING_DEFAULTS)
+    defaults = dict(TRAINING_DEFAULTS if defaults is None else defaults)
     if not torch.cuda.is_available():
         defaults["--dataloader_pin_memory"] = "False"  # nothing to pin to without a GPU (and torch warns)
     if flag_is_on(argv, "--load_best_model_at_end"):

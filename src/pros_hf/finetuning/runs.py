@@ -114,10 +114,13 @@ def load_finetune_data(args: FinetuneArguments, task: str) -> TaskData:
     return data
 
 
-def split_validation(all_labels, indices, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_validation(all_labels, indices, fraction: float, seed: int, stratify: bool = True
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """`indices` (the labelled examples of one seed) split into (training, validation), the validation part a
-    seeded `fraction` of them, stratified like the few-shot draw. Both parts must be non-empty."""
-    held_out = few_shot_indices(all_labels[indices], fraction, seed)
+    seeded `fraction` of them, stratified like the few-shot draw unless `stratify` is False (then drawn uniformly:
+    a few images cannot give every attribute a positive and a negative example on both sides). Both parts must be
+    non-empty."""
+    held_out = few_shot_indices(all_labels[indices], fraction, seed, stratify=stratify)
     validation = indices[held_out]
     training = np.setdiff1d(indices, validation)
     if not training.size:
@@ -139,24 +142,20 @@ def landmark_decoder_width(args: FinetuneArguments, backbone) -> int:
     return min(64 if args.lora else 256, hidden)
 
 
-def train_head(args: FinetuneArguments, training_args: TrainingArguments, data: TaskData, backbone,
-               processor: ProSImageProcessor, *, train_indices=None, validation_indices=None, init: str = "pretrained",
-               seed: int = 0, test_sizes=None, output_dir: str | None = None) -> HeadRun:
-    """Train one head of `data.labels.task` on `backbone` (a `ProSModel`, or a `ProSConfig` for random weights) and
-    score it on `data.test`.
+def head_trainer(args: FinetuneArguments, training_args: TrainingArguments, data: TaskData, backbone,
+                 processor: ProSImageProcessor, *, output_dir: str, train_indices=None, validation_indices=None,
+                 init: str = "pretrained", seed: int = 0, prepare_row=None, callbacks=None
+                 ) -> tuple[FinetuneTrainer, ParameterCount]:
+    """The `Trainer` of one head of `data.labels.task` on `backbone` (a `ProSModel`, or a `ProSConfig` for random
+    weights), ready to train, and the head's parameter counts.
 
     The recipe is `args` (mode, LoRA, learning-rate scale and layer decay, augmentation, head options, metric
     options) and `training_args` (steps, batch, optimizer; `output_dir`, `seed`, saving and the labels are set per
     run). `train_indices`: the labelled examples of `data.train` to train on (default: all); `validation_indices`:
     the held-out ones that evaluation during training scores (without them, evaluation scores the test set).
-    `init`: "pretrained" or "random_init" (the same architecture from seeded random weights). `test_sizes`: (height,
-    width) of each test image, for landmarks (read from the images when not given). `output_dir`: where the Trainer
-    writes checkpoints (default: a temporary folder)."""
-    if output_dir is None:
-        with tempfile.TemporaryDirectory(prefix="pros_finetune_") as scratch:
-            return train_head(args, training_args, data, backbone, processor, train_indices=train_indices,
-                              validation_indices=validation_indices, init=init, seed=seed, test_sizes=test_sizes,
-                              output_dir=scratch)
+    `init`: "pretrained" or "random_init" (the same architecture from seeded random weights). `prepare_row`: applied
+    to every row before the processor, in training and evaluation alike (a benchmark's face crop). `callbacks`: extra
+    `TrainerCallback`s. `output_dir`: where the Trainer writes checkpoints."""
     labels = data.labels
     set_seed(seed)
     overrides = head_config_overrides(
@@ -187,11 +186,30 @@ def train_head(args: FinetuneArguments, training_args: TrainingArguments, data: 
         eval_set = data.test if run_args.eval_strategy != "no" else None
     trainer = FinetuneTrainer(
         model=model, args=run_args, train_dataset=train_set, eval_dataset=eval_set,
-        data_collator=FaceTaskCollator(labels, processor, augmentation),
-        eval_data_collator=FaceTaskCollator(labels, processor),
+        data_collator=FaceTaskCollator(labels, processor, augmentation, prepare_row=prepare_row),
+        eval_data_collator=FaceTaskCollator(labels, processor, prepare_row=prepare_row),
         compute_metrics=make_compute_metrics(labels, input_size, args.nme_normalization, args.failure_threshold),
-        backbone_lr_scale=args.backbone_lr_scale, layer_decay=args.layer_decay,
+        backbone_lr_scale=args.backbone_lr_scale, layer_decay=args.layer_decay, callbacks=callbacks,
     )
+    return trainer, counts
+
+
+def train_head(args: FinetuneArguments, training_args: TrainingArguments, data: TaskData, backbone,
+               processor: ProSImageProcessor, *, train_indices=None, validation_indices=None, init: str = "pretrained",
+               seed: int = 0, test_sizes=None, output_dir: str | None = None) -> HeadRun:
+    """Train one head (`head_trainer`, whose docstring gives the arguments) and score it on `data.test`.
+
+    `test_sizes`: (height, width) of each test image, for landmarks (read from the images when not given).
+    `output_dir`: where the Trainer writes checkpoints (default: a temporary folder)."""
+    if output_dir is None:
+        with tempfile.TemporaryDirectory(prefix="pros_finetune_") as scratch:
+            return train_head(args, training_args, data, backbone, processor, train_indices=train_indices,
+                              validation_indices=validation_indices, init=init, seed=seed, test_sizes=test_sizes,
+                              output_dir=scratch)
+    labels = data.labels
+    trainer, counts = head_trainer(args, training_args, data, backbone, processor, output_dir=output_dir,
+                                   train_indices=train_indices, validation_indices=validation_indices, init=init,
+                                   seed=seed)
     start = time.perf_counter()
     train_output = trainer.train()
     train_seconds = time.perf_counter() - start
@@ -199,12 +217,13 @@ def train_head(args: FinetuneArguments, training_args: TrainingArguments, data: 
                              processor, test_sizes)
     scalars = scalar_metrics(labels, full)
     scalars.update(train_seconds=round(train_seconds, 2), train_loss=float(train_output.training_loss),
-                   num_train_labelled=len(train_set))
+                   num_train_labelled=len(trainer.train_dataset))
     if validation_indices is not None:
         scalars["num_validation"] = len(validation_indices)
-        if run_args.load_best_model_at_end and trainer.state.best_global_step:
+        if trainer.args.load_best_model_at_end and trainer.state.best_global_step:
             scalars["best_step"] = int(trainer.state.best_global_step)
     logger.info("%s %s seed %d: %s", labels.task, init, seed, scalars)
+    model = trainer.model
     model.eval()
     return HeadRun(model, scalars, full, counts)
 
@@ -289,5 +308,5 @@ def run_finetuning(args: FinetuneArguments, training_args: TrainingArguments) ->
     return results
 
 
-__all__ = ["HeadRun", "load_finetune_backbone", "load_finetune_data", "run_finetuning", "run_task",
+__all__ = ["HeadRun", "head_trainer", "load_finetune_backbone", "load_finetune_data", "run_finetuning", "run_task",
            "score_predictions", "split_validation", "train_head"]

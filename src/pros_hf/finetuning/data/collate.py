@@ -49,13 +49,15 @@ class FaceTaskCollator:
 
     Images go through `image_processor` (resize + center crop + normalise). With `augmentation` (training), the
     processor output is left unnormalised and the augmentation's similarity transform moves image and points together,
-    then normalises.
+    then normalises. `prepare_row` (a row -> row callable) runs on every row first: a benchmark frames its faces there
+    (`pros_hf.benchmarks.ProtocolFraming`), on access, so that no cropped copy of the data set is written.
     """
 
-    def __init__(self, labels: TaskLabels, image_processor, augmentation=None):
+    def __init__(self, labels: TaskLabels, image_processor, augmentation=None, prepare_row=None):
         self.labels = labels
         self.image_processor = image_processor
         self.augmentation = augmentation
+        self.prepare_row = prepare_row
         # With augmentation the processor's geometry only: the augmentation normalises after its transform.
         self._processor = image_processor if augmentation is None else type(image_processor)(
             **{**image_processor.to_dict(), "do_normalize": False})
@@ -63,6 +65,8 @@ class FaceTaskCollator:
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         from ...pipelines import image_height_width
 
+        if self.prepare_row is not None:
+            rows = [self.prepare_row(row) for row in rows]
         images = [row["image"] for row in rows]
         processor = self._processor
         pixel_values = processor(images, return_tensors="pt")["pixel_values"]
