@@ -16,6 +16,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
+from pros_hf.cli import parse_flags
 from pros_hf.loading import check_model_source
 from pros_hf.retrieval import CurationConfig, curate, load_embedding_model, write_demo_images
 
@@ -114,7 +115,7 @@ class CurateArguments:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (args,) = HfArgumentParser(CurateArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags(HfArgumentParser(CurateArguments), argv, "curate.py")
     # Every mistake that can be known now is refused now, in one line, before any image is detected or embedded.
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise SystemExit(f"--output {args.output!r} is a file; give a folder (created if missing).")

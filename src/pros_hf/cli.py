@@ -7,6 +7,8 @@ its own must recognise the user's flags in every spelling, or a default appended
 
 import os
 
+from .validation import check_finite_fields
+
 
 def flag_name(arg: str) -> str | None:
     """`--max-steps=3` -> `--max_steps`; None for a value (not a flag)."""
@@ -38,4 +40,16 @@ def check_output_file(flag: str, path: str | None) -> None:
         raise SystemExit(f"{flag} {path!r}: the folder {folder!r} does not exist.")
 
 
-__all__ = ["check_output_file", "flag_is_on", "flag_name"]
+def parse_flags(parser, argv: list[str] | None, prog: str) -> tuple:
+    """`parser.parse_args_into_dataclasses(argv)` (an `HfArgumentParser`), with every float flag finite: a value its
+    dataclass refuses (`__post_init__`) or a NaN / inf ends the run in one line, `prog: message`, not a traceback."""
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+        for arguments in parsed:
+            check_finite_fields(arguments)
+    except ValueError as error:
+        raise SystemExit(f"{prog}: {error}") from None
+    return parsed
+
+
+__all__ = ["check_output_file", "flag_is_on", "flag_name", "parse_flags"]
