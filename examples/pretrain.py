@@ -19,7 +19,7 @@ import torch
 from transformers import HfArgumentParser, set_seed
 
 from pros_hf import ProSImageProcessor
-from pros_hf.cli import flag_name, parse_flags
+from pros_hf.cli import check_output_folder, flag_name, parse_flags
 from pros_hf.data import load_pretraining_images, make_synthetic_faces
 from pros_hf.hub import public_name
 from pros_hf.loading import BackboneError
@@ -157,6 +157,7 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
     if not any(flag_name(arg) == "--train_dir" for arg in argv):
         argv = default_cpu_demo(argv)
     model_args, data_args, knn_args, training_args = parse_flags(parser, with_cpu_flags(argv), "pretrain.py")
+    check_output_folder("--output_dir", training_args.output_dir)
     if data_args.streaming and training_args.max_steps <= 0:
         raise SystemExit("pretrain.py: --streaming needs --max_steps (a stream has no length to count epochs in).")
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,

@@ -38,6 +38,24 @@ def check_output_file(flag: str, path: str | None) -> None:
         raise SystemExit(f"{flag} {path!r} is a folder; give a file name.")
     if not os.path.isdir(folder):
         raise SystemExit(f"{flag} {path!r}: the folder {folder!r} does not exist.")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise SystemExit(f"{flag} {path!r} is not writable.")
+
+
+def check_output_folder(flag: str, path: str | None) -> None:
+    """SystemExit, naming `flag`, when the folder `path` cannot be created or written (a file of that name, a
+    read-only folder, or a read-only parent of a folder to create): found before the work, not at its first save."""
+    if not path:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SystemExit(f"{flag} {path!r} is a file; give a folder (created if missing).")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise SystemExit(f"{flag} {path!r}: {existing!r} is a file, so the folder cannot be created.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"{flag} {path!r}: {existing!r} is not writable.")
 
 
 def parse_flags(parser, argv: list[str] | None, prog: str) -> tuple:
@@ -52,4 +70,4 @@ def parse_flags(parser, argv: list[str] | None, prog: str) -> tuple:
     return parsed
 
 
-__all__ = ["check_output_file", "flag_is_on", "flag_name", "parse_flags"]
+__all__ = ["check_output_file", "check_output_folder", "flag_is_on", "flag_name", "parse_flags"]

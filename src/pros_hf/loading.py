@@ -103,6 +103,13 @@ def load_backbone(pretrained, **kwargs) -> ProSModel:
             f"saved one, got {type(pretrained).__name__}."
         )
     check_model_source(pretrained)
+    folder = os.fspath(pretrained)
+    if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
+        saved_data = any(os.path.isfile(os.path.join(folder, name))
+                         for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
+        raise BackboneError(f"{folder!r} has no config.json: it is " + (
+            "a dataset folder (save_to_disk), not a model" if saved_data else "not a model folder") +
+            "; pass the folder of a saved ProSModel, a fine-tuned ProS head or a pre-training export.")
     config_dict, _ = ProSConfig.get_config_dict(pretrained, **kwargs)
     model_type = config_dict.get("model_type")
     if model_type != ProSConfig.model_type:
