@@ -3,7 +3,9 @@
 With no data argument it pre-trains a micro ViT on the embedded synthetic faces, on a CPU, in a few minutes, and
 writes the exported teacher backbone (a `ProSModel` folder) to `--output_dir`. Every ProSConfig loss option and every
 ProSTrainingArguments schedule is a flag; `--help` lists them with why they matter. A run restarted with the same
-`--output_dir` continues from its last complete checkpoint (`pros_hf.training.resume`).
+`--output_dir` continues from its last complete checkpoint (`pros_hf.training.resume`). A bad flag, folder or file
+ends the run in one line before any step; `accelerate launch -q` keeps the launcher from printing its own traceback
+after that line.
 
     accelerate launch examples/pretrain.py --train_dir ./curated/dataset --preset vit-s16 \
         --global_crop_size 224 --local_crop_size 96 --per_device_train_batch_size 64 --bf16 --output_dir ./pros-vits
