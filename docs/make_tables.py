@@ -273,6 +273,55 @@ def render_metrics_table(result: dict) -> list[str]:
     return [*caption, *table(result["columns"], rows)]
 
 
+def readable_pattern(pattern: str) -> str:
+    """A row's expected first line as a reader sees it: the regular expression without anchors and escapes, `...`
+    where anything may stand."""
+    text = pattern.lstrip("^").replace(".*", "...")
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def shown_command(row: dict) -> str:
+    """The row's command with its placeholders (`{vit}`: a transformers ViT folder, ...) as `<vit>`."""
+    if "call" in row:
+        arguments = [repr(a) for a in row["args"]] + [f"{k}={v!r}" for k, v in row["kwargs"].items()]
+        text = f"{row['call']}({', '.join(arguments)})"
+    else:
+        launcher = "accelerate launch -q " if row["run"].startswith("accelerate") else "python "
+        program = row["entry"] if row["entry"].startswith("python -m") else launcher + row["entry"]
+        text = " ".join([program.removeprefix("python python "), *row["argv"]])
+    return re.sub(r"\{(\w+)\}", r"<\1>", text).replace("'<", "<").replace(">'", ">")
+
+
+@renders("bad_input_matrix")
+def render_bad_input_matrix(result: dict) -> list[str]:
+    """tests/test_bad_input_matrix.py's rows: what each entry point answers to each kind of bad input, and what is
+    skipped and counted or resumed instead (with the test that checks it)."""
+    rows = []
+    for row in result["rows"]:
+        answer = f"exit {row['exit']}: " if row.get("exit") is not None else f"raises {row['raises']}: "
+        if row.get("skip_as_root"):
+            answer += "(not exercised when the tests run as root) "
+        rows.append([f"`{row['entry']}`", row["class"], f"`{shown_command(row)}`",
+                     answer + readable_pattern(row["message"])])
+    counts: dict[str, int] = {}
+    for row in result["rows"]:
+        counts[row["entry"]] = counts.get(row["entry"], 0) + 1
+    per_entry = ", ".join(f"`{entry}` {count}" for entry, count in counts.items())
+    lines = [f"Refused: {len(result['rows'])} rows ({per_entry}). Each answer is one line on stderr (or one exception "
+             "message), with no traceback; `...` stands for the rest of the message. Placeholders: `<vit>`, "
+             "`<clip>`, `<dinov2>` are folders saved from tiny transformers models, `<truncated>` a ProS folder whose "
+             "model.safetensors is cut short, `<other_size>` one whose config.json states another width, `<dataset>` "
+             "a save_to_disk folder, `<bad_images>` a folder of unreadable files, `<out>` a fresh folder.", "",
+             *table(["entry point", "input", "command", "answer (first line)"], rows)]
+    for outcome in ("skipped and counted", "resumed"):
+        items = [item for item in result.get("handled", []) if item["outcome"] == outcome]
+        if items:
+            lines += ["", f"{outcome.capitalize()}:", "",
+                      *table(["input", "what happens", "checked by"],
+                             [[item["input"], item["answer"], f"`{item['test']}`"] for item in items])]
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # pages
 

@@ -16,6 +16,7 @@ from typing import Optional
 
 from transformers import HfArgumentParser
 
+from pros_hf.cli import check_output_folder, parse_flags
 from pros_hf.loading import check_model_source
 from pros_hf.retrieval import CurationConfig, curate, load_embedding_model, write_demo_images
 
@@ -114,10 +115,9 @@ class CurateArguments:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (args,) = HfArgumentParser(CurateArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags(HfArgumentParser(CurateArguments), argv, "curate.py")
     # Every mistake that can be known now is refused now, in one line, before any image is detected or embedded.
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise SystemExit(f"--output {args.output!r} is a file; give a folder (created if missing).")
+    check_output_folder("--output", args.output)
     try:
         config = CurationConfig(
             detector=args.detector,
@@ -147,6 +147,9 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as error:
             raise SystemExit(f"--model: {error}") from None
     source = args.source
+    if source is not None and os.path.isdir(source) and not os.listdir(source):
+        raise SystemExit(f"--source {source!r} is an empty folder: give a folder of images, a saved dataset or a Hub "
+                         "dataset id.")
     if source is None:
         # written next to the output (not to a temp folder), so that a resumed demo sees the very same files
         source = os.path.join(args.output, "demo_source")

@@ -19,7 +19,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor
-from pros_hf.cli import check_output_file
+from pros_hf.cli import check_output_file, parse_flags
 from pros_hf.data.face_rendering import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from pros_hf.knn.factor_pairs import FACTORS, make_factor_pairs
 from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor, random_init_backbone
@@ -72,7 +72,7 @@ def _row(name: str, relative: dict, spread: dict | None = None) -> str:
 
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (args,) = HfArgumentParser(FactorSensitivityArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags(HfArgumentParser(FactorSensitivityArguments), argv, "factor_sensitivity.py")
     # Everything that can fail is checked before the faces are rendered (a minute at the default --num_groups).
     if args.random_init_seeds < 1:
         raise SystemExit(f"--random_init_seeds must be at least 1, got {args.random_init_seeds}.")

@@ -27,6 +27,7 @@ import time
 
 from transformers import TrainingArguments
 
+from pros_hf.cli import check_output_folder
 from pros_hf.finetuning import (
     FinetuneArguments, FinetuneError, check_finetune_arguments, finetune_parser, run_finetuning,
     with_training_defaults,
@@ -41,6 +42,7 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
         check_finetune_arguments(args, training_args, argv)
     except ValueError as error:  # the checks of both argument groups: a message, not a traceback
         raise SystemExit(f"finetune.py: {error}") from None
+    check_output_folder("--output_dir", training_args.output_dir)
     return args, training_args
 
 

@@ -18,7 +18,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor
-from pros_hf.cli import check_output_file
+from pros_hf.cli import check_output_file, parse_flags
 from pros_hf.knn import (
     evaluate_knn,
     load_backbone_and_processor,
@@ -144,7 +144,7 @@ def check_columns(features, args: KNNEvalArguments) -> None:
 
 def main(argv=None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (args,) = HfArgumentParser(KNNEvalArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags(HfArgumentParser(KNNEvalArguments), argv, "knn_eval.py")
     check_arguments(args)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
 

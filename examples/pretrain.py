@@ -3,7 +3,9 @@
 With no data argument it pre-trains a micro ViT on the embedded synthetic faces, on a CPU, in a few minutes, and
 writes the exported teacher backbone (a `ProSModel` folder) to `--output_dir`. Every ProSConfig loss option and every
 ProSTrainingArguments schedule is a flag; `--help` lists them with why they matter. A run restarted with the same
-`--output_dir` continues from its last complete checkpoint (`pros_hf.training.resume`).
+`--output_dir` continues from its last complete checkpoint (`pros_hf.training.resume`). A bad flag, folder or file
+ends the run in one line before any step; `accelerate launch -q` keeps the launcher from printing its own traceback
+after that line.
 
     accelerate launch examples/pretrain.py --train_dir ./curated/dataset --preset vit-s16 \
         --global_crop_size 224 --local_crop_size 96 --per_device_train_batch_size 64 --bf16 --output_dir ./pros-vits
@@ -19,8 +21,10 @@ import torch
 from transformers import HfArgumentParser, set_seed
 
 from pros_hf import ProSImageProcessor
-from pros_hf.cli import flag_name
+from pros_hf.cli import check_output_folder, flag_name, parse_flags
 from pros_hf.data import load_pretraining_images, make_synthetic_faces
+from pros_hf.hub import public_name
+from pros_hf.loading import BackboneError
 from pros_hf.training import (
     NoImagesReadError, ProSTrainer, ProSTrainingArguments, pretraining_model, resume_checkpoint, save_train_results,
 )
@@ -77,6 +81,9 @@ class DataArguments:
         "Stream the data (sets larger than memory): sharded across processes and DataLoader workers. Needs "
         "--max_steps.")})
     image_column: str | None = field(default=None, metadata={"help": "Image column of a dataset (auto-detected)."})
+    dataset_name: str | None = field(default=None, metadata={"help": (
+        "How the exported model card names the data (e.g. its Hub id). Default: a --train_dir Hub id as it is, a "
+        "local folder by its name; a local path never goes into a card, which is published with the backbone.")})
     source_image_size: int | None = field(default=None, metadata={"help": (
         "Side every image is resized and center-cropped to in the workers before batched multi-crop on the device. "
         "Default: a little above the global crop (global_crop_size * 8 / 7).")})
@@ -139,7 +146,7 @@ def build_model(model_args: ModelArguments, training_args: ProSTrainingArguments
     source = {name: fields.pop(name) for name in ("preset", "model_name_or_path", "config_overrides")}
     try:
         return pretraining_model(training_args.global_crop_size, **source, **fields)
-    except OSError as error:  # a missing folder, a Hub id not cached offline
+    except (OSError, BackboneError) as error:  # a missing folder, an uncached Hub id, not a usable ProS backbone
         raise SystemExit(f"--model_name_or_path: {error}") from None
     except ValueError as error:  # config values ProSConfig refuses, a backbone that does not fit them
         raise SystemExit(f"pretrain.py: {error}") from None
@@ -151,16 +158,16 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
                               epilog=no_data_epilog())
     if not any(flag_name(arg) == "--train_dir" for arg in argv):
         argv = default_cpu_demo(argv)
-    try:
-        model_args, data_args, knn_args, training_args = parser.parse_args_into_dataclasses(args=with_cpu_flags(argv))
-    except ValueError as error:  # the checks of the arguments: a message, not a traceback
-        raise SystemExit(f"pretrain.py: {error}") from None
+    model_args, data_args, knn_args, training_args = parse_flags(parser, with_cpu_flags(argv), "pretrain.py")
+    check_output_folder("--output_dir", training_args.output_dir)
     if data_args.streaming and training_args.max_steps <= 0:
         raise SystemExit("pretrain.py: --streaming needs --max_steps (a stream has no length to count epochs in).")
     logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     set_seed(training_args.seed)
 
+    # the model first: a backbone that cannot be used is refused before any image is rendered or read
+    model = build_model(model_args, training_args)
     # the source images: resized once to a little above the global crop, then cropped on the device at each step
     source_size = data_args.source_image_size or int(round(training_args.global_crop_size * 8 / 7))
     num_proc = data_args.synthetic_num_proc or min(16, max(1, (os.cpu_count() or 1) // training_args.world_size))
@@ -170,6 +177,7 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
                                       seed=training_args.seed, num_proc=num_proc).select_columns(["image"])
     else:
         dataset_name = source = data_args.train_dir
+    dataset_name = data_args.dataset_name or public_name(dataset_name)
     try:
         train_dataset = load_pretraining_images(
             source, image_size=source_size, streaming=data_args.streaming, image_column=data_args.image_column,
@@ -179,7 +187,6 @@ def build_trainer(argv: list[str]) -> tuple[ProSTrainer, str | bool | None]:
         where = f"--train_dir {data_args.train_dir}" if data_args.train_dir else "the synthetic training faces"
         raise SystemExit(f"{where}: {error}") from None
 
-    model = build_model(model_args, training_args)
     logger.info("ProS %s: %.1fM parameters per backbone, %d prototypes, source images %d px, %d x %d + %d x %d crops",
                 model_args.preset, sum(p.numel() for p in model.student.parameters()) / 1e6,
                 model.config.num_prototypes, source_size, training_args.num_global_crops,

@@ -14,6 +14,7 @@ import torch
 from transformers import HfArgumentParser
 
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
+from pros_hf.cli import parse_flags
 from pros_hf.data.decoding import UnreadableImageError, open_image_rgb
 from pros_hf.knn import load_backbone_and_processor, load_labelled_dataset
 from pros_hf.knn.features import check_image_column
@@ -89,7 +90,7 @@ def _load_images(args) -> list:
 
 def main(argv=None) -> str:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (args,) = HfArgumentParser(VisualizeArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = parse_flags(HfArgumentParser(VisualizeArguments), argv, "visualize.py")
     # Mistakes that can be known before loading and running the model are refused first, in one line.
     if args.num_images <= 0:
         raise SystemExit(f"--num_images must be positive, got {args.num_images}.")

@@ -475,3 +475,17 @@ def test_rerun_into_a_folder_keeps_only_its_own_files(example, workspace, tmp_pa
     with pytest.raises(SystemExit, match=r"holds the task folders \['expression'\] of an earlier --task all run"):
         example.main(["--task", "landmarks", "--push_to_hub", "--hub_model_id", "org/x", "--output_dir", str(output),
                       *common(workspace)])
+
+
+def test_cards_name_the_local_backbone_by_its_folder_name(all_tasks, pushed, workspace):
+    """Every card these runs wrote (heads of three tasks, a LoRA adapter and its merged head, a linear probe) was
+    fine-tuned from a local backbone folder given by its absolute path: the cards name it by its folder's name and
+    hold no local path, since they are published with the model."""
+    output, _ = all_tasks
+    cards = [output / task / "README.md" for task in ("expression", "attributes", "landmarks")]
+    cards += [pushed["adapter"] / "README.md", Path(f"{pushed['adapter']}-merged") / "README.md",
+              pushed["probe"] / "README.md"]
+    for card in cards:
+        text = card.read_text()
+        assert str(workspace) not in text and str(workspace.parent) not in text, card
+    assert "**backbone**" in (pushed["probe"] / "README.md").read_text()

@@ -624,9 +624,10 @@ def test_head_card_metadata_parses_with_the_measured_values():
     assert values == {"accuracy": 0.61, "f1": 0.55}
     assert all(r.task_type == "image-classification" and r.dataset_type == "org/rafdb" for r in data.eval_results)
     assert "0.6100 ± 0.0100" in parsed.text and "0.4000 ± 0.0000" in parsed.text
-    # a local backbone path is not a Hub id: named in the text, kept out of base_model
+    # a local backbone path is not a Hub id: named by its folder's name in the text, kept out of base_model
     local = head_card(model, "expression", results, base_model="/tmp/backbone")
-    assert ModelCard(str(local)).data.base_model is None and "/tmp/backbone" in str(local)
+    assert ModelCard(str(local)).data.base_model is None and "/tmp/backbone" not in str(local)
+    assert "**backbone**" in str(local)
     assert "?" not in str(local).split("## Evaluation")[1].split("|")[0]  # no placeholder for the unknown sizes
     assert "test set size not recorded" in str(local) and "| labelled training images | not recorded |" in str(local)
 

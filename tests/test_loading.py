@@ -112,13 +112,15 @@ def test_warning_once_per_file_and_bounded(tmp_path, caplog):
     assert sum("a.jpg" in m for m in messages) == 1
     assert sum(m.startswith("Skipping image") for m in messages) == 3
     assert sum("not logged one by one" in m for m in messages) == 1
-    assert report.summary()["by_reason"] == {"not an image": 10, "truncated": 2}
-    assert report.delivered == 2 and len(report.summary()["examples"]) == 2
+    assert report.summary()["by_reason"] == {"not an image": 10, "truncated": 1}  # a.jpg counted once
+    assert report.delivered == 2 and len(report.summary()["examples"]) == 2 and report.attempts == 12
     other = SkipReport()
     other.add("z.jpg", "empty file")
+    other.add("a.jpg", "truncated")  # read by another process too (a distributed sampler pads with repeated rows)
     other.add_delivered(5)
     report.merge(other)
-    assert report.summary()["total"] == 2 + 12 + 5 + 1
+    assert report.summary()["total"] == 2 + 11 + 5 + 1
+    assert SkipReport.from_summary(report.summary()).summary()["by_reason"] == report.summary()["by_reason"]
 
 
 def test_all_bad_batch_gives_empty_tensor(tmp_path):
@@ -291,11 +293,13 @@ def test_datasets_object_source_and_streaming_shuffle(tmp_path):
 
 
 def test_decoded_cache_returns_the_same_samples_and_decodes_once(tmp_path, monkeypatch):
-    """Later epochs read the cache: equal samples, every row decoded once, bad files still reported every epoch."""
+    """Later epochs read the cache: equal samples, every row decoded once, bad files still in every epoch's skip
+    records (and counted once)."""
     ids = _write_colour_images(tmp_path / "data", 6)
     _write_bad_images(tmp_path / "data" / "bad")
     plain = load_pretraining_images(tmp_path / "data", S, min_size=8)
-    cached = load_pretraining_images(tmp_path / "data", S, min_size=8, cache_bytes=1 << 20)
+    # without the load-time probe, which would decode (and cache) a few rows before the count below starts
+    cached = load_pretraining_images(tmp_path / "data", S, min_size=8, cache_bytes=1 << 20, check_decodable=False)
     decoded = []
     original = PretrainingImageDataset._decode_row
     monkeypatch.setattr(PretrainingImageDataset, "_decode_row",
@@ -314,7 +318,8 @@ def test_decoded_cache_returns_the_same_samples_and_decodes_once(tmp_path, monke
         batch = collate_pretraining([cached[i] for i in range(len(cached))])
         report.update(batch)
         assert sorted(_ids(batch["pixel_values"])) == sorted(ids)
-    assert report.summary()["skipped"] == 2 * 6  # the 6 bad files, reported in both epochs
+    # the 6 bad files are in both epochs' skip records, and counted once each
+    assert report.summary()["skipped"] == 6 and report.attempts == 2 * 6
     # DataLoader workers that live across epochs keep their own caches and deliver the same images
     loader = make_pretraining_dataloader(cached, batch_size=4, num_workers=2, persistent_workers=True)
     for epoch in range(2):
@@ -350,10 +355,13 @@ def test_decoded_cache_keeps_to_its_budget(tmp_path, monkeypatch):
 def test_a_named_image_column_must_hold_images(tmp_path):
     """An integer column named as the image column was read as images that all fail to decode."""
     _write_colour_images(tmp_path / "data", 2)
-    labelled = datasets.Dataset.from_dict({"image": [str(p) for p in sorted((tmp_path / "data").iterdir())],
-                                           "label": [0, 1]})
+    files = sorted(str(p) for p in (tmp_path / "data").rglob("*") if p.is_file())
+    labelled = datasets.Dataset.from_dict({"image": files, "label": [0, 1]})
     with pytest.raises(PretrainingSourceError, match="'label'.*not images"):
         load_pretraining_images(labelled, S, image_column="label")
     assert len(load_pretraining_images(labelled, S, image_column="image")) == 2  # paths are fine
+    folders = datasets.Dataset.from_dict({"image": [str(tmp_path / "data")] * 2})  # paths of something else
+    with pytest.raises(PretrainingSourceError, match="none of the 2 images tried from 'Dataset' could be read"):
+        load_pretraining_images(folders, S)
     with pytest.raises(PretrainingSourceError, match="has no columns"):
         load_pretraining_images(tmp_path / "data", S, image_column="picture")

@@ -104,7 +104,7 @@ def test_knn_eval_refuses_bad_flags_before_rendering_or_extracting(argv, message
 def test_knn_eval_refuses_a_bad_model_or_dataset_in_one_line(tmp_path, vit_folder, labelled_set, monkeypatch):
     knn_eval = _example("knn_eval", monkeypatch)
     _forbid(monkeypatch, knn_eval, "evaluate_knn")
-    with pytest.raises(SystemExit, match="--model: .*backbone weights are missing"):
+    with pytest.raises(SystemExit, match="--model: .*model_type 'vit'.*python -m pros_hf.convert"):
         knn_eval.main(["--model", vit_folder, "--dataset", labelled_set])
     with pytest.raises(SystemExit, match="is not a dataset folder"):
         knn_eval.main(["--dataset", str(tmp_path / "nope"), "--image_size", "32"])

@@ -19,7 +19,7 @@ from transformers import AutoModel
 
 from pros_hf import ProSConfig, ProSModel
 from pros_hf.cli import flag_is_on
-from pros_hf.data.loading import load_pretraining_images
+from pros_hf.data.loading import PretrainingSourceError, load_pretraining_images
 from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
 from pros_hf.training import (
@@ -342,7 +342,9 @@ def test_unreadable_training_images_stop_the_run(tmp_path):
     (tmp_path / "bad").mkdir()
     for index in range(24):
         (tmp_path / "bad" / f"{index}.png").write_bytes(b"not a png")
-    bad = load_pretraining_images(tmp_path / "bad", image_size=36)
+    with pytest.raises(PretrainingSourceError, match="none of the 16 images tried from .*bad.* could be read"):
+        load_pretraining_images(tmp_path / "bad", image_size=36)  # refused as it is loaded
+    bad = load_pretraining_images(tmp_path / "bad", image_size=36, check_decodable=False)  # as a dataset built by hand
     with pytest.raises(NoImagesReadError, match="No training image could be read: Image loading: 0 delivered"):
         make_trainer(tmp_path, bad, max_steps=4).train()
 

@@ -7,6 +7,8 @@ its own must recognise the user's flags in every spelling, or a default appended
 
 import os
 
+from .validation import check_finite_fields
+
 
 def flag_name(arg: str) -> str | None:
     """`--max-steps=3` -> `--max_steps`; None for a value (not a flag)."""
@@ -36,6 +38,36 @@ def check_output_file(flag: str, path: str | None) -> None:
         raise SystemExit(f"{flag} {path!r} is a folder; give a file name.")
     if not os.path.isdir(folder):
         raise SystemExit(f"{flag} {path!r}: the folder {folder!r} does not exist.")
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        raise SystemExit(f"{flag} {path!r} is not writable.")
 
 
-__all__ = ["check_output_file", "flag_is_on", "flag_name"]
+def check_output_folder(flag: str, path: str | None) -> None:
+    """SystemExit, naming `flag`, when the folder `path` cannot be created or written (a file of that name, a
+    read-only folder, or a read-only parent of a folder to create): found before the work, not at its first save."""
+    if not path:
+        return
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SystemExit(f"{flag} {path!r} is a file; give a folder (created if missing).")
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise SystemExit(f"{flag} {path!r}: {existing!r} is a file, so the folder cannot be created.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SystemExit(f"{flag} {path!r}: {existing!r} is not writable.")
+
+
+def parse_flags(parser, argv: list[str] | None, prog: str) -> tuple:
+    """`parser.parse_args_into_dataclasses(argv)` (an `HfArgumentParser`), with every float flag finite: a value its
+    dataclass refuses (`__post_init__`) or a NaN / inf ends the run in one line, `prog: message`, not a traceback."""
+    try:
+        parsed = parser.parse_args_into_dataclasses(args=argv)
+        for arguments in parsed:
+            check_finite_fields(arguments)
+    except ValueError as error:
+        raise SystemExit(f"{prog}: {error}") from None
+    return parsed
+
+
+__all__ = ["check_output_file", "check_output_folder", "flag_is_on", "flag_name", "parse_flags"]

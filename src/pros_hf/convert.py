@@ -56,9 +56,13 @@ def load_checkpoint(path: str, key: str | None = None) -> dict[str, torch.Tensor
     if not os.path.isfile(path):
         raise ConversionError(f"Checkpoint {path!r} does not exist or is not a file.")
     if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        checkpoint = load_file(path)
+        try:
+            checkpoint = load_file(path)
+        except SafetensorError as error:
+            raise ConversionError(f"{path!r} cannot be read ({error}): the file is truncated or corrupt.") from None
     else:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -42,6 +42,7 @@ def backbone_card(
     config carries the backbone's fields only. Without it, the rows come from `model.config`'s section where it has
     one, and read "not recorded" otherwise."""
     config = model.config
+    dataset = public_name(dataset) or "unspecified"
     recipe = getattr(pretraining_config, "pretraining_config", pretraining_config)
     if recipe is None:
         recipe = getattr(config, "pretraining_config", None)
@@ -112,6 +113,18 @@ def is_hub_id(name: str | None) -> bool:
     return all(part and all(c.isalnum() or c in "-_." for c in part) for part in name.split("/"))
 
 
+def public_name(name: str | None) -> str | None:
+    """How a card names a data set or a model: a Hub id as it is, a local path by its folder's (or file's) base name
+    (a card is published with the model, and an absolute path would publish the user's file-system layout while
+    naming nothing a reader can find), any other text as it is."""
+    if not name or is_hub_id(name):
+        return name
+    text = os.fspath(name)
+    if os.path.isabs(text) or text.startswith(("./", "../", "~")) or os.path.exists(text):
+        return os.path.basename(os.path.normpath(os.path.expanduser(text))) or text
+    return text
+
+
 def _results_table(task: str, results: dict, num_seeds: int) -> str:
     """Markdown rows `metric | pre-trained | random init` from results.json's `runs` entry.
 
@@ -167,6 +180,7 @@ def head_card(
     if main_run is None:
         raise ValueError("results need a 'pretrained' (or 'random_init') entry with the measured means.")
     config = model.config
+    dataset, base_model = public_name(dataset) or "unspecified", public_name(base_model)
     adapter = lora_summary is not None
     name = (repo_id or f"ProS {task} {'adapter' if adapter else 'head'}").split("/")[-1]
     hub_base = base_model if is_hub_id(base_model) else None
@@ -293,4 +307,5 @@ def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = Non
     return getattr(commit, "commit_url", str(commit))
 
 
-__all__ = ["HEAD_METRICS", "backbone_card", "head_card", "is_hub_id", "is_offline", "push_folder", "render_card"]
+__all__ = ["HEAD_METRICS", "backbone_card", "head_card", "is_hub_id", "is_offline", "public_name", "push_folder",
+           "render_card"]

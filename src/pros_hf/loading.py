@@ -20,6 +20,42 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or value in ("1", "ON", "YES", "TRUE")
 
 
+class BackboneError(ValueError):
+    """What `load_backbone` refuses, in one line naming the folder: another model type, missing backbone weights,
+    weights that cannot be read or do not fit their config."""
+
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def weight_file_name(pretrained) -> str:
+    """The weight file `from_pretrained` reads in a local folder (its path), or the folder or id itself."""
+    folder = os.fspath(pretrained)
+    for name in WEIGHT_FILES:
+        if os.path.isfile(os.path.join(folder, name)):
+            return os.path.join(folder, name)
+    return folder
+
+
+def _load_weights(model_class, pretrained, **kwargs):
+    """`model_class.from_pretrained(pretrained, output_loading_info=True)`, a weight file that cannot be read (cut
+    short, garbled) or that does not fit its config.json raised as a `BackboneError` naming the file: safetensors'
+    `SafetensorError` ("incomplete metadata") and transformers' size-mismatch `RuntimeError` name neither."""
+    from safetensors import SafetensorError
+
+    try:
+        return model_class.from_pretrained(pretrained, output_loading_info=True, **kwargs)
+    except SafetensorError as error:
+        raise BackboneError(f"{weight_file_name(pretrained)} cannot be read ({error}): the file is truncated or "
+                            "corrupt; copy or download it again.") from None
+    except RuntimeError as error:
+        if "mismatch" not in str(error):
+            raise
+        raise BackboneError(f"{weight_file_name(pretrained)}: the weights do not fit the sizes in its config.json "
+                            "(a config of another model size next to them); save the model and its config together.") \
+            from None
+
+
 def check_model_source(path_or_id) -> None:
     """Fail early, naming it, where transformers would fail deep inside: a local folder that does not exist (a typo
     in a path otherwise reads as a malformed Hub id), or, offline, a Hub id with no cached copy."""
@@ -67,22 +103,31 @@ def load_backbone(pretrained, **kwargs) -> ProSModel:
             f"saved one, got {type(pretrained).__name__}."
         )
     check_model_source(pretrained)
+    folder = os.fspath(pretrained)
+    if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
+        saved_data = any(os.path.isfile(os.path.join(folder, name))
+                         for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
+        raise BackboneError(f"{folder!r} has no config.json: it is " + (
+            "a dataset folder (save_to_disk), not a model" if saved_data else "not a model folder") +
+            "; pass the folder of a saved ProSModel, a fine-tuned ProS head or a pre-training export.")
     config_dict, _ = ProSConfig.get_config_dict(pretrained, **kwargs)
     model_type = config_dict.get("model_type")
     if model_type != ProSConfig.model_type:
-        raise ValueError(
+        raise BackboneError(
             f"{os.fspath(pretrained)!r} is not a ProS model: its config.json has model_type {model_type!r}, not "
-            f"{ProSConfig.model_type!r}. Pass a saved ProSModel, a fine-tuned ProS head, or a pre-training export."
+            f"{ProSConfig.model_type!r}, and loading it would start from random weights. Convert ViT weights with "
+            "`python -m pros_hf.convert --checkpoint WEIGHTS --output FOLDER` and pass FOLDER, or pass a saved "
+            "ProSModel, a fine-tuned ProS head or a pre-training export."
         )
     if "ProSForPreTraining" in (config_dict.get("architectures") or []):
-        model, info = ProSForPreTraining.from_pretrained(pretrained, output_loading_info=True, **kwargs)
+        model, info = _load_weights(ProSForPreTraining, pretrained, **kwargs)
         missing = [key for key in info["missing_keys"] if key.startswith("teacher.")]  # the teacher is what is kept
         backbone = model.export_teacher()
     else:
-        backbone, info = ProSModel.from_pretrained(pretrained, output_loading_info=True, **kwargs)
+        backbone, info = _load_weights(ProSModel, pretrained, **kwargs)
         missing = list(info["missing_keys"])
     if missing:
-        raise ValueError(
+        raise BackboneError(
             f"{os.fspath(pretrained)!r}: {len(missing)} backbone weights are missing from its checkpoint (e.g. "
             f"{sorted(missing)[:3]}); they would be trained from random values. Pass a saved ProSModel, a fine-tuned "
             "ProS head, or a pre-training export."
@@ -90,4 +135,4 @@ def load_backbone(pretrained, **kwargs) -> ProSModel:
     return backbone.eval()
 
 
-__all__ = ["check_model_source", "hub_offline", "load_backbone"]
+__all__ = ["BackboneError", "check_model_source", "hub_offline", "load_backbone", "weight_file_name"]

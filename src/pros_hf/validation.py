@@ -5,6 +5,7 @@ The model core (configuration and modeling files) keeps its own checks: it is co
 nothing of the toolkit.
 """
 
+import dataclasses
 import math
 import numbers
 from collections.abc import Sequence
@@ -81,12 +82,77 @@ def check_k_temperature(k, temperature) -> None:
         raise ValueError(f"temperature must be >= 1/700: exp(1 / temperature) overflows float64, got {temperature!r}.")
 
 
+def check_finite_fields(arguments, prefix: str = "--") -> None:
+    """Every number of a dataclass of flags (and every number in its list fields) is finite: argparse's `float`
+    parses "nan" and "inf", which no flag of the toolkit means, and which would surface later as a NaN loss, an
+    empty split or a comparison that is always False. The message names the flag (`prefix` + field name)."""
+    for item in dataclasses.fields(arguments):
+        value = getattr(arguments, item.name, None)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        for number in values:
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ValueError(f"{prefix}{item.name} must be a finite number, got {value!r}.")
+
+
+# TrainingArguments' numbers and what each must be: (name, lowest, whether the lowest is allowed, highest, whether
+# the highest is allowed); None: no bound. transformers takes them as given, and a negative learning rate, a zero
+# batch or a beta of 1 fail only inside torch, after the model and the data are set up.
+TRAINING_NUMBER_RANGES = (
+    ("learning_rate", 0.0, False, None, False),
+    ("weight_decay", 0.0, True, None, False),
+    ("adam_beta1", 0.0, True, 1.0, False),
+    ("adam_beta2", 0.0, True, 1.0, False),
+    ("adam_epsilon", 0.0, False, None, False),
+    ("max_grad_norm", 0.0, True, None, False),
+    ("num_train_epochs", 0.0, False, None, False),
+    ("warmup_steps", 0.0, True, None, False),
+    ("warmup_ratio", 0.0, True, 1.0, True),
+    ("label_smoothing_factor", 0.0, True, 1.0, False),
+    ("per_device_train_batch_size", 1, True, None, False),
+    ("per_device_eval_batch_size", 1, True, None, False),
+    ("gradient_accumulation_steps", 1, True, None, False),
+    ("logging_steps", 0.0, False, None, False),
+    ("save_steps", 0.0, False, None, False),
+    ("eval_steps", 0.0, False, None, False),
+    ("eval_delay", 0.0, True, None, False),
+    ("save_total_limit", 1, True, None, False),
+    ("seed", 0, True, 2**32 - 1, True),
+    ("data_seed", 0, True, 2**32 - 1, True),
+    ("dataloader_num_workers", 0, True, None, False),
+    ("dataloader_prefetch_factor", 1, True, None, False),
+)
+
+
+def check_training_numbers(args) -> None:
+    """`TrainingArguments` numbers in their ranges (`TRAINING_NUMBER_RANGES`) and finite, and `max_steps` either
+    -1 (train --num_train_epochs) or positive; one-line `ValueError` naming the flag."""
+    check_finite_fields(args)
+    for name, low, low_ok, high, high_ok in TRAINING_NUMBER_RANGES:
+        value = getattr(args, name, None)
+        if value is None or isinstance(value, bool) or not isinstance(value, numbers.Number):
+            continue
+        too_low = low is not None and (value < low if low_ok else value <= low)
+        too_high = high is not None and (value > high if high_ok else value >= high)
+        if too_low or too_high:
+            left, right = ("[" if low_ok else "("), ("]" if high_ok else ")")
+            bound = f"> {low}" if not low_ok and high is None else f">= {low}" if high is None else \
+                f"in {left}{low}, {high}{right}"
+            raise ValueError(f"--{name} must be {bound}, got {value}.")
+    max_steps = getattr(args, "max_steps", -1)
+    if max_steps is not None and max_steps != -1 and max_steps < 1:
+        raise ValueError(f"--max_steps must be a positive number of steps (or -1 to train --num_train_epochs), got "
+                         f"{max_steps}.")
+
+
 __all__ = [
+    "TRAINING_NUMBER_RANGES",
     "check_choice",
+    "check_finite_fields",
     "check_finite_triple",
     "check_int",
     "check_k_temperature",
     "check_prob",
     "check_range",
     "check_source_size",
+    "check_training_numbers",
 ]

@@ -16,6 +16,7 @@ Two shapes, because data sets come in two sizes:
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -147,6 +148,8 @@ class PretrainingImageDataset(_DecodingMixin, torch.utils.data.Dataset):
         sample = self._cache.get(index)
         if sample is None:
             sample = self._decode_row(self.dataset[index])
+            if sample["source"] is not None and not SkipReport.is_named(sample["source"]):
+                sample["source"] = f"row {index} {sample['source']}"  # a name, so that a re-read is not recounted
             pixels = sample["pixel_values"]
             size = pixels.numel() * pixels.element_size() if pixels is not None else 0
             if self.cache_bytes and self._cached_bytes + size <= self._budget():
@@ -331,6 +334,7 @@ def load_pretraining_images(
     seed: int = 0,
     shuffle_buffer_size: int = 1000,
     cache_bytes: int = 0,
+    check_decodable: bool = True,
 ) -> PretrainingImageDataset | PretrainingImageIterableDataset:
     """Pre-training images from any source, as a torch dataset of lazily decoded `(3, S, S)` uint8 samples.
 
@@ -352,10 +356,13 @@ def load_pretraining_images(
             (map-style data is shuffled by the DataLoader's sampler).
         cache_bytes: map-style only: decoded samples kept in memory so that later epochs skip decoding, shared out
             among DataLoader workers (`PretrainingImageDataset`); 0 (the default) keeps none.
+        check_decodable: map-style only: decode up to 16 images spread over the set and refuse it when none decodes
+            (`check_some_decode`).
 
     Raises:
         FileNotFoundError: a local path that does not exist.
-        PretrainingSourceError: an empty folder, an offline or unknown Hub id, an unknown split, no image column.
+        PretrainingSourceError: an empty folder, an offline or unknown Hub id, an unknown split, no image column, a
+            set of which no sampled image decodes.
         ValueError: a bad image_size, max_pixels, min_size, resample or background (here, not per image).
     """
     if num_shards < 1:
@@ -418,7 +425,34 @@ def load_pretraining_images(
         node_rank, node_world = resolve_node(rank, world_size)
         if node_world > 1:
             ds = split_dataset_by_node(ds, rank=node_rank, world_size=node_world)
-    return PretrainingImageDataset(ds, image_column, cache_bytes=cache_bytes, **decode)
+    dataset = PretrainingImageDataset(ds, image_column, cache_bytes=cache_bytes, **decode)
+    if check_decodable:
+        check_some_decode(dataset, name)
+    return dataset
+
+
+PROBE_IMAGES = 16
+
+
+def check_some_decode(dataset: PretrainingImageDataset, name: str, probes: int = PROBE_IMAGES) -> None:
+    """Decode up to `probes` images spread over `dataset`; when not one decodes, raise `PretrainingSourceError`
+    naming the source and why. A folder of unreadable files, or a column of something else, is refused here, before
+    a model is trained on empty batches and a checkpoint is written. The decoded images stay in the cache."""
+    if not len(dataset):
+        raise PretrainingSourceError(f"{name!r} holds no images.")
+    count = min(probes, len(dataset))
+    indices = sorted({round(i * (len(dataset) - 1) / max(1, count - 1)) for i in range(count)})
+    failures = []
+    for index in indices:
+        sample = dataset[index]
+        if sample["pixel_values"] is not None:
+            return
+        failures.append((sample["source"], sample["reason"]))
+    reasons = Counter(reason for _, reason in failures)
+    listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
+    raise PretrainingSourceError(
+        f"none of the {len(failures)} images tried from {name!r} could be read ({listed}; e.g. {failures[0][0]}): "
+        "check the folder, or that the image column holds images, image paths or image bytes.")
 
 
 def make_pretraining_dataloader(
@@ -460,6 +494,7 @@ def make_pretraining_dataloader(
 
 
 __all__ = [
-    "DEFAULT_IMAGE_SIZE", "PretrainingSourceError", "PretrainingImageDataset", "PretrainingImageIterableDataset",
-    "SkipReport", "collate_pretraining", "load_pretraining_images", "make_pretraining_dataloader", "resolve_node",
+    "DEFAULT_IMAGE_SIZE", "PROBE_IMAGES", "PretrainingImageDataset", "PretrainingImageIterableDataset",
+    "PretrainingSourceError", "SkipReport", "check_some_decode", "collate_pretraining", "load_pretraining_images",
+    "make_pretraining_dataloader", "resolve_node",
 ]

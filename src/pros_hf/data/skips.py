@@ -3,6 +3,10 @@
 DataLoader workers are separate processes: a counter they update never reaches the trainer. So each batch carries its
 own skip records (`batch["skipped"] = [(source, reason), ...]`, see `loading.collate_pretraining`) and a `SkipReport`
 in the main process adds them up; no global state, and the numbers are exact whatever the number of workers.
+
+A bad file is counted once, however often it is read: every epoch reads it again, and two processes may both read
+it (a distributed sampler pads the last batch with repeated rows). Records are told apart by their source (a path,
+or a dataset row); a source without a name (`<bytes: 812>`, from a stream) cannot be, and is counted per record.
 """
 
 import logging
@@ -37,23 +41,42 @@ class SkipReport:
     def reset(self) -> None:
         """Forget all counts (e.g. to report per epoch rather than per run)."""
         self.delivered = 0
-        self.counts: Counter[str] = Counter()
+        self.attempts = 0  # skip records seen, repeats included: what tells a set that never decodes
+        self.files: dict[str, str] = {}  # named bad source -> reason, each counted once
+        self.unnamed: Counter[str] = Counter()  # reason -> records whose source has no name
         self.examples: list[tuple[str, str]] = []
         self._logged: set[str] = set()
         self._told_limit = False
 
     @property
+    def counts(self) -> Counter:
+        """Bad images per reason, each named source once."""
+        return Counter(self.files.values()) + self.unnamed
+
+    @property
     def skipped(self) -> int:
-        return sum(self.counts.values())
+        return len(self.files) + sum(self.unnamed.values())
 
     @property
     def total(self) -> int:
         return self.delivered + self.skipped
 
+    @staticmethod
+    def is_named(source: str) -> bool:
+        """Whether `source` names one image (a path, a dataset row), rather than describing bytes without a name."""
+        return not source.startswith("<")
+
     def add(self, source: Any, reason: str) -> None:
-        """Count one skipped image, warning about it if it is among the first `max_logged` distinct bad files."""
+        """Count one skipped image (a source already counted is not counted again), warning about it if it is among
+        the first `max_logged` distinct bad files."""
         source = str(source)
-        self.counts[reason] += 1
+        self.attempts += 1
+        if self.is_named(source):
+            if source in self.files:
+                return
+            self.files[source] = reason
+        else:
+            self.unnamed[reason] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append((source, reason))
         if source in self._logged:
@@ -94,12 +117,17 @@ class SkipReport:
             self.log()
 
     def merge(self, other: "SkipReport") -> "SkipReport":
-        """Add another report's counts into this one (e.g. one per process, gathered on the main process)."""
+        """Add another report's counts into this one (e.g. one per process, gathered on the main process); a file
+        both reports counted is counted once."""
         self.delivered += other.delivered
-        self.counts.update(other.counts)
+        self.attempts += other.attempts
+        for source, reason in other.files.items():
+            self.files.setdefault(source, reason)
+        self.unnamed.update(other.unnamed)
+        known = set(self.examples)
         room = self.max_examples - len(self.examples)
         if room > 0:
-            self.examples.extend(other.examples[:room])
+            self.examples.extend([example for example in other.examples if example not in known][:room])
         return self
 
     @classmethod
@@ -107,7 +135,12 @@ class SkipReport:
         """The report a `summary()` describes (e.g. saved with a checkpoint, to go on counting after a resume)."""
         report = cls(**kwargs)
         report.delivered = int(summary.get("delivered", 0))
-        report.counts.update({str(reason): int(n) for reason, n in summary.get("by_reason", {}).items()})
+        report.attempts = int(summary.get("attempts", summary.get("skipped", 0)))
+        if "files" in summary:
+            report.files = {str(source): str(reason) for source, reason in summary["files"].items()}
+            report.unnamed.update({str(reason): int(n) for reason, n in summary.get("unnamed", {}).items()})
+        else:  # counts without their sources: kept as they are
+            report.unnamed.update({str(reason): int(n) for reason, n in summary.get("by_reason", {}).items()})
         report.examples = [(e["source"], e["reason"]) for e in summary.get("examples", [])][:report.max_examples]
         report._logged = {source for source, _ in report.examples}
         return report
@@ -122,6 +155,9 @@ class SkipReport:
             "skip_rate": (self.skipped / total) if total else 0.0,
             "by_reason": dict(sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))),
             "examples": [{"source": s, "reason": r} for s, r in self.examples],
+            "attempts": self.attempts,
+            "files": dict(self.files),  # what lets reports of several processes or runs count a file once
+            "unnamed": dict(self.unnamed),
         }
 
     def format(self) -> str:

@@ -10,6 +10,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from ..cli import flag_is_on, flag_name
+from ..validation import check_finite_fields, check_training_numbers
 from .data import TASKS
 from .training import HIGHER_IS_BETTER, TASK_METRICS
 
@@ -56,6 +57,9 @@ class FinetuneArguments:
         "A Hub dataset id (datasets.load_dataset), with the columns described for --dataset. Needs the network "
         "once; offline it must be in the cache.")})
     hub_config: str | None = field(default=None, metadata={"help": "Configuration name of --hub_dataset."})
+    dataset_name: str | None = field(default=None, metadata={"help": (
+        "How the model card names the data (e.g. its Hub id, org/my-faces). Default: --hub_dataset, else the data "
+        "folder's name; a local path never goes into a card, which is published with the head.")})
     train_split: str = field(default="train", metadata={"help": "Split to train on when the dataset has splits."})
     test_split: str | None = field(default=None, metadata={"help": (
         "Split to test on (default: test, validation, valid or val, whichever exists).")})
@@ -152,6 +156,7 @@ class FinetuneArguments:
 
     def __post_init__(self):
         """The values the optimizer, LoRA or the data would refuse only once the first run builds them."""
+        check_finite_fields(self)
         if self.lora and self.mode == "linear_probe":
             raise ValueError("--lora and --mode linear_probe exclude each other: LoRA already freezes the backbone's "
                              "weights and trains low-rank updates plus the head.")
@@ -256,6 +261,7 @@ def check_finetune_arguments(args: FinetuneArguments, training_args: TrainingArg
     set `training_args.greater_is_better` from `--metric_for_best_model` unless given, since transformers takes every
     metric not ending in "loss" as higher-is-better (with nme or failure_rate, --load_best_model_at_end would keep the
     worst checkpoint)."""
+    check_training_numbers(training_args)  # a negative learning rate would fail inside torch after the set-up
     if args.task == "all" and training_args.push_to_hub:
         raise ValueError("--push_to_hub pushes one head: pick one --task.")
     if training_args.push_to_hub and not training_args.hub_model_id:

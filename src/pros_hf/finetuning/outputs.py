@@ -112,7 +112,8 @@ def save_task_outputs(args, training_args, task: str, output_dir: Path, data, pr
     num_labelled = runs[main_init][seed0].scalars["num_train_labelled"]
     card_args = dict(
         task=task, results={**summary, "prior": prior}, repo_id=training_args.hub_model_id, base_model=base_model,
-        dataset=data.dataset_name, dataset_id=data.dataset_id, num_test=len(data.test),
+        dataset=args.dataset_name or data.dataset_name, dataset_id=data.dataset_id or (
+            args.dataset_name if is_hub_id(args.dataset_name) else None), num_test=len(data.test),
         num_train=f"{num_labelled} of {len(data.train)} per seed" if args.few_shot else len(data.train),
         few_shot=args.few_shot, seeds=list(args.seeds), mode_summary=mode, schedule_summary=schedule,
         license=args.license,

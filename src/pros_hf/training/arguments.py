@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 from transformers.trainer_utils import has_length
 
 from ..augmentation import MultiCropConfig
+from ..validation import check_training_numbers
 
 
 @dataclass
@@ -83,6 +84,7 @@ class ProSTrainingArguments(TrainingArguments):
         "monitor k-NN accuracy (examples/knn_eval.py, KNNCallback).")})
 
     def __post_init__(self):
+        check_training_numbers(self)  # every number finite, the optimizer's and the loop's in range
         self._check_self_distillation_fields()
         self.multicrop_config()  # the crops are checked now, not at the first training step
         if self.dataloader_persistent_workers is None:

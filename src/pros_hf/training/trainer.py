@@ -18,7 +18,7 @@ the FLOP count of the crops, the health metrics in the logs and, at the end, the
 import logging
 
 from transformers import Trainer
-from transformers.trainer_utils import TrainOutput
+from transformers.trainer_utils import TrainOutput, has_length
 
 from .. import schedules
 from ..augmentation import MultiCropAugmentation
@@ -138,7 +138,8 @@ class ProSTrainer(Trainer):
         if model.training:
             self.skip_report.update(inputs)
             if pixel_values.shape[0] == 0:
-                check_some_images_decode(self.skip_report, self.args.per_device_train_batch_size)
+                share = -(-len(self.train_dataset) // self.args.world_size) if has_length(self.train_dataset) else None
+                check_some_images_decode(self.skip_report, self.args.per_device_train_batch_size, num_images=share)
         if pixel_values.shape[0] == 0:  # every image of this batch was unreadable: a zero step, kept in the graph
             loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
             return (loss, None) if return_outputs else loss

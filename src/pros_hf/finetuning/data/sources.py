@@ -5,9 +5,12 @@ import json
 import logging
 import os
 import shutil
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
+import numpy as np
+
+from ...hub import public_name
 from ...validation import check_choice
 from .splits import split_train_test
 from .tasks import TASKS, TaskData, TaskLabels, default_label_names, task_features
@@ -82,9 +85,10 @@ def _read_records(labels_file: Path) -> list[tuple[str, dict]]:
     return records
 
 
-def _undecodable_images(image_dir: Path, records) -> list[tuple[str, str, str]]:
-    """(where, file_name, why) of the rows whose file Pillow cannot identify as an image (a text file, an empty or
-    garbled one): found here, before training, rather than as an `UnidentifiedImageError` in the middle of it.
+def _image_sizes(image_dir: Path, records) -> tuple[list[tuple[int, int] | None], list[tuple[str, str, str]]]:
+    """The (width, height) of each row's image, and (where, file_name, why) of the rows whose file Pillow cannot
+    identify as an image (a text file, an empty or garbled one): found here, before training, rather than as an
+    `UnidentifiedImageError` in the middle of it.
 
     Only the header is read (`Image.open` is lazy): cheap enough for every file of a large label file. A file whose
     header is valid but whose pixel data is truncated still fails when it is decoded.
@@ -93,20 +97,69 @@ def _undecodable_images(image_dir: Path, records) -> list[tuple[str, str, str]]:
 
     from ...data.decoding import REASON_EMPTY, REASON_NOT_IMAGE
 
-    bad = []
+    sizes, bad = [], []
     for where, record in records:
         path = image_dir / str(record["file_name"])
+        size = None
         try:
             with Image.open(path) as image:
                 width, height = image.size
             if width < 1 or height < 1:
                 raise ValueError(f"{width}x{height} pixels")
+            size = (width, height)
         except Image.UnidentifiedImageError:
             reason = REASON_EMPTY if path.stat().st_size == 0 else REASON_NOT_IMAGE
             bad.append((where, str(record["file_name"]), reason))
         except (OSError, SyntaxError, ValueError) as error:  # what Pillow raises for a malformed header
             bad.append((where, str(record["file_name"]), f"{type(error).__name__}: {error}"))
-    return bad
+        sizes.append(size)
+    return sizes, bad
+
+
+def _drop_repeated_images(image_dir: Path, labels_file: Path, records: list, values: list) -> tuple[list, list]:
+    """`records` and their parsed `values` with each image once. A row naming an image an earlier row named with the
+    same label is dropped and counted (a warning says how many and where); with another label it is refused, naming
+    both rows: one image cannot be two classes, and a repeated image could land in both the training and the test
+    split of `split_train_test`."""
+    first: dict[str, int] = {}
+    kept, dropped = [], []
+    for index, ((where, record), value) in enumerate(zip(records, values)):
+        key = os.path.realpath(image_dir / str(record["file_name"]))
+        if key not in first:
+            first[key] = index
+            kept.append(index)
+            continue
+        earlier_where, earlier = records[first[key]]
+        if values[first[key]] != value:
+            raise LabelError(
+                f"{where} and {earlier_where} name the same image {str(record['file_name'])!r} with different labels "
+                f"({value!r} and {values[first[key]]!r}); keep one row per image.")
+        dropped.append(where)
+    if dropped:
+        logger.warning("%s: dropped %d row(s) repeating an earlier row's image and label (%s%s)", labels_file,
+                       len(dropped), ", ".join(dropped[:5]), " ..." if len(dropped) > 5 else "")
+    return [records[i] for i in kept], [values[i] for i in kept]
+
+
+# A landmark more than this fraction of the image's side outside it cannot be a pixel coordinate of the image (the
+# landmark head accepts targets from -0.5 to 1.5 of the input's side).
+LANDMARK_MARGIN = 0.5
+
+
+def landmark_outside_image(points, width: int, height: int) -> int | None:
+    """The index of the first of `points` ((N, 2) pixel x, y) lying more than `LANDMARK_MARGIN` of the image's side
+    outside a `width` x `height` image, or None."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    low = -LANDMARK_MARGIN * np.array([width, height])
+    high = (1 + LANDMARK_MARGIN) * np.array([width, height])
+    outside = np.flatnonzero(((points < low) | (points > high)).any(axis=1))
+    return int(outside[0]) if outside.size else None
+
+
+def landmarks_outside_message(where: str, points, index: int, width: int, height: int) -> str:
+    x, y = (float(v) for v in np.asarray(points, dtype=np.float64).reshape(-1, 2)[index])
+    return (f"{where}: landmark {index} at ({x:g}, {y:g}) lies far outside its {width}x{height} image; landmarks are "
+            f"pixel coordinates of the image (at most {LANDMARK_MARGIN:g} of its side outside it).")
 
 
 def read_label_file(
@@ -142,7 +195,7 @@ def read_label_file(
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise FileNotFoundError(f"{len(missing)} image(s) named in {labels_file} do not exist in {image_dir}: "
                                 f"{listed}{more}.")
-    undecodable = _undecodable_images(image_dir, records)
+    sizes, undecodable = _image_sizes(image_dir, records)
     if undecodable:
         listed = "; ".join(f"{name!r} ({where}: {why})" for where, name, why in undecodable[:5])
         more = f" and {len(undecodable) - 5} more" if len(undecodable) > 5 else ""
@@ -178,7 +231,12 @@ def read_label_file(
         elif task == "attributes":
             values.append(_parse_attributes(record, row, labels))
         else:
-            values.append(_parse_landmarks(record.get("landmarks"), row, labels.num_landmarks).tolist())
+            points = _parse_landmarks(record.get("landmarks"), row, labels.num_landmarks)
+            outside = landmark_outside_image(points, *sizes[len(values)])
+            if outside is not None:
+                raise LabelError(landmarks_outside_message(row, points, outside, *sizes[len(values)]))
+            values.append(points.tolist())
+    records, values = _drop_repeated_images(image_dir, labels_file, records, values)
     paths = [str(image_dir / str(record["file_name"])) for _, record in records]
     dataset = datasets.Dataset.from_dict({"image": paths, task: values}, features=task_features(labels))
     return dataset, labels
@@ -258,6 +316,46 @@ def _load_hub_dataset(name: str, config: str | None, split: str | None):
         raise
 
 
+def _image_paths(dataset) -> list[str | None]:
+    import datasets
+
+    column = dataset.cast_column("image", datasets.Image(decode=False))["image"]
+    return [os.path.realpath(item["path"]) if isinstance(item, dict) and item.get("path") else None
+            for item in column]
+
+
+def check_landmarks_in_images(dataset, name: str) -> None:
+    """Refuse, naming the row, landmarks far outside their image (`landmark_outside_image`) in a canonical landmarks
+    dataset; only the image headers are read."""
+    import io
+
+    import datasets
+    from PIL import Image
+
+    column = dataset.cast_column("image", datasets.Image(decode=False))["image"]
+    for index, (item, points) in enumerate(zip(column, dataset["landmarks"])):
+        source = io.BytesIO(item["bytes"]) if item.get("bytes") else item.get("path")
+        try:
+            with Image.open(source) as image:
+                width, height = image.size
+        except (OSError, SyntaxError, ValueError):
+            continue  # an unreadable image is the decoder's to report
+        outside = landmark_outside_image(points, width, height)
+        if outside is not None:
+            raise LabelError(landmarks_outside_message(f"row {index} of {name}", points, outside, width, height))
+
+
+def check_no_shared_images(train, test, train_name, test_name) -> None:
+    """Refuse a test set that holds an image of the training set (named by both files): its test figures would
+    measure memorisation."""
+    train_paths = {path for path in _image_paths(train) if path}
+    shared = [path for path in _image_paths(test) if path in train_paths]
+    if shared:
+        raise LabelError(f"{len(shared)} image(s) are in both {train_name} and {test_name} (e.g. "
+                         f"{os.path.basename(shared[0])!r}): a test image must not be trained on; remove them from "
+                         "one of the files.")
+
+
 def load_task_data(
     task: str,
     dataset: str | None = None,
@@ -307,9 +405,10 @@ def load_task_data(
         train, labels = read_label_file(image_dir, labels_file, task, label_names, num_landmarks)
         if test_labels_file:
             test, _ = read_label_file(image_dir, test_labels_file, task, labels.label_names, labels.num_landmarks)
+            check_no_shared_images(train, test, labels_file, test_labels_file)
         else:
             train, test = split_train_test(train, labels, test_fraction, seed)
-        name = f"{Path(labels_file).name} ({image_dir})"
+        name = f"{public_name(image_dir)} ({Path(labels_file).name})"
     elif dataset or hub_dataset:
         for flag, folder in (("dataset", dataset), ("test_dataset", test_dataset)):
             if folder and not (Path(folder) / "dataset_info.json").is_file() and not (
@@ -317,7 +416,7 @@ def load_task_data(
                 what = "no such folder" if not Path(folder).exists() else "not a folder written by save_to_disk"
                 raise FileNotFoundError(f"{flag} {folder!r}: {what} (relative to {os.getcwd()}).")
         if dataset:
-            loaded, name = datasets.load_from_disk(dataset), dataset
+            loaded, name = datasets.load_from_disk(dataset), public_name(dataset)
         else:
             loaded, name = _load_hub_dataset(hub_dataset, hub_config, None), hub_dataset
             dataset_id = hub_dataset
@@ -337,13 +436,17 @@ def load_task_data(
                 if name_in is None:
                     raise ValueError(f"{test_dataset} has splits {list(test_raw)}; pass --test_split.")
                 test_raw = test_raw[name_in]
-            name = f"{dataset} (test: {test_dataset})"
+            name = f"{public_name(dataset)} (test: {public_name(test_dataset)})"
         common = dict(task=task, label_names=label_names, num_landmarks=num_landmarks, image_column=image_column,
                       label_column=label_column, attribute_columns=attribute_columns)
         train, labels = normalize_task_dataset(train_raw, **common)
+        if task == "landmarks":
+            check_landmarks_in_images(train, dataset or hub_dataset)
         if test_raw is not None:
             test, _ = normalize_task_dataset(test_raw, **{**common, "label_names": labels.label_names,
                                                           "num_landmarks": labels.num_landmarks})
+            if task == "landmarks":
+                check_landmarks_in_images(test, test_dataset or f"{dataset or hub_dataset} ({test_name} split)")
         else:
             train, test = split_train_test(train, labels, test_fraction, seed)
     else:
