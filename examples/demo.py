@@ -115,7 +115,7 @@ def main() -> int:
         shutil.rmtree(output / "backbone")
     flags_stamp.write_text(json.dumps(PRETRAIN_FLAGS))
     run("3. ProS pre-training without labels (accelerate launch, 1 process)",
-        [python, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+        [python, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1", "--num_machines", "1",
          "--mixed_precision", "no", "--dynamo_backend", "no", "examples/pretrain.py",
          "--train_dir", str(output / "faces_train"), "--output_dir", str(output / "backbone"), *PRETRAIN_FLAGS])
     run("4. linear probe and k-NN: floor, random init, pre-trained, supervised ceiling; transfer to real faces",

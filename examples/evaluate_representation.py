@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from pros_hf import ProSImageProcessor, load_backbone
+from pros_hf.cli import check_output_folder
 from pros_hf.representation import (
     FLIP_PERMUTATION,
     PROTOCOLS,
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
+    check_output_folder("--output_dir", args.output_dir)
     models = named_models(args.model)
     backbones = {}
     for name, path in models.items():
