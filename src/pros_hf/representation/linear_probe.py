@@ -139,21 +139,24 @@ def _fit_logistic(x, y, kind, settings, steps, seed, num_outputs):
     return [(lambda features, w=weight[i], b=bias[i, 0]: features @ w + b) for i in range(count)]
 
 
-def _fit_ridge(x, y, alpha):
-    """Closed-form ridge regression with an unpenalised bias; `alpha` is relative to the mean feature variance."""
+def _fit_ridge(x, y, alphas):
+    """Closed-form ridge regression with an unpenalised bias, one predictor per strength in `alphas` (relative to the
+    mean feature variance). One eigendecomposition serves every strength: of the D x D covariance, or of the N x N
+    kernel when there are more features than examples (the dual form)."""
     x_mean, y_mean = x.mean(0), y.mean(0)
     xc, yc = (x - x_mean).double(), (y - y_mean).double()
-    if xc.shape[1] <= xc.shape[0]:
-        gram = xc.T @ xc
-        scale = gram.diagonal().mean().clamp_min(1e-12)
-        weight = torch.linalg.solve(gram + alpha * scale * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ yc)
-    else:  # more features than examples: the dual form solves an N x N system instead
-        kernel = xc @ xc.T
-        scale = kernel.diagonal().mean().clamp_min(1e-12)
-        weight = xc.T @ torch.linalg.solve(kernel + alpha * scale * torch.eye(kernel.shape[0], dtype=kernel.dtype), yc)
-    weight = weight.float()
-    bias = y_mean - x_mean @ weight
-    return lambda features: features @ weight + bias
+    primal = xc.shape[1] <= xc.shape[0]
+    values, vectors = torch.linalg.eigh(xc.T @ xc if primal else xc @ xc.T)
+    scale = values.mean().clamp_min(1e-12)  # the mean eigenvalue: the trace over the size, as the mean diagonal
+    projected = vectors.T @ (xc.T @ yc if primal else yc)
+    predictors = []
+    for alpha in alphas:
+        inverse = projected / (values + alpha * scale).clamp_min(1e-12)[:, None]
+        weight = vectors @ inverse if primal else xc.T @ (vectors @ inverse)
+        weight = weight.float()
+        bias = y_mean - x_mean @ weight
+        predictors.append(lambda features, w=weight, b=bias: features @ w + b)
+    return predictors
 
 
 def _predict(model, x):
@@ -209,7 +212,7 @@ def linear_probe(
     def fit(rows, settings):
         x, y = train_x[rows], train_y[rows]
         if kind == "regression":
-            return [_fit_ridge(x, y, setting["ridge_alpha"]) for setting in settings]
+            return _fit_ridge(x, y, [setting["ridge_alpha"] for setting in settings])
         return _fit_logistic(x, y, kind, settings, steps, seed, num_outputs)
 
     settings = ([{"ridge_alpha": float(a)} for a in ridge_alphas] if kind == "regression" else

@@ -96,7 +96,7 @@ def real_landmark_faces(frame: dict, image_size: int, folder: Path | None = None
         with Image.open(source) as image:
             crop = image.convert("RGB").transform((image_size, image_size), Image.Transform.EXTENT, box,
                                                   Image.Resampling.BILINEAR)
-        images.append(np.asarray(crop))
+        images.append(np.array(crop))  # a writable copy: torch warns on read-only arrays
         points.append((landmarks - corner) * image_size / side)
     return images, np.asarray(points, np.float32).reshape(-1, 68, 2)
 
