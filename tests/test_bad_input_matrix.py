@@ -196,6 +196,7 @@ def test_command_line_rows_in_process(row, paths, tmp_path, capsys, monkeypatch)
     assert_one_line_answer(row, code, message, captured.err, paths, out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("row", [r for r in ROWS if r["run"] not in ("in-process", "python")], ids=_row_id)
 def test_command_line_rows_in_a_subprocess(row, paths, tmp_path):
     _skip_read_only(row)

@@ -103,6 +103,7 @@ def test_a_device_this_machine_lacks_is_refused_by_name(capsys, main):
 # view counts other than DINO's 2 global + N local
 
 
+@pytest.mark.slow
 def test_pretrain_step_runs_other_global_counts_and_no_local_crops(capsys):
     # 3 global views needs DINO's probabilities extended (--with_augmentation); 0 local views needs the reference
     # to skip the empty resolution (ViTModel fails on an empty batch)

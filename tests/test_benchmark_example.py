@@ -85,6 +85,7 @@ def folders(tmp_path_factory):
 EXTRA = {"rafdb": ["--lora"], "lfwa": ["--mode", "linear_probe"], "300w": ["--data_ratio", "0.75"]}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 def test_every_benchmark_end_to_end(example, backbone, folders, tmp_path, capsys, name):
     output = tmp_path / "out"

@@ -86,6 +86,7 @@ def test_converted_model_equals_the_reference_forward(dino, tmp_path):
     assert not torch.allclose(student(pixel_values).pooler_output, dino(pixel_values))
 
 
+@pytest.mark.slow
 def test_cli_writes_a_loadable_model(dino, tmp_path):
     torch.save({f"module.{k}": v for k, v in dino.state_dict().items()}, tmp_path / "weights.pth")
     result = subprocess.run(
@@ -108,6 +109,7 @@ def test_safetensors_input(dino, tmp_path):
     torch.testing.assert_close(model(pixel_values).pooler_output, dino(pixel_values), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_refuses_pickled_objects(dino, tmp_path):
     torch.save({"model": dino.state_dict(), "args": argparse.Namespace(arch="vit_small")}, tmp_path / "full.pth")
     with pytest.raises(ConversionError, match="weights_only=True"):

@@ -133,6 +133,7 @@ def written(tmp_path, main, argv) -> dict:
                                                "--local-size", "16", "--local-crops", "2", "--repeats", "1",
                                                "--interpolation", "bilinear", "--skip", "kornia"]),
 ])
+@pytest.mark.slow
 def test_benchmark_output_json_has_the_schema_the_docs_show(tmp_path, capsys, name, main, argv):
     result = written(tmp_path, main, argv)
     assert result["kind"] == name and result["date"] and "torch" in result["machine"]
@@ -144,6 +145,7 @@ def test_benchmark_output_json_has_the_schema_the_docs_show(tmp_path, capsys, na
             assert key_paths(shown) == key_paths(result), path.name
 
 
+@pytest.mark.slow
 def test_synthetic_benchmark_output_json_has_the_schema_the_docs_show(tmp_path):
     # a process of its own: the benchmark pins itself to one core
     out = tmp_path / "out.json"

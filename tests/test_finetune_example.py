@@ -18,6 +18,8 @@ from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
 from pros_hf.finetuning import FinetuneError, split_validation
 from pros_hf.finetuning import runs as finetuning_runs
 
+pytestmark = pytest.mark.slow  # whole scripts end to end, minutes of CPU
+
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--num_train", "40", "--num_test", "16", "--max_steps", "3", "--per_device_train_batch_size", "8",

@@ -2,6 +2,7 @@
 names, update_teacher on the shards equals the EMA of the full parameters, the export holds the whole teacher and
 k-NN on the sharded teacher gives the unsharded figures; with the blocks alone update_teacher refuses."""
 
+import pytest
 import json
 import os
 import subprocess
@@ -11,6 +12,8 @@ from pathlib import Path
 import yaml
 
 from conftest import free_port
+
+pytestmark = pytest.mark.slow  # whole scripts end to end, minutes of CPU
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "fsdp_driver.py"

@@ -2,9 +2,14 @@
 flags and produces its figures, so a short GPU run is not lost to a renamed flag."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # whole scripts end to end, minutes of CPU
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = {"DEVICE": "cpu", "PRESET": "micro", "BATCH": "2", "NUM_LOCAL": "2", "GLOBAL": "32", "LOCAL": "16", "K": "64",
@@ -13,8 +18,16 @@ TOY = {"DEVICE": "cpu", "PRESET": "micro", "BATCH": "2", "NUM_LOCAL": "2", "GLOB
 
 def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
     env = {**os.environ, **TOY, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "PARTS": "all"}
-    result = subprocess.run(["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=900)
+    # its own process group, so that a timeout stops the benchmarks it started too, not only bash
+    process = subprocess.Popen(["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=900)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = tmp_path / "out"
     assert "device cpu" in (out / "environment.txt").read_text()

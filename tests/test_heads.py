@@ -379,6 +379,7 @@ np.save(sys.argv[3], landmarks(pixel_values).landmarks.detach().numpy())
 """
 
 
+@pytest.mark.slow
 def test_heads_load_with_trust_remote_code_in_a_process_without_the_package(saved_heads, tmp_path):
     expression, landmarks, folders = saved_heads
     install_in_hub_cache(folders["expression"], "org/pros-expression")
@@ -422,6 +423,7 @@ else:
 """
 
 
+@pytest.mark.slow
 def test_heads_built_from_a_pretraining_checkpoint_ship_no_pretraining_code(tmp_path):
     """A head's folder holds the backbone, configuration and head code only; it and the exported backbone load with
     trust_remote_code=True where pros_hf is not installed, and no pre-training code is fetched for them."""

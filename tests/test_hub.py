@@ -76,6 +76,7 @@ np.save(sys.argv[2], model(pixel_values).pooler_output.detach().numpy())
 """
 
 
+@pytest.mark.slow
 def test_trust_remote_code_in_a_process_without_the_package(saved_model, tmp_path, hf_home):
     model, folder = saved_model
     install_in_hub_cache(folder, "org/pros-vitb")
@@ -133,6 +134,7 @@ print(repr(float(output.loss)))
 """
 
 
+@pytest.mark.slow
 def test_pretraining_checkpoint_loads_with_remote_code_and_its_loss_module(tmp_path):
     from transformers import AutoModelForPreTraining
 

@@ -446,6 +446,7 @@ def _run_example(script, *args, cwd):
     return completed.stdout
 
 
+@pytest.mark.slow
 def test_knn_eval_example_end_to_end(tmp_path, micro_model):
     micro_model.save_pretrained(tmp_path / "backbone")
     out = tmp_path / "knn.json"
@@ -464,6 +465,7 @@ def test_knn_eval_example_end_to_end(tmp_path, micro_model):
         assert entry["random_init_top1"] == pytest.approx(sum(entry["random_init_top1_per_seed"]) / 3)
 
 
+@pytest.mark.slow
 def test_visualize_example_end_to_end(tmp_path):
     out = tmp_path / "attention.png"
     args = ("--num_images", "2", "--image_size", "32", "--output", str(out))
@@ -471,6 +473,7 @@ def test_visualize_example_end_to_end(tmp_path):
     assert "4 heads" in stdout and out.stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces, capfd):
     """examples/pretrain.py --knn_dataset: the teacher's k-NN every --knn_eval_steps and at the end, in the log
     history and in the exported backbone's model card; bad k-NN arguments stop before training, naming them."""

@@ -191,6 +191,7 @@ def test_trainer_logs_the_patch_loss_and_exports_a_loadable_backbone(tmp_path):
     assert torch.equal(backbone.embeddings.mask_token, model.teacher.embeddings.mask_token)
 
 
+@pytest.mark.slow
 def test_pretrain_example_flags_reach_the_config(tmp_path):
     """examples/pretrain.py: the patch-loss flags and --config_overrides end up in the model's config; a misspelt or
     invalid override stops with a message naming it."""

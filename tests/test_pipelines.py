@@ -127,6 +127,7 @@ np.save(sys.argv[3], np.asarray(detect(np.load(sys.argv[2]))["landmarks"]))
 """
 
 
+@pytest.mark.slow
 def test_face_landmarks_pipeline_travels_with_the_folder_it_saves(folders, images, tmp_path):
     """Saved through the pipeline, the folder carries the pipeline code: it runs where pros_hf is not installed."""
     _, paths, _ = folders

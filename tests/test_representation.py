@@ -182,6 +182,7 @@ def micro_benchmark():
     return ProSModel(config).eval(), train, test
 
 
+@pytest.mark.slow
 def test_evaluate_representation_reports_every_task_and_protocol(micro_benchmark, tmp_path):
     model, train, test = micro_benchmark
     cache = CeilingCache(tmp_path)
@@ -256,6 +257,7 @@ def _settings(n, seed):
     return benchmark_settings(n, 32, seed)
 
 
+@pytest.mark.slow
 def test_evaluate_representation_example_end_to_end(tmp_path):
     model_dir = tmp_path / "model"
     ProSModel(ProSConfig.from_preset("micro", image_size=32)).save_pretrained(model_dir)

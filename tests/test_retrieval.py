@@ -355,6 +355,7 @@ def test_seed_folder_bounds_retrieval_and_dataset_source(lfw_folder, tmp_path):
 # ---- the example script -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_example_script_runs_end_to_end(lfw_folder, tmp_path):
     folder = tmp_path / "small"
     folder.mkdir()

@@ -195,6 +195,7 @@ def test_a_training_step_never_makes_the_host_wait_for_the_device(tmp_path, face
     assert syncs.ops["aten._local_scalar_dense.default"] >= 8
 
 
+@pytest.mark.slow
 def test_torch_compile_compiles_each_block_and_trains_like_eager(tmp_path, faces):
     """--torch_compile compiles regions (each block, each other submodule; the loss stays eager), keeps the state
     dict's names, and two steps end with the teacher that eager steps give."""
@@ -271,6 +272,7 @@ def test_pretrain_example_refuses_bad_arguments_and_its_help_gives_the_no_data_d
     assert "--global_crop_size 48" in help_text and "--per_device_train_batch_size 64" in help_text
 
 
+@pytest.mark.slow
 def test_collapse_warning(tmp_path, faces, caplog):
     trainer = make_trainer(tmp_path, faces, collapse_tolerance=1.0, collapse_patience=2)
     with caplog.at_level(logging.WARNING, logger="pros_hf.training"):
@@ -349,6 +351,7 @@ def test_unreadable_training_images_stop_the_run(tmp_path):
         make_trainer(tmp_path, bad, max_steps=4).train()
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_run_trains_no_further_and_keeps_every_count(tmp_path, faces):
     """transformers checks the step count after a step, so a run resumed at its last step used to take one more;
     the skip counts of the run before the checkpoint come back with it."""
@@ -412,6 +415,7 @@ def test_pretrain_example_from_a_backbone_applies_overrides_and_the_crop_size(tm
         example.build_model(example.ModelArguments(model_name_or_path=str(tmp_path / "nope")), training_args)
 
 
+@pytest.mark.slow
 def test_pretrain_example_never_keeps_figures_of_another_run(tmp_path):
     """A rerun that trains nothing keeps train_results.json only when it was written at the same step: a run killed
     between its last checkpoint and its figures must not inherit an earlier, shorter run's."""
@@ -447,6 +451,7 @@ def run_driver(record_dir, output_dir, extra=(), env_extra=None, wait=True):
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_identical_weights(tmp_path):
     """Train 12 steps straight; separately SIGKILL a run after its step-8 checkpoint and restart it: same weights."""
     flags = ["--max_steps", "12", "--save_steps", "4", "--save_strategy", "steps", "--seed", "3"]
@@ -481,6 +486,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
         assert torch.equal(tensor, final_b[name]), name
 
 
+@pytest.mark.slow
 def test_two_processes_keep_identical_teachers_and_all_reduce(tmp_path):
     """2 CPU processes (gloo) under accelerate launch: teachers identical; center and me-max statistics global."""
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
