@@ -135,3 +135,18 @@ def test_the_new_fields_survive_a_save_and_load(tmp_path):
         assert getattr(loaded.config, name) == value
     pixel_values = torch.randn(1, 3, 48, 48)
     torch.testing.assert_close(loaded(pixel_values).pooler_output, model(pixel_values).pooler_output)
+
+
+@pytest.mark.parametrize("patch_loss_weight", [0.0, 1.0])
+def test_training_flops_count_the_register_tokens(patch_loss_weight):
+    """The analytic count the Trainer logs includes the registers' tokens (and the patch loss reads past them)."""
+    from pros_hf.flop_counting import flop_counter
+    from pros_hf.modeling_pros_pretraining import ProSForPreTraining
+
+    torch.manual_seed(0)
+    config = ProSConfig.from_preset("micro", **IMPORTED, patch_loss_weight=patch_loss_weight, mask_probability=1.0,
+                                    mask_ratio=[0.25, 0.25])
+    model = ProSForPreTraining(config).train()
+    with flop_counter() as counter:
+        model(global_crops=torch.randn(2, 2, 3, 32, 32), local_crops=torch.randn(2, 2, 3, 16, 16)).loss.backward()
+    assert 2 * model.training_flops_per_image(32, 2, 16, 2) == pytest.approx(counter.get_total_flops(), rel=2e-3)
