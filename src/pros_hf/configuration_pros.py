@@ -290,8 +290,9 @@ class ProSConfig(PreTrainedConfig):
         hidden_size (`int`, 768): token width. num_hidden_layers (`int`, 12): transformer blocks.
         num_attention_heads (`int`, 12): must divide `hidden_size` (refused at construction, where `ViTConfig` accepts
         it and the model fails later). intermediate_size (`int`, 3072): MLP width.
-        hidden_act (`str`, "gelu"): MLP activation. layer_norm_eps (`float`, 1e-6): DINO/timm ViTs use 1e-6; converted
-        checkpoints depend on it. image_size (`int`, 224) and patch_size (`int`, 16): the position-embedding grid is
+        hidden_act (`str`, "gelu"): MLP activation, any of transformers' `ACT2FN` ("quick_gelu" for OpenAI CLIP and
+        FaRL). layer_norm_eps (`float`, 1e-6): DINO/timm ViTs and DINOv2 use 1e-6, CLIP 1e-5; converted checkpoints
+        depend on it. image_size (`int`, 224) and patch_size (`int`, 16): the position-embedding grid is
         `image_size // patch_size` per side; other input sizes are interpolated. num_channels (`int`, 3).
         qkv_bias (`bool`, True). hidden_dropout_prob / attention_probs_dropout_prob (`float`, 0.0): self-distillation
         uses none. drop_path_rate (`float`, 0.1): stochastic depth, linearly increasing over depth; applied to the
@@ -300,6 +301,19 @@ class ProSConfig(PreTrainedConfig):
         use_mask_token (`bool`, False): give the backbone a learnable mask token, so that `forward(bool_masked_pos=...)`
         replaces those patches' embeddings with it (as ViT's and Dinov2's `use_mask_token`). Pre-training with the
         masked patch loss (`patch_loss_weight > 0`) builds one whatever this says, and its exported teacher keeps it.
+
+    Imported architectures (`python -m pros_hf.convert`); the defaults give DINO's plain ViT:
+        use_pre_layernorm (`bool`, False): a LayerNorm on the embeddings before the first block (CLIP's `ln_pre` /
+            `pre_layrnorm`); CLIP's weights were trained with it and compute something else without it.
+        layerscale_value (`float`, None): a learnable per-channel scale on each residual branch (DINOv2's, CaiT's
+            layer scale), initialised to this value; None builds none. Small values (1e-5 for DINOv2 training) keep
+            deep ViTs stable early in training.
+        num_register_tokens (`int`, 0): learnable tokens without position embedding inserted after the CLS token
+            (DINOv2 with registers, Darcet et al. 2024); they give the model scratch space that would otherwise be
+            taken from background patches (the artefacts in their attention maps). Their outputs are not returned:
+            `last_hidden_state` and `hidden_states` hold the CLS token and the patch grid only, whatever this is.
+        interpolate_antialias (`bool`, False): antialiased bicubic resampling of the position embeddings for other
+            input sizes, as DINOv2-with-registers does; plain bicubic (DINO, DINOv2, CLIP) otherwise.
 
     Classification head (`ProSForImageClassification`; `num_labels`, `id2label`, `label2id` and `problem_type` are
     transformers' standard fields, and giving only one of `id2label` / `label2id` fills the other):
@@ -339,6 +353,10 @@ class ProSConfig(PreTrainedConfig):
         drop_path_rate=0.1,
         initializer_range=0.02,
         use_mask_token=False,
+        use_pre_layernorm=False,
+        layerscale_value=None,
+        num_register_tokens=0,
+        interpolate_antialias=False,
         classifier_pooling="cls",
         pretraining_config=None,
         landmark_config=None,
@@ -359,6 +377,10 @@ class ProSConfig(PreTrainedConfig):
         self.drop_path_rate = drop_path_rate
         self.initializer_range = initializer_range
         self.use_mask_token = use_mask_token
+        self.use_pre_layernorm = use_pre_layernorm
+        self.layerscale_value = layerscale_value
+        self.num_register_tokens = num_register_tokens
+        self.interpolate_antialias = interpolate_antialias
         self.classifier_pooling = classifier_pooling
         given = {"pretraining_config": pretraining_config, "landmark_config": landmark_config}
         for key, section_class in SECTIONS.items():
@@ -540,7 +562,14 @@ class ProSConfig(PreTrainedConfig):
         owner = type(self).__name__
         _check_numbers(owner, _fields(self, ("layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
                                              "drop_path_rate", "initializer_range")))
-        _check_bools(owner, _fields(self, ("qkv_bias", "use_mask_token")))
+        _check_bools(owner, _fields(self, ("qkv_bias", "use_mask_token", "use_pre_layernorm",
+                                           "interpolate_antialias")))
+        if self.layerscale_value is not None and not (_is_number(self.layerscale_value) and self.layerscale_value > 0):
+            raise ValueError(f"ProSConfig.layerscale_value must be None (no layer scale) or a number > 0, got "
+                             f"{self.layerscale_value!r}.")
+        registers = self.num_register_tokens
+        if not isinstance(registers, int) or isinstance(registers, bool) or registers < 0:
+            raise ValueError(f"ProSConfig.num_register_tokens must be an integer >= 0, got {registers!r}.")
         from transformers.activations import ACT2FN  # here: reading a config alone needs no torch
 
         if self.hidden_act not in ACT2FN:

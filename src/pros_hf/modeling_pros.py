@@ -42,7 +42,8 @@ class ProSPatchEmbeddings(nn.Module):
 
 
 class ProSEmbeddings(nn.Module):
-    """CLS token + patch embeddings + learnable position embeddings, interpolated for other input sizes."""
+    """CLS token + patch embeddings + learnable position embeddings, interpolated for other input sizes; then the
+    register tokens, if any, between the CLS token and the patches (DINOv2 with registers), without position."""
 
     def __init__(self, config: ProSConfig):
         super().__init__()
@@ -56,13 +57,18 @@ class ProSEmbeddings(nn.Module):
         # pre-training needs one, in the student and (to pair their weights for the EMA) in the teacher
         has_mask_token = config.use_mask_token or config.patch_loss_weight > 0
         self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if has_mask_token else None
+        num_registers = config.num_register_tokens
+        self.register_tokens = (
+            nn.Parameter(torch.zeros(1, num_registers, config.hidden_size)) if num_registers > 0 else None
+        )
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def interpolate_pos_encoding(self, grid_height: int, grid_width: int, dtype: torch.dtype) -> torch.Tensor:
         """Position embeddings for a `grid_height x grid_width` patch grid.
 
         Resampled bicubically to that exact grid (not by a scale factor, which rounds differently across versions),
-        in float32, since bicubic resampling in half precision shifts the embeddings.
+        in float32, since bicubic resampling in half precision shifts the embeddings; antialiased where
+        `config.interpolate_antialias` says so (the resampling DINOv2-with-registers was trained with).
         """
         if (grid_height, grid_width) == self.grid_size:
             return self.position_embeddings if self.position_embeddings.dtype == dtype else self.position_embeddings.to(dtype)
@@ -71,7 +77,8 @@ class ProSEmbeddings(nn.Module):
         dim = patch_positions.shape[-1]
         patch_positions = patch_positions.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
         patch_positions = nn.functional.interpolate(
-            patch_positions.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False
+            patch_positions.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False,
+            antialias=self.config.interpolate_antialias,
         )
         patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
         return torch.cat((cls_position.float(), patch_positions), dim=1).to(dtype)
@@ -89,6 +96,9 @@ class ProSEmbeddings(nn.Module):
         embeddings = embeddings + self.interpolate_pos_encoding(
             height // patch_height, width // patch_width, embeddings.dtype
         )
+        if self.register_tokens is not None:
+            registers = self.register_tokens.to(embeddings.dtype).expand(embeddings.shape[0], -1, -1)
+            embeddings = torch.cat((embeddings[:, :1], registers, embeddings[:, 1:]), dim=1)
         return self.dropout(embeddings)
 
 
@@ -163,6 +173,17 @@ class ProSMLP(nn.Module):
         return self.dropout(self.fc2(self.activation_fn(self.fc1(hidden_states))))
 
 
+class ProSLayerScale(nn.Module):
+    """A learnable per-channel scale of a residual branch (DINOv2's and CaiT's layer scale); `lambda1` as DINOv2's."""
+
+    def __init__(self, config: ProSConfig):
+        super().__init__()
+        self.lambda1 = nn.Parameter(torch.ones(config.hidden_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states * self.lambda1
+
+
 def drop_path(hidden_states: torch.Tensor, drop_prob: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop a whole residual branch per sample (Huang et al., 2016), rescaling the kept ones."""
     if drop_prob == 0.0 or not training:
@@ -202,7 +223,8 @@ def add_kept_branch(residual: torch.Tensor, branch, branch_input: torch.Tensor, 
 
 
 class ProSLayer(GradientCheckpointingLayer):
-    """Pre-norm transformer block (DINO's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x))."""
+    """Pre-norm transformer block (DINO's `Block`): x + attn(norm1(x)), then x + mlp(norm2(x)); with layer scale
+    (`config.layerscale_value`), each branch is scaled per channel first (DINOv2's block)."""
 
     def __init__(self, config: ProSConfig, layer_index: int = 0):
         super().__init__()
@@ -210,6 +232,9 @@ class ProSLayer(GradientCheckpointingLayer):
         self.attention = ProSAttention(config)
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = ProSMLP(config)
+        has_layer_scale = config.layerscale_value is not None
+        self.layer_scale1 = ProSLayerScale(config) if has_layer_scale else None
+        self.layer_scale2 = ProSLayerScale(config) if has_layer_scale else None
         # DINO's linearly increasing stochastic depth: 0 for the first block, drop_path_rate for the last.
         depth = config.num_hidden_layers
         self.drop_path_rate = config.drop_path_rate * layer_index / max(depth - 1, 1)
@@ -223,10 +248,16 @@ class ProSLayer(GradientCheckpointingLayer):
         )
         if num_queries is not None:
             hidden_states = hidden_states[:, :num_queries]
-        hidden_states = hidden_states + drop_path(attn_output, self.drop_path_rate, self.training)
+        hidden_states = hidden_states + drop_path(self._scaled(attn_output, 1), self.drop_path_rate, self.training)
         del attn_output  # not kept alive through the MLP: one residual-stream tensor less at the peak
-        mlp_output = drop_path(self.mlp(self.norm2(hidden_states)), self.drop_path_rate, self.training)
+        mlp_output = drop_path(self._scaled(self.mlp(self.norm2(hidden_states)), 2), self.drop_path_rate,
+                               self.training)
         return hidden_states + mlp_output, attn_weights
+
+    def _scaled(self, branch_output: torch.Tensor, branch: int) -> torch.Tensor:
+        """A residual branch's output times its layer scale (`branch` 1: attention, 2: MLP), if the block has one."""
+        layer_scale = self.layer_scale1 if branch == 1 else self.layer_scale2
+        return branch_output if layer_scale is None else layer_scale(branch_output)
 
     def _forward_kept_samples(self, hidden_states: torch.Tensor, num_queries: int | None) -> torch.Tensor:
         """Training with stochastic depth: each branch runs only on the samples that keep it (DINOv2's
@@ -238,12 +269,12 @@ class ProSLayer(GradientCheckpointingLayer):
         residual = hidden_states if num_queries is None else hidden_states[:, :num_queries]
 
         def attention(tokens):
-            return self.attention(self.norm1(tokens), num_queries=num_queries)[0]
+            return self._scaled(self.attention(self.norm1(tokens), num_queries=num_queries)[0], 1)
 
         hidden_states = add_kept_branch(residual, attention, hidden_states,
                                         kept_samples(batch_size, self.drop_path_rate, device), scale)
-        return add_kept_branch(hidden_states, lambda tokens: self.mlp(self.norm2(tokens)), hidden_states,
-                               kept_samples(batch_size, self.drop_path_rate, device), scale)
+        return add_kept_branch(hidden_states, lambda tokens: self._scaled(self.mlp(self.norm2(tokens)), 2),
+                               hidden_states, kept_samples(batch_size, self.drop_path_rate, device), scale)
 
 
 class ProSEncoder(nn.Module):
@@ -302,16 +333,20 @@ class ProSPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
             if module.mask_token is not None:
                 init.zeros_(module.mask_token)
+            if module.register_tokens is not None:  # random, not DINOv2's zeros: identical registers stay identical
+                init.trunc_normal_(module.register_tokens, mean=0.0, std=std)
+        elif isinstance(module, ProSLayerScale):
+            init.constant_(module.lambda1, self.config.layerscale_value)
 
     def get_layer_id(self, parameter_name: str) -> int:
         """Depth of a parameter for layer-wise learning-rate decay (BEiT, DINOv2): 0 for the embeddings (patch
-        projection, CLS token, position embeddings), `i + 1` for block `i`, `num_hidden_layers + 1` for the final norm
-        and everything after it (task heads). Takes names as `named_parameters()` gives them, with any prefix
+        projection, CLS, register and mask tokens, position embeddings, the pre-norm), `i + 1` for block `i`,
+        `num_hidden_layers + 1` for the final norm and everything after it (task heads). Takes names as `named_parameters()` gives them, with any prefix
         (`pros.`, PEFT's `base_model.model.`)."""
         match = re.search(r"(?:^|\.)encoder\.layer\.(\d+)\.", parameter_name)
         if match:
             return int(match.group(1)) + 1
-        if re.search(r"(?:^|\.)embeddings\.", parameter_name):
+        if re.search(r"(?:^|\.)(?:embeddings|pre_layernorm)\.", parameter_name):
             return 0
         return self.config.num_hidden_layers + 1
 
@@ -328,7 +363,10 @@ class ProSModel(ProSPreTrainedModel):
     """The ProS ViT backbone: what pre-training exports (the teacher) and what downstream heads fine-tune.
 
     `pooler_output` is the final-norm CLS token, the image representation used by k-NN evaluation, retrieval and
-    the classification heads.
+    the classification heads. `last_hidden_state` is the final norm of every token (CLS first, then the patch grid in
+    row-major order), as in ViT and DINOv2. Imported CLIP weights keep this layout: CLIP's `post_layernorm` becomes
+    the final norm, so `pooler_output` equals `CLIPVisionModel`'s, and the patch tokens are normalised by it too,
+    where `CLIPVisionModel.last_hidden_state` is not; CLIP's un-normalised tokens are `hidden_states[-1]`.
     """
 
     def __init__(self, config: ProSConfig, use_mask_token: bool = False):
@@ -341,6 +379,10 @@ class ProSModel(ProSPreTrainedModel):
         if use_mask_token:
             config.use_mask_token = True
         self.embeddings = ProSEmbeddings(config)
+        # CLIP's `ln_pre`: part of the embeddings for `hidden_states[0]` and layer-wise learning-rate decay
+        self.pre_layernorm = (
+            nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if config.use_pre_layernorm else None
+        )
         self.encoder = ProSEncoder(config)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.post_init()
@@ -408,9 +450,10 @@ class ProSModel(ProSPreTrainedModel):
         pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, height, width)`):
             Normalised images; any height and width that are multiples of `patch_size` (position embeddings are
             interpolated).
-        output_attentions (`bool`, *optional*): return each block's attention maps (computed with eager attention).
-        output_hidden_states (`bool`, *optional*): return the embeddings and each block's output (before the final
-            norm), `num_hidden_layers + 1` tensors.
+        output_attentions (`bool`, *optional*): return each block's attention maps (computed with eager attention),
+            over every token: CLS, the register tokens if any, then the patches.
+        output_hidden_states (`bool`, *optional*): return the embeddings (after the pre-norm, if any) and each
+            block's output (before the final norm), `num_hidden_layers + 1` tensors.
         pooled_only (`bool`, *optional*, defaults to `False`): compute only what `pooler_output` needs. The last
             block's patch-token outputs feed nothing but `last_hidden_state`, so its attention is computed for the CLS
             query alone and its output projection and MLP for the CLS token alone (the qkv projection still runs on
@@ -436,6 +479,8 @@ class ProSModel(ProSPreTrainedModel):
         if bool_masked_pos is not None:
             self._check_bool_masked_pos(bool_masked_pos, pixel_values)
         embeddings = self.embeddings(pixel_values, bool_masked_pos)
+        if self.pre_layernorm is not None:
+            embeddings = self.pre_layernorm(embeddings)
         hidden_states, all_hidden_states, all_attentions = self.encoder(
             embeddings,
             output_attentions=bool(output_attentions),
@@ -444,6 +489,10 @@ class ProSModel(ProSPreTrainedModel):
         )
         sequence_output = self.layernorm(hidden_states)
         pooled_output = sequence_output[:, 0]
+        if self.embeddings.register_tokens is not None and not pooled_only:
+            sequence_output = self._without_registers(sequence_output)
+            if all_hidden_states is not None:
+                all_hidden_states = tuple(self._without_registers(states) for states in all_hidden_states)
         if not return_dict:
             extras = tuple(value for value in (all_hidden_states, all_attentions) if value is not None)
             return (sequence_output, pooled_output) + extras
@@ -453,6 +502,12 @@ class ProSModel(ProSPreTrainedModel):
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
+
+
+    def _without_registers(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The CLS token and the patch tokens: every consumer of the outputs (heads, patch loss, retrieval) reads
+        `tokens[:, 1:]` as the patch grid, and DINOv2 discards the registers' outputs as well."""
+        return torch.cat((tokens[:, :1], tokens[:, 1 + self.config.num_register_tokens:]), dim=1)
 
 
 __all__ = ["ProSPreTrainedModel", "ProSModel"]

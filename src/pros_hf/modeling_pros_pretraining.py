@@ -296,7 +296,7 @@ class ProSForPreTraining(ProSPreTrainedModel):
             """Forward FLOPs of `count` crops of `side` pixels, as (patch embedding, attention, everything else);
             `keep`: the share of samples each block runs on."""
             patches = (side // p) ** 2
-            tokens = patches + 1
+            tokens = patches + 1 + config.num_register_tokens
             queries = tokens if all_tokens else 1  # the last block: keys and values from every token
             full, last = sum(keep[:-1]), keep[-1]  # the full blocks together, and the last one
             embedding = 2 * patches * 3 * p * p * d

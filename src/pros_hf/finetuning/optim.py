@@ -19,7 +19,7 @@ from torch import nn
 
 
 BACKBONE_PREFIX = "pros."  # `base_model_prefix` of every ProS model: backbone parameters are named pros.*
-NO_DECAY_NAMES = ("cls_token", "position_embeddings", "mask_token")
+NO_DECAY_NAMES = ("cls_token", "position_embeddings", "mask_token", "register_tokens")
 
 
 def _strip_wrappers(name: str) -> str:
@@ -53,7 +53,8 @@ def num_backbone_layers(model: nn.Module) -> int:
 
 
 def applies_weight_decay(name: str, parameter: torch.Tensor) -> bool:
-    """No decay for biases, norm weights (1-D tensors), the CLS token, position embeddings and LoRA's none."""
+    """No decay for 1-D tensors (biases, norm weights, layer scales), the CLS, mask and register tokens, position
+    embeddings and LoRA's none."""
     base = _strip_wrappers(name).split(".")[-1]
     return parameter.ndim > 1 and base not in NO_DECAY_NAMES and not base.endswith("_token")
 

@@ -19,12 +19,13 @@ from .. import schedules
 
 
 # Parameters without weight decay beyond DINO's rule for 1-D tensors (biases, norms).
-NO_DECAY_NAMES = ("prototypes", "cls_token", "position_embeddings", "mask_token")
+NO_DECAY_NAMES = ("prototypes", "cls_token", "position_embeddings", "mask_token", "register_tokens")
 
 
 def decay_parameter_names(model: nn.Module) -> list[str]:
-    """DINO's rule (no decay for 1-D tensors: biases, norms) plus prototypes, CLS token, position embeddings and the
-    mask token: decaying them would pull learnt positions and class vectors toward zero, not regularise features."""
+    """DINO's rule (no decay for 1-D tensors: biases, norms, layer scales) plus prototypes, CLS token, position
+    embeddings, the mask and register tokens: decaying them would pull learnt positions and class vectors toward
+    zero, not regularise features."""
     return [name for name, parameter in model.named_parameters()
             if parameter.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)]
 

@@ -1,0 +1,6 @@
+import sys
+
+from .command_line import main
+
+
+sys.exit(main())
