@@ -54,9 +54,10 @@ def load_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor
                 "It may hold pickled Python objects, which could run arbitrary code. Save only its state dict "
                 "(`torch.save(checkpoint['teacher'], 'weights.pth')`) from code you trust, or use safetensors."
             ) from None
-        except (RuntimeError, EOFError, OSError, ValueError) as error:  # a cut-off zip, or not a torch file at all
-            raise ConversionError(f"cannot be read by torch.load (truncated, or not a PyTorch checkpoint: "
-                                  f"{first_line(error)}).") from None
+        except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:  # cut off, or not torch
+            reason = "not a pickle or zip archive" if isinstance(error, (KeyError, IndexError)) else first_line(error)
+            raise ConversionError(f"cannot be read by torch.load (truncated, or not a PyTorch checkpoint: {reason}).") \
+                from None
     if not isinstance(checkpoint, dict):
         raise ConversionError(f"holds a {type(checkpoint).__name__}, not a state dict.")
     if key is not None:
