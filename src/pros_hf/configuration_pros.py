@@ -465,7 +465,17 @@ class ProSConfig(PreTrainedConfig):
         - the fields set by keyword are validated like the constructor's: transformers sets them after construction,
           so `num_attention_heads=5` would otherwise fail only inside the forward pass;
         - a section given as a dict (`pretraining_config={"num_prototypes": 16}`) updates the saved section's fields,
-          as transformers updates a sub-config given as a dict."""
+          as transformers updates a sub-config given as a dict.
+
+        A config of another `model_type` (a ViT, CLIP or DINOv2 folder) is refused: transformers would only log a
+        warning and `ProSModel.from_pretrained` would then start from random weights."""
+        model_type = config_dict.get("model_type")
+        if model_type not in (None, "", cls.model_type):
+            raise ValueError(
+                f"This config has model_type {model_type!r}, not {cls.model_type!r}: its weights are not a ProS model's "
+                "and would not be loaded. Convert them first: python -m pros_hf.convert --checkpoint FOLDER_OR_ID "
+                "--output NEW_FOLDER."
+            )
         for key, section_class in SECTIONS.items():
             if isinstance(kwargs.get(key), dict):
                 _build_section(section_class, kwargs[key], {})  # unknown field names are refused here
