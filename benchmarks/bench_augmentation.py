@@ -26,17 +26,16 @@ import random
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
+from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 
 from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
 from pros_hf.augmentation.functional import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-
-from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
-from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 
 BLUR_SIGMA = (0.1, 2.0)
 
@@ -48,12 +47,12 @@ BLUR_SIGMA = (0.1, 2.0)
 class PILView:
     """One DINO view, per image, in PIL (mirrors ``main_dino.py: DataAugmentationDINO``)."""
 
-    def __init__(self, size: int, scale: Tuple[float, float], blur_p: float, solarize_p: float) -> None:
+    def __init__(self, size: int, scale: tuple[float, float], blur_p: float, solarize_p: float) -> None:
         self.size, self.scale, self.blur_p, self.solarize_p = size, scale, blur_p, solarize_p
         self.mean = np.array(IMAGENET_DEFAULT_MEAN, dtype=np.float32)
         self.std = np.array(IMAGENET_DEFAULT_STD, dtype=np.float32)
 
-    def crop_box(self, width: int, height: int, rng: random.Random) -> Tuple[int, int, int, int]:
+    def crop_box(self, width: int, height: int, rng: random.Random) -> tuple[int, int, int, int]:
         """torchvision ``RandomResizedCrop.get_params``."""
         area = width * height
         log_ratio = (math.log(3 / 4), math.log(4 / 3))
@@ -112,13 +111,16 @@ class PILMultiCrop:
         self.local_view = PILView(local_size, (0.05, 0.4), 0.5, 0.0)
         self.n_local, self.local_size = n_local, local_size
 
-    def __call__(self, images: Sequence[Image.Image], rng: random.Random) -> Tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, images: Sequence[Image.Image], rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
         global_crops, local_crops = [], []
         for img in images:  # what DataLoader workers do, one image at a time
             global_crops.append(np.stack([view(img, rng) for view in self.global_views]))
             # np.stack of no views fails: --local-crops 0 gives (0, 3, h, w) per image, as MultiCropAugmentation does
-            local_crops.append(np.stack([self.local_view(img, rng) for _ in range(self.n_local)]) if self.n_local
-                               else np.empty((0, 3, self.local_size, self.local_size), dtype=np.float32))
+            local_crops.append(
+                np.stack([self.local_view(img, rng) for _ in range(self.n_local)])
+                if self.n_local
+                else np.empty((0, 3, self.local_size, self.local_size), dtype=np.float32)
+            )
         return torch.from_numpy(np.stack(global_crops)), torch.from_numpy(np.stack(local_crops))  # collate
 
 
@@ -147,7 +149,7 @@ def build_kornia(global_size: int, local_size: int, n_local: int, device: torch.
     g2 = view(global_size, (0.4, 1.0), 0.1, 0.2)
     loc = view(local_size, (0.05, 0.4), 0.5, 0.0)
 
-    def run(images_u8: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def run(images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = images_u8.float().div_(255.0)
         b = x.shape[0]
         glob = torch.stack([g1(x), g2(x)], dim=1)
@@ -173,23 +175,38 @@ def make_sources(batch: int, size: int, seed: int) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def main(argv: List[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-size", type=at_least(1), default=32, help="images per call")
     parser.add_argument("--source-size", type=at_least(1), default=256, help="side of the uint8 source images")
-    parser.add_argument("--global-crops", type=at_least(1), default=2, help=(
-        "DINO's 2 (PIL/kornia model exactly 2); other counts extend DINO's per-view blur/solarize probabilities "
-        "(MultiCropConfig.dino_global_probabilities)"))
+    parser.add_argument(
+        "--global-crops",
+        type=at_least(1),
+        default=2,
+        help=(
+            "DINO's 2 (PIL/kornia model exactly 2); other counts extend DINO's per-view blur/solarize probabilities "
+            "(MultiCropConfig.dino_global_probabilities)"
+        ),
+    )
     parser.add_argument("--local-crops", type=at_least(0), default=6, help="local views per image")
     parser.add_argument("--global-size", type=at_least(1), default=224)
     parser.add_argument("--local-size", type=at_least(1), default=96)
     parser.add_argument("--device", default="cpu", help="device for (a) and (c); PIL always runs on the CPU")
     parser.add_argument("--threads", type=at_least(1), default=None, help="torch threads (default: what torch sees)")
-    parser.add_argument("--repeats", type=at_least(1), default=7,
-                        help="timed repetitions per method, alternating; the median and the best are reported (on a "
-                             "shared machine the best is the closest to an unloaded figure)")
-    parser.add_argument("--interpolation", nargs="+", default=["bicubic", "bilinear"], choices=["bicubic", "bilinear"],
-                        help="MultiCropAugmentation variants to time (DINO resizes bicubic; bilinear is cheaper)")
+    parser.add_argument(
+        "--repeats",
+        type=at_least(1),
+        default=7,
+        help="timed repetitions per method, alternating; the median and the best are reported (on a "
+        "shared machine the best is the closest to an unloaded figure)",
+    )
+    parser.add_argument(
+        "--interpolation",
+        nargs="+",
+        default=["bicubic", "bilinear"],
+        choices=["bicubic", "bilinear"],
+        help="MultiCropAugmentation variants to time (DINO resizes bicubic; bilinear is cheaper)",
+    )
     parser.add_argument("--jitter-mode", default="fused", choices=["fused", "sequential"])
     parser.add_argument("--output-dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--skip", nargs="*", default=[], choices=["pil", "kornia"], help="methods to leave out")
@@ -208,12 +225,17 @@ def main(argv: List[str] | None = None) -> None:
     sources_dev = sources.to(device)
     pil_images = [Image.fromarray(img.permute(1, 2, 0).numpy(), "RGB") for img in sources]
 
-    methods: Dict[str, Callable[[], object]] = {}
+    methods: dict[str, Callable[[], object]] = {}
     for mode in args.interpolation:
         ours = MultiCropAugmentation(
-            n_global_crops=args.global_crops, global_crop_size=args.global_size, n_local_crops=args.local_crops,
-            local_crop_size=args.local_size, interpolation=mode, color_jitter_mode=args.jitter_mode,
-            output_dtype=args.output_dtype, **MultiCropConfig.dino_global_probabilities(args.global_crops),
+            n_global_crops=args.global_crops,
+            global_crop_size=args.global_size,
+            n_local_crops=args.local_crops,
+            local_crop_size=args.local_size,
+            interpolation=mode,
+            color_jitter_mode=args.jitter_mode,
+            output_dtype=args.output_dtype,
+            **MultiCropConfig.dino_global_probabilities(args.global_crops),
         )
         methods[f"MultiCropAugmentation {mode}"] = (lambda aug: lambda: aug(sources_dev))(ours)
     if "pil" not in args.skip:
@@ -224,16 +246,22 @@ def main(argv: List[str] | None = None) -> None:
         kornia_run = build_kornia(args.global_size, args.local_size, args.local_crops, device)
         methods["kornia AugmentationSequential"] = lambda: kornia_run(sources_dev)
 
-    print(f"torch {torch.__version__}, device {device}, torch threads {torch.get_num_threads()}, "
-          f"cpu count {os.cpu_count()}, load average before {os.getloadavg()[0]:.2f}")
-    print(f"batch {args.batch_size} x {args.source_size}px -> {args.global_crops}x{args.global_size} + "
-          f"{args.local_crops}x{args.local_size}; ours: jitter {args.jitter_mode}, "
-          f"{args.output_dtype}")
+    print(
+        f"torch {torch.__version__}, device {device}, torch threads {torch.get_num_threads()}, "
+        f"cpu count {os.cpu_count()}, load average before {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"batch {args.batch_size} x {args.source_size}px -> {args.global_crops}x{args.global_size} + "
+        f"{args.local_crops}x{args.local_size}; ours: jitter {args.jitter_mode}, "
+        f"{args.output_dtype}"
+    )
     busy = os.getloadavg()[0]
     if device.type == "cpu" and busy > 0.5 and torch.get_num_threads() >= (os.cpu_count() or 1):
-        print(f"note: load average {busy:.2f} with torch using all {torch.get_num_threads()} cores: other processes "
-              "will deschedule torch's worker threads and each parallel op then waits for them (measured up to 45x "
-              "slower on a shared 2-core machine); compare with --threads 1 as well")
+        print(
+            f"note: load average {busy:.2f} with torch using all {torch.get_num_threads()} cores: other processes "
+            "will deschedule torch's worker threads and each parallel op then waits for them (measured up to 45x "
+            "slower on a shared 2-core machine); compare with --threads 1 as well"
+        )
     shapes = {}
     for name, fn in methods.items():  # warm-up (and shape check)
         g, l = fn()
@@ -242,7 +270,7 @@ def main(argv: List[str] | None = None) -> None:
     if len(set(shapes.values())) != 1:
         print(f"warning: output shapes differ: {shapes}", file=sys.stderr)
 
-    times: Dict[str, List[float]] = {name: [] for name in methods}
+    times: dict[str, list[float]] = {name: [] for name in methods}
     for _ in range(args.repeats):
         for name, fn in methods.items():
             sync()
@@ -254,8 +282,10 @@ def main(argv: List[str] | None = None) -> None:
 
     rate = {name: args.batch_size / statistics.median(ts) for name, ts in times.items()}
     best = {name: args.batch_size / min(ts) for name, ts in times.items()}
-    print(f"{'method':34s} {'images/s median':>16s} {'best':>8s} {'worst':>8s} {'vs PIL median':>14s} "
-          f"{'vs PIL best':>12s}")
+    print(
+        f"{'method':34s} {'images/s median':>16s} {'best':>8s} {'worst':>8s} {'vs PIL median':>14s} "
+        f"{'vs PIL best':>12s}"
+    )
     for name, ts in times.items():
         worst = args.batch_size / max(ts)
         if "PIL per image" in rate:
@@ -268,20 +298,41 @@ def main(argv: List[str] | None = None) -> None:
         ideal = rate["PIL per image"] * cores
         for name in methods:
             if name.startswith("MultiCrop"):
-                print(f"{name} vs PIL x {cores} cores (ideal {cores} workers, {ideal:.1f} images/s median): "
-                      f"{rate[name] / ideal:.2f}x median, {best[name] / (best['PIL per image'] * cores):.2f}x best")
-    print(f"load average after {load_after:.2f}; per-repeat ms: "
-          + "; ".join(f"{n}={[round(t * 1000) for t in ts]}" for n, ts in times.items()))
+                print(
+                    f"{name} vs PIL x {cores} cores (ideal {cores} workers, {ideal:.1f} images/s median): "
+                    f"{rate[name] / ideal:.2f}x median, {best[name] / (best['PIL per image'] * cores):.2f}x best"
+                )
+    print(
+        f"load average after {load_after:.2f}; per-repeat ms: "
+        + "; ".join(f"{n}={[round(t * 1000) for t in ts]}" for n, ts in times.items())
+    )
     if args.output_json:
-        rows = [{"method": name, "median_images_per_second": rate[name], "best_images_per_second": best[name],
-                 "worst_images_per_second": args.batch_size / max(ts),
-                 "vs_pil_median": rate[name] / rate["PIL per image"] if "PIL per image" in rate else None,
-                 "vs_pil_best": best[name] / best["PIL per image"] if "PIL per image" in rate else None}
-                for name, ts in times.items()]
+        rows = [
+            {
+                "method": name,
+                "median_images_per_second": rate[name],
+                "best_images_per_second": best[name],
+                "worst_images_per_second": args.batch_size / max(ts),
+                "vs_pil_median": rate[name] / rate["PIL per image"] if "PIL per image" in rate else None,
+                "vs_pil_best": best[name] / best["PIL per image"] if "PIL per image" in rate else None,
+            }
+            for name, ts in times.items()
+        ]
         settings = {key: value for key, value in vars(args).items() if key != "output_json"}
-        write_output_json(args.output_json, "augmentation", __file__, argv, {
-            "settings": settings, "torch_threads": torch.get_num_threads(), "load_average_before": busy,
-            "load_average_after": load_after, "rows": rows}, device=args.device)
+        write_output_json(
+            args.output_json,
+            "augmentation",
+            __file__,
+            argv,
+            {
+                "settings": settings,
+                "torch_threads": torch.get_num_threads(),
+                "load_average_before": busy,
+                "load_average_after": load_after,
+                "rows": rows,
+            },
+            device=args.device,
+        )
 
 
 if __name__ == "__main__":

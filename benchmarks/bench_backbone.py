@@ -15,14 +15,13 @@ import statistics
 import time
 
 import torch
+from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
+from memory import LiveTensorMemory  # benchmarks/memory.py
+from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 from transformers import ViTConfig, ViTModel
 
 from pros_hf import ProSConfig, ProSModel
 from pros_hf.throughput import synchronize
-
-from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
-from memory import LiveTensorMemory  # benchmarks/memory.py
-from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 
 
 def build(kind: str, preset: str, image_size: int, device: str) -> torch.nn.Module:
@@ -33,9 +32,13 @@ def build(kind: str, preset: str, image_size: int, device: str) -> torch.nn.Modu
     else:
         model = ViTModel(
             ViTConfig(
-                hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-                num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
-                image_size=image_size, patch_size=config.patch_size, layer_norm_eps=config.layer_norm_eps,
+                hidden_size=config.hidden_size,
+                num_hidden_layers=config.num_hidden_layers,
+                num_attention_heads=config.num_attention_heads,
+                intermediate_size=config.intermediate_size,
+                image_size=image_size,
+                patch_size=config.patch_size,
+                layer_norm_eps=config.layer_norm_eps,
                 qkv_bias=config.qkv_bias,
             ),
             add_pooling_layer=False,
@@ -65,7 +68,7 @@ def measure_speed(args, models, pixel_values) -> dict:
     for mode in ("inference", "train"):
         for precision in args.precisions:
             timings = {kind: [] for kind in models}
-            for kind, model in models.items():  # warm-up (allocator, kernels, oneDNN primitives)
+            for model in models.values():  # warm-up (allocator, kernels, oneDNN primitives)
                 for _ in range(args.warmup):
                     step(model, pixel_values, mode, precision)
             for _ in range(args.repeats):
@@ -78,8 +81,11 @@ def measure_speed(args, models, pixel_values) -> dict:
             row = {kind: args.batch_size / statistics.median(values) for kind, values in timings.items()}
             row["ratio"] = row["pros"] / row["vit"]
             results[f"{mode}/{precision}"] = row
-            print(f"{mode:>9} {precision:>4}: ViTModel {row['vit']:8.1f} img/s   ProSModel {row['pros']:8.1f} img/s"
-                  f"   ratio {row['ratio']:.3f}", flush=True)
+            print(
+                f"{mode:>9} {precision:>4}: ViTModel {row['vit']:8.1f} img/s   ProSModel {row['pros']:8.1f} img/s"
+                f"   ratio {row['ratio']:.3f}",
+                flush=True,
+            )
     return results
 
 
@@ -105,8 +111,11 @@ def measure_memory(args, models, pixel_values) -> dict:
             row = {kind: peak_step_memory(model, pixel_values, mode, precision) for kind, model in models.items()}
             row["ratio"] = row["pros"] / row["vit"]
             results[f"{mode}/{precision}"] = row
-            print(f"{mode:>9} {precision:>4}: peak step memory ViTModel {row['vit']:8.1f} MiB   ProSModel "
-                  f"{row['pros']:8.1f} MiB   ratio {row['ratio']:.3f}", flush=True)
+            print(
+                f"{mode:>9} {precision:>4}: peak step memory ViTModel {row['vit']:8.1f} MiB   ProSModel "
+                f"{row['pros']:8.1f} MiB   ratio {row['ratio']:.3f}",
+                flush=True,
+            )
     return results
 
 
@@ -123,13 +132,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     check_device(parser, "--device", args.device)
     check_output_json(parser, args.output_json)
-    print(f"{args.preset} at {args.image_size} px, batch {args.batch_size}, {args.device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
+    print(
+        f"{args.preset} at {args.image_size} px, batch {args.batch_size}, {args.device}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        flush=True,
+    )
     models = {kind: build(kind, args.preset, args.image_size, args.device) for kind in ("vit", "pros")}
     pixel_values = torch.randn(args.batch_size, 3, args.image_size, args.image_size, device=args.device)
     settings = {key: value for key, value in vars(args).items() if key != "output_json"}
-    results = {"settings": settings, "speed": measure_speed(args, models, pixel_values),
-               "memory": measure_memory(args, models, pixel_values)}
+    results = {
+        "settings": settings,
+        "speed": measure_speed(args, models, pixel_values),
+        "memory": measure_memory(args, models, pixel_values),
+    }
     if args.output_json:
         write_output_json(args.output_json, "backbone", __file__, argv, results, device=args.device)
 

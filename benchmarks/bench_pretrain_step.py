@@ -24,19 +24,18 @@ import statistics
 import time
 
 import torch
-from torch import nn
-from torch.nn import functional as F
 from accelerate.utils import compile_regions
-from transformers import ViTConfig, ViTModel
-
-from pros_hf import ProSConfig, ProSForPreTraining
-from pros_hf.flop_counting import flop_counter
-from pros_hf.throughput import synchronize
-from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
-
 from argument_checks import at_least, check_device  # benchmarks/argument_checks.py
 from memory import LiveTensorMemory  # benchmarks/memory.py
 from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
+from torch import nn
+from torch.nn import functional as F
+from transformers import ViTConfig, ViTModel
+
+from pros_hf import ProSConfig, ProSForPreTraining
+from pros_hf.augmentation import MultiCropAugmentation, MultiCropConfig
+from pros_hf.flop_counting import flop_counter
+from pros_hf.throughput import synchronize
 
 
 class DinoHead(nn.Module):
@@ -44,8 +43,13 @@ class DinoHead(nn.Module):
 
     def __init__(self, in_dim, out_dim, hidden_dim, bottleneck_dim):
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, hidden_dim),
-                                 nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.GELU(),
+            nn.Linear(hidden_dim, bottleneck_dim),
+        )
         self.last_layer = nn.utils.parametrizations.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
         self.last_layer.parametrizations.weight.original0.data.fill_(1)
         self.last_layer.parametrizations.weight.original0.requires_grad = False
@@ -60,12 +64,19 @@ class DinoReference(nn.Module):
     def __init__(self, config: ProSConfig):
         super().__init__()
         vit_config = ViTConfig(
-            hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-            num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
-            image_size=config.image_size, patch_size=config.patch_size, layer_norm_eps=config.layer_norm_eps,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+            layer_norm_eps=config.layer_norm_eps,
         )
         head = (config.hidden_size, config.num_prototypes, config.head_hidden_size, config.head_bottleneck_size)
-        self.student, self.teacher = ViTModel(vit_config, add_pooling_layer=False), ViTModel(vit_config, add_pooling_layer=False)
+        self.student, self.teacher = (
+            ViTModel(vit_config, add_pooling_layer=False),
+            ViTModel(vit_config, add_pooling_layer=False),
+        )
         self.student_head, self.teacher_head = DinoHead(*head), DinoHead(*head)
         self.teacher.load_state_dict(self.student.state_dict())
         self.teacher_head.load_state_dict(self.student_head.state_dict())
@@ -77,8 +88,11 @@ class DinoReference(nn.Module):
     def embed(self, backbone, crops_by_resolution):  # MultiCropWrapper
         # a resolution without crops (--num_local 0) is skipped: ViTModel cannot run an empty batch, and DINO's
         # MultiCropWrapper never sees one (it groups the crops it is given)
-        cls = [backbone(crops, interpolate_pos_encoding=True).last_hidden_state[:, 0]
-               for crops in crops_by_resolution if crops.shape[0] > 0]
+        cls = [
+            backbone(crops, interpolate_pos_encoding=True).last_hidden_state[:, 0]
+            for crops in crops_by_resolution
+            if crops.shape[0] > 0
+        ]
         return torch.cat(cls)
 
     def forward(self, global_crops, local_crops):
@@ -155,8 +169,9 @@ def check_step_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
     """What `add_step_arguments`' flags cannot check one by one; call right after `parse_args`."""
     if args.num_global + args.num_local < 2:
         # both losses compare every student view with the other views' teacher targets: one view has none
-        parser.error(f"--num_global + --num_local must be >= 2 (views per image), got {args.num_global} + "
-                     f"{args.num_local}")
+        parser.error(
+            f"--num_global + --num_local must be >= 2 (views per image), got {args.num_global} + {args.num_local}"
+        )
     check_device(parser, "--device", args.device)
 
 
@@ -164,8 +179,9 @@ def step_inputs(args: argparse.Namespace) -> tuple[ProSConfig, torch.Tensor, tor
     """The config and the random global and local crops that `add_step_arguments`' flags describe."""
     device = torch.device(args.device)
     torch.manual_seed(0)
-    config = ProSConfig.from_preset(args.preset, image_size=args.global_size, num_prototypes=args.num_prototypes,
-                                    drop_path_rate=0.0)
+    config = ProSConfig.from_preset(
+        args.preset, image_size=args.global_size, num_prototypes=args.num_prototypes, drop_path_rate=0.0
+    )
     global_crops = torch.randn(args.batch_size, args.num_global, 3, args.global_size, args.global_size, device=device)
     local_crops = torch.randn(args.batch_size, args.num_local, 3, args.local_size, args.local_size, device=device)
     return config, global_crops, local_crops
@@ -177,15 +193,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--warmup", type=at_least(0), default=1)
     parser.add_argument("--repeats", type=at_least(1), default=5)
-    parser.add_argument("--compile", choices=["none", "pros", "both"], default="none", help=(
-        "torch.compile the student and teacher of the ProS side, or of both sides (a fair comparison of compiled "
-        "steps); the default compares eager steps"))
-    parser.add_argument("--compile_scope", choices=["backbones", "regions"], default="backbones", help=(
-        "what --compile compiles in the student and teacher backbones: each backbone whole, or each transformer block "
-        "and each other submodule apart (accelerate's regional compilation, which ProSTrainer uses with "
-        "--torch_compile: one compiled block serves every layer; the heads and the loss stay eager here)"))
-    parser.add_argument("--same_optimizer", action="store_true", help=(
-        "give the reference the fused AdamW too (default: DINO's torch.optim.AdamW with torch's defaults)"))
+    parser.add_argument(
+        "--compile",
+        choices=["none", "pros", "both"],
+        default="none",
+        help=(
+            "torch.compile the student and teacher of the ProS side, or of both sides (a fair comparison of compiled "
+            "steps); the default compares eager steps"
+        ),
+    )
+    parser.add_argument(
+        "--compile_scope",
+        choices=["backbones", "regions"],
+        default="backbones",
+        help=(
+            "what --compile compiles in the student and teacher backbones: each backbone whole, or each transformer block "
+            "and each other submodule apart (accelerate's regional compilation, which ProSTrainer uses with "
+            "--torch_compile: one compiled block serves every layer; the heads and the loss stay eager here)"
+        ),
+    )
+    parser.add_argument(
+        "--same_optimizer",
+        action="store_true",
+        help=("give the reference the fused AdamW too (default: DINO's torch.optim.AdamW with torch's defaults)"),
+    )
     parser.add_argument("--with_augmentation", action="store_true", help="also time the on-device multi-crop")
     add_output_json_argument(parser)
     args = parser.parse_args(argv)
@@ -193,26 +224,36 @@ def main(argv: list[str] | None = None) -> None:
     check_output_json(parser, args.output_json)
     device = torch.device(args.device)
     config, global_crops, local_crops = step_inputs(args)
-    models = {"reference": DinoReference(config).to(device).train(), "pros": ProSForPreTraining(config).to(device).train()}
+    models = {
+        "reference": DinoReference(config).to(device).train(),
+        "pros": ProSForPreTraining(config).to(device).train(),
+    }
     for name, model in models.items():
         if args.compile == "both" or (args.compile == "pros" and name == "pros"):
             compile_backbone = compile_regions if args.compile_scope == "regions" else torch.compile
             model.student, model.teacher = compile_backbone(model.student), compile_backbone(model.teacher)
-    print(f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
-          f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, compiled: {args.compile}"
-          f"{'' if args.compile == 'none' else ' (' + args.compile_scope + ')'}, reference optimizer: "
-          f"{'fused AdamW' if args.same_optimizer else 'torch.optim.AdamW defaults (DINO)'}", flush=True)
+    print(
+        f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
+        f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, compiled: {args.compile}"
+        f"{'' if args.compile == 'none' else ' (' + args.compile_scope + ')'}, reference optimizer: "
+        f"{'fused AdamW' if args.same_optimizer else 'torch.optim.AdamW defaults (DINO)'}",
+        flush=True,
+    )
 
-    figures = {"settings": {key: value for key, value in vars(args).items() if key != "output_json"},
-               "reference_optimizer": "fused AdamW" if args.same_optimizer else "torch.optim.AdamW defaults (DINO)",
-               "precisions": {}, "augmentation_images_per_second": None}
+    figures = {
+        "settings": {key: value for key, value in vars(args).items() if key != "output_json"},
+        "reference_optimizer": "fused AdamW" if args.same_optimizer else "torch.optim.AdamW defaults (DINO)",
+        "precisions": {},
+        "augmentation_images_per_second": None,
+    }
     for precision in args.precisions:
         steps, flops = {}, {}
         for name, model in models.items():
             fused = name == "pros" or args.same_optimizer
-            optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
-                                          **({"fused": True} if fused else {}))
+            optimizer = torch.optim.AdamW(
+                [p for p in model.parameters() if p.requires_grad], lr=1e-4, **({"fused": True} if fused else {})
+            )
             steps[name] = make_step(model, optimizer, global_crops, local_crops, precision)
             for _ in range(args.warmup):
                 steps[name]()
@@ -231,15 +272,21 @@ def main(argv: list[str] | None = None) -> None:
         rates = {name: args.batch_size / statistics.median(values) for name, values in timings.items()}
         utilisation = {name: flops[name] / statistics.median(timings[name]) / peak for name in steps}
         for name in steps:
-            print(f"{precision:>4} {name:>9}: {rates[name]:8.2f} img/s  {flops[name] / 1e9:8.1f} GFLOP/step  "
-                  f"{100 * utilisation[name]:5.1f}% of a {peak / 1e12:.2f} TFLOP/s matmul", flush=True)
+            print(
+                f"{precision:>4} {name:>9}: {rates[name]:8.2f} img/s  {flops[name] / 1e9:8.1f} GFLOP/step  "
+                f"{100 * utilisation[name]:5.1f}% of a {peak / 1e12:.2f} TFLOP/s matmul",
+                flush=True,
+            )
         print(f"{precision:>4}     ratio: ProS / reference = {rates['pros'] / rates['reference']:.3f}", flush=True)
         # each repeat times the two steps back to back, so a pair shares the machine's state: the spread of the
         # per-pair ratios says how far one run's ratio can be trusted, and a pair below 1 is a step where ProS was
         # slower
         pairs = sorted(ref / pros for ref, pros in zip(timings["reference"], timings["pros"]))
-        print(f"{precision:>4}     paired ratios over {len(pairs)} repeats: median {statistics.median(pairs):.3f}, "
-              f"min {pairs[0]:.3f}, max {pairs[-1]:.3f}, ProS slower in {sum(r < 1 for r in pairs)}", flush=True)
+        print(
+            f"{precision:>4}     paired ratios over {len(pairs)} repeats: median {statistics.median(pairs):.3f}, "
+            f"min {pairs[0]:.3f}, max {pairs[-1]:.3f}, ProS slower in {sum(r < 1 for r in pairs)}",
+            flush=True,
+        )
         if device.type == "cuda":
             memory = {}
             for name, step in steps.items():
@@ -253,25 +300,44 @@ def main(argv: list[str] | None = None) -> None:
             memory = {}
             for name, step in steps.items():
                 model = models[name]
-                with LiveTensorMemory(existing=[global_crops, local_crops, *model.parameters(), *model.buffers()]) as tracker:
+                with LiveTensorMemory(
+                    existing=[global_crops, local_crops, *model.parameters(), *model.buffers()]
+                ) as tracker:
                     step()
                 memory[name] = tracker.peak / 2**20
-        print(f"{precision:>4}    memory: reference {memory['reference']:.0f} MiB, ProS {memory['pros']:.0f} MiB, "
-              f"ratio {memory['pros'] / memory['reference']:.3f}", flush=True)
+        print(
+            f"{precision:>4}    memory: reference {memory['reference']:.0f} MiB, ProS {memory['pros']:.0f} MiB, "
+            f"ratio {memory['pros'] / memory['reference']:.3f}",
+            flush=True,
+        )
         figures["precisions"][precision] = {
-            "images_per_second": rates, "ratio": rates["pros"] / rates["reference"],
-            "paired_ratios": {"median": statistics.median(pairs), "min": pairs[0], "max": pairs[-1],
-                              "pros_slower": sum(r < 1 for r in pairs), "count": len(pairs)},
-            "gflop_per_step": {name: flops[name] / 1e9 for name in steps}, "matmul_tflops": peak / 1e12,
+            "images_per_second": rates,
+            "ratio": rates["pros"] / rates["reference"],
+            "paired_ratios": {
+                "median": statistics.median(pairs),
+                "min": pairs[0],
+                "max": pairs[-1],
+                "pros_slower": sum(r < 1 for r in pairs),
+                "count": len(pairs),
+            },
+            "gflop_per_step": {name: flops[name] / 1e9 for name in steps},
+            "matmul_tflops": peak / 1e12,
             "matmul_utilisation": utilisation,
-            "peak_memory_mib": memory, "memory_ratio": memory["pros"] / memory["reference"],
+            "peak_memory_mib": memory,
+            "memory_ratio": memory["pros"] / memory["reference"],
         }
 
     if args.with_augmentation:
         source = torch.randint(0, 256, (args.batch_size, 3, 256, 256), dtype=torch.uint8, device=device)
-        augmentation = MultiCropAugmentation(MultiCropConfig(
-            n_global_crops=args.num_global, n_local_crops=args.num_local, global_crop_size=args.global_size,
-            local_crop_size=args.local_size, **MultiCropConfig.dino_global_probabilities(args.num_global)))
+        augmentation = MultiCropAugmentation(
+            MultiCropConfig(
+                n_global_crops=args.num_global,
+                n_local_crops=args.num_local,
+                global_crop_size=args.global_size,
+                local_crop_size=args.local_size,
+                **MultiCropConfig.dino_global_probabilities(args.num_global),
+            )
+        )
         augmentation(source)
         synchronize(device)
         start = time.perf_counter()

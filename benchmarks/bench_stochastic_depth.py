@@ -17,20 +17,20 @@ import statistics
 import time
 
 import torch
+from argument_checks import at_least  # benchmarks/argument_checks.py
+from bench_pretrain_step import add_step_arguments, check_step_arguments, make_step, step_inputs
+from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
 
 from pros_hf import ProSForPreTraining
 from pros_hf.modeling_pros import ProSLayer, drop_path
 from pros_hf.throughput import synchronize
 
-from argument_checks import at_least  # benchmarks/argument_checks.py
-from bench_pretrain_step import add_step_arguments, check_step_arguments, make_step, step_inputs
-from output_json import add_output_json_argument, check_output_json, write_output_json  # benchmarks/output_json.py
-
 
 def masked_forward(self, hidden_states, output_attentions=False, num_queries=None):
     """ProSLayer's block with DINO's stochastic depth: both branches on every sample, times a 0/1 mask."""
-    attention, weights = self.attention(self.norm1(hidden_states), output_attentions=output_attentions,
-                                        num_queries=num_queries)
+    attention, weights = self.attention(
+        self.norm1(hidden_states), output_attentions=output_attentions, num_queries=num_queries
+    )
     if num_queries is not None:
         hidden_states = hidden_states[:, :num_queries]
     hidden_states = hidden_states + drop_path(attention, self.drop_path_rate, self.training)
@@ -43,9 +43,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drop_path_rates", type=float, nargs="+", default=[0.1, 0.3])
     parser.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16"])
     parser.add_argument("--repeats", type=at_least(1), default=5)
-    parser.add_argument("--warmup", type=at_least(1), default=1, help=(
-        "untimed steps of each side first; on a CPU in bf16, oneDNN builds a matmul kernel for every new batch size "
-        "the random draws produce, which many warm-up steps leave cached (as a long run does)"))
+    parser.add_argument(
+        "--warmup",
+        type=at_least(1),
+        default=1,
+        help=(
+            "untimed steps of each side first; on a CPU in bf16, oneDNN builds a matmul kernel for every new batch size "
+            "the random draws produce, which many warm-up steps leave cached (as a long run does)"
+        ),
+    )
     add_output_json_argument(parser)
     args = parser.parse_args(argv)
     check_step_arguments(parser, args)
@@ -54,9 +60,12 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--drop_path_rates must lie in (0, 1), got {args.drop_path_rates}")
     device = torch.device(args.device)
     config, global_crops, local_crops = step_inputs(args)
-    print(f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
-          f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads", flush=True)
+    print(
+        f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
+        f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        flush=True,
+    )
     rows = []
     for rate in args.drop_path_rates:
         config.drop_path_rate = rate
@@ -87,17 +96,37 @@ def main(argv: list[str] | None = None) -> None:
                 timings["skip"].append(run(False))
             rates = {name: args.batch_size / statistics.median(values) for name, values in timings.items()}
             pairs = sorted(mask / skip for mask, skip in zip(timings["mask"], timings["skip"]))
-            print(f"drop_path_rate {rate:.2f} {precision:>4}: mask {rates['mask']:7.2f} img/s, skip {rates['skip']:7.2f} "
-                  f"img/s, ratio {rates['skip'] / rates['mask']:.3f} (pairs: median {statistics.median(pairs):.3f}, "
-                  f"min {pairs[0]:.3f}, max {pairs[-1]:.3f}, skip slower in {sum(r < 1 for r in pairs)})", flush=True)
-            rows.append({"drop_path_rate": rate, "precision": precision, "images_per_second": rates,
-                         "ratio": rates["skip"] / rates["mask"],
-                         "paired_ratios": {"median": statistics.median(pairs), "min": pairs[0], "max": pairs[-1],
-                                           "skip_slower": sum(r < 1 for r in pairs), "count": len(pairs)}})
+            print(
+                f"drop_path_rate {rate:.2f} {precision:>4}: mask {rates['mask']:7.2f} img/s, skip {rates['skip']:7.2f} "
+                f"img/s, ratio {rates['skip'] / rates['mask']:.3f} (pairs: median {statistics.median(pairs):.3f}, "
+                f"min {pairs[0]:.3f}, max {pairs[-1]:.3f}, skip slower in {sum(r < 1 for r in pairs)})",
+                flush=True,
+            )
+            rows.append(
+                {
+                    "drop_path_rate": rate,
+                    "precision": precision,
+                    "images_per_second": rates,
+                    "ratio": rates["skip"] / rates["mask"],
+                    "paired_ratios": {
+                        "median": statistics.median(pairs),
+                        "min": pairs[0],
+                        "max": pairs[-1],
+                        "skip_slower": sum(r < 1 for r in pairs),
+                        "count": len(pairs),
+                    },
+                }
+            )
     if args.output_json:
         settings = {key: value for key, value in vars(args).items() if key != "output_json"}
-        write_output_json(args.output_json, "stochastic_depth", __file__, argv, {"settings": settings, "rows": rows},
-                          device=args.device)
+        write_output_json(
+            args.output_json,
+            "stochastic_depth",
+            __file__,
+            argv,
+            {"settings": settings, "rows": rows},
+            device=args.device,
+        )
 
 
 if __name__ == "__main__":

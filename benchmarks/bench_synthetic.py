@@ -19,6 +19,7 @@ import time  # noqa: E402
 
 from argument_checks import at_least  # noqa: E402  (benchmarks/argument_checks.py)
 from output_json import add_output_json_argument, check_output_json, write_output_json  # noqa: E402
+
 from pros_hf.data.synthetic import make_synthetic_faces, synthetic_faces_arrays  # noqa: E402
 
 
@@ -57,8 +58,14 @@ def main(argv=None):
         best, median, cpu = _rate(fn, args.num, args.repeats)
         print(f"{name:22s} {size}px: best {best:6.1f} images/s, median {median:6.1f} images/s, "
               f"per CPU-second {cpu:6.1f} ({args.repeats} x {args.num} images, 1 core)")  # fmt: skip
-        rows.append({"case": name, "best_images_per_second": best, "median_images_per_second": median,
-                     "images_per_cpu_second": cpu})
+        rows.append(
+            {
+                "case": name,
+                "best_images_per_second": best,
+                "median_images_per_second": median,
+                "images_per_cpu_second": cpu,
+            }
+        )
     if args.output_json:
         settings = {key: value for key, value in vars(args).items() if key != "output_json"}
         write_output_json(args.output_json, "synthetic", __file__, argv, {"settings": settings, "rows": rows})

@@ -8,8 +8,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 def _storage_pointers(tree):
     """The storage addresses of every tensor in a pytree of op arguments."""
-    return {leaf.untyped_storage().data_ptr() for leaf in torch.utils._pytree.tree_leaves(tree)
-            if isinstance(leaf, torch.Tensor) and leaf.device.type != "meta"}
+    return {
+        leaf.untyped_storage().data_ptr()
+        for leaf in torch.utils._pytree.tree_leaves(tree)
+        if isinstance(leaf, torch.Tensor) and leaf.device.type != "meta"
+    }
 
 
 class LiveTensorMemory(TorchDispatchMode):

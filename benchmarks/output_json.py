@@ -16,9 +16,16 @@ from pathlib import Path
 
 
 def add_output_json_argument(parser: argparse.ArgumentParser, *aliases: str) -> None:
-    parser.add_argument("--output_json", *aliases, default=None, metavar="PATH", help=(
-        "Also write every printed figure to this JSON file, with the command, the machine and the date "
-        "(docs/make_tables.py renders it as a table of the docs)."))
+    parser.add_argument(
+        "--output_json",
+        *aliases,
+        default=None,
+        metavar="PATH",
+        help=(
+            "Also write every printed figure to this JSON file, with the command, the machine and the date "
+            "(docs/make_tables.py renders it as a table of the docs)."
+        ),
+    )
 
 
 def check_output_json(parser: argparse.ArgumentParser, path: str | None) -> None:
@@ -48,8 +55,11 @@ def machine_summary(device: str | None = None) -> str:
     import torch
 
     cpu = _cpu_model()
-    parts = [f"{platform.system()} {platform.machine()}", f"{os.cpu_count()} CPUs" + (f" ({cpu})" if cpu else ""),
-             f"torch {torch.__version__}"]
+    parts = [
+        f"{platform.system()} {platform.machine()}",
+        f"{os.cpu_count()} CPUs" + (f" ({cpu})" if cpu else ""),
+        f"torch {torch.__version__}",
+    ]
     if device is not None and str(device).startswith("cuda") and torch.cuda.is_available():
         parts.append(torch.cuda.get_device_name(torch.device(device)))
     return ", ".join(parts)
@@ -61,12 +71,18 @@ def command_line(script: str, argv: list[str] | None) -> str:
     return shlex.join(["python", f"benchmarks/{Path(script).name}", *flags])
 
 
-def write_output_json(path: str, kind: str, script: str, argv: list[str] | None, figures: dict,
-                      device: str | None = None) -> None:
+def write_output_json(
+    path: str, kind: str, script: str, argv: list[str] | None, figures: dict, device: str | None = None
+) -> None:
     """Write ``figures`` to ``path`` after ``kind`` (the docs table it renders as), ``command``, ``machine`` and
     ``date``."""
-    record = {"kind": kind, "command": command_line(script, argv), "machine": machine_summary(device),
-              "date": datetime.date.today().isoformat(), **figures}
+    record = {
+        "kind": kind,
+        "command": command_line(script, argv),
+        "machine": machine_summary(device),
+        "date": datetime.date.today().isoformat(),
+        **figures,
+    }
     with open(path, "w") as handle:
         json.dump(record, handle, indent=2)
         handle.write("\n")

@@ -14,17 +14,32 @@ import collections
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-
 from argument_checks import at_least
 from bench_pretrain_step import DinoReference, add_step_arguments, check_step_arguments, make_step, step_inputs
+from torch.profiler import ProfilerActivity, profile
+
 from pros_hf import ProSForPreTraining
 from pros_hf.throughput import synchronize
 
 GROUPS = (  # kernel or op name fragments, lower case, first match wins
     ("attention", ("flash", "fmha", "attention", "attn")),
-    ("matmul", ("gemm", "cutlass", "nvjet", "xmma", "sm90_", "sm80_", "aten::mm", "aten::addmm", "aten::bmm",
-                "aten::baddbmm", "convolution", "conv")),
+    (
+        "matmul",
+        (
+            "gemm",
+            "cutlass",
+            "nvjet",
+            "xmma",
+            "sm90_",
+            "sm80_",
+            "aten::mm",
+            "aten::addmm",
+            "aten::bmm",
+            "aten::baddbmm",
+            "convolution",
+            "conv",
+        ),
+    ),
     ("optimizer + EMA", ("adam", "foreach", "multi_tensor", "lerp")),
 )
 
@@ -49,8 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     config, global_crops, local_crops = step_inputs(args)
     model = (ProSForPreTraining(config) if args.model == "pros" else DinoReference(config)).to(device).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
-                                  **({"fused": True} if args.model == "pros" else {}))
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=1e-4, **({"fused": True} if args.model == "pros" else {})
+    )
     step = make_step(model, optimizer, global_crops, local_crops, args.precision)
     for _ in range(2):
         step()
@@ -63,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
             step()
         synchronize(device)
         wall = (time.perf_counter() - start) / args.steps
-    events = [event for event in prof.key_averages()
-              if (event.device_type == torch.autograd.DeviceType.CUDA) == on_device]
+    events = [
+        event for event in prof.key_averages() if (event.device_type == torch.autograd.DeviceType.CUDA) == on_device
+    ]
     time_of = (lambda e: e.self_device_time_total) if on_device else (lambda e: e.self_cpu_time_total)
     if not on_device:  # CPU: leaf aten ops only, so that nothing is counted twice
         events = [e for e in events if e.key.startswith("aten::") and time_of(e) > 0]
@@ -72,18 +89,24 @@ def main(argv: list[str] | None = None) -> None:
     groups = collections.Counter()
     for event in events:
         groups[group_of(event.key)] += time_of(event) / 1e6 / args.steps
-    print(f"{args.model}, {args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + "
-          f"{args.num_local}x{args.local_size}, K={args.num_prototypes}, {args.precision}, {device}, "
-          f"torch {torch.__version__}")
-    print(f"wall {1e3 * wall:.1f} ms/step ({args.batch_size / wall:.1f} img/s); "
-          f"{'device kernels' if on_device else 'CPU ops'} busy {1e3 * busy:.1f} ms/step "
-          f"({100 * busy / wall:.0f}% of the wall time)")
+    print(
+        f"{args.model}, {args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + "
+        f"{args.num_local}x{args.local_size}, K={args.num_prototypes}, {args.precision}, {device}, "
+        f"torch {torch.__version__}"
+    )
+    print(
+        f"wall {1e3 * wall:.1f} ms/step ({args.batch_size / wall:.1f} img/s); "
+        f"{'device kernels' if on_device else 'CPU ops'} busy {1e3 * busy:.1f} ms/step "
+        f"({100 * busy / wall:.0f}% of the wall time)"
+    )
     for group, seconds in groups.most_common():
         print(f"  {group:<45} {1e3 * seconds:8.1f} ms/step  {100 * seconds / busy:5.1f}%")
     print(f"busiest {'kernels' if on_device else 'ops'}:")
-    for event in sorted(events, key=time_of, reverse=True)[:args.top]:
-        print(f"  {1e3 * time_of(event) / 1e6 / args.steps:8.2f} ms/step  {event.count // args.steps:5d} calls/step  "
-              f"{event.key[:110]}")
+    for event in sorted(events, key=time_of, reverse=True)[: args.top]:
+        print(
+            f"  {1e3 * time_of(event) / 1e6 / args.steps:8.2f} ms/step  {event.count // args.steps:5d} calls/step  "
+            f"{event.key[:110]}"
+        )
 
 
 if __name__ == "__main__":

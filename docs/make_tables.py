@@ -94,8 +94,10 @@ def table(headers: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def crops(settings: dict) -> str:
-    return (f"{settings['num_global']}x{settings['global_size']} + {settings['num_local']}x{settings['local_size']} "
-            f"crops, K = {settings['num_prototypes']:,}")
+    return (
+        f"{settings['num_global']}x{settings['global_size']} + {settings['num_local']}x{settings['local_size']} "
+        f"crops, K = {settings['num_prototypes']:,}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -112,13 +114,32 @@ def render_backbone(result: dict) -> list[str]:
     for key, speed in result["speed"].items():
         mode, precision = key.split("/")
         memory = result["memory"].get(key, {})
-        rows.append([f"{modes[mode]} {precisions[precision]}", number(speed["vit"], 1), number(speed["pros"], 1),
-                     number(speed["ratio"]), pair(number(memory.get("vit"), 1), number(memory.get("pros"), 1)),
-                     number(memory.get("ratio"))])
-    return [f"{s['preset']} at {s['image_size']} px, batch {s['batch_size']}, {s['device']}, median of {s['repeats']} "
-            "alternating repeats.", "",
-            *table(["mode", "ViTModel img/s", "ProSModel img/s", "ratio", "peak step memory ViTModel / ProSModel (MiB)",
-                    "memory ratio"], rows)]
+        rows.append(
+            [
+                f"{modes[mode]} {precisions[precision]}",
+                number(speed["vit"], 1),
+                number(speed["pros"], 1),
+                number(speed["ratio"]),
+                pair(number(memory.get("vit"), 1), number(memory.get("pros"), 1)),
+                number(memory.get("ratio")),
+            ]
+        )
+    return [
+        f"{s['preset']} at {s['image_size']} px, batch {s['batch_size']}, {s['device']}, median of {s['repeats']} "
+        "alternating repeats.",
+        "",
+        *table(
+            [
+                "mode",
+                "ViTModel img/s",
+                "ProSModel img/s",
+                "ratio",
+                "peak step memory ViTModel / ProSModel (MiB)",
+                "memory ratio",
+            ],
+            rows,
+        ),
+    ]
 
 
 @renders("pretrain_step")
@@ -130,19 +151,39 @@ def render_pretrain_step(result: dict) -> list[str]:
     for precision, p in result["precisions"].items():
         speed, flops = p["images_per_second"], p.get("gflop_per_step") or {}
         use, memory = p.get("matmul_utilisation") or {}, p.get("peak_memory_mib") or {}
-        rows.append([
-            {"fp32": "fp32", "bf16": "bf16 autocast"}[precision], rate(speed.get("reference")), rate(speed.get("pros")),
-            number(p["ratio"]), paired_ratios(p.get("paired_ratios"), "pros_slower", "ProS"),
-            pair(number(flops.get("reference"), 0), number(flops.get("pros"), 0)),
-            pair(number(use.get("reference"), 1, percent=True), number(use.get("pros"), 1, percent=True))
-            + (f" of {number(p['matmul_tflops'], 0)} TFLOP/s" if p.get("matmul_tflops") is not None else ""),
-            pair(number(memory.get("reference"), 0), number(memory.get("pros"), 0)), number(p.get("memory_ratio")),
-        ])
-    lines = [f"{s['preset']}, batch {s['batch_size']}, {crops(s)}, {s['device']}{compiled}; reference optimizer: "
-             f"{result['reference_optimizer']}; median of {s['repeats']} alternating repeats.", "",
-             *table(["precision", "reference img/s", "ProS img/s", "ratio", "paired ratios",
-                     "GFLOP/step reference / ProS", "matmul rate used reference / ProS",
-                     "peak step memory reference / ProS (MiB)", "memory ratio"], rows)]
+        rows.append(
+            [
+                {"fp32": "fp32", "bf16": "bf16 autocast"}[precision],
+                rate(speed.get("reference")),
+                rate(speed.get("pros")),
+                number(p["ratio"]),
+                paired_ratios(p.get("paired_ratios"), "pros_slower", "ProS"),
+                pair(number(flops.get("reference"), 0), number(flops.get("pros"), 0)),
+                pair(number(use.get("reference"), 1, percent=True), number(use.get("pros"), 1, percent=True))
+                + (f" of {number(p['matmul_tflops'], 0)} TFLOP/s" if p.get("matmul_tflops") is not None else ""),
+                pair(number(memory.get("reference"), 0), number(memory.get("pros"), 0)),
+                number(p.get("memory_ratio")),
+            ]
+        )
+    lines = [
+        f"{s['preset']}, batch {s['batch_size']}, {crops(s)}, {s['device']}{compiled}; reference optimizer: "
+        f"{result['reference_optimizer']}; median of {s['repeats']} alternating repeats.",
+        "",
+        *table(
+            [
+                "precision",
+                "reference img/s",
+                "ProS img/s",
+                "ratio",
+                "paired ratios",
+                "GFLOP/step reference / ProS",
+                "matmul rate used reference / ProS",
+                "peak step memory reference / ProS (MiB)",
+                "memory ratio",
+            ],
+            rows,
+        ),
+    ]
     if result.get("augmentation_images_per_second") is not None:
         multicrop = rate(result["augmentation_images_per_second"])
         lines += ["", f"On-device multi-crop of the same views: {multicrop} img/s."]
@@ -153,40 +194,82 @@ def render_pretrain_step(result: dict) -> list[str]:
 def render_stochastic_depth(result: dict) -> list[str]:
     """benchmarks/bench_stochastic_depth.py: skipping the dropped samples against DINO's 0/1 mask."""
     s = result["settings"]
-    rows = [[number(row["drop_path_rate"], 1), {"fp32": "fp32", "bf16": "bf16 autocast"}[row["precision"]],
-             rate(row["images_per_second"]["mask"]), rate(row["images_per_second"]["skip"]), number(row["ratio"]),
-             paired_ratios(row.get("paired_ratios"), "skip_slower", "skipping")] for row in result["rows"]]
-    return [f"The ProS step, {s['preset']}, batch {s['batch_size']}, {crops(s)}, {s['device']}, median of "
-            f"{s['repeats']} alternating repeats after {s['warmup']} warm-up step(s) of each.", "",
-            *table(["drop_path_rate (linear over depth)", "precision", "DINO's mask img/s", "skipping img/s", "ratio",
-                    "paired ratios"], rows)]
+    rows = [
+        [
+            number(row["drop_path_rate"], 1),
+            {"fp32": "fp32", "bf16": "bf16 autocast"}[row["precision"]],
+            rate(row["images_per_second"]["mask"]),
+            rate(row["images_per_second"]["skip"]),
+            number(row["ratio"]),
+            paired_ratios(row.get("paired_ratios"), "skip_slower", "skipping"),
+        ]
+        for row in result["rows"]
+    ]
+    return [
+        f"The ProS step, {s['preset']}, batch {s['batch_size']}, {crops(s)}, {s['device']}, median of "
+        f"{s['repeats']} alternating repeats after {s['warmup']} warm-up step(s) of each.",
+        "",
+        *table(
+            [
+                "drop_path_rate (linear over depth)",
+                "precision",
+                "DINO's mask img/s",
+                "skipping img/s",
+                "ratio",
+                "paired ratios",
+            ],
+            rows,
+        ),
+    ]
 
 
 @renders("augmentation")
 def render_augmentation(result: dict) -> list[str]:
     """benchmarks/bench_augmentation.py: the multi-crop pipelines side by side."""
     s = result["settings"]
-    names = {"MultiCropAugmentation bilinear": "`MultiCropAugmentation`, bilinear (default)",
-             "MultiCropAugmentation bicubic": "`MultiCropAugmentation`, bicubic (DINO's resize)",
-             "PIL per image": "per-image PIL pipeline, DINO's views (one core)",
-             "kornia AugmentationSequential": "kornia `AugmentationSequential`"}
-    rows = [[names.get(row["method"], row["method"]), rate(row["median_images_per_second"]),
-             rate(row.get("best_images_per_second")), times(row.get("vs_pil_median"))]
-            for row in result["rows"]]
+    names = {
+        "MultiCropAugmentation bilinear": "`MultiCropAugmentation`, bilinear (default)",
+        "MultiCropAugmentation bicubic": "`MultiCropAugmentation`, bicubic (DINO's resize)",
+        "PIL per image": "per-image PIL pipeline, DINO's views (one core)",
+        "kornia AugmentationSequential": "kornia `AugmentationSequential`",
+    }
+    rows = [
+        [
+            names.get(row["method"], row["method"]),
+            rate(row["median_images_per_second"]),
+            rate(row.get("best_images_per_second")),
+            times(row.get("vs_pil_median")),
+        ]
+        for row in result["rows"]
+    ]
     threads = f", {result['torch_threads']} torch threads" if result.get("torch_threads") else ""
-    return [f"Batch {s['batch_size']} of {s['source_size']}-px sources to {s['global_crops']}x{s['global_size']} + "
-            f"{s['local_crops']}x{s['local_size']} views, {s['device']}{threads}, median of {s['repeats']} alternating "
-            "repeats.", "", *table(["pipeline", "images/s (median)", "best", "vs per-image PIL (median)"], rows)]
+    return [
+        f"Batch {s['batch_size']} of {s['source_size']}-px sources to {s['global_crops']}x{s['global_size']} + "
+        f"{s['local_crops']}x{s['local_size']} views, {s['device']}{threads}, median of {s['repeats']} alternating "
+        "repeats.",
+        "",
+        *table(["pipeline", "images/s (median)", "best", "vs per-image PIL (median)"], rows),
+    ]
 
 
 @renders("synthetic")
 def render_synthetic(result: dict) -> list[str]:
     """benchmarks/bench_synthetic.py: render rate of the synthetic faces on one core."""
     s = result["settings"]
-    rows = [[row["case"], rate(row.get("best_images_per_second")), rate(row.get("median_images_per_second")),
-             rate(row.get("images_per_cpu_second"))] for row in result["rows"]]
-    return [f"{s['num']} faces of {s['image_size']} px per run, {s['repeats']} runs, one core.", "",
-            *table(["path", "best images/s", "median images/s", "images per CPU-second"], rows)]
+    rows = [
+        [
+            row["case"],
+            rate(row.get("best_images_per_second")),
+            rate(row.get("median_images_per_second")),
+            rate(row.get("images_per_cpu_second")),
+        ]
+        for row in result["rows"]
+    ]
+    return [
+        f"{s['num']} faces of {s['image_size']} px per run, {s['repeats']} runs, one core.",
+        "",
+        *table(["path", "best images/s", "median images/s", "images per CPU-second"], rows),
+    ]
 
 
 @renders("knn")
@@ -204,8 +287,12 @@ def render_knn(result: dict) -> list[str]:
     headers += ["random init top-1 (%, mean ± std)"] if baseline else []
     undecodable = result.get("num_queries_undecodable")
     left_out = f" ({undecodable} undecodable left out)" if undecodable else ""
-    return [f"k = {result['k']}, T = {result['temperature']}, {result['num_queries']:,} queries{left_out} of "
-            f"{result['num_examples']:,} images, model `{result['model']}`.", "", *table(headers, rows)]
+    return [
+        f"k = {result['k']}, T = {result['temperature']}, {result['num_queries']:,} queries{left_out} of "
+        f"{result['num_examples']:,} images, model `{result['model']}`.",
+        "",
+        *table(headers, rows),
+    ]
 
 
 @renders("factor_sensitivity")
@@ -217,12 +304,20 @@ def render_factor_sensitivity(result: dict) -> list[str]:
         rows.append([f"`{name}`", *(number(entry["relative"][f], 3) for f in factors)])
         if "random_init_relative" in entry:
             spread = entry.get("random_init_relative_std") or {}
-            rows.append(["same architecture, random init (mean ± std)",
-                         *(mean_std(entry["random_init_relative"][f], spread.get(f), 3) for f in factors)])
+            rows.append(
+                [
+                    "same architecture, random init (mean ± std)",
+                    *(mean_std(entry["random_init_relative"][f], spread.get(f), 3) for f in factors),
+                ]
+            )
     counts = result["counts"]
-    return [f"{counts['groups_kept']} complete groups ({counts['groups_dropped']} dropped by the face crop). CLS "
-            "cosine distance of a one-factor change over the mean distance between unrelated faces: 0 is invariant, "
-            "1 as far as another face.", "", *table(["model", *factors], rows)]
+    return [
+        f"{counts['groups_kept']} complete groups ({counts['groups_dropped']} dropped by the face crop). CLS "
+        "cosine distance of a one-factor change over the mean distance between unrelated faces: 0 is invariant, "
+        "1 as far as another face.",
+        "",
+        *table(["model", *factors], rows),
+    ]
 
 
 LOWER_IS_BETTER = {"nme", "failure_rate"}  # finetune.py's metrics where a smaller figure is the better one
@@ -250,25 +345,51 @@ def render_finetune(result: dict) -> list[str]:
                     if a is not None and b is not None:
                         seeds.append(f"{number(a, digits)} / {number(b, digits)}")
                 a, b = pretrained["mean"][metric], random_init["mean"][metric]
-                better = ("level" if number(a, digits) == number(b, digits) else
-                          "yes" if (a < b if metric in LOWER_IS_BETTER else a > b) else "no")
+                better = (
+                    "level"
+                    if number(a, digits) == number(b, digits)
+                    else "yes"
+                    if (a < b if metric in LOWER_IS_BETTER else a > b)
+                    else "no"
+                )
             row += [better, ", ".join(seeds) or DASH, number(run.get("prior", {}).get("mean", {}).get(metric), digits)]
             rows.append(row)
-    few = f"{100 * first['few_shot']:g}% of the {first['num_train']:,} training labels" if first["few_shot"] else \
-        f"all {first['num_train']:,} training labels"
-    return [f"Backbone `{first['model']}`, {few}, {first['num_test']:,} test images, seeds {first['seeds']}, mode "
-            f"{first['mode']}. Labels only: the majority class, each attribute's majority value or the mean face "
-            "shape of the same labelled examples, without the images.", "",
-            *table(["task", "metric", "pre-trained (mean ± std)", "random init (mean ± std)", "pre-training better?",
-                    "per seed (pre-trained / random init)", "labels only"], rows)]
+    few = (
+        f"{100 * first['few_shot']:g}% of the {first['num_train']:,} training labels"
+        if first["few_shot"]
+        else f"all {first['num_train']:,} training labels"
+    )
+    return [
+        f"Backbone `{first['model']}`, {few}, {first['num_test']:,} test images, seeds {first['seeds']}, mode "
+        f"{first['mode']}. Labels only: the majority class, each attribute's majority value or the mean face "
+        "shape of the same labelled examples, without the images.",
+        "",
+        *table(
+            [
+                "task",
+                "metric",
+                "pre-trained (mean ± std)",
+                "random init (mean ± std)",
+                "pre-training better?",
+                "per seed (pre-trained / random init)",
+                "labels only",
+            ],
+            rows,
+        ),
+    ]
 
 
 @renders("metrics_table")
 def render_metrics_table(result: dict) -> list[str]:
     """Any rows of named metrics: {"columns": [name, ...], "rows": [{name: value}], "digits": 3, "caption": "..."}."""
     digits = result.get("digits", 3)
-    rows = [[number(row.get(column), digits) if not isinstance(row.get(column), str) else row[column]
-             for column in result["columns"]] for row in result["rows"]]
+    rows = [
+        [
+            number(row.get(column), digits) if not isinstance(row.get(column), str) else row[column]
+            for column in result["columns"]
+        ]
+        for row in result["rows"]
+    ]
     caption = [result["caption"], ""] if result.get("caption") else []
     return [*caption, *table(result["columns"], rows)]
 
@@ -301,24 +422,34 @@ def render_bad_input_matrix(result: dict) -> list[str]:
         answer = f"exit {row['exit']}: " if row.get("exit") is not None else f"raises {row['raises']}: "
         if row.get("skip_as_root"):
             answer += "(not exercised when the tests run as root) "
-        rows.append([f"`{row['entry']}`", row["class"], f"`{shown_command(row)}`",
-                     answer + readable_pattern(row["message"])])
+        rows.append(
+            [f"`{row['entry']}`", row["class"], f"`{shown_command(row)}`", answer + readable_pattern(row["message"])]
+        )
     counts: dict[str, int] = {}
     for row in result["rows"]:
         counts[row["entry"]] = counts.get(row["entry"], 0) + 1
     per_entry = ", ".join(f"`{entry}` {count}" for entry, count in counts.items())
-    lines = [f"Refused: {len(result['rows'])} rows ({per_entry}). Each answer is one line on stderr (or one exception "
-             "message), with no traceback; `...` stands for the rest of the message. Placeholders: `<vit>`, "
-             "`<clip>`, `<dinov2>` are folders saved from tiny transformers models, `<truncated>` a ProS folder whose "
-             "model.safetensors is cut short, `<other_size>` one whose config.json states another width, `<dataset>` "
-             "a save_to_disk folder, `<bad_images>` a folder of unreadable files, `<out>` a fresh folder.", "",
-             *table(["entry point", "input", "command", "answer (first line)"], rows)]
+    lines = [
+        f"Refused: {len(result['rows'])} rows ({per_entry}). Each answer is one line on stderr (or one exception "
+        "message), with no traceback; `...` stands for the rest of the message. Placeholders: `<vit>`, "
+        "`<clip>`, `<dinov2>` are folders saved from tiny transformers models, `<truncated>` a ProS folder whose "
+        "model.safetensors is cut short, `<other_size>` one whose config.json states another width, `<dataset>` "
+        "a save_to_disk folder, `<bad_images>` a folder of unreadable files, `<out>` a fresh folder.",
+        "",
+        *table(["entry point", "input", "command", "answer (first line)"], rows),
+    ]
     for outcome in ("skipped and counted", "resumed"):
         items = [item for item in result.get("handled", []) if item["outcome"] == outcome]
         if items:
-            lines += ["", f"{outcome.capitalize()}:", "",
-                      *table(["input", "what happens", "checked by"],
-                             [[item["input"], item["answer"], f"`{item['test']}`"] for item in items])]
+            lines += [
+                "",
+                f"{outcome.capitalize()}:",
+                "",
+                *table(
+                    ["input", "what happens", "checked by"],
+                    [[item["input"], item["answer"], f"`{item['test']}`"] for item in items],
+                ),
+            ]
     return lines
 
 
@@ -334,22 +465,43 @@ def gap_rows(tasks: dict) -> list[list[str]]:
             gap = number(row["gap_closed"])
             if row["gap_closed"] is not None and row.get("gap_closed_std") is not None:
                 gap += f" ± {number(row['gap_closed_std'])}"
-            rows.append([task, protocol.replace("_", " "), f"{row['metric']} ({direction} is better)",
-                         number(row["floor"], 3), mean_std(row["random_init"], row["random_init_std"], 3),
-                         mean_std(row["pretrained"], row["pretrained_std"], 3), number(row["ceiling"], 3), gap])
+            rows.append(
+                [
+                    task,
+                    protocol.replace("_", " "),
+                    f"{row['metric']} ({direction} is better)",
+                    number(row["floor"], 3),
+                    mean_std(row["random_init"], row["random_init_std"], 3),
+                    mean_std(row["pretrained"], row["pretrained_std"], 3),
+                    number(row["ceiling"], 3),
+                    gap,
+                ]
+            )
     return rows
 
 
-GAP_HEADERS = ["task", "protocol", "metric", "floor (labels alone)", "random init (mean ± std)",
-               "pre-trained (mean ± std)", "supervised ceiling", "gap closed"]
+GAP_HEADERS = [
+    "task",
+    "protocol",
+    "metric",
+    "floor (labels alone)",
+    "random init (mean ± std)",
+    "pre-trained (mean ± std)",
+    "supervised ceiling",
+    "gap closed",
+]
 
 
 @renders("representation")
 def render_representation(result: dict) -> list[str]:
     """examples/evaluate_representation.py: floor, random init, pre-trained, ceiling and the share of the gap closed."""
-    return [f"Means over seeds {result['seeds']}; model `{result.get('model', '?')}`; the ceiling trained for "
-            f"{result['ceiling_recipe']['epochs']} epochs. Gap closed = (pre-trained - random init) / (ceiling - "
-            "random init).", "", *table(GAP_HEADERS, gap_rows(result["tasks"]))]
+    return [
+        f"Means over seeds {result['seeds']}; model `{result.get('model', '?')}`; the ceiling trained for "
+        f"{result['ceiling_recipe']['epochs']} epochs. Gap closed = (pre-trained - random init) / (ceiling - "
+        "random init).",
+        "",
+        *table(GAP_HEADERS, gap_rows(result["tasks"])),
+    ]
 
 
 @renders("real_faces")
@@ -362,9 +514,16 @@ def render_real_faces(result: dict) -> list[str]:
                 rows.append([model, figure, row["skipped"], DASH, DASH, DASH])
                 continue
             count = f", {row['num_images']} photographs" if "num_images" in row else ""
-            rows.append([model, figure, f"{row['metric']}{count}", number(row["floor"], 3),
-                         mean_std(row["random_init"], row["random_init_std"], 3),
-                         mean_std(row["pretrained"], row["pretrained_std"], 3)])
+            rows.append(
+                [
+                    model,
+                    figure,
+                    f"{row['metric']}{count}",
+                    number(row["floor"], 3),
+                    mean_std(row["random_init"], row["random_init_std"], 3),
+                    mean_std(row["pretrained"], row["pretrained_std"], 3),
+                ]
+            )
     return table(["model", "figure", "metric", "floor", "random init (mean ± std)", "pre-trained (mean ± std)"], rows)
 
 
@@ -376,12 +535,17 @@ def render_ablation(result: dict) -> list[str]:
     rows = []
     for arm, per_task in arms.items():
         for protocol in ("linear_probe", "knn"):
-            cells = [mean_std(per_task[task][protocol]["gap_closed"], per_task[task][protocol]["gap_closed_std"], 2)
-                     for task in tasks]
+            cells = [
+                mean_std(per_task[task][protocol]["gap_closed"], per_task[task][protocol]["gap_closed_std"], 2)
+                for task in tasks
+            ]
             rows.append([arm, protocol.replace("_", " "), *cells])
     best = result["best_linear_probe"]
-    return [f"Pre-training seeds {result['seeds']}; most gap closed by the linear probe: **{best}**.", "",
-            *table(["arm", "protocol", *tasks], rows)]
+    return [
+        f"Pre-training seeds {result['seeds']}; most gap closed by the linear probe: **{best}**.",
+        "",
+        *table(["arm", "protocol", *tasks], rows),
+    ]
 
 
 def render_block(name: str, result: dict) -> str:
@@ -447,9 +611,14 @@ def update_pages(docs_dir: Path, results_dir: Path, check: bool) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help=(
-        "change nothing; exit 1 naming each table that differs from its JSON, each marker without a JSON and each "
-        "JSON without a marker"))
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=(
+            "change nothing; exit 1 naming each table that differs from its JSON, each marker without a JSON and each "
+            "JSON without a marker"
+        ),
+    )
     parser.add_argument("--docs", type=Path, default=DOCS, help="folder of the pages (default: this script's)")
     parser.add_argument("--results", type=Path, default=None, help="folder of the JSON files (default: DOCS/results)")
     args = parser.parse_args(argv)

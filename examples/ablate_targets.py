@@ -70,6 +70,7 @@ def summarise(reports: dict, arms: list[str], seeds: list[int]) -> dict:
 
 def best_arm(table: dict, protocol: str = "linear_probe") -> str:
     """The arm with the highest gap closed averaged over the tasks under `protocol`."""
+
     def score(arm):
         values = [row[protocol]["gap_closed"] for row in table[arm].values() if row[protocol]["gap_closed"] is not None]
         return sum(values) / len(values) if values else float("-inf")
@@ -79,13 +80,14 @@ def best_arm(table: dict, protocol: str = "linear_probe") -> str:
 
 def format_table(table: dict) -> str:
     tasks = list(next(iter(table.values())))
-    lines = ["| arm | " + " | ".join(f"{task} (probe)" for task in tasks) + " |",
-             "| --- |" + " --- |" * len(tasks)]
+    lines = ["| arm | " + " | ".join(f"{task} (probe)" for task in tasks) + " |", "| --- |" + " --- |" * len(tasks)]
     for arm, rows in table.items():
         cells = []
         for task in tasks:
             row = rows[task]["linear_probe"]
-            cells.append("n/a" if row["gap_closed"] is None else f"{row['gap_closed']:.2f} ± {row['gap_closed_std']:.2f}")
+            cells.append(
+                "n/a" if row["gap_closed"] is None else f"{row['gap_closed']:.2f} ± {row['gap_closed_std']:.2f}"
+            )
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -103,8 +105,9 @@ def main() -> int:
     output = Path(args.output_dir).resolve()
     output.mkdir(parents=True, exist_ok=True)
     make_benchmark_faces(output, args.num_train)
-    base = recipe_without(PRETRAIN_FLAGS, {"--target_mode", "--seed"} |
-                          ({"--num_train_epochs"} if args.num_train_epochs else set()))
+    base = recipe_without(
+        PRETRAIN_FLAGS, {"--target_mode", "--seed"} | ({"--num_train_epochs"} if args.num_train_epochs else set())
+    )
     if args.num_train_epochs:
         base += ["--num_train_epochs", str(args.num_train_epochs)]
     models = []
@@ -114,25 +117,66 @@ def main() -> int:
             run_dir = output / name
             if not (run_dir / "config.json").exists():
                 start = time.perf_counter()
-                subprocess.run([sys.executable, "examples/pretrain.py", "--train_dir", str(output / "faces_train"),
-                                "--output_dir", str(run_dir), *base, *ARMS[arm], "--seed", str(seed),
-                                "--disable_tqdm", "True"], check=True, cwd=ROOT)
+                subprocess.run(
+                    [
+                        sys.executable,
+                        "examples/pretrain.py",
+                        "--train_dir",
+                        str(output / "faces_train"),
+                        "--output_dir",
+                        str(run_dir),
+                        *base,
+                        *ARMS[arm],
+                        "--seed",
+                        str(seed),
+                        "--disable_tqdm",
+                        "True",
+                    ],
+                    check=True,
+                    cwd=ROOT,
+                )
                 print(f"--- {name}: {time.perf_counter() - start:.0f} s", flush=True)
             models += ["--model", f"{name}={run_dir}"]
-    subprocess.run([sys.executable, "examples/evaluate_representation.py", *models, "--output_dir", str(output),
-                    "--num_train", str(args.num_train), "--num_test", str(args.num_test), "--seeds", "0", "1", "2",
-                    "--ceiling_epochs", str(args.ceiling_epochs)], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            "examples/evaluate_representation.py",
+            *models,
+            "--output_dir",
+            str(output),
+            "--num_train",
+            str(args.num_train),
+            "--num_test",
+            str(args.num_test),
+            "--seeds",
+            "0",
+            "1",
+            "2",
+            "--ceiling_epochs",
+            str(args.ceiling_epochs),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     reports = json.loads((output / "representation.json").read_text())
     reports = reports.get("models", {f"{args.arms[0]}-{args.seeds[0]}": reports})
     table = summarise(reports, args.arms, args.seeds)
     from pros_hf.representation import provenance
 
-    result = {**provenance("ablation", "examples/ablate_targets.py", sys.argv[1:]),
-              "arms": {arm: ARMS[arm] for arm in args.arms}, "seeds": args.seeds, "image_size": IMAGE_SIZE,
-              "recipe": base, "gap_closed": table, "best_linear_probe": best_arm(table)}
+    result = {
+        **provenance("ablation", "examples/ablate_targets.py", sys.argv[1:]),
+        "arms": {arm: ARMS[arm] for arm in args.arms},
+        "seeds": args.seeds,
+        "image_size": IMAGE_SIZE,
+        "recipe": base,
+        "gap_closed": table,
+        "best_linear_probe": best_arm(table),
+    }
     (output / "ablation.json").write_text(json.dumps(result, indent=2))
-    print(f"\nGap closed by the linear probe (mean ± spread over pre-training seeds):\n\n{format_table(table)}\n\n"
-          f"Most gap closed: {result['best_linear_probe']}. Wrote {output / 'ablation.json'}")
+    print(
+        f"\nGap closed by the linear probe (mean ± spread over pre-training seeds):\n\n{format_table(table)}\n\n"
+        f"Most gap closed: {result['best_linear_probe']}. Wrote {output / 'ablation.json'}"
+    )
     return 0
 
 

@@ -30,16 +30,20 @@ def main(argv: list[str] | None = None) -> dict:
         args, recipe, training_args = parse_benchmark_arguments(list(sys.argv[1:] if argv is None else argv))
     except ValueError as error:  # a bad value or combination of flags: a message, not a traceback
         raise SystemExit(f"benchmark.py: {error}") from None
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         result = run_benchmark(args, recipe, training_args)
     except (BenchmarkFormatError, FinetuneError) as error:  # the folder, the model: named, before any training
         raise SystemExit(f"benchmark.py: {error}") from None
     print("\n" + format_row(result))
     selected, last = result["selected"]["step"], result["last"]["step"]
-    print(f"\nValidation-selected step {selected} of {last} ({result['settings']['selection_metric']}); the last "
-          f"step's figures and every subset are in {training_args.output_dir}/benchmark.json")
+    print(
+        f"\nValidation-selected step {selected} of {last} ({result['settings']['selection_metric']}); the last "
+        f"step's figures and every subset are in {training_args.output_dir}/benchmark.json"
+    )
     return result
 
 

@@ -1,6 +1,6 @@
 """Render synthetic faces and save a contact sheet with their 68 landmarks, to check the generator by eye.
 
-    python examples/contact_sheet.py --output /tmp/synthetic_faces_contact_sheet.png --num 64 --seed 0
+python examples/contact_sheet.py --output /tmp/synthetic_faces_contact_sheet.png --num 64 --seed 0
 """
 
 import argparse
@@ -17,8 +17,12 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="Same seed, same faces.")
     parser.add_argument("--image_size", type=int, default=128, help="Side of each face image in pixels (>= 32).")
     parser.add_argument("--columns", type=int, default=8, help="Faces per row.")
-    parser.add_argument("--num_identities", type=int, default=None,
-                        help="Distinct people (default num / 10): fewer shows how one identity varies.")
+    parser.add_argument(
+        "--num_identities",
+        type=int,
+        default=None,
+        help="Distinct people (default num / 10): fewer shows how one identity varies.",
+    )
     parser.add_argument("--background", default="clutter", choices=BACKGROUNDS, help="Background kind.")
     parser.add_argument("--pose_scale", type=float, default=1.0, help="0 = frontal faces, 1 = default pose ranges.")
     parser.add_argument("--no_landmarks", action="store_true", help="Show the images without landmark dots.")

@@ -12,7 +12,6 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
 
 from transformers import HfArgumentParser
 
@@ -28,59 +27,78 @@ class CurateArguments:
     """Every option of face-aware retrieval; the help text says why each default is what it is."""
 
     output: str = field(metadata={"help": "Output folder: dataset/, shards/, report.json, montage.png, histogram."})
-    source: Optional[str] = field(
+    source: str | None = field(
         default=None,
-        metadata={"help": "A folder of images, a save_to_disk folder, or a Hub dataset id with an image column. "
-                  "Default: scikit-image's lfw_subset (100 faces, 100 non-faces) plus astronaut and camera, written "
-                  "to <output>/demo_source, so the script runs with no data and no network."},
+        metadata={
+            "help": "A folder of images, a save_to_disk folder, or a Hub dataset id with an image column. "
+            "Default: scikit-image's lfw_subset (100 faces, 100 non-faces) plus astronaut and camera, written "
+            "to <output>/demo_source, so the script runs with no data and no network."
+        },
     )
-    seeds: Optional[str] = field(
+    seeds: str | None = field(
         default=None,
-        metadata={"help": "A folder of seed face images to retrieve around (DINOv2-style curated queries). Default: "
-                  "the --num_seeds most face-dominant crops of the source itself."},
+        metadata={
+            "help": "A folder of seed face images to retrieve around (DINOv2-style curated queries). Default: "
+            "the --num_seeds most face-dominant crops of the source itself."
+        },
     )
     detector: str = field(
         default=DEFAULTS.detector,
-        metadata={"help": "Face detector: yunet (accurate, 5 landmarks) or haar (OpenCV cascade: weaker, more "
-                  "misses on tight crops and more false boxes on scenes).", "choices": ["yunet", "haar"]},
+        metadata={
+            "help": "Face detector: yunet (accurate, 5 landmarks) or haar (OpenCV cascade: weaker, more "
+            "misses on tight crops and more false boxes on scenes).",
+            "choices": ["yunet", "haar"],
+        },
     )
     min_score: float = field(
         default=DEFAULTS.min_score,
-        metadata={"help": "Detector confidence in [0, 1]. Lower admits profiles and blur but also face-like "
-                  "textures, which pre-training would learn as faces; raise to 0.7 on noisy web pools."},
+        metadata={
+            "help": "Detector confidence in [0, 1]. Lower admits profiles and blur but also face-like "
+            "textures, which pre-training would learn as faces; raise to 0.7 on noisy web pools."
+        },
     )
     min_face_size: float = field(
         default=DEFAULTS.min_face_size,
-        metadata={"help": "Shorter side of the face box in original pixels. Smaller faces become interpolation "
-                  "blur at --crop_size; 16 keeps 25 px LFW crops, use ~64 for real pre-training at 224."},
+        metadata={
+            "help": "Shorter side of the face box in original pixels. Smaller faces become interpolation "
+            "blur at --crop_size; 16 keeps 25 px LFW crops, use ~64 for real pre-training at 224."
+        },
     )
     min_dominance: float = field(
         default=DEFAULTS.min_dominance,
-        metadata={"help": "Largest face box area / image area. Below it the face is not the dominant region and "
-                  "the self-distillation crops would be mostly background; 0.2 keeps head-and-shoulders shots."},
+        metadata={
+            "help": "Largest face box area / image area. Below it the face is not the dominant region and "
+            "the self-distillation crops would be mostly background; 0.2 keeps head-and-shoulders shots."
+        },
     )
     margin: float = field(
         default=DEFAULTS.margin,
-        metadata={"help": "Context around the face on each side, as a fraction of the face side: leaves room for "
-                  "the multi-crop scale jitter of pre-training. 0 crops the bare box."},
+        metadata={
+            "help": "Context around the face on each side, as a fraction of the face side: leaves room for "
+            "the multi-crop scale jitter of pre-training. 0 crops the bare box."
+        },
     )
     crop_size: int = field(
         default=DEFAULTS.crop_size,
         metadata={"help": "Side of the stored square crops, in pixels; at least the pre-training source size."},
     )
-    model: Optional[str] = field(
+    model: str | None = field(
         default=None,
-        metadata={"help": "Path or Hub id of an AutoModel with pooler_output (e.g. a ProS checkpoint) for the "
-                  "embeddings. Default: a random-init micro ProSModel (patch-token features), good enough to find "
-                  "near-duplicates but not for meaningful retrieval."},
+        metadata={
+            "help": "Path or Hub id of an AutoModel with pooler_output (e.g. a ProS checkpoint) for the "
+            "embeddings. Default: a random-init micro ProSModel (patch-token features), good enough to find "
+            "near-duplicates but not for meaningful retrieval."
+        },
     )
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow --model to run its own code from the Hub (only for trusted repos)."}
     )
     dedup_threshold: float = field(
         default=DEFAULTS.dedup_threshold,
-        metadata={"help": "Cosine above which two crops count as copies; lower merges distinct photos of a person, "
-                  "removing the identity variation pre-training needs."},
+        metadata={
+            "help": "Cosine above which two crops count as copies; lower merges distinct photos of a person, "
+            "removing the identity variation pre-training needs."
+        },
     )
     num_seeds: int = field(
         default=DEFAULTS.num_seeds,
@@ -88,8 +106,10 @@ class CurateArguments:
     )
     num_neighbors: int = field(
         default=DEFAULTS.num_neighbors,
-        metadata={"help": "Neighbours retrieved per seed; the curated set is their union, so seeds x neighbours "
-                  "bounds its size."},
+        metadata={
+            "help": "Neighbours retrieved per seed; the curated set is their union, so seeds x neighbours "
+            "bounds its size."
+        },
     )
     shard_size: int = field(
         default=DEFAULTS.shard_size,
@@ -99,16 +119,16 @@ class CurateArguments:
         default=DEFAULTS.ivf_threshold,
         metadata={"help": "Rows from which the exact FAISS index is replaced by IVF (approximate, sub-linear)."},
     )
-    image_column: str = field(
-        default=DEFAULTS.image_column, metadata={"help": "Image column of a dataset --source."}
-    )
+    image_column: str = field(default=DEFAULTS.image_column, metadata={"help": "Image column of a dataset --source."})
     split: str = field(default=DEFAULTS.split, metadata={"help": "Split of a dataset --source."})
     push_to_hub: bool = field(
         default=False,
-        metadata={"help": "Push the curated dataset to the Hub after it is saved locally (needs network and a "
-                  "login; offline this fails with a clear error and the local copy stays)."},
+        metadata={
+            "help": "Push the curated dataset to the Hub after it is saved locally (needs network and a "
+            "login; offline this fails with a clear error and the local copy stays)."
+        },
     )
-    hub_dataset_id: Optional[str] = field(
+    hub_dataset_id: str | None = field(
         default=None, metadata={"help": "Hub repo id for --push_to_hub (default: the --output folder's name)."}
     )
 
@@ -148,8 +168,9 @@ def main(argv=None) -> int:
             raise SystemExit(f"--model: {error}") from None
     source = args.source
     if source is not None and os.path.isdir(source) and not os.listdir(source):
-        raise SystemExit(f"--source {source!r} is an empty folder: give a folder of images, a saved dataset or a Hub "
-                         "dataset id.")
+        raise SystemExit(
+            f"--source {source!r} is an empty folder: give a folder of images, a saved dataset or a Hub dataset id."
+        )
     if source is None:
         # written next to the output (not to a temp folder), so that a resumed demo sees the very same files
         source = os.path.join(args.output, "demo_source")
@@ -159,9 +180,15 @@ def main(argv=None) -> int:
             os.replace(source + ".tmp", source)
     try:
         result = curate(
-            source, args.output, config, seeds=args.seeds, model=model, image_processor=processor,
+            source,
+            args.output,
+            config,
+            seeds=args.seeds,
+            model=model,
+            image_processor=processor,
             push_to_hub=(args.hub_dataset_id or os.path.basename(os.path.normpath(args.output)))
-            if args.push_to_hub else None,
+            if args.push_to_hub
+            else None,
         )
     except (OSError, ValueError) as error:  # a bad --source / --seeds / --image_column, or a resume with new settings
         raise SystemExit(f"curate.py: {error}") from None

@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE_SIZE = 48
 # The pre-training recipe of the demo: a 0.2M-parameter ViT on 48-px faces for a CPU, trained on photometric views.
@@ -37,13 +36,40 @@ IMAGE_SIZE = 48
 # - teacher momentum 0.99 instead of 0.996: an EMA horizon of ~100 steps suits a short run;
 # - 64 prototypes suit a few thousand images; gradient clipping at 3.0 shrank every step 5-20x here, so it is off.
 PRETRAIN_FLAGS = [
-    "--preset", "micro", "--num_train_epochs", "30", "--per_device_train_batch_size", "64",
-    "--global_crop_size", str(IMAGE_SIZE), "--num_local_crops", "0", "--num_prototypes", "64",
-    "--target_mode", "sinkhorn", "--teacher_momentum", "0.99",
-    "--learning_rate", "5e-4", "--max_grad_norm", "0", "--teacher_temperature", "0.04",
-    "--augmentation_overrides", '{"global_crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "grayscale_p": 1.0}',
-    "--logging_steps", "50", "--save_strategy", "epoch", "--save_total_limit", "1", "--report_to", "none",
-    "--seed", "0",
+    "--preset",
+    "micro",
+    "--num_train_epochs",
+    "30",
+    "--per_device_train_batch_size",
+    "64",
+    "--global_crop_size",
+    str(IMAGE_SIZE),
+    "--num_local_crops",
+    "0",
+    "--num_prototypes",
+    "64",
+    "--target_mode",
+    "sinkhorn",
+    "--teacher_momentum",
+    "0.99",
+    "--learning_rate",
+    "5e-4",
+    "--max_grad_norm",
+    "0",
+    "--teacher_temperature",
+    "0.04",
+    "--augmentation_overrides",
+    '{"global_crop_scale": [1.0, 1.0], "crop_ratio": [1.0, 1.0], "grayscale_p": 1.0}',
+    "--logging_steps",
+    "50",
+    "--save_strategy",
+    "epoch",
+    "--save_total_limit",
+    "1",
+    "--report_to",
+    "none",
+    "--seed",
+    "0",
 ]
 
 
@@ -86,15 +112,21 @@ def photo_features(backbone: Path) -> None:
     start = time.perf_counter()
     with torch.inference_mode():
         features = model(**processor(data.astronaut(), return_tensors="pt")).pooler_output
-    print(f"AutoModel({type(model).__name__}) on skimage.data.astronaut(): pooler_output {tuple(features.shape)} "
-          f"in {1000 * (time.perf_counter() - start):.1f} ms")
+    print(
+        f"AutoModel({type(model).__name__}) on skimage.data.astronaut(): pooler_output {tuple(features.shape)} "
+        f"in {1000 * (time.perf_counter() - start):.1f} ms"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default="outputs/demo")
-    parser.add_argument("--num_train", type=int, default=4000,
-                        help="benchmark faces to pre-train on (400 people); the probes and the ceiling use their labels")
+    parser.add_argument(
+        "--num_train",
+        type=int,
+        default=4000,
+        help="benchmark faces to pre-train on (400 people); the probes and the ceiling use their labels",
+    )
     parser.add_argument("--num_test", type=int, default=1000, help="held-out benchmark faces of 100 other people")
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="seeds of the protocols")
     parser.add_argument("--skip_curation", action="store_true")
@@ -105,23 +137,60 @@ def main() -> int:
     start = time.perf_counter()
 
     if not args.skip_curation:
-        run("1. face-aware curation of real faces (LFW subset, photos)",
-            [python, "examples/curate.py", "--output", str(output / "curated_lfw")])
+        run(
+            "1. face-aware curation of real faces (LFW subset, photos)",
+            [python, "examples/curate.py", "--output", str(output / "curated_lfw")],
+        )
     print("\n=== 2. the benchmark faces", flush=True)
     make_benchmark_faces(output, args.num_train)
     # pretrain.py resumes from the checkpoints in its output folder; a run made with other flags is started afresh
     flags_stamp = output / "backbone_flags.json"
-    if (output / "backbone").exists() and (not flags_stamp.exists() or json.loads(flags_stamp.read_text()) != PRETRAIN_FLAGS):
+    if (output / "backbone").exists() and (
+        not flags_stamp.exists() or json.loads(flags_stamp.read_text()) != PRETRAIN_FLAGS
+    ):
         shutil.rmtree(output / "backbone")
     flags_stamp.write_text(json.dumps(PRETRAIN_FLAGS))
-    run("3. ProS pre-training without labels (accelerate launch, 1 process)",
-        [python, "-m", "accelerate.commands.launch", "-q", "--num_processes", "1", "--num_machines", "1",
-         "--mixed_precision", "no", "--dynamo_backend", "no", "examples/pretrain.py",
-         "--train_dir", str(output / "faces_train"), "--output_dir", str(output / "backbone"), *PRETRAIN_FLAGS])
-    run("4. linear probe and k-NN: floor, random init, pre-trained, supervised ceiling; transfer to real faces",
-        [python, "examples/evaluate_representation.py", "--model", f"ProS={output / 'backbone'}",
-         "--output_dir", str(output), "--num_train", str(args.num_train), "--num_test", str(args.num_test),
-         "--seeds", *args.seeds, "--real_faces"])
+    run(
+        "3. ProS pre-training without labels (accelerate launch, 1 process)",
+        [
+            python,
+            "-m",
+            "accelerate.commands.launch",
+            "-q",
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "examples/pretrain.py",
+            "--train_dir",
+            str(output / "faces_train"),
+            "--output_dir",
+            str(output / "backbone"),
+            *PRETRAIN_FLAGS,
+        ],
+    )
+    run(
+        "4. linear probe and k-NN: floor, random init, pre-trained, supervised ceiling; transfer to real faces",
+        [
+            python,
+            "examples/evaluate_representation.py",
+            "--model",
+            f"ProS={output / 'backbone'}",
+            "--output_dir",
+            str(output),
+            "--num_train",
+            str(args.num_train),
+            "--num_test",
+            str(args.num_test),
+            "--seeds",
+            *args.seeds,
+            "--real_faces",
+        ],
+    )
     print("\n=== 5. the exported backbone through the Auto classes", flush=True)
     photo_features(output / "backbone")
 
@@ -131,8 +200,10 @@ def main() -> int:
     from pros_hf.representation import format_gap_table
 
     report = json.loads((output / "representation.json").read_text())
-    print(f"\nShare of the random-init -> supervised-ceiling gap closed by pre-training (gap_closed.png):\n\n"
-          f"{format_gap_table(report)}")
+    print(
+        f"\nShare of the random-init -> supervised-ceiling gap closed by pre-training (gap_closed.png):\n\n"
+        f"{format_gap_table(report)}"
+    )
     return 0
 
 

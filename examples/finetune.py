@@ -29,7 +29,11 @@ from transformers import TrainingArguments
 
 from pros_hf.cli import check_output_folder
 from pros_hf.finetuning import (
-    FinetuneArguments, FinetuneError, check_finetune_arguments, finetune_parser, run_finetuning,
+    FinetuneArguments,
+    FinetuneError,
+    check_finetune_arguments,
+    finetune_parser,
+    run_finetuning,
     with_training_defaults,
 )
 from pros_hf.finetuning.reporting import format_comparison_table
@@ -48,8 +52,10 @@ def parse(argv: list[str]) -> tuple[FinetuneArguments, TrainingArguments]:
 
 def main(argv: list[str] | None = None) -> dict:
     args, training_args = parse(list(sys.argv[1:] if argv is None else argv))
-    logging.basicConfig(level=logging.INFO if training_args.should_log else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     start = time.perf_counter()
     try:
         results = run_finetuning(args, training_args)

@@ -35,14 +35,18 @@ logger = logging.getLogger("knn_eval")
 class KNNEvalArguments:
     model: str | None = field(
         default=None,
-        metadata={"help": "A saved ProSModel folder or Hub id, or a ProSForPreTraining checkpoint (its EMA teacher is "
-                          "evaluated, as ProS uses the teacher downstream). Default: a random-init 'micro' ProSModel, "
-                          "the floor any pre-trained model must beat."},
+        metadata={
+            "help": "A saved ProSModel folder or Hub id, or a ProSForPreTraining checkpoint (its EMA teacher is "
+            "evaluated, as ProS uses the teacher downstream). Default: a random-init 'micro' ProSModel, "
+            "the floor any pre-trained model must beat."
+        },
     )
     dataset: str | None = field(
         default=None,
-        metadata={"help": "A folder written by datasets' save_to_disk with an image column and integer label "
-                          "columns. Default: synthetic faces rendered on the fly (offline, labelled)."},
+        metadata={
+            "help": "A folder written by datasets' save_to_disk with an image column and integer label "
+            "columns. Default: synthetic faces rendered on the fly (offline, labelled)."
+        },
     )
     split: str = field(
         default="train",
@@ -51,28 +55,38 @@ class KNNEvalArguments:
     image_column: str = field(default="image", metadata={"help": "Column holding the (PIL) images."})
     num_images: int = field(
         default=600,
-        metadata={"help": "Synthetic faces to render when no --dataset is given: 600 = 60 identities x 10 images, "
-                          "enough for stable k-NN numbers in seconds on a CPU."},
+        metadata={
+            "help": "Synthetic faces to render when no --dataset is given: 600 = 60 identities x 10 images, "
+            "enough for stable k-NN numbers in seconds on a CPU."
+        },
     )
     image_size: int = field(
         default=64,
-        metadata={"help": "Side of the synthetic faces and of the default random-init model's input (pixels, a "
-                          "multiple of the patch size 8). Loaded models keep their own input size."},
+        metadata={
+            "help": "Side of the synthetic faces and of the default random-init model's input (pixels, a "
+            "multiple of the patch size 8). Loaded models keep their own input size."
+        },
     )
     label_columns: list[str] = field(
         default_factory=lambda: ["expression", "identity"],
-        metadata={"help": "Single-label integer columns to classify. Identity k-NN measures how well the features "
-                          "separate people; expression measures whether they carry facial-muscle cues."},
+        metadata={
+            "help": "Single-label integer columns to classify. Identity k-NN measures how well the features "
+            "separate people; expression measures whether they carry facial-muscle cues."
+        },
     )
     k: int = field(
         default=20,
-        metadata={"help": "Neighbours that vote. DINO's default; 10-20 is robust, large k favours frequent classes. "
-                          "Clipped to the number of training examples."},
+        metadata={
+            "help": "Neighbours that vote. DINO's default; 10-20 is robust, large k favours frequent classes. "
+            "Clipped to the number of training examples."
+        },
     )
     temperature: float = field(
         default=0.07,
-        metadata={"help": "Vote weight exp(cosine / T). DINO's 0.07: low T lets the closest neighbours dominate; "
-                          "T -> infinity is a plain majority vote."},
+        metadata={
+            "help": "Vote weight exp(cosine / T). DINO's 0.07: low T lets the closest neighbours dominate; "
+            "T -> infinity is a plain majority vote."
+        },
     )
     test_fraction: float = field(
         default=0.2,
@@ -80,20 +94,26 @@ class KNNEvalArguments:
     )
     seed: int = field(
         default=0,
-        metadata={"help": "Seed of the synthetic data, the split and the random-init model: the same seed compares "
-                          "models on the same examples."},
+        metadata={
+            "help": "Seed of the synthetic data, the split and the random-init model: the same seed compares "
+            "models on the same examples."
+        },
     )
     batch_size: int = field(default=64, metadata={"help": "Images per forward pass when extracting features."})
     compare_random_init: bool = field(
         default=False,
-        metadata={"help": "Also evaluate the same architecture at random initialisation (seeded): the baseline that "
-                          "tells learned features from what a random ViT's inductive bias already gives."},
+        metadata={
+            "help": "Also evaluate the same architecture at random initialisation (seeded): the baseline that "
+            "tells learned features from what a random ViT's inductive bias already gives."
+        },
     )
     random_init_seeds: int = field(
         default=3,
-        metadata={"help": "Random initialisations to average for the baseline (seeds seed, seed+1, ...). One random "
-                          "ViT's k-NN accuracy varies by a point or more with its seed, so the floor is a mean with "
-                          "its spread, not one draw."},
+        metadata={
+            "help": "Random initialisations to average for the baseline (seeds seed, seed+1, ...). One random "
+            "ViT's k-NN accuracy varies by a point or more with its seed, so the floor is a mean with "
+            "its spread, not one draw."
+        },
     )
     output_json: str | None = field(default=None, metadata={"help": "Write the results to this JSON file."})
     device: str | None = field(default=None, metadata={"help": "torch device (default: cuda if available, else cpu)."})
@@ -106,8 +126,9 @@ def load_dataset_for_knn(args: KNNEvalArguments):
         logger.info("Rendering %d synthetic faces at %d px", args.num_images, args.image_size)
         return make_synthetic_faces(args.num_images, image_size=args.image_size, seed=args.seed)
     if args.num_images != KNNEvalArguments.num_images:
-        logger.warning("--num_images %d is for the synthetic faces; --dataset %s is used whole", args.num_images,
-                       args.dataset)
+        logger.warning(
+            "--num_images %d is for the synthetic faces; --dataset %s is used whole", args.num_images, args.dataset
+        )
     return load_labelled_dataset(args.dataset, args.split)
 
 
@@ -133,11 +154,16 @@ def check_columns(features, args: KNNEvalArguments) -> None:
         if name not in features:
             raise SystemExit(f"--label_columns: {name!r} is not a column of the dataset ({list(features)}).")
         feature = features[name]
-        if not (isinstance(feature, datasets.ClassLabel)
-                or isinstance(feature, datasets.Value) and feature.dtype.startswith(("int", "uint"))):
+        if not (
+            isinstance(feature, datasets.ClassLabel)
+            or isinstance(feature, datasets.Value)
+            and feature.dtype.startswith(("int", "uint"))
+        ):
             kind = getattr(feature, "dtype", None) or type(feature).__name__  # e.g. "string", "List"
-            raise SystemExit(f"--label_columns: {name!r} holds {kind} values, not one integer label per image (k-NN "
-                             "is single-label: a multi-label list column cannot be used).")
+            raise SystemExit(
+                f"--label_columns: {name!r} holds {kind} values, not one integer label per image (k-NN "
+                "is single-label: a multi-label list column cannot be used)."
+            )
     if args.image_column not in features:
         raise SystemExit(f"--image_column: {args.image_column!r} is not a column of the dataset ({list(features)}).")
 
@@ -183,8 +209,10 @@ def main(argv=None) -> dict:
         raise SystemExit(f"knn_eval.py: {error}") from None
     baseline = None
     if args.compare_random_init:
-        runs = [evaluate_knn(random_init_backbone(model.config, args.seed + offset).to(device), dataset, **common)
-                for offset in range(args.random_init_seeds)]
+        runs = [
+            evaluate_knn(random_init_backbone(model.config, args.seed + offset).to(device), dataset, **common)
+            for offset in range(args.random_init_seeds)
+        ]
         baseline = {name: [run[name] for run in runs] for name in args.label_columns}
 
     # Chance level on the very queries evaluate_knn scored: its stratified split, without the images it could not
@@ -207,10 +235,13 @@ def main(argv=None) -> dict:
         results["labels"][name] = entry
 
     header = f"{'label':<14}{'classes':>8}{'chance':>9}{'model':>9}" + (
-        f"{'random (mean +- std of ' + str(args.random_init_seeds) + ')':>30}" if baseline else "")
+        f"{'random (mean +- std of ' + str(args.random_init_seeds) + ')':>30}" if baseline else ""
+    )
     skipped = f" ({results['num_queries_undecodable']} undecodable left out)" if len(queries) < len(test_idx) else ""
-    print(f"k-NN top-1 accuracy (%), k={args.k}, T={args.temperature}, {len(queries)} queries{skipped}, "
-          f"model: {model_name}")
+    print(
+        f"k-NN top-1 accuracy (%), k={args.k}, T={args.temperature}, {len(queries)} queries{skipped}, "
+        f"model: {model_name}"
+    )
     print(header)
     for name, entry in results["labels"].items():
         row = f"{name:<14}{entry['num_classes']:>8}{entry['majority_chance_top1']:>9.1f}{entry['top1']:>9.1f}"

@@ -27,33 +27,40 @@ logger = logging.getLogger("visualize")
 class VisualizeArguments:
     model: str | None = field(
         default=None,
-        metadata={"help": "A saved ProSModel folder or Hub id, or a ProSForPreTraining checkpoint (its teacher is "
-                          "shown). Default: a random-init 'micro' ProSModel, to see what 'not learned' looks like."},
+        metadata={
+            "help": "A saved ProSModel folder or Hub id, or a ProSForPreTraining checkpoint (its teacher is "
+            "shown). Default: a random-init 'micro' ProSModel, to see what 'not learned' looks like."
+        },
     )
     dataset: str | None = field(
         default=None,
-        metadata={"help": "A folder written by datasets' save_to_disk with an image column. Default: synthetic "
-                          "faces."},
+        metadata={"help": "A folder written by datasets' save_to_disk with an image column. Default: synthetic faces."},
     )
     split: str = field(default="train", metadata={"help": "Split to use when --dataset is a DatasetDict."})
     image_column: str = field(default="image", metadata={"help": "Column holding the (PIL) images."})
     num_images: int = field(default=4, metadata={"help": "Images to show, one row each."})
     image_size: int = field(
         default=64,
-        metadata={"help": "Side of the synthetic faces and the default model's input. Attention maps have one cell "
-                          "per patch, so a larger input gives finer maps (e.g. 128 px = 16x16 cells with patch 8)."},
+        metadata={
+            "help": "Side of the synthetic faces and the default model's input. Attention maps have one cell "
+            "per patch, so a larger input gives finer maps (e.g. 128 px = 16x16 cells with patch 8)."
+        },
     )
     layer: int = field(default=-1, metadata={"help": "Block whose attention is shown; DINO shows the last (-1)."})
     upsample: str = field(
         default="nearest",
-        metadata={"help": "'nearest' keeps one block per patch (honest about the resolution, as DINO shows it); "
-                          "'bilinear' or 'bicubic' smooth.", "choices": ["nearest", "bilinear", "bicubic"]},
+        metadata={
+            "help": "'nearest' keeps one block per patch (honest about the resolution, as DINO shows it); "
+            "'bilinear' or 'bicubic' smooth.",
+            "choices": ["nearest", "bilinear", "bicubic"],
+        },
     )
     seed: int = field(default=0, metadata={"help": "Seed of the synthetic faces and the random-init model."})
     output: str = field(
         default="attention_maps.png",
-        metadata={"help": "Figure file to write (.png unless another matplotlib extension is given; added when none "
-                          "is)."},
+        metadata={
+            "help": "Figure file to write (.png unless another matplotlib extension is given; added when none is)."
+        },
     )
 
 

@@ -78,7 +78,13 @@ def run_without_pros_hf(script: str, *args, cwd, timeout: int = 300):
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     env["HF_MODULES_CACHE"] = os.path.join(str(cwd), "modules")
-    result = subprocess.run([sys.executable, "-c", BLOCK_PROS_HF + script, *map(str, args)], env=env,
-                            capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCK_PROS_HF + script, *map(str, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result

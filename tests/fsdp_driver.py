@@ -18,8 +18,8 @@ from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
-from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.distributed.fsdp import FullStateDictConfig, ShardingStrategy, StateDictType
+from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
 from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
 
 from pros_hf import ProSConfig, ProSImageProcessor
@@ -34,8 +34,11 @@ UNIT_CLASSES = {cls.__name__: cls for cls in (ProSLayer, ProSModel, ProSProjecti
 
 def full_parameters(wrapped, model, prefix: str) -> dict[str, torch.Tensor]:
     with FSDP.summon_full_params(wrapped):
-        return {f"{part}.{name}": parameter.detach().clone()
-                for part in (prefix, f"{prefix}_head") for name, parameter in getattr(model, part).named_parameters()}
+        return {
+            f"{part}.{name}": parameter.detach().clone()
+            for part in (prefix, f"{prefix}_head")
+            for name, parameter in getattr(model, part).named_parameters()
+        }
 
 
 def main() -> None:
@@ -44,13 +47,23 @@ def main() -> None:
     rank = dist.get_rank()
     torch.manual_seed(0)
     model = ProSForPreTraining(ProSConfig.from_preset("micro", num_prototypes=32)).train()
-    policy = functools.partial(transformer_auto_wrap_policy,
-                               transformer_layer_cls={UNIT_CLASSES[name] for name in class_names})
-    knn = KNNCallback.from_dataset(make_synthetic_faces(24, image_size=40, seed=0), ["expression"], test_fraction=0.5,
-                                   image_processor=ProSImageProcessor.from_model_config(model.config))
+    policy = functools.partial(
+        transformer_auto_wrap_policy, transformer_layer_cls={UNIT_CLASSES[name] for name in class_names}
+    )
+    knn = KNNCallback.from_dataset(
+        make_synthetic_faces(24, image_size=40, seed=0),
+        ["expression"],
+        test_fraction=0.5,
+        image_processor=ProSImageProcessor.from_model_config(model.config),
+    )
     expected_knn = knn.compute(model, show_progress=False)
-    wrapped = FSDP(model, auto_wrap_policy=policy, sharding_strategy=ShardingStrategy.FULL_SHARD,
-                   use_orig_params=True, device_id=torch.device("cpu"))
+    wrapped = FSDP(
+        model,
+        auto_wrap_policy=policy,
+        sharding_strategy=ShardingStrategy.FULL_SHARD,
+        use_orig_params=True,
+        device_id=torch.device("cpu"),
+    )
     optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-2)
     torch.manual_seed(1 + rank)  # each rank its own images
     output = wrapped(global_crops=torch.randn(4, 2, 3, 32, 32), local_crops=torch.randn(4, 2, 3, 16, 16))
@@ -64,8 +77,10 @@ def main() -> None:
     if "ProSModel" in class_names:
         state = SimpleNamespace(global_step=1, is_world_process_zero=rank == 0, epoch=None, log_history=[])
         knn_metrics = knn._run(SimpleNamespace(disable_tqdm=True), state, SimpleNamespace(should_log=False), wrapped)
-        record_knn = {"knn_sharded": holds_shards(default_backbone(wrapped)),
-                      "knn_equal": (knn_metrics == expected_knn) if rank == 0 else knn_metrics is None}
+        record_knn = {
+            "knn_sharded": holds_shards(default_backbone(wrapped)),
+            "knn_equal": (knn_metrics == expected_knn) if rank == 0 else knn_metrics is None,
+        }
     student, teacher = full_parameters(wrapped, model, "student"), full_parameters(wrapped, model, "teacher")
     record = {"rank": rank, **record_knn}
     try:
@@ -85,13 +100,17 @@ def main() -> None:
         # way accelerate's get_state_dict does under FSDP (it also offloads to the CPU, which crashes torch's FSDP
         # on a CPU-only run), while the config's sharded type is set
         FSDP.set_state_dict_type(wrapped, StateDictType.SHARDED_STATE_DICT)
-        with FSDP.state_dict_type(wrapped, StateDictType.FULL_STATE_DICT,
-                                  FullStateDictConfig(offload_to_cpu=False, rank0_only=True)):
+        with FSDP.state_dict_type(
+            wrapped, StateDictType.FULL_STATE_DICT, FullStateDictConfig(offload_to_cpu=False, rank0_only=True)
+        ):
             state = wrapped.state_dict()
         if rank == 0:
             exported = model.export_teacher(state).state_dict()
-            record["export_error"] = max((exported[name[len("teacher."):]] - value).abs().max().item()
-                                         for name, value in after.items() if name.startswith("teacher."))
+            record["export_error"] = max(
+                (exported[name[len("teacher.") :]] - value).abs().max().item()
+                for name, value in after.items()
+                if name.startswith("teacher.")
+            )
     (out_dir / f"rank-{rank}.json").write_text(json.dumps(record))
     dist.barrier()  # both records are written
     # Tearing down gloo after FSDP on a CPU aborts now and then ("terminate called without an active exception",

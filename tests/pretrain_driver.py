@@ -17,7 +17,6 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,7 +56,8 @@ def main() -> None:
         "global_step": trainer.state.global_step,
         "teacher_sha256": digest.hexdigest(),
         "teacher_student_differ": any(
-            not t.equal(s) for t, s in zip(model.teacher.parameters(), model.student.parameters())),
+            not t.equal(s) for t, s in zip(model.teacher.parameters(), model.student.parameters())
+        ),
         "center": model.center.detach().cpu().flatten().tolist(),
         "last_metrics": {k: float(v) for k, v in trainer.last_metrics.items()},
         "own_images": trainer.skip_report.delivered,  # this process's

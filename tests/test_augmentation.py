@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from dispatch_counters import HostToDeviceCopies
 
 from pros_hf.augmentation import (
     LandmarkAugmentation,
@@ -15,8 +16,6 @@ from pros_hf.augmentation import (
     resize_with_landmarks,
 )
 from pros_hf.augmentation import functional as AF
-
-from dispatch_counters import HostToDeviceCopies
 
 MEAN = torch.tensor(AF.IMAGENET_DEFAULT_MEAN).view(3, 1, 1)
 STD = torch.tensor(AF.IMAGENET_DEFAULT_STD).view(3, 1, 1)
@@ -36,15 +35,23 @@ def ramp_image(s=64):
 
 def plain(**kw):
     """Geometry only: every colour / blur / solarize op off."""
-    cfg = dict(SMALL, flip_p=0.0, color_jitter_p=0.0, grayscale_p=0.0, global_blur_p=0.0, local_blur_p=0.0,
-               global_solarize_p=0.0, interpolation="bilinear")
+    cfg = dict(
+        SMALL,
+        flip_p=0.0,
+        color_jitter_p=0.0,
+        grayscale_p=0.0,
+        global_blur_p=0.0,
+        local_blur_p=0.0,
+        global_solarize_p=0.0,
+        interpolation="bilinear",
+    )
     cfg.update(kw)
     return MultiCropAugmentation(**cfg)
 
 
 def colourful(b=4, s=24, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.rand(b, 3, s, s, generator=g) * 0.6 + 0.2)
+    return torch.rand(b, 3, s, s, generator=g) * 0.6 + 0.2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -134,9 +141,11 @@ def test_sample_params_refuses_empty_or_fractional_sources():
         aug.sample_params(0, 20)
 
 
-@pytest.mark.parametrize("make", [lambda: MultiCropAugmentation(**SMALL),
-                                  lambda: LandmarkAugmentation(output_size=16, color_jitter_p=0.5)],
-                         ids=["multicrop", "landmarks"])
+@pytest.mark.parametrize(
+    "make",
+    [lambda: MultiCropAugmentation(**SMALL), lambda: LandmarkAugmentation(output_size=16, color_jitter_p=0.5)],
+    ids=["multicrop", "landmarks"],
+)
 def test_an_int_seed_is_a_generator(make):
     aug = make()
     images = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
@@ -230,8 +239,9 @@ def test_crop_of_quadrants_holds_the_quadrant_colour():
 def test_grid_matches_affine_grid():
     boxes = AF.sample_resized_crop_boxes(6, 40, 50, (0.1, 1.0), (0.75, 1.33))
     flip = torch.tensor([True, False] * 3)
-    ref = torch.nn.functional.affine_grid(AF.crop_boxes_to_theta(boxes, flip, 40, 50), [6, 1, 7, 9],
-                                          align_corners=False)
+    ref = torch.nn.functional.affine_grid(
+        AF.crop_boxes_to_theta(boxes, flip, 40, 50), [6, 1, 7, 9], align_corners=False
+    )
     torch.testing.assert_close(AF.crop_grid(boxes, flip, 40, 50, (7, 9)), ref, atol=1e-6, rtol=0)
 
 
@@ -268,8 +278,9 @@ def test_hsv_round_trip_and_hue_shift():
     shift = torch.tensor([0.1, -0.3, 0.5])
     torch.testing.assert_close(AF.adjust_hue(grey, shift), grey, atol=1e-6, rtol=0)
     # a full turn is the identity, a shift moves the hue by the shift
-    torch.testing.assert_close(AF.adjust_hue(x, torch.full((4,), 0.5)), AF.adjust_hue(x, torch.full((4,), -0.5)),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        AF.adjust_hue(x, torch.full((4,), 0.5)), AF.adjust_hue(x, torch.full((4,), -0.5)), atol=1e-5, rtol=0
+    )
     pure_red = torch.zeros(1, 3, 2, 2)
     pure_red[:, 0] = 1.0
     green = AF.adjust_hue(pure_red, torch.tensor([1 / 3]))
@@ -298,13 +309,17 @@ def test_fused_color_matrix_equals_sequential_ops_without_clipping():
     a, off = AF.color_jitter_matrices(x.mean(dim=(2, 3)), b, c, s, torch.zeros(6), order, gray)
     fused = AF.apply_color_matrix(x, a, off)
     ref = x.clone()
-    ops = [lambda t, i: AF.adjust_brightness(t, b[i:i + 1]), lambda t, i: AF.adjust_contrast(t, c[i:i + 1]),
-           lambda t, i: AF.adjust_saturation(t, s[i:i + 1]), lambda t, i: t]
+    ops = [
+        lambda t, i: AF.adjust_brightness(t, b[i : i + 1]),
+        lambda t, i: AF.adjust_contrast(t, c[i : i + 1]),
+        lambda t, i: AF.adjust_saturation(t, s[i : i + 1]),
+        lambda t, i: t,
+    ]
     for i in range(6):
-        t = ref[i:i + 1]
+        t = ref[i : i + 1]
         for op in order[i].tolist():
             t = ops[op](t, i)
-        ref[i:i + 1] = AF.rgb_to_grayscale(t) if gray[i] else t
+        ref[i : i + 1] = AF.rgb_to_grayscale(t) if gray[i] else t
     torch.testing.assert_close(fused, ref, atol=1e-5, rtol=0)
 
 
@@ -318,7 +333,9 @@ def test_solarize_inverts_above_threshold():
     norm = AF.normalize(x.clone(), AF.IMAGENET_DEFAULT_MEAN, AF.IMAGENET_DEFAULT_STD)
     torch.testing.assert_close(
         AF.solarize_normalized(norm, 128 / 255, AF.IMAGENET_DEFAULT_MEAN, AF.IMAGENET_DEFAULT_STD),
-        AF.normalize(out.clone(), AF.IMAGENET_DEFAULT_MEAN, AF.IMAGENET_DEFAULT_STD), atol=1e-5, rtol=0,
+        AF.normalize(out.clone(), AF.IMAGENET_DEFAULT_MEAN, AF.IMAGENET_DEFAULT_STD),
+        atol=1e-5,
+        rtol=0,
     )
 
 
@@ -386,8 +403,15 @@ def test_grayscale_and_flip_are_applied_as_observed_in_the_outputs():
     x = torch.arange(8, dtype=torch.float32)
     img = torch.stack([x / 7, 1 - x / 7, torch.full_like(x, 0.5)]).view(1, 3, 1, 8).expand(n, 3, 8, 8)
     aug = MultiCropAugmentation(
-        global_crop_size=4, local_crop_size=2, n_local_crops=0, global_crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),
-        color_jitter_p=0.0, global_blur_p=0.0, global_solarize_p=0.0, interpolation="bilinear",
+        global_crop_size=4,
+        local_crop_size=2,
+        n_local_crops=0,
+        global_crop_scale=(1.0, 1.0),
+        crop_ratio=(1.0, 1.0),
+        color_jitter_p=0.0,
+        global_blur_p=0.0,
+        global_solarize_p=0.0,
+        interpolation="bilinear",
     )
     params = aug.sample_params(n, 8, 8, generator=torch.Generator().manual_seed(0))
     g, _ = aug.apply(img.contiguous(), params)
@@ -409,8 +433,9 @@ def test_blur_and_solarize_follow_the_drawn_params():
     params.global_views.solarize[:] = False
     params.global_views.solarize[:, 1] = torch.arange(8) < 3
     g, _ = aug.apply(images, params)
-    ref_params = dataclasses.replace(params.global_views, blur=torch.zeros(8, 2, dtype=torch.bool),
-                                     solarize=torch.zeros(8, 2, dtype=torch.bool))
+    ref_params = dataclasses.replace(
+        params.global_views, blur=torch.zeros(8, 2, dtype=torch.bool), solarize=torch.zeros(8, 2, dtype=torch.bool)
+    )
     g_ref, _ = aug.apply(images, dataclasses.replace(params, global_views=ref_params))
     same = (g - g_ref).abs().amax(dim=(2, 3, 4)) < 1e-5  # (8, 2)
     changed = params.global_views.blur | params.global_views.solarize
@@ -442,7 +467,7 @@ def test_sequential_jitter_mode_matches_fused_when_nothing_clips():
     common = dict(SMALL, n_local_crops=1, hue=0.0, flip_p=0.5, global_blur_p=0.5, global_solarize_p=0.5)
     fused = MultiCropAugmentation(**common, color_jitter_mode="fused", brightness=0.1, contrast=0.1, saturation=0.1)
     seq = MultiCropAugmentation(fused.config, color_jitter_mode="sequential")
-    img = (colourful(b=6, s=40) * 0.5 + 0.25)
+    img = colourful(b=6, s=40) * 0.5 + 0.25
     params = fused.sample_params(6, 40, 40, generator=torch.Generator().manual_seed(2))
     a, b = fused.apply(img, params), seq.apply(img, params)
     torch.testing.assert_close(a[0], b[0], atol=1e-4, rtol=0)
@@ -468,9 +493,15 @@ def test_cuda_matches_cpu():
 
 
 def test_pack_bytes_round_trips_every_dtype_and_shape():
-    tensors = [torch.randn(3, 4), torch.tensor([True, False, True]), torch.arange(5, dtype=torch.long),
-               torch.tensor(2.5, dtype=torch.float64), torch.empty(0, 4), torch.randint(0, 9, (2, 3), dtype=torch.int32),
-               torch.randn(4, 6).t()]  # a non-contiguous one
+    tensors = [
+        torch.randn(3, 4),
+        torch.tensor([True, False, True]),
+        torch.arange(5, dtype=torch.long),
+        torch.tensor(2.5, dtype=torch.float64),
+        torch.empty(0, 4),
+        torch.randint(0, 9, (2, 3), dtype=torch.int32),
+        torch.randn(4, 6).t(),
+    ]  # a non-contiguous one
     buffer, offsets = AF.pack_bytes(tensors)
     assert all(offset % 8 == 0 for offset in offsets)
     for original, unpacked in zip(tensors, AF.unpack_bytes(buffer.clone(), offsets, tensors)):
@@ -479,8 +510,14 @@ def test_pack_bytes_round_trips_every_dtype_and_shape():
 
 
 def test_multicrop_moves_its_cpu_draws_to_the_device_in_one_copy():
-    aug = MultiCropAugmentation(n_local_crops=4, global_crop_size=32, local_crop_size=16, global_blur_p=(1.0, 0.5),
-                                local_blur_p=1.0, global_solarize_p=(0.0, 1.0))
+    aug = MultiCropAugmentation(
+        n_local_crops=4,
+        global_crop_size=32,
+        local_crop_size=16,
+        global_blur_p=(1.0, 0.5),
+        local_blur_p=1.0,
+        global_solarize_p=(0.0, 1.0),
+    )
     images = torch.zeros(3, 3, 48, 48, dtype=torch.uint8, device="meta")
     aug(images)  # the first call may also make its cached constants
     with HostToDeviceCopies() as copies:
@@ -495,8 +532,9 @@ def test_multicrop_moves_its_cpu_draws_to_the_device_in_one_copy():
 
 def dot_image(points, size=64, sigma=1.0):
     """Dark images with a bright Gaussian dot at every point; points (B, N, 2) pixel (x, y)."""
-    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
-                          indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     d2 = (x - points[..., 0, None, None]) ** 2 + (y - points[..., 1, None, None]) ** 2  # (B, N, H, W)
     img = torch.exp(-d2 / (2 * sigma**2)).amax(dim=1).clamp(0, 1)
     return img.unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
@@ -519,8 +557,9 @@ def test_landmarks_follow_the_image():
     points = torch.stack([torch.tensor([[18.0, 18.0], [46.0, 18.0], [32.0, 32.0], [20.0, 46.0], [44.0, 46.0]])] * b)
     points = points + torch.rand(b, n, 2, generator=g) * 3
     images = dot_image(points)
-    aug = LandmarkAugmentation(output_size=(48, 56), rotation_degrees=25, scale=(0.8, 1.1), translate=0.05,
-                               mean=None, std=None)
+    aug = LandmarkAugmentation(
+        output_size=(48, 56), rotation_degrees=25, scale=(0.8, 1.1), translate=0.05, mean=None, std=None
+    )
     out, new_points = aug(images, points, generator=torch.Generator().manual_seed(1))
     assert out.shape == (b, 3, 48, 56) and new_points.shape == (b, n, 2)
     assert not torch.allclose(new_points, points)  # something moved
@@ -533,8 +572,16 @@ def test_landmark_flip_uses_the_permutation():
     # a left/right symmetric point set: 0 <-> 1, 2 on the axis, 3 <-> 4
     points = torch.tensor([[[20.0, 20.0], [43.0, 20.0], [31.5, 34.0], [24.0, 48.0], [39.0, 48.0]]])
     perm = (1, 0, 2, 4, 3)
-    aug = LandmarkAugmentation(output_size=64, rotation_degrees=0, scale=(1.0, 1.0), translate=0.0, flip_p=1.0,
-                               flip_permutation=perm, mean=None, std=None)
+    aug = LandmarkAugmentation(
+        output_size=64,
+        rotation_degrees=0,
+        scale=(1.0, 1.0),
+        translate=0.0,
+        flip_p=1.0,
+        flip_permutation=perm,
+        mean=None,
+        std=None,
+    )
     images = dot_image(points)
     images[:, 0, :, :32] *= 0.5  # make the left half distinguishable
     out, new_points = aug(images, points)
@@ -641,7 +688,12 @@ def test_affine_inverse_matches_linalg():
     from pros_hf.augmentation.landmarks import affine_inverse, similarity_matrices
 
     g = torch.Generator().manual_seed(0)
-    m = similarity_matrices(torch.rand(5, generator=g) - 0.5, 0.8 + 0.4 * torch.rand(5, generator=g),
-                            0.1 * torch.rand(5, 2, generator=g), torch.tensor([True, False] * 2 + [True]),
-                            (40, 50), (32, 32))
+    m = similarity_matrices(
+        torch.rand(5, generator=g) - 0.5,
+        0.8 + 0.4 * torch.rand(5, generator=g),
+        0.1 * torch.rand(5, 2, generator=g),
+        torch.tensor([True, False] * 2 + [True]),
+        (40, 50),
+        (32, 32),
+    )
     torch.testing.assert_close(affine_inverse(m), torch.linalg.inv(m), atol=1e-5, rtol=1e-5)

@@ -47,9 +47,11 @@ def paths(tmp_path_factory):
     root = tmp_path_factory.mktemp("matrix")
     p = {"missing": str(root / "does-not-exist")}
     tiny = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, image_size=16, patch_size=8)
-    for name, model in (("vit", ViTModel(ViTConfig(intermediate_size=32, **tiny))),
-                        ("clip", CLIPVisionModel(CLIPVisionConfig(intermediate_size=32, **tiny))),
-                        ("dinov2", Dinov2Model(Dinov2Config(**tiny)))):
+    for name, model in (
+        ("vit", ViTModel(ViTConfig(intermediate_size=32, **tiny))),
+        ("clip", CLIPVisionModel(CLIPVisionConfig(intermediate_size=32, **tiny))),
+        ("dinov2", Dinov2Model(Dinov2Config(**tiny))),
+    ):
         model.save_pretrained(root / name)
         p[name] = str(root / name)
 
@@ -89,33 +91,48 @@ def paths(tmp_path_factory):
     os.chmod(root / "readonly", 0o500)
     p["readonly"] = str(root / "readonly")
 
-    labelled = datasets.Features({"image": datasets.Image(), "expression": datasets.Value("int64"),
-                                  "attributes": datasets.List(datasets.Value("int64"))})
-    datasets.Dataset.from_dict({"image": [Image.new("RGB", (32, 32), (20 * i, 60, 90)) for i in range(8)],
-                                "expression": [i % 2 for i in range(8)], "attributes": [[0, 1]] * 8},
-                               features=labelled).save_to_disk(str(root / "dataset"))
+    labelled = datasets.Features(
+        {
+            "image": datasets.Image(),
+            "expression": datasets.Value("int64"),
+            "attributes": datasets.List(datasets.Value("int64")),
+        }
+    )
+    datasets.Dataset.from_dict(
+        {
+            "image": [Image.new("RGB", (32, 32), (20 * i, 60, 90)) for i in range(8)],
+            "expression": [i % 2 for i in range(8)],
+            "attributes": [[0, 1]] * 8,
+        },
+        features=labelled,
+    ).save_to_disk(str(root / "dataset"))
     p["dataset"] = str(root / "dataset")
-    points = datasets.Features({"image": datasets.Image(),
-                                "landmarks": datasets.Array2D(shape=(1, 2), dtype="float32")})
-    datasets.Dataset.from_dict({"image": [Image.new("RGB", (32, 32))] * 2, "landmarks": [[[10, 10]], [[-300, 10]]]},
-                               features=points).save_to_disk(str(root / "landmarks_dataset"))
+    points = datasets.Features(
+        {"image": datasets.Image(), "landmarks": datasets.Array2D(shape=(1, 2), dtype="float32")}
+    )
+    datasets.Dataset.from_dict(
+        {"image": [Image.new("RGB", (32, 32))] * 2, "landmarks": [[[10, 10]], [[-300, 10]]]}, features=points
+    ).save_to_disk(str(root / "landmarks_dataset"))
     p["landmarks_dataset"] = str(root / "landmarks_dataset")
 
     labels = root / "labels"
     labels.mkdir()
-    p["labels_conflict"] = _write_csv(labels / "conflict.csv", ["file_name,expression", "f0.png,0", "f0.png,3",
-                                                                "f1.png,1"])
+    p["labels_conflict"] = _write_csv(
+        labels / "conflict.csv", ["file_name,expression", "f0.png,0", "f0.png,3", "f1.png,1"]
+    )
     p["labels_train"] = _write_csv(labels / "train.csv", ["file_name,expression", "f0.png,0", "f1.png,1", "f2.png,0"])
     p["labels_test_shared"] = _write_csv(labels / "test_shared.csv", ["file_name,expression", "f2.png,0", "f3.png,1"])
-    p["labels_out_of_range"] = _write_csv(labels / "out_of_range.csv", ["file_name,expression", "f0.png,0",
-                                                                        "f1.png,9"])
-    p["landmarks_outside"] = _write_csv(labels / "landmarks.csv", ["file_name,landmarks", 'f0.png,"10 10 20 20"',
-                                                                   'f1.png,"10 10 5000 -300"'])
+    p["labels_out_of_range"] = _write_csv(labels / "out_of_range.csv", ["file_name,expression", "f0.png,0", "f1.png,9"])
+    p["landmarks_outside"] = _write_csv(
+        labels / "landmarks.csv", ["file_name,landmarks", 'f0.png,"10 10 20 20"', 'f1.png,"10 10 5000 -300"']
+    )
     p["labels_empty"] = _write_csv(labels / "empty.csv", ["file_name,expression"])
-    p["labels_unreadable"] = _write_csv(labels / "unreadable.csv", ["file_name,expression", "broken/b1.png,0",
-                                                                    "broken/b2.png,1"])
-    p["labels_missing_images"] = _write_csv(labels / "missing_images.csv", ["file_name,expression", "f0.png,0",
-                                                                            "nope.png,1"])
+    p["labels_unreadable"] = _write_csv(
+        labels / "unreadable.csv", ["file_name,expression", "broken/b1.png,0", "broken/b2.png,1"]
+    )
+    p["labels_missing_images"] = _write_csv(
+        labels / "missing_images.csv", ["file_name,expression", "f0.png,0", "nope.png,1"]
+    )
 
     # output folders that hold another run: a pre-training checkpoint of another configuration, curation shards
     # made with other settings, the task folders of a `finetune.py --task all` run
@@ -203,8 +220,19 @@ def test_command_line_rows_in_a_subprocess(row, paths, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, str(ROOT / row["entry"]), *fill(row["argv"], paths, out)]
     if row["run"].startswith("accelerate launch"):
-        launcher = ["-m", "accelerate.commands.launch", *row["run"].split()[2:], "--num_processes", "1",
-                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+        launcher = [
+            "-m",
+            "accelerate.commands.launch",
+            *row["run"].split()[2:],
+            "--num_processes",
+            "1",
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+        ]
         command = [sys.executable, *launcher, *command[1:]]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
@@ -213,19 +241,25 @@ def test_command_line_rows_in_a_subprocess(row, paths, tmp_path):
 
 
 def _python_entry(name: str):
+    from transformers import pipeline
+
     import pros_hf
     from pros_hf import ProSForImageClassification, ProSForLandmarkDetection, ProSModel, load_backbone
     from pros_hf.benchmarks import load_benchmark
     from pros_hf.data import load_pretraining_images
     from pros_hf.finetuning import load_task_data
-    from transformers import pipeline
 
     assert pros_hf  # registers the pipelines
-    return {"load_backbone": load_backbone, "ProSModel.from_pretrained": ProSModel.from_pretrained,
-            "ProSForImageClassification.from_backbone": ProSForImageClassification.from_backbone,
-            "ProSForLandmarkDetection.from_backbone": ProSForLandmarkDetection.from_backbone,
-            "pipeline": pipeline, "load_task_data": load_task_data, "load_pretraining_images": load_pretraining_images,
-            "load_benchmark": load_benchmark}[name]
+    return {
+        "load_backbone": load_backbone,
+        "ProSModel.from_pretrained": ProSModel.from_pretrained,
+        "ProSForImageClassification.from_backbone": ProSForImageClassification.from_backbone,
+        "ProSForLandmarkDetection.from_backbone": ProSForLandmarkDetection.from_backbone,
+        "pipeline": pipeline,
+        "load_task_data": load_task_data,
+        "load_pretraining_images": load_pretraining_images,
+        "load_benchmark": load_benchmark,
+    }[name]
 
 
 @pytest.mark.parametrize("row", [r for r in ROWS if r["run"] == "python"], ids=_row_id)
@@ -242,10 +276,21 @@ def test_the_matrix_covers_every_entry_point_and_class():
     """At least 60 rows; every entry point of the brief; each skipped/resumed line names a test that exists."""
     entries = {row["entry"] for row in ROWS}
     assert len(ROWS) >= 60
-    for entry in ("examples/pretrain.py", "examples/finetune.py", "examples/curate.py", "examples/knn_eval.py",
-                  "examples/factor_sensitivity.py", "examples/visualize.py", "python -m pros_hf.convert",
-                  "load_task_data", "load_pretraining_images", "load_benchmark", "ProSModel.from_pretrained",
-                  "ProSForImageClassification.from_backbone", "pipeline"):
+    for entry in (
+        "examples/pretrain.py",
+        "examples/finetune.py",
+        "examples/curate.py",
+        "examples/knn_eval.py",
+        "examples/factor_sensitivity.py",
+        "examples/visualize.py",
+        "python -m pros_hf.convert",
+        "load_task_data",
+        "load_pretraining_images",
+        "load_benchmark",
+        "ProSModel.from_pretrained",
+        "ProSForImageClassification.from_backbone",
+        "pipeline",
+    ):
         assert entry in entries, entry
     assert {"subprocess", "accelerate launch -q"} <= {row["run"] for row in ROWS}
     for item in MATRIX["handled"]:
@@ -263,8 +308,9 @@ def test_repeated_label_rows_are_dropped_and_counted(paths, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         data = load_task_data("expression", image_dir=paths["images"], labels_file=labels, test_fraction=0.5, seed=0)
     assert len(data.train) + len(data.test) == 4
-    assert any("dropped 2 row(s)" in r.getMessage() and "line 6 of repeated.csv" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        "dropped 2 row(s)" in r.getMessage() and "line 6 of repeated.csv" in r.getMessage() for r in caplog.records
+    )
     import datasets
 
     def names(split):
@@ -287,15 +333,23 @@ def test_cards_name_data_and_backbones_without_local_paths(paths, tmp_path):
     card = (Path(folder) / "README.md").read_text()
     assert "faces_train" in card and str(tmp_path) not in card
 
-    data = load_task_data("expression", image_dir=paths["images"], labels_file=paths["labels_train"],
-                          test_labels_file=None, test_fraction=0.34)
+    data = load_task_data(
+        "expression",
+        image_dir=paths["images"],
+        labels_file=paths["labels_train"],
+        test_labels_file=None,
+        test_fraction=0.34,
+    )
     assert data.dataset_name == "images (train.csv)"
     head = ProSForImageClassification(ProSConfig.from_preset("micro", image_size=32, num_labels=2))
     results = {"pretrained": {"mean": {"accuracy": 0.5, "macro_f1": 0.4}, "std": {}}}
     for lora in (None, "rank 2 on qkv"):
-        text = str(head_card(head, "expression", results, base_model=paths["backbone"], dataset=faces,
-                             lora_summary=lora))
+        text = str(
+            head_card(head, "expression", results, base_model=paths["backbone"], dataset=faces, lora_summary=lora)
+        )
         assert str(tmp_path) not in text and os.path.dirname(paths["backbone"]) not in text
         assert "**backbone**" in text and "faces_train" in text
-    hub = head_card(head, "expression", results, base_model="org/pros-vitb", dataset="org/faces", dataset_id="org/faces")
+    hub = head_card(
+        head, "expression", results, base_model="org/pros-vitb", dataset="org/faces", dataset_id="org/faces"
+    )
     assert hub.data.base_model == "org/pros-vitb" and hub.data.datasets == ["org/faces"]

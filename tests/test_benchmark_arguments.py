@@ -18,10 +18,40 @@ import bench_synthetic  # noqa: E402
 import profile_pretrain_step  # noqa: E402
 from memory import LiveTensorMemory  # noqa: E402
 
-STEP_TOY = ["--preset", "micro", "--batch_size", "2", "--global_size", "32", "--local_size", "16",
-            "--num_prototypes", "64", "--repeats", "1", "--warmup", "0", "--precisions", "fp32"]
-AUGMENTATION_TOY = ["--batch-size", "2", "--source-size", "40", "--global-size", "32", "--local-size", "16",
-                    "--local-crops", "2", "--repeats", "1", "--interpolation", "bilinear"]
+STEP_TOY = [
+    "--preset",
+    "micro",
+    "--batch_size",
+    "2",
+    "--global_size",
+    "32",
+    "--local_size",
+    "16",
+    "--num_prototypes",
+    "64",
+    "--repeats",
+    "1",
+    "--warmup",
+    "0",
+    "--precisions",
+    "fp32",
+]
+AUGMENTATION_TOY = [
+    "--batch-size",
+    "2",
+    "--source-size",
+    "40",
+    "--global-size",
+    "32",
+    "--local-size",
+    "16",
+    "--local-crops",
+    "2",
+    "--repeats",
+    "1",
+    "--interpolation",
+    "bilinear",
+]
 
 
 def usage_error(capsys, main, argv):
@@ -72,28 +102,32 @@ def test_non_fused_adamw_state_is_not_counted_as_step_memory():
 # flags refused before any work
 
 
-@pytest.mark.parametrize("main, argv, flag", [
-    (bench_pretrain_step.main, ["--repeats", "0"], "--repeats"),
-    (bench_pretrain_step.main, ["--batch_size", "0"], "--batch_size"),
-    (bench_pretrain_step.main, ["--num_local", "-1"], "--num_local"),
-    (bench_pretrain_step.main, ["--num_global", "0"], "--num_global"),
-    (bench_pretrain_step.main, ["--num_global", "1", "--num_local", "0"], "--num_global + --num_local"),
-    (profile_pretrain_step.main, ["--steps", "0"], "--steps"),
-    (profile_pretrain_step.main, ["--batch_size", "0"], "--batch_size"),
-    (bench_backbone.main, ["--repeats", "0"], "--repeats"),
-    (bench_backbone.main, ["--batch_size", "0"], "--batch_size"),
-    (bench_augmentation.main, ["--repeats", "0"], "--repeats"),
-    (bench_augmentation.main, ["--global-crops", "0", "--skip", "pil", "kornia"], "--global-crops"),
-    (bench_synthetic.main, ["--repeats", "0"], "--repeats"),
-    (bench_synthetic.main, ["--num", "0"], "--num"),
-])
+@pytest.mark.parametrize(
+    "main, argv, flag",
+    [
+        (bench_pretrain_step.main, ["--repeats", "0"], "--repeats"),
+        (bench_pretrain_step.main, ["--batch_size", "0"], "--batch_size"),
+        (bench_pretrain_step.main, ["--num_local", "-1"], "--num_local"),
+        (bench_pretrain_step.main, ["--num_global", "0"], "--num_global"),
+        (bench_pretrain_step.main, ["--num_global", "1", "--num_local", "0"], "--num_global + --num_local"),
+        (profile_pretrain_step.main, ["--steps", "0"], "--steps"),
+        (profile_pretrain_step.main, ["--batch_size", "0"], "--batch_size"),
+        (bench_backbone.main, ["--repeats", "0"], "--repeats"),
+        (bench_backbone.main, ["--batch_size", "0"], "--batch_size"),
+        (bench_augmentation.main, ["--repeats", "0"], "--repeats"),
+        (bench_augmentation.main, ["--global-crops", "0", "--skip", "pil", "kornia"], "--global-crops"),
+        (bench_synthetic.main, ["--repeats", "0"], "--repeats"),
+        (bench_synthetic.main, ["--num", "0"], "--num"),
+    ],
+)
 def test_flags_that_cannot_work_are_refused_by_name(capsys, main, argv, flag):
     assert flag in usage_error(capsys, main, argv)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-@pytest.mark.parametrize("main", [bench_pretrain_step.main, profile_pretrain_step.main, bench_backbone.main,
-                                  bench_augmentation.main])
+@pytest.mark.parametrize(
+    "main", [bench_pretrain_step.main, profile_pretrain_step.main, bench_backbone.main, bench_augmentation.main]
+)
 def test_a_device_this_machine_lacks_is_refused_by_name(capsys, main):
     message = usage_error(capsys, main, ["--device", "cuda"])
     assert "--device 'cuda' cannot be used on this machine" in message

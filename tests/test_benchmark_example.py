@@ -10,17 +10,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_benchmark_loaders as loaders  # the native-format fixture writers
 import torch
 
-import test_benchmark_loaders as loaders  # the native-format fixture writers
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
 from pros_hf.benchmarks import PROTOCOLS, ROW_COLUMNS, ProtocolFraming, ValidationSelection, load_benchmark
 from pros_hf.benchmarks.scoring import source_points
 from pros_hf.finetuning import FaceTaskCollator, TaskLabels
 
 ROOT = Path(__file__).resolve().parents[1]
-MICRO = ["--max_steps", "2", "--image_size", "32", "--per_device_train_batch_size", "4", "--eval_strategy", "steps",
-         "--eval_steps", "1", "--dataloader_num_workers", "0", "--disable_tqdm", "True"]
+MICRO = [
+    "--max_steps",
+    "2",
+    "--image_size",
+    "32",
+    "--per_device_train_batch_size",
+    "4",
+    "--eval_strategy",
+    "steps",
+    "--eval_steps",
+    "1",
+    "--dataloader_num_workers",
+    "0",
+    "--disable_tqdm",
+    "True",
+]
 
 
 def _write_folder(name: str, root: Path) -> None:
@@ -31,7 +45,9 @@ def _write_folder(name: str, root: Path) -> None:
     elif name == "lfwa":
         loaders._lfwa(root)
     elif name == "rafdb":
-        lines = [(f"train_{i:05d}.jpg", 1 + i % 7) for i in range(14)] + [(f"test_{i:04d}.jpg", 1 + i) for i in range(3)]
+        lines = [(f"train_{i:05d}.jpg", 1 + i % 7) for i in range(14)] + [
+            (f"test_{i:04d}.jpg", 1 + i) for i in range(3)
+        ]
         loaders._rafdb(root, lines)
     elif name in ("affectnet7", "affectnet8"):
         loaders._affectnet(root, [*range(8), *range(8)], [0, 3, 7, 6])
@@ -89,17 +105,42 @@ EXTRA = {"rafdb": ["--lora"], "lfwa": ["--mode", "linear_probe"], "300w": ["--da
 @pytest.mark.parametrize("name", list(PROTOCOLS))
 def test_every_benchmark_end_to_end(example, backbone, folders, tmp_path, capsys, name):
     output = tmp_path / "out"
-    result = example.main(["--benchmark", name, "--data_dir", str(folders(name)), "--model", str(backbone),
-                           "--output_dir", str(output), *MICRO, *EXTRA.get(name, [])])
+    result = example.main(
+        [
+            "--benchmark",
+            name,
+            "--data_dir",
+            str(folders(name)),
+            "--model",
+            str(backbone),
+            "--output_dir",
+            str(output),
+            *MICRO,
+            *EXTRA.get(name, []),
+        ]
+    )
     protocol = PROTOCOLS[name]
     report = json.loads((output / "benchmark.json").read_text())
     assert report == json.loads(json.dumps(result))
-    assert {"benchmark", "title", "model", "settings", "protocol", "num_images", "parameters", "validation", "last",
-            "selected"} <= set(report)
+    assert {
+        "benchmark",
+        "title",
+        "model",
+        "settings",
+        "protocol",
+        "num_images",
+        "parameters",
+        "validation",
+        "last",
+        "selected",
+    } <= set(report)
     assert report["benchmark"] == name and report["model"] == str(backbone)
     subsets = [protocol.test_split, *protocol.test_subsets]
-    expected = {"landmarks": {f"nme_{n}" for n in protocol.normalizations} | {"failure_rate", "auc"},
-                "attributes": {"mean_accuracy"}, "expression": {"accuracy", "macro_f1"}}[protocol.task]
+    expected = {
+        "landmarks": {f"nme_{n}" for n in protocol.normalizations} | {"failure_rate", "auc"},
+        "attributes": {"mean_accuracy"},
+        "expression": {"accuracy", "macro_f1"},
+    }[protocol.task]
     for which in ("last", "selected"):
         assert list(report[which]["subsets"]) == subsets
         for subset in subsets:
@@ -184,13 +225,28 @@ def _one_line_exit(example, argv) -> str:
 
 def test_one_line_errors(example, backbone, tmp_path):
     missing = tmp_path / "nowhere"
-    message = _one_line_exit(example, ["--benchmark", "rafdb", "--data_dir", str(missing), "--model", str(backbone),
-                                       "--output_dir", str(tmp_path / "out"), *MICRO])
+    message = _one_line_exit(
+        example,
+        [
+            "--benchmark",
+            "rafdb",
+            "--data_dir",
+            str(missing),
+            "--model",
+            str(backbone),
+            "--output_dir",
+            str(tmp_path / "out"),
+            *MICRO,
+        ],
+    )
     assert "--data_dir" in message and str(missing) in message and "does not exist" in message
-    message = _one_line_exit(example, ["--benchmark", "fer2013", "--data_dir", str(tmp_path), "--model",
-                                       str(backbone), *MICRO])
+    message = _one_line_exit(
+        example, ["--benchmark", "fer2013", "--data_dir", str(tmp_path), "--model", str(backbone), *MICRO]
+    )
     assert message.startswith("benchmark.py: --benchmark: unknown benchmark 'fer2013'")
-    message = _one_line_exit(example, ["--benchmark", "rafdb", "--data_dir", str(tmp_path), "--model",
-                                       str(backbone), "--data_ratio", "0", *MICRO])
+    message = _one_line_exit(
+        example,
+        ["--benchmark", "rafdb", "--data_dir", str(tmp_path), "--model", str(backbone), "--data_ratio", "0", *MICRO],
+    )
     assert "--data_ratio" in message
     assert not (tmp_path / "out").exists()  # nothing ran

@@ -97,8 +97,7 @@ def test_every_protocol_is_complete():
         else:
             assert protocol.flip_permutation is None and protocol.label_names
     assert get_protocol("RAF-DB").name == "rafdb" and get_protocol("AFLW_19").name == "aflw19"
-    assert get_protocol("300W").splits == {"train": 3148, "test_common": 554, "test_challenging": 135,
-                                           "test_full": 689}
+    assert get_protocol("300W").splits == {"train": 3148, "test_common": 554, "test_challenging": 135, "test_full": 689}
     with pytest.raises(ValueError, match="affectnet7 drops contempt, affectnet8 keeps it"):
         get_protocol("AffectNet")
     with pytest.raises(ValueError, match="unknown benchmark 'cofw'; the benchmarks are celeba, lfwa"):
@@ -117,8 +116,12 @@ def test_nme_presets_of_each_landmark_benchmark():
         aflw.nme_kwargs()
     kwargs = aflw.nme_kwargs(boxes=[(0, 0, 30, 40)])
     assert kwargs == {"normalization": "box_diagonal", "failure_threshold": 0.07, "boxes": [[0.0, 0.0, 30.0, 40.0]]}
-    assert aflw.nme_kwargs("inter_ocular") == {"normalization": "inter_ocular", "failure_threshold": 0.07,
-                                               "left_eye": 6, "right_eye": 11}
+    assert aflw.nme_kwargs("inter_ocular") == {
+        "normalization": "inter_ocular",
+        "failure_threshold": 0.07,
+        "left_eye": 6,
+        "right_eye": 11,
+    }
     with pytest.raises(ValueError, match="CelebA's task is attributes; NME applies to landmark"):
         get_protocol("celeba").nme_kwargs()
 
@@ -131,11 +134,15 @@ def test_aflw19_preset_scores_by_hand():
     prediction = reference + (3.0, 4.0)
     metric = load_metric("landmark_nme")
     aflw = get_protocol("aflw19")
-    diagonal = metric.compute(predictions=[prediction], references=[reference],
-                              **aflw.nme_kwargs(boxes=[(5, 5, 35, 45)]))
+    diagonal = metric.compute(
+        predictions=[prediction], references=[reference], **aflw.nme_kwargs(boxes=[(5, 5, 35, 45)])
+    )
     assert diagonal["nme"] == pytest.approx(0.1, rel=1e-6) and diagonal["failure_rate"] == 1.0
-    box = metric.compute(predictions=[prediction], references=[reference],
-                         **aflw.nme_kwargs(aflw.curve_normalization, boxes=[(5, 5, 35, 45)]))
+    box = metric.compute(
+        predictions=[prediction],
+        references=[reference],
+        **aflw.nme_kwargs(aflw.curve_normalization, boxes=[(5, 5, 35, 45)]),
+    )
     assert box["nme"] == pytest.approx(5 / math.sqrt(1200), rel=1e-6) and box["auc"] == 0.0
 
 
@@ -190,7 +197,8 @@ def _expression_split(n=1000):
 
     labels = np.random.default_rng(0).choice(7, n, p=[0.4, 0.3, 0.1, 0.1, 0.05, 0.03, 0.02])
     return datasets.Dataset.from_dict(
-        {"expression": labels}, features=datasets.Features({"expression": datasets.ClassLabel(num_classes=7)}))
+        {"expression": labels}, features=datasets.Features({"expression": datasets.ClassLabel(num_classes=7)})
+    )
 
 
 def test_train_subsets_are_seeded_and_stratified():

@@ -99,7 +99,8 @@ def test_from_pretrained_keyword_overrides_reach_the_sections(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "folder", ["backbone", "backbone_patch_loss", "pretraining_checkpoint", "classification_head", "landmark_head"])
+    "folder", ["backbone", "backbone_patch_loss", "pretraining_checkpoint", "classification_head", "landmark_head"]
+)
 def test_flat_configs_saved_before_the_sections_load(folder):
     flat = saved_config(FLAT / folder)
     assert "num_prototypes" in flat and "pretraining_config" not in flat  # written with every field at the top
@@ -121,20 +122,25 @@ def test_models_saved_with_flat_configs_load_and_compute_what_they_computed():
         # a backbone exported from a patch-loss run: its config says patch_loss_weight > 0, its weights a mask token
         patch_loss = AutoModel.from_pretrained(FLAT / "backbone_patch_loss")
         assert patch_loss.embeddings.mask_token is not None
-        torch.testing.assert_close(patch_loss(pixel_values, bool_masked_pos=masks).pooler_output,
-                                   expected["backbone_patch_loss"], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            patch_loss(pixel_values, bool_masked_pos=masks).pooler_output,
+            expected["backbone_patch_loss"],
+            rtol=1e-5,
+            atol=1e-6,
+        )
         teacher = load_backbone(str(FLAT / "pretraining_checkpoint"))
-        torch.testing.assert_close(teacher(pixel_values).pooler_output, expected["pretraining_teacher"],
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            teacher(pixel_values).pooler_output, expected["pretraining_teacher"], rtol=1e-5, atol=1e-6
+        )
         classifier = AutoModelForImageClassification.from_pretrained(FLAT / "classification_head")
         assert classifier.config.id2label == {0: "neutral", 1: "happy", 2: "sad"}
         assert classifier.config.classifier_pooling == "cls_mean"
-        torch.testing.assert_close(classifier(pixel_values).logits, expected["classification_head"], rtol=1e-5,
-                                   atol=1e-6)
+        torch.testing.assert_close(
+            classifier(pixel_values).logits, expected["classification_head"], rtol=1e-5, atol=1e-6
+        )
         landmarks = AutoModelForPoseEstimation.from_pretrained(FLAT / "landmark_head")
         assert landmarks.config.landmark_feature_layers == [0.5, 1.0] and landmarks.config.num_landmarks == 5
-        torch.testing.assert_close(landmarks(pixel_values).landmarks, expected["landmark_head"], rtol=1e-5,
-                                   atol=1e-6)
+        torch.testing.assert_close(landmarks(pixel_values).landmarks, expected["landmark_head"], rtol=1e-5, atol=1e-6)
 
 
 def test_a_head_built_on_a_flat_export_drops_its_pretraining_fields(tmp_path):
@@ -151,6 +157,10 @@ def test_a_flat_pretraining_checkpoint_resumes_with_its_fields():
     model = ProSForPreTraining.from_pretrained(FLAT / "pretraining_checkpoint")
     config = model.config
     assert (config.target_mode, config.koleo_weight, config.patch_loss_weight, config.mask_ratio) == (
-        "sinkhorn", 0.1, 0.5, [0.2, 0.4])
+        "sinkhorn",
+        0.1,
+        0.5,
+        [0.2, 0.4],
+    )
     assert model.student.embeddings.mask_token is not None and hasattr(model, "patch_center")
     assert isinstance(ProSModel.from_pretrained(FLAT / "backbone").config, ProSConfig)

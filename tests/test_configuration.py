@@ -14,8 +14,8 @@ def test_defaults_are_vit_b16_with_dino_recipe():
 
 
 @pytest.mark.parametrize(
-    "name, width, depth, heads", [("micro", 64, 4, 4), ("vit-s16", 384, 12, 6), ("vit-b16", 768, 12, 12),
-                                  ("vit-l16", 1024, 24, 16)]
+    "name, width, depth, heads",
+    [("micro", 64, 4, 4), ("vit-s16", 384, 12, 6), ("vit-b16", 768, 12, 12), ("vit-l16", 1024, 24, 16)],
 )
 def test_presets(name, width, depth, heads):
     config = ProSConfig.from_preset(name)

@@ -80,8 +80,11 @@ def test_attention_implementation_switches_at_run_time(model_class, monkeypatch)
         assert calls == {"sdpa": DEPTH}
 
         model.set_attn_implementation("eager")
-        assert all(module.config._attn_implementation == "eager" for module in model.modules()
-                   if isinstance(module, PreTrainedModel))
+        assert all(
+            module.config._attn_implementation == "eager"
+            for module in model.modules()
+            if isinstance(module, PreTrainedModel)
+        )
         calls.clear()
         assert_outputs_close(main_outputs(model, pixel_values), reference, atol=1e-5)
         assert calls == {"eager": DEPTH}
@@ -110,8 +113,11 @@ def test_a_mask_token_on_request_and_bool_masked_pos_changes_the_output(tmp_path
 
     torch.manual_seed(0)
     by_argument = ProSModel(micro_config(), use_mask_token=True).eval()
-    for model in (by_argument, build(ProSModel, use_mask_token=True),
-                  ProSModel.from_pretrained(tmp_path / "plain", use_mask_token=True)):
+    for model in (
+        by_argument,
+        build(ProSModel, use_mask_token=True),
+        ProSModel.from_pretrained(tmp_path / "plain", use_mask_token=True),
+    ):
         assert model.embeddings.mask_token.shape == (1, 1, 64) and model.config.use_mask_token is True
         with torch.no_grad():
             unmasked = model(pixel_values).last_hidden_state

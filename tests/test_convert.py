@@ -69,8 +69,10 @@ def dino():
 def test_converted_model_equals_the_reference_forward(dino, tmp_path):
     head = {"head.mlp.0.weight": torch.randn(16, 48), "head.last_layer.weight_g": torch.ones(8, 1)}
     checkpoint = {
-        "teacher": {**{f"backbone.{k}": v for k, v in dino.state_dict().items()},
-                    **{f"{k}": v for k, v in head.items()}},
+        "teacher": {
+            **{f"backbone.{k}": v for k, v in dino.state_dict().items()},
+            **{f"{k}": v for k, v in head.items()},
+        },
         "student": {f"module.backbone.{k}": v + 1 for k, v in dino.state_dict().items()},
         "epoch": 100,
     }
@@ -90,8 +92,20 @@ def test_converted_model_equals_the_reference_forward(dino, tmp_path):
 def test_cli_writes_a_loadable_model(dino, tmp_path):
     torch.save({f"module.{k}": v for k, v in dino.state_dict().items()}, tmp_path / "weights.pth")
     result = subprocess.run(
-        [sys.executable, "-m", "pros_hf.convert", "--checkpoint", str(tmp_path / "weights.pth"),
-         "--output", str(tmp_path / "out"), "--num_attention_heads", "3"], capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pros_hf.convert",
+            "--checkpoint",
+            str(tmp_path / "weights.pth"),
+            "--output",
+            str(tmp_path / "out"),
+            "--num_attention_heads",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = ProSModel.from_pretrained(tmp_path / "out")
@@ -115,8 +129,18 @@ def test_refuses_pickled_objects(dino, tmp_path):
     with pytest.raises(ConversionError, match="weights_only=True"):
         convert_checkpoint(str(tmp_path / "full.pth"))
     result = subprocess.run(
-        [sys.executable, "-m", "pros_hf.convert", "--checkpoint", str(tmp_path / "full.pth"), "--output",
-         str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pros_hf.convert",
+            "--checkpoint",
+            str(tmp_path / "full.pth"),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2 and "Refusing to load" in result.stderr and "Traceback" not in result.stderr
 

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import install_in_hub_cache, run_without_pros_hf
 from transformers import (
     AutoModel,
     BertConfig,
@@ -28,21 +29,30 @@ from transformers import (
     Dinov2WithRegistersModel,
 )
 
-from conftest import install_in_hub_cache, run_without_pros_hf
 from pros_hf import ProSImageProcessor, ProSModel
 from pros_hf.convert import ConversionError, convert_model, main
 from pros_hf.training.initialization import pretraining_model
 
-
-VISION = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
-              patch_size=8)
-TEXT = dict(hidden_size=24, intermediate_size=40, num_hidden_layers=1, num_attention_heads=2, vocab_size=50,
-            max_position_embeddings=12)
+VISION = dict(
+    hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8
+)
+TEXT = dict(
+    hidden_size=24,
+    intermediate_size=40,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    vocab_size=50,
+    max_position_embeddings=12,
+)
 DINOV2 = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2, image_size=32, patch_size=8)
 CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 # a DINOv2 processor with statistics and sizes of its own, to see them carried over
-DINOV2_PROCESSOR = dict(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32}, image_mean=[0.5, 0.4, 0.3],
-                        image_std=[0.2, 0.25, 0.3])
+DINOV2_PROCESSOR = dict(
+    size={"shortest_edge": 40},
+    crop_size={"height": 32, "width": 32},
+    image_mean=[0.5, 0.4, 0.3],
+    image_std=[0.2, 0.25, 0.3],
+)
 
 
 def randomised(model):
@@ -66,8 +76,10 @@ def openai_layout(vision_state: dict) -> dict:
         "visual.class_embedding": s["embeddings.class_embedding"],
         "visual.positional_embedding": s["embeddings.position_embedding.weight"],
         "visual.conv1.weight": s["embeddings.patch_embedding.weight"],
-        "visual.ln_pre.weight": s["pre_layrnorm.weight"], "visual.ln_pre.bias": s["pre_layrnorm.bias"],
-        "visual.ln_post.weight": s["post_layernorm.weight"], "visual.ln_post.bias": s["post_layernorm.bias"],
+        "visual.ln_pre.weight": s["pre_layrnorm.weight"],
+        "visual.ln_pre.bias": s["pre_layrnorm.bias"],
+        "visual.ln_post.weight": s["post_layernorm.weight"],
+        "visual.ln_post.bias": s["post_layernorm.bias"],
         "visual.proj": torch.randn(32, 16),
     }
     for i in range(VISION["num_hidden_layers"]):
@@ -83,9 +95,14 @@ def openai_layout(vision_state: dict) -> dict:
 
 
 def text_tower() -> dict:
-    return {"token_embedding.weight": torch.randn(50, 24), "positional_embedding": torch.randn(12, 24),
-            "transformer.resblocks.0.attn.in_proj_weight": torch.randn(72, 24), "ln_final.weight": torch.ones(24),
-            "text_projection": torch.randn(24, 16), "logit_scale": torch.tensor(4.6)}
+    return {
+        "token_embedding.weight": torch.randn(50, 24),
+        "positional_embedding": torch.randn(12, 24),
+        "transformer.resblocks.0.attn.in_proj_weight": torch.randn(72, 24),
+        "ln_final.weight": torch.ones(24),
+        "text_projection": torch.randn(24, 16),
+        "logit_scale": torch.tensor(4.6),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +150,7 @@ def reference_features(name, reference, pixel_values):
         return output.pooler_output, output.last_hidden_state, reference.post_layernorm(output.last_hidden_state)
     output = reference(pixel_values)
     registers = getattr(reference.config, "num_register_tokens", 0)
-    tokens = torch.cat((output.last_hidden_state[:, :1], output.last_hidden_state[:, 1 + registers:]), dim=1)
+    tokens = torch.cat((output.last_hidden_state[:, :1], output.last_hidden_state[:, 1 + registers :]), dim=1)
     return output.pooler_output, None, tokens
 
 
@@ -197,8 +214,9 @@ def test_openai_layouts_without_a_state_dict_entry(sources, tmp_path, variant):
     assert converted.source_format == "openai-clip"
     pixel_values = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(converted.model(pixel_values).pooler_output, reference(pixel_values).pooler_output,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            converted.model(pixel_values).pooler_output, reference(pixel_values).pooler_output, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_open_clip_layer_scale_and_activation(sources, tmp_path):
@@ -221,8 +239,9 @@ def test_open_clip_layer_scale_and_activation(sources, tmp_path):
     assert model.config.layerscale_value is not None
     pixel_values = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(model(pixel_values).pooler_output, reference(pixel_values).pooler_output,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            model(pixel_values).pooler_output, reference(pixel_values).pooler_output, atol=1e-5, rtol=1e-5
+        )
     gelu = convert_model(tmp_path / "open_clip.bin", num_attention_heads=4, hidden_act="gelu").model
     assert gelu.config.hidden_act == "gelu"
 
@@ -247,8 +266,10 @@ def test_converted_folders_load_with_auto_model_with_and_without_the_package(con
         model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
         with torch.no_grad():
             expected.append(model(pixel_values).pooler_output.numpy())
-        torch.testing.assert_close(torch.from_numpy(expected[-1]),
-                                   ProSModel.from_pretrained(folder).eval()(pixel_values).pooler_output.detach())
+        torch.testing.assert_close(
+            torch.from_numpy(expected[-1]),
+            ProSModel.from_pretrained(folder).eval()(pixel_values).pooler_output.detach(),
+        )
     run_without_pros_hf(REMOTE_SCRIPT, tmp_path / "pixels.npy", tmp_path / "pooled", *folders, cwd=tmp_path)
     for index, values in enumerate(expected):
         np.testing.assert_allclose(np.load(tmp_path / f"pooled_{index}.npy"), values, rtol=0, atol=1e-6)
@@ -259,8 +280,14 @@ def test_pretraining_starts_from_a_converted_folder(converted, name):
     folder, _ = converted[name]
     backbone = ProSModel.from_pretrained(folder)
     torch.manual_seed(0)
-    model = pretraining_model(48, model_name_or_path=str(folder), num_prototypes=16, head_hidden_size=32,
-                              head_bottleneck_size=16, drop_path_rate=0.1)
+    model = pretraining_model(
+        48,
+        model_name_or_path=str(folder),
+        num_prototypes=16,
+        head_hidden_size=32,
+        head_bottleneck_size=16,
+        drop_path_rate=0.1,
+    )
     expected = backbone.state_dict()
     expected["embeddings.position_embeddings"] = backbone.embeddings.interpolate_pos_encoding(6, 6, torch.float32)
     for part in (model.student, model.teacher):
@@ -273,8 +300,11 @@ def test_pretraining_starts_from_a_converted_folder(converted, name):
     output = model(torch.randn(2, 2, 3, 48, 48, generator=generator), torch.randn(2, 2, 3, 16, 16, generator=generator))
     assert torch.isfinite(output.loss)
     output.loss.backward()
-    new_parameters = [name for name in dict(model.student.named_parameters())
-                      if "pre_layernorm" in name or "layer_scale" in name or "register_tokens" in name]
+    new_parameters = [
+        name
+        for name in dict(model.student.named_parameters())
+        if "pre_layernorm" in name or "layer_scale" in name or "register_tokens" in name
+    ]
     assert new_parameters
     for parameter_name in new_parameters:
         gradient = model.student.get_parameter(parameter_name).grad
@@ -286,8 +316,21 @@ def test_the_pretrain_example_continues_from_a_converted_folder(converted, tmp_p
 
     folder, _ = converted["registers"]
     example = load_pretrain_example()
-    example.main([*TINY_RUN, "--num_local_crops", "0", "--knn_synthetic_images", "0", "--max_steps", "2",
-                  "--model_name_or_path", str(folder), "--output_dir", str(tmp_path / "run")])
+    example.main(
+        [
+            *TINY_RUN,
+            "--num_local_crops",
+            "0",
+            "--knn_synthetic_images",
+            "0",
+            "--max_steps",
+            "2",
+            "--model_name_or_path",
+            str(folder),
+            "--output_dir",
+            str(tmp_path / "run"),
+        ]
+    )
     exported = sorted(path for path in (tmp_path / "run").rglob("config.json") if "ProSModel" in path.read_text())
     assert exported, sorted(p.name for p in (tmp_path / "run").iterdir())
     config = json.loads(exported[0].read_text())
@@ -329,8 +372,9 @@ def test_truncated_files(sources, tmp_path, capsys):
 
 
 def test_a_folder_of_another_model_type(tmp_path, capsys):
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
-                         vocab_size=30)).save_pretrained(tmp_path / "bert")
+    BertModel(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32, vocab_size=30)
+    ).save_pretrained(tmp_path / "bert")
     message = one_line_error(capsys, tmp_path / "bert", tmp_path)
     assert "'bert' model folder" in message and "accepted are" in message
 

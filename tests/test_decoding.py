@@ -130,9 +130,9 @@ def test_grayscale(tmp_path):
 
 def test_rgba_is_composited_not_dropped(tmp_path):
     arr = np.zeros((4, 4, 4), dtype=np.uint8)
-    arr[0, 0] = (255, 0, 0, 0)      # fully transparent red: must become the background, not red
-    arr[0, 1] = (0, 0, 0, 128)      # half transparent black over white: mid grey
-    arr[0, 2] = (0, 200, 0, 255)    # opaque green: kept
+    arr[0, 0] = (255, 0, 0, 0)  # fully transparent red: must become the background, not red
+    arr[0, 1] = (0, 0, 0, 128)  # half transparent black over white: mid grey
+    arr[0, 2] = (0, 200, 0, 255)  # opaque green: kept
     path = tmp_path / "rgba.png"
     Image.fromarray(arr, "RGBA").save(path)
     out = np.asarray(open_image_rgb(path)).astype(int)
@@ -215,7 +215,7 @@ def test_colour_key_transparency_of_rgb_and_sixteen_bit_png(tmp_path, background
 
 def _exif_jpeg(path, orientation):
     arr = np.full((20, 40, 3), 128, dtype=np.uint8)  # stored landscape, 40 wide x 20 high
-    arr[:5, :5] = (255, 0, 0)                       # red marker in the stored top-left corner
+    arr[:5, :5] = (255, 0, 0)  # red marker in the stored top-left corner
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(arr).save(path, quality=95, exif=exif.tobytes())
@@ -224,15 +224,15 @@ def _exif_jpeg(path, orientation):
 
 def test_exif_orientation_6_rotates_clockwise(tmp_path):
     out = np.asarray(open_image_rgb(_exif_jpeg(tmp_path / "o6.jpg", 6)))
-    assert out.shape == (40, 20, 3)                 # now portrait
-    assert out[1, 18, 0] > 200 and out[1, 18, 1] < 60   # marker moved to the top-right corner
-    assert out[1, 1, 0] < 170                            # and left the top-left one
+    assert out.shape == (40, 20, 3)  # now portrait
+    assert out[1, 18, 0] > 200 and out[1, 18, 1] < 60  # marker moved to the top-right corner
+    assert out[1, 1, 0] < 170  # and left the top-left one
 
 
 def test_exif_orientation_8_rotates_counterclockwise(tmp_path):
     out = np.asarray(open_image_rgb(_exif_jpeg(tmp_path / "o8.jpg", 8)))
     assert out.shape == (40, 20, 3)
-    assert out[38, 1, 0] > 200 and out[38, 1, 1] < 60   # marker in the bottom-left corner
+    assert out[38, 1, 0] > 200 and out[38, 1, 1] < 60  # marker in the bottom-left corner
     assert not (out[1, 1, 0] > 200 and out[1, 1, 1] < 60)
     raw = np.asarray(open_image_rgb(tmp_path / "o8.jpg", exif_transpose=False))
     assert raw.shape == (20, 40, 3)
@@ -246,8 +246,13 @@ def test_source_kinds(tmp_path, kind):
     Image.fromarray(arr).save(path)
     data = path.read_bytes()
     source = {
-        "path": path, "str": str(path), "bytes": data, "file": io.BytesIO(data), "pil": Image.open(path),
-        "dict_bytes": {"bytes": data, "path": None}, "dict_path": {"bytes": None, "path": str(path)},
+        "path": path,
+        "str": str(path),
+        "bytes": data,
+        "file": io.BytesIO(data),
+        "pil": Image.open(path),
+        "dict_bytes": {"bytes": data, "path": None},
+        "dict_path": {"bytes": None, "path": str(path)},
     }[kind]
     out = open_image_rgb(source)
     assert out.mode == "RGB" and out.size == (12, 8)
@@ -264,7 +269,7 @@ def test_resize_center_crop_keeps_the_center():
     arr[:, 40:] = (0, 0, 255)
     out = resize_center_crop(Image.fromarray(arr), 10)
     assert out.dtype == np.uint8 and out.shape == (3, 10, 10)
-    assert np.all(out[1, :, 2:8] == 255) and np.all(out[0, :, 2:8] == 0)   # only the green middle third
+    assert np.all(out[1, :, 2:8] == 255) and np.all(out[0, :, 2:8] == 0)  # only the green middle third
     tall = resize_center_crop(Image.fromarray(arr.transpose(1, 0, 2).copy()), 10, return_tensor=True)
     assert tall.shape == (3, 10, 10) and tall.dtype.is_floating_point is False
     assert int(tall[1, 5, 5]) == 255
@@ -299,14 +304,17 @@ def test_resize_bad_arguments_name_valid_options():
         resize_center_crop(img, 4, min_size=2.5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"background": "white"}, r"background must be an \(R, G, B\) tuple of 3 ints in \[0, 255\], got 'white'"),
-    ({"background": (255, 255)}, "background must be"),
-    ({"background": (1.5, 2.5, 3.5)}, "background must be"),
-    ({"background": (0, 0, 256)}, "background must be"),
-    ({"max_pixels": "big"}, "max_pixels must be a positive int or None"),
-    ({"max_pixels": 0}, "max_pixels must be a positive int or None"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"background": "white"}, r"background must be an \(R, G, B\) tuple of 3 ints in \[0, 255\], got 'white'"),
+        ({"background": (255, 255)}, "background must be"),
+        ({"background": (1.5, 2.5, 3.5)}, "background must be"),
+        ({"background": (0, 0, 256)}, "background must be"),
+        ({"max_pixels": "big"}, "max_pixels must be a positive int or None"),
+        ({"max_pixels": 0}, "max_pixels must be a positive int or None"),
+    ],
+)
 def test_bad_settings_are_a_value_error_not_an_unreadable_image(tmp_path, kwargs, message):
     """A wrong setting is the caller's mistake: not UnreadableImageError('corrupt'), which a loader skips per image."""
     path = tmp_path / "rgba.png"
@@ -329,12 +337,21 @@ def test_background_may_be_any_sequence_of_three_ints(tmp_path):
 def test_list_image_files(tmp_path):
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     (tmp_path / ".hidden_dir").mkdir()
-    for name in ["a.JPG", "b.png", "sub/c.WebP", "sub/deeper/d.tiff", "sub/e.pgm", "notes.txt", ".hidden.jpg",
-                 ".hidden_dir/f.jpg", "g.jpeg"]:
+    for name in [
+        "a.JPG",
+        "b.png",
+        "sub/c.WebP",
+        "sub/deeper/d.tiff",
+        "sub/e.pgm",
+        "notes.txt",
+        ".hidden.jpg",
+        ".hidden_dir/f.jpg",
+        "g.jpeg",
+    ]:
         (tmp_path / name).write_bytes(b"x")
-    found = [p[len(str(tmp_path)) + 1:] for p in list_image_files(tmp_path)]
+    found = [p[len(str(tmp_path)) + 1 :] for p in list_image_files(tmp_path)]
     assert found == sorted(["a.JPG", "b.png", "g.jpeg", "sub/c.WebP", "sub/deeper/d.tiff", "sub/e.pgm"])
-    flat = [p[len(str(tmp_path)) + 1:] for p in list_image_files(tmp_path, recursive=False)]
+    flat = [p[len(str(tmp_path)) + 1 :] for p in list_image_files(tmp_path, recursive=False)]
     assert flat == ["a.JPG", "b.png", "g.jpeg"]
     assert {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"} <= IMAGE_EXTENSIONS
     with pytest.raises(FileNotFoundError, match="nope"):

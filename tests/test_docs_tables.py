@@ -21,16 +21,36 @@ import bench_pretrain_step  # noqa: E402
 import bench_stochastic_depth  # noqa: E402
 import make_tables  # noqa: E402
 
-STEP_TOY = ["--preset", "micro", "--batch_size", "2", "--global_size", "32", "--local_size", "16", "--num_local", "2",
-            "--num_prototypes", "64", "--repeats", "1", "--precisions", "fp32"]
+STEP_TOY = [
+    "--preset",
+    "micro",
+    "--batch_size",
+    "2",
+    "--global_size",
+    "32",
+    "--local_size",
+    "16",
+    "--num_local",
+    "2",
+    "--num_prototypes",
+    "64",
+    "--repeats",
+    "1",
+    "--precisions",
+    "fp32",
+]
 # dicts whose keys are data (a precision, a mode), not field names: their entries share one schema
 DATA_KEYED = {"precisions", "speed", "memory"}
 PROVENANCE = {"kind", "command", "machine", "date", "transcribed", "transcribed_note"}
 
 
 def check(docs: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(DOCS / "make_tables.py"), "--check", "--docs", str(docs)],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(DOCS / "make_tables.py"), "--check", "--docs", str(docs)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.fixture
@@ -124,15 +144,53 @@ def written(tmp_path, main, argv) -> dict:
     return json.loads(out.read_text())
 
 
-@pytest.mark.parametrize("name, main, argv", [
-    ("backbone", bench_backbone.main, ["--preset", "micro", "--image_size", "32", "--batch_size", "2", "--repeats", "1",
-                                       "--warmup", "0", "--precisions", "fp32"]),
-    ("pretrain_step", bench_pretrain_step.main, [*STEP_TOY, "--warmup", "0"]),
-    ("stochastic_depth", bench_stochastic_depth.main, [*STEP_TOY, "--drop_path_rates", "0.3", "--warmup", "1"]),
-    ("augmentation", bench_augmentation.main, ["--batch-size", "2", "--source-size", "40", "--global-size", "32",
-                                               "--local-size", "16", "--local-crops", "2", "--repeats", "1",
-                                               "--interpolation", "bilinear", "--skip", "kornia"]),
-])
+@pytest.mark.parametrize(
+    "name, main, argv",
+    [
+        (
+            "backbone",
+            bench_backbone.main,
+            [
+                "--preset",
+                "micro",
+                "--image_size",
+                "32",
+                "--batch_size",
+                "2",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--precisions",
+                "fp32",
+            ],
+        ),
+        ("pretrain_step", bench_pretrain_step.main, [*STEP_TOY, "--warmup", "0"]),
+        ("stochastic_depth", bench_stochastic_depth.main, [*STEP_TOY, "--drop_path_rates", "0.3", "--warmup", "1"]),
+        (
+            "augmentation",
+            bench_augmentation.main,
+            [
+                "--batch-size",
+                "2",
+                "--source-size",
+                "40",
+                "--global-size",
+                "32",
+                "--local-size",
+                "16",
+                "--local-crops",
+                "2",
+                "--repeats",
+                "1",
+                "--interpolation",
+                "bilinear",
+                "--skip",
+                "kornia",
+            ],
+        ),
+    ],
+)
 @pytest.mark.slow
 def test_benchmark_output_json_has_the_schema_the_docs_show(tmp_path, capsys, name, main, argv):
     result = written(tmp_path, main, argv)
@@ -149,8 +207,23 @@ def test_benchmark_output_json_has_the_schema_the_docs_show(tmp_path, capsys, na
 def test_synthetic_benchmark_output_json_has_the_schema_the_docs_show(tmp_path):
     # a process of its own: the benchmark pins itself to one core
     out = tmp_path / "out.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_synthetic.py"), "--num", "4", "--image_size", "64",
-                    "--repeats", "1", "--output_json", str(out)], check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_synthetic.py"),
+            "--num",
+            "4",
+            "--image_size",
+            "64",
+            "--repeats",
+            "1",
+            "--output_json",
+            str(out),
+        ],
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     result = json.loads(out.read_text())
     assert result["kind"] == "synthetic" and len(result["rows"]) == 3
     assert all(row["best_images_per_second"] > 0 for row in result["rows"])

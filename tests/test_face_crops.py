@@ -12,7 +12,9 @@ def test_crops_keep_labels_and_move_landmarks():
     faces = faces.add_column("row", list(range(len(faces))))
     crops, counts = crop_faces_in_dataset(faces, size=48, margin=0.25)
     assert counts["kept"] == len(crops) >= 11 and sum(counts.values()) == 12
-    assert {"expression", "identity", "attributes", "landmarks", "face_box", "detector_score"} <= set(crops.column_names)
+    assert {"expression", "identity", "attributes", "landmarks", "face_box", "detector_score"} <= set(
+        crops.column_names
+    )
     for row in crops:
         assert row["image"].size == (48, 48)
         points = np.asarray(row["landmarks"])
@@ -20,6 +22,7 @@ def test_crops_keep_labels_and_move_landmarks():
         assert points.min() > -2 and points.max() < 50
         assert points[:, 0].max() - points[:, 0].min() > 16
         assert row["detector_score"] >= 0.5
+
     # the moved landmarks sit on the same content: colours under the 68 points match between original and crop,
     # much better than under points shifted by 4 px in the crop
     def colours(image, points):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pros_hf.knn.factor_pairs import FACTORS, make_factor_pairs
 from pros_hf.knn import factor_sensitivity
+from pros_hf.knn.factor_pairs import FACTORS, make_factor_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,7 @@ def test_sensitivity_by_hand():
     """Two groups with orthogonal bases (unrelated distance 1): a variant equal to its base is at 0, an orthogonal
     one at 1, one at 60 degrees at 0.5."""
     e1, e2, e3 = torch.eye(3)
-    at_60 = 0.5 * e1 + (3 ** 0.5 / 2) * e3
+    at_60 = 0.5 * e1 + (3**0.5 / 2) * e3
     features = torch.stack([e1, e1, e3, e2, at_60 * 4.0])  # the last one unnormalised: the measure normalises
     groups = [0, 0, 0, 1, 1]
     factors = ["base", "pose", "expression", "base", "pose"]

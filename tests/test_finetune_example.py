@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import install_in_hub_cache, run_without_pros_hf
 from PIL import Image
 
-from conftest import install_in_hub_cache, run_without_pros_hf
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
 from pros_hf.finetuning import FinetuneError, split_validation
 from pros_hf.finetuning import runs as finetuning_runs
@@ -22,8 +22,22 @@ pytestmark = pytest.mark.slow  # whole scripts end to end, minutes of CPU
 
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--num_train", "40", "--num_test", "16", "--max_steps", "3", "--per_device_train_batch_size", "8",
-        "--logging_steps", "1", "--num_plot_faces", "4", "--disable_tqdm", "True"]
+TINY = [
+    "--num_train",
+    "40",
+    "--num_test",
+    "16",
+    "--max_steps",
+    "3",
+    "--per_device_train_batch_size",
+    "8",
+    "--logging_steps",
+    "1",
+    "--num_plot_faces",
+    "4",
+    "--disable_tqdm",
+    "True",
+]
 
 
 def load_example():
@@ -70,16 +84,32 @@ def assert_png(path):
 def all_tasks(example, workspace):
     """The few-shot comparison in one command: three tasks, 2 seeds, pre-trained vs random init."""
     output = workspace / "all"
-    results = example.main(["--task", "all", "--few_shot", "0.5", "--seeds", "0", "1", "--compare_random_init",
-                            "--output_dir", str(output), *common(workspace)])
+    results = example.main(
+        [
+            "--task",
+            "all",
+            "--few_shot",
+            "0.5",
+            "--seeds",
+            "0",
+            "1",
+            "--compare_random_init",
+            "--output_dir",
+            str(output),
+            *common(workspace),
+        ]
+    )
     return output, results
 
 
 def test_all_tasks_few_shot_two_seeds_results_and_figures(all_tasks, capsys):
     output, results = all_tasks
     assert set(results) == {"expression", "attributes", "landmarks"}
-    for task, metrics in (("expression", ["accuracy", "macro_f1"]), ("attributes", ["mean_accuracy"]),
-                          ("landmarks", ["nme", "failure_rate", "auc"])):
+    for task, metrics in (
+        ("expression", ["accuracy", "macro_f1"]),
+        ("attributes", ["mean_accuracy"]),
+        ("landmarks", ["nme", "failure_rate", "auc"]),
+    ):
         saved = json.loads((output / task / "results.json").read_text())
         assert saved["metrics"] == metrics and saved["seeds"] == [0, 1] and saved["few_shot"] == 0.5
         for init in ("pretrained", "random_init"):
@@ -92,12 +122,19 @@ def test_all_tasks_few_shot_two_seeds_results_and_figures(all_tasks, capsys):
                 assert run["std"][metric] == pytest.approx(np.std(values, ddof=1))
             labelled = run["per_seed"]["0"]["num_train_labelled"]
             assert 0 < labelled < saved["num_train"]  # the few-shot subset, not everything
-        assert saved["runs"]["pretrained"]["per_seed"]["0"]["num_train_labelled"] == \
-            saved["runs"]["random_init"]["per_seed"]["0"]["num_train_labelled"]  # same labelled examples
+        assert (
+            saved["runs"]["pretrained"]["per_seed"]["0"]["num_train_labelled"]
+            == saved["runs"]["random_init"]["per_seed"]["0"]["num_train_labelled"]
+        )  # same labelled examples
     expression = json.loads((output / "expression" / "results.json").read_text())
     assert len(expression["details"]["pretrained"]["0"]["confusion_matrix"]) == 7
-    for figure in ("expression/confusion_matrix.png", "expression/confusion_matrix_random_init.png",
-                   "attributes/attribute_accuracy.png", "landmarks/landmarks.png", "landmarks/ced.png"):
+    for figure in (
+        "expression/confusion_matrix.png",
+        "expression/confusion_matrix_random_init.png",
+        "attributes/attribute_accuracy.png",
+        "landmarks/landmarks.png",
+        "landmarks/ced.png",
+    ):
         assert_png(output / figure)
     summary = json.loads((output / "summary.json").read_text())
     assert set(summary) == {"expression", "attributes", "landmarks"}
@@ -113,9 +150,11 @@ def test_each_task_saves_a_head_with_processor_and_card(all_tasks):
     from huggingface_hub import ModelCard
 
     output, _ = all_tasks
-    for task, auto_class in (("expression", "AutoModelForImageClassification"),
-                             ("attributes", "AutoModelForImageClassification"),
-                             ("landmarks", "AutoModelForPoseEstimation")):
+    for task, auto_class in (
+        ("expression", "AutoModelForImageClassification"),
+        ("attributes", "AutoModelForImageClassification"),
+        ("landmarks", "AutoModelForPoseEstimation"),
+    ):
         folder = output / task
         config = json.loads((folder / "config.json").read_text())
         assert auto_class in config["auto_map"] and (folder / "model.safetensors").is_file()
@@ -123,8 +162,9 @@ def test_each_task_saves_a_head_with_processor_and_card(all_tasks):
         card = ModelCard.load(folder / "README.md")
         means = json.loads((folder / "results.json").read_text())["runs"]["pretrained"]["mean"]
         headline = card.data.eval_results[0]
-        assert headline.metric_value == pytest.approx(means[json.loads((folder / "results.json").read_text())[
-            "metrics"][0]], abs=1e-6)
+        assert headline.metric_value == pytest.approx(
+            means[json.loads((folder / "results.json").read_text())["metrics"][0]], abs=1e-6
+        )
     attributes = json.loads((output / "attributes" / "config.json").read_text())
     assert attributes["problem_type"] == "multi_label_classification" and len(attributes["id2label"]) == 12
 
@@ -210,13 +250,27 @@ def pushed(example, workspace):
     """--push_to_hub offline: a LoRA attribute adapter and a linear-probe expression head. The push must fail with a
     clear error after the folder is complete."""
     folders = {}
-    for name, extra in (("adapter", ["--task", "attributes", "--lora", "--hub_model_id", "org/pros-attributes-lora",
-                                     "--hub_base_model", "org/pros-micro"]),
-                        ("probe", ["--task", "expression", "--mode", "linear_probe", "--hub_model_id",
-                                   "org/pros-expression"])):
+    for name, extra in (
+        (
+            "adapter",
+            [
+                "--task",
+                "attributes",
+                "--lora",
+                "--hub_model_id",
+                "org/pros-attributes-lora",
+                "--hub_base_model",
+                "org/pros-micro",
+            ],
+        ),
+        ("probe", ["--task", "expression", "--mode", "linear_probe", "--hub_model_id", "org/pros-expression"]),
+    ):
         output = workspace / name
-        with pytest.raises(SystemExit, match=r"HF_HUB_OFFLINE is set. The folder is complete on disk; push it later "
-                                             r"with `hf upload org/"):
+        with pytest.raises(
+            SystemExit,
+            match=r"HF_HUB_OFFLINE is set. The folder is complete on disk; push it later "
+            r"with `hf upload org/",
+        ):
             example.main([*extra, "--push_to_hub", "--output_dir", str(output), *common(workspace)])
         folders[name] = output
     return folders
@@ -226,9 +280,17 @@ def test_push_folders_are_complete_and_cards_parse(pushed):
     from huggingface_hub import ModelCard
 
     adapter = pushed["adapter"]
-    assert {"adapter_config.json", "adapter_model.safetensors", "config.json", "preprocessor_config.json",
-            "README.md", "results.json", "attribute_accuracy.png", "modeling_pros_classification.py",
-            "image_processing_pros.py"} <= set(os.listdir(adapter))
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "config.json",
+        "preprocessor_config.json",
+        "README.md",
+        "results.json",
+        "attribute_accuracy.png",
+        "modeling_pros_classification.py",
+        "image_processing_pros.py",
+    } <= set(os.listdir(adapter))
     assert not (adapter / "model.safetensors").exists()  # an adapter repo, not a copy of the backbone
     adapter_config = json.loads((adapter / "adapter_config.json").read_text())
     assert adapter_config["base_model_name_or_path"] == "org/pros-micro" and adapter_config["task_type"] is None
@@ -263,15 +325,17 @@ def test_folders_load_in_a_fresh_process_without_pros_hf(all_tasks, pushed, tmp_
     install_in_hub_cache(pushed["adapter"], "org/pros-attributes-lora")
     install_in_hub_cache(pushed["probe"], "org/pros-expression")
     install_in_hub_cache(output / "landmarks", "org/pros-landmarks")
-    jobs = {"adapter": ("adapter", "org/pros-attributes-lora"), "probe": ("classifier", "org/pros-expression"),
-            "landmarks": ("landmarks", "org/pros-landmarks")}
+    jobs = {
+        "adapter": ("adapter", "org/pros-attributes-lora"),
+        "probe": ("classifier", "org/pros-expression"),
+        "landmarks": ("landmarks", "org/pros-landmarks"),
+    }
     image = np.asarray(Image.new("RGB", (48, 48), (180, 120, 90)))
     image = (image + np.random.default_rng(0).integers(0, 40, image.shape)).astype(np.uint8)
     remote = remote_outputs(jobs, image, tmp_path)
     np.testing.assert_allclose(remote["adapter"], local_outputs("adapter", pushed["adapter"], image), atol=1e-6)
     np.testing.assert_allclose(remote["probe"], local_outputs("classifier", pushed["probe"], image), atol=1e-6)
-    np.testing.assert_allclose(remote["landmarks"], local_outputs("landmarks", output / "landmarks", image),
-                               atol=1e-6)
+    np.testing.assert_allclose(remote["landmarks"], local_outputs("landmarks", output / "landmarks", image), atol=1e-6)
     # the merged head (LoRA folded in) gives the adapter's outputs
     merged = local_outputs("classifier", Path(f"{pushed['adapter']}-merged"), image)
     np.testing.assert_allclose(merged, remote["adapter"], atol=1e-4)
@@ -281,9 +345,28 @@ def test_validation_split_chooses_the_checkpoint_without_the_test_set(example, w
     """--validation_fraction holds out part of the labelled examples; --load_best_model_at_end keeps the checkpoint
     that scores best on it."""
     output = workspace / "validation"
-    example.main(["--task", "expression", "--few_shot", "0.5", "--seeds", "0", "--validation_fraction", "0.25",
-                  "--eval_strategy", "steps", "--eval_steps", "2", "--load_best_model_at_end",
-                  "--output_dir", str(output), *common(workspace), "--max_steps", "6"])
+    example.main(
+        [
+            "--task",
+            "expression",
+            "--few_shot",
+            "0.5",
+            "--seeds",
+            "0",
+            "--validation_fraction",
+            "0.25",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "2",
+            "--load_best_model_at_end",
+            "--output_dir",
+            str(output),
+            *common(workspace),
+            "--max_steps",
+            "6",
+        ]
+    )
     run = json.loads((output / "results.json").read_text())["runs"]["pretrained"]["per_seed"]["0"]
     assert run["num_validation"] >= 7 and run["num_train_labelled"] >= 7  # every class on both sides
     assert run["best_step"] in (2, 4, 6)
@@ -313,8 +396,12 @@ def test_help_shows_the_defaults_that_are_used(example, capsys):
     assert "(default: 32)" in text and "(default: outputs/finetune)" in text and "(default: 3e-3)" in text
     assert "finetune.py: 400 unless --num_train_epochs is given" in text
     _, training_args = example.parse([])
-    assert (training_args.per_device_train_batch_size, training_args.learning_rate, training_args.max_steps,
-            training_args.output_dir) == (32, 3e-3, 400, "outputs/finetune")
+    assert (
+        training_args.per_device_train_batch_size,
+        training_args.learning_rate,
+        training_args.max_steps,
+        training_args.output_dir,
+    ) == (32, 3e-3, 400, "outputs/finetune")
     _, training_args = example.parse(["--num_train_epochs", "2"])
     assert training_args.max_steps == -1 and training_args.num_train_epochs == 2
 
@@ -346,10 +433,15 @@ def test_bad_flag_combinations_are_refused(example, capsys):
 def test_dash_and_equals_spellings_are_the_users_flags(example):
     """`--max-steps 3` and `--output_dir=x` are the user's flags (HfArgumentParser reads both spellings): the
     script's own defaults, appended after them, used to override them (400 steps into outputs/finetune)."""
-    _, training_args = example.parse(["--max-steps", "3", "--output-dir", "somewhere", "--learning_rate=1e-4",
-                                      "--per-device-train-batch-size=4"])
-    assert (training_args.max_steps, training_args.output_dir, training_args.learning_rate,
-            training_args.per_device_train_batch_size) == (3, "somewhere", 1e-4, 4)
+    _, training_args = example.parse(
+        ["--max-steps", "3", "--output-dir", "somewhere", "--learning_rate=1e-4", "--per-device-train-batch-size=4"]
+    )
+    assert (
+        training_args.max_steps,
+        training_args.output_dir,
+        training_args.learning_rate,
+        training_args.per_device_train_batch_size,
+    ) == (3, "somewhere", 1e-4, 4)
     _, training_args = example.parse(["--num-train-epochs", "2"])
     assert training_args.max_steps == -1 and training_args.num_train_epochs == 2
     args = ["--validation_fraction", "0.2", "--eval_strategy", "steps", "--eval_steps", "5"]
@@ -363,37 +455,48 @@ def test_best_checkpoint_follows_the_direction_of_the_metric(example):
     """transformers takes every metric not ending in "loss" as higher-is-better: with nme (or failure_rate)
     --load_best_model_at_end kept the worst checkpoint."""
     best = ["--validation_fraction", "0.2", "--eval_strategy", "steps", "--eval_steps", "5", "--load_best_model_at_end"]
-    for task, metric, higher in (("landmarks", "nme", False), ("landmarks", "eval_failure_rate", False),
-                                 ("landmarks", "auc", True), ("expression", "accuracy", True),
-                                 ("all", "loss", False)):
+    for task, metric, higher in (
+        ("landmarks", "nme", False),
+        ("landmarks", "eval_failure_rate", False),
+        ("landmarks", "auc", True),
+        ("expression", "accuracy", True),
+        ("all", "loss", False),
+    ):
         _, training_args = example.parse(["--task", task, *best, "--metric_for_best_model", metric])
         assert training_args.greater_is_better is higher, (task, metric)
-    _, training_args = example.parse(["--task", "landmarks", *best, "--metric_for_best_model", "nme",
-                                      "--greater-is-better", "True"])  # the user's choice stands
+    _, training_args = example.parse(
+        ["--task", "landmarks", *best, "--metric_for_best_model", "nme", "--greater-is-better", "True"]
+    )  # the user's choice stands
     assert training_args.greater_is_better is True
-    with pytest.raises(SystemExit, match=r"--metric_for_best_model 'nmee' is not a validation metric of --task "
-                                         r"landmarks; choose one of \['loss', 'nme', 'failure_rate', 'auc'\]"):
+    with pytest.raises(
+        SystemExit,
+        match=r"--metric_for_best_model 'nmee' is not a validation metric of --task "
+        r"landmarks; choose one of \['loss', 'nme', 'failure_rate', 'auc'\]",
+    ):
         example.parse(["--task", "landmarks", *best, "--metric_for_best_model", "nmee"])
     with pytest.raises(SystemExit, match=r"not a validation metric of --task all; choose one of \['loss'\]"):
         example.parse(["--task", "all", *best, "--metric_for_best_model", "nme"])
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--seeds", "0", "0"], r"--seeds repeats a seed \(\[0, 0\]\)"),
-    (["--num_train", "0"], "--num_train must be at least 1"),
-    (["--num_test", "-3"], "--num_test must be at least 1"),
-    (["--num_plot_faces", "-1"], "--num_plot_faces must be >= 0"),
-    (["--failure_threshold", "0"], "--failure_threshold .* must be > 0, got 0.0"),
-    (["--test_fraction", "1.5"], r"--test_fraction .* in \(0, 1\); got 1.5"),
-    (["--image_size", "0"], "--image_size must be a positive number of pixels"),
-    (["--layer_decay", "0"], r"--layer_decay must be in \(0, 1\]"),
-    (["--layer_decay", "1.5"], r"--layer_decay must be in \(0, 1\]"),
-    (["--backbone_lr_scale", "-1"], "--backbone_lr_scale must be >= 0"),
-    (["--lora", "--lora_r", "0"], "--lora_r .* must be >= 1, got 0"),
-    (["--lora", "--lora_dropout", "1.5"], r"--lora_dropout must be in \[0, 1\), got 1.5"),
-    (["--lora", "--lora_alpha", "0"], "--lora_alpha must be > 0"),
-    (["--warmup_steps", "-1"], "finetune.py: Got warmup_steps = -1"),  # TrainingArguments' check, no traceback
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seeds", "0", "0"], r"--seeds repeats a seed \(\[0, 0\]\)"),
+        (["--num_train", "0"], "--num_train must be at least 1"),
+        (["--num_test", "-3"], "--num_test must be at least 1"),
+        (["--num_plot_faces", "-1"], "--num_plot_faces must be >= 0"),
+        (["--failure_threshold", "0"], "--failure_threshold .* must be > 0, got 0.0"),
+        (["--test_fraction", "1.5"], r"--test_fraction .* in \(0, 1\); got 1.5"),
+        (["--image_size", "0"], "--image_size must be a positive number of pixels"),
+        (["--layer_decay", "0"], r"--layer_decay must be in \(0, 1\]"),
+        (["--layer_decay", "1.5"], r"--layer_decay must be in \(0, 1\]"),
+        (["--backbone_lr_scale", "-1"], "--backbone_lr_scale must be >= 0"),
+        (["--lora", "--lora_r", "0"], "--lora_r .* must be >= 1, got 0"),
+        (["--lora", "--lora_dropout", "1.5"], r"--lora_dropout must be in \[0, 1\), got 1.5"),
+        (["--lora", "--lora_alpha", "0"], "--lora_alpha must be > 0"),
+        (["--warmup_steps", "-1"], "finetune.py: Got warmup_steps = -1"),  # TrainingArguments' check, no traceback
+    ],
+)
 def test_bad_numbers_are_refused_by_name(example, flags, message):
     with pytest.raises(SystemExit, match=message):
         example.parse(flags)
@@ -414,20 +517,35 @@ def test_bad_input_known_before_training_stops_before_it(example, workspace, tmp
     """What can be known before the first run ends the run with one line, before any training: a model that is not
     ProS, an input size the patches do not tile, a LoRA layer that does not exist, a Hub dataset offline, a flip
     permutation for another landmark layout, and (with --task all) the last task's data."""
+
     def no_training(*args, **kwargs):
         raise AssertionError("a run started")
 
     monkeypatch.setattr(finetuning_runs, "train_head", no_training)
     from transformers import ViTConfig, ViTModel
 
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=8)).save_pretrained(tmp_path / "vit")
+    ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(tmp_path / "vit")
     base = ["--output_dir", str(tmp_path / "out"), *common(workspace)]
-    with pytest.raises(SystemExit, match=r"^--model: '.*vit' is not a ProS model: its config.json has model_type "
-                                         r"'vit'"):
+    with pytest.raises(
+        SystemExit,
+        match=r"^--model: '.*vit' is not a ProS model: its config.json has model_type "
+        r"'vit'",
+    ):
         example.main([*base, "--model", str(tmp_path / "vit")])
-    with pytest.raises(SystemExit, match=r"--image_size 50 is not a multiple of the backbone's patch size 8; e\.g\. "
-                                         r"48"):
+    with pytest.raises(
+        SystemExit,
+        match=r"--image_size 50 is not a multiple of the backbone's patch size 8; e\.g\. "
+        r"48",
+    ):
         example.main([*base, "--image_size", "50"])
     without_model = [arg for arg in base if arg not in ("--model", str(workspace / "backbone"))]
     with pytest.raises(SystemExit, match=r"^--image_size: ProSConfig.image_size \(60\) must be a multiple"):
@@ -439,16 +557,35 @@ def test_bad_input_known_before_training_stops_before_it(example, workspace, tmp
         example.main([*base, "--hub_dataset", "org/none"])
     folder = write_label_folder(tmp_path / "faces")
     with pytest.raises(SystemExit, match=r"--flip_landmarks swaps .* this data has 5 points per face"):
-        example.main([*base, "--task", "landmarks", "--flip_landmarks", "--image_dir", str(folder),
-                      "--labels_file", str(folder / "labels.csv")])
+        example.main(
+            [
+                *base,
+                "--task",
+                "landmarks",
+                "--flip_landmarks",
+                "--image_dir",
+                str(folder),
+                "--labels_file",
+                str(folder / "labels.csv"),
+            ]
+        )
     import datasets
 
     names = ["glasses", "beard"]
     no_landmarks = datasets.Dataset.from_dict(
-        {"image": [Image.new("RGB", (32, 32), (i * 10, 90, 120)) for i in range(21)],
-         "expression": [i % 7 for i in range(21)], "attributes": [[i % 2] for i in range(21)]},
-        features=datasets.Features({"image": datasets.Image(), "expression": datasets.ClassLabel(num_classes=7),
-                                    "attributes": datasets.List(datasets.ClassLabel(names=names))}))
+        {
+            "image": [Image.new("RGB", (32, 32), (i * 10, 90, 120)) for i in range(21)],
+            "expression": [i % 7 for i in range(21)],
+            "attributes": [[i % 2] for i in range(21)],
+        },
+        features=datasets.Features(
+            {
+                "image": datasets.Image(),
+                "expression": datasets.ClassLabel(num_classes=7),
+                "attributes": datasets.List(datasets.ClassLabel(names=names)),
+            }
+        ),
+    )
     no_landmarks.save_to_disk(str(tmp_path / "nolm"))
     with pytest.raises(SystemExit, match=r"^landmarks data: No landmarks label column 'landmarks'"):
         example.main([*base, "--task", "all", "--dataset", str(tmp_path / "nolm")])
@@ -467,16 +604,30 @@ def test_rerun_into_a_folder_keeps_only_its_own_files(example, workspace, tmp_pa
     (output / "landmarks.png").write_bytes(b"an old figure")  # a name this run writes only with faces to draw
     example.main(["--task", "landmarks", "--output_dir", str(output), *common(workspace), "--num_plot_faces", "0"])
     files = set(os.listdir(output))
-    assert not files & {"confusion_matrix.png", "confusion_matrix_random_init.png",
-                        "modeling_pros_classification.py", "landmarks.png"}
+    assert not files & {
+        "confusion_matrix.png",
+        "confusion_matrix_random_init.png",
+        "modeling_pros_classification.py",
+        "landmarks.png",
+    }
     assert {"ced.png", "modeling_pros_landmarks.py", "model.safetensors", "notes.txt"} <= files
     assert json.loads((output / "results.json").read_text())["figures"] == ["ced.png"]
     # --push_to_hub would upload the task folders of an earlier --task all run: refused before training
     (output / "expression").mkdir()
     (output / "expression" / "results.json").write_text("{}")
     with pytest.raises(SystemExit, match=r"holds the task folders \['expression'\] of an earlier --task all run"):
-        example.main(["--task", "landmarks", "--push_to_hub", "--hub_model_id", "org/x", "--output_dir", str(output),
-                      *common(workspace)])
+        example.main(
+            [
+                "--task",
+                "landmarks",
+                "--push_to_hub",
+                "--hub_model_id",
+                "org/x",
+                "--output_dir",
+                str(output),
+                *common(workspace),
+            ]
+        )
 
 
 def test_cards_name_the_local_backbone_by_its_folder_name(all_tasks, pushed, workspace):
@@ -485,8 +636,11 @@ def test_cards_name_the_local_backbone_by_its_folder_name(all_tasks, pushed, wor
     hold no local path, since they are published with the model."""
     output, _ = all_tasks
     cards = [output / task / "README.md" for task in ("expression", "attributes", "landmarks")]
-    cards += [pushed["adapter"] / "README.md", Path(f"{pushed['adapter']}-merged") / "README.md",
-              pushed["probe"] / "README.md"]
+    cards += [
+        pushed["adapter"] / "README.md",
+        Path(f"{pushed['adapter']}-merged") / "README.md",
+        pushed["probe"] / "README.md",
+    ]
     for card in cards:
         text = card.read_text()
         assert str(workspace) not in text and str(workspace.parent) not in text, card

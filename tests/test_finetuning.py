@@ -30,7 +30,6 @@ from pros_hf.finetuning.data import default_label_names, processor_point_transfo
 from pros_hf.finetuning.lora import head_module_names
 from pros_hf.hub import head_card
 
-
 EXPRESSIONS = default_label_names("expression")
 
 
@@ -74,22 +73,31 @@ def landmark_numbers(count, points=5, seed=0):
 def test_folder_and_csv_for_each_task(tmp_path):
     names = write_images(tmp_path / "images", 6)
     # expression: ids and class names mixed
-    path = write_csv(tmp_path / "expr.csv", ["file_name", "expression"],
-                     [[n, v] for n, v in zip(names, [0, "happiness", 2, "anger", 6, "3"])])
+    path = write_csv(
+        tmp_path / "expr.csv",
+        ["file_name", "expression"],
+        [[n, v] for n, v in zip(names, [0, "happiness", 2, "anger", 6, "3"])],
+    )
     dataset, labels = read_label_file(tmp_path / "images", path, "expression")
     assert labels.label_names == EXPRESSIONS and labels.problem_type == "single_label_classification"
     assert dataset["expression"] == [0, 1, 2, 6, 6, 3]
     assert dataset[0]["image"].size == (40, 40)
     # attributes: one 0/1 column per attribute, named after it
-    path = write_csv(tmp_path / "attr.csv", ["file_name", "glasses", "smiling", "hat"],
-                     [[n, i % 2, (i // 2) % 2, 1] for i, n in enumerate(names)])
+    path = write_csv(
+        tmp_path / "attr.csv",
+        ["file_name", "glasses", "smiling", "hat"],
+        [[n, i % 2, (i // 2) % 2, 1] for i, n in enumerate(names)],
+    )
     dataset, labels = read_label_file(tmp_path / "images", path, "attributes")
     assert labels.label_names == ("glasses", "smiling", "hat")
     assert dataset["attributes"][:4] == [[2], [0, 2], [1, 2], [0, 1, 2]]
     # landmarks: 2N numbers in one cell
     points = landmark_numbers(6)
-    path = write_csv(tmp_path / "lmk.csv", ["file_name", "landmarks"],
-                     [[n, " ".join(str(v) for v in p.reshape(-1))] for n, p in zip(names, points)])
+    path = write_csv(
+        tmp_path / "lmk.csv",
+        ["file_name", "landmarks"],
+        [[n, " ".join(str(v) for v in p.reshape(-1))] for n, p in zip(names, points)],
+    )
     dataset, labels = read_label_file(tmp_path / "images", path, "landmarks")
     assert labels.num_landmarks == 5
     np.testing.assert_allclose(np.asarray(dataset[3]["landmarks"]), points[3], atol=1e-5)
@@ -116,36 +124,56 @@ def test_load_task_data_splits_a_label_file_and_uses_a_test_file(tmp_path):
     names = write_images(tmp_path / "images", 20)
     write_csv(tmp_path / "train.csv", ["file_name", "expression"], [[n, i % 4] for i, n in enumerate(names[:16])])
     write_csv(tmp_path / "test.csv", ["file_name", "expression"], [[n, 1] for n in names[16:]])
-    data = load_task_data("expression", image_dir=str(tmp_path / "images"), labels_file=str(tmp_path / "train.csv"),
-                          test_fraction=0.25)
+    data = load_task_data(
+        "expression", image_dir=str(tmp_path / "images"), labels_file=str(tmp_path / "train.csv"), test_fraction=0.25
+    )
     assert len(data.train) == 12 and len(data.test) == 4
     assert sorted(data.test["expression"]) == [0, 1, 2, 3]  # stratified hold-out
-    data = load_task_data("expression", image_dir=str(tmp_path / "images"), labels_file=str(tmp_path / "train.csv"),
-                          test_labels_file=str(tmp_path / "test.csv"))
+    data = load_task_data(
+        "expression",
+        image_dir=str(tmp_path / "images"),
+        labels_file=str(tmp_path / "train.csv"),
+        test_labels_file=str(tmp_path / "test.csv"),
+    )
     assert len(data.train) == 16 and data.test["expression"] == [1] * 4
 
 
 def test_saved_dataset_with_and_without_splits(tmp_path):
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(10)]
-    features = datasets.Features({"img": datasets.Image(), "emotion": datasets.ClassLabel(names=["a", "b", "c"]),
-                                  "points": datasets.Array2D((3, 2), "float32")})
-    table = {"img": images, "emotion": [i % 3 for i in range(10)],
-             "points": [rng.uniform(0, 31, (3, 2)).astype(np.float32) for _ in range(10)]}
+    features = datasets.Features(
+        {
+            "img": datasets.Image(),
+            "emotion": datasets.ClassLabel(names=["a", "b", "c"]),
+            "points": datasets.Array2D((3, 2), "float32"),
+        }
+    )
+    table = {
+        "img": images,
+        "emotion": [i % 3 for i in range(10)],
+        "points": [rng.uniform(0, 31, (3, 2)).astype(np.float32) for _ in range(10)],
+    }
     dataset = datasets.Dataset.from_dict(table, features=features)
     datasets.DatasetDict({"train": dataset.select(range(7)), "validation": dataset.select(range(7, 10))}).save_to_disk(
-        str(tmp_path / "dict"))
+        str(tmp_path / "dict")
+    )
     data = load_task_data("expression", dataset=str(tmp_path / "dict"), image_column="img", label_column="emotion")
     assert data.labels.label_names == ("a", "b", "c")  # from the ClassLabel
     assert (len(data.train), len(data.test)) == (7, 3) and data.train.column_names == ["image", "expression"]
     dataset.select(range(6)).save_to_disk(str(tmp_path / "tr"))  # two saved sets, as examples/demo.py writes them
     dataset.select(range(6, 10)).save_to_disk(str(tmp_path / "te"))
-    data = load_task_data("expression", dataset=str(tmp_path / "tr"), test_dataset=str(tmp_path / "te"),
-                          image_column="img", label_column="emotion")
+    data = load_task_data(
+        "expression",
+        dataset=str(tmp_path / "tr"),
+        test_dataset=str(tmp_path / "te"),
+        image_column="img",
+        label_column="emotion",
+    )
     assert (len(data.train), len(data.test)) == (6, 4) and data.test["expression"] == [0, 1, 2, 0]
     dataset.save_to_disk(str(tmp_path / "flat"))
-    data = load_task_data("landmarks", dataset=str(tmp_path / "flat"), image_column="img", label_column="points",
-                          test_fraction=0.3)
+    data = load_task_data(
+        "landmarks", dataset=str(tmp_path / "flat"), image_column="img", label_column="points", test_fraction=0.3
+    )
     assert data.labels.num_landmarks == 3 and len(data.train) + len(data.test) == 10
 
 
@@ -157,8 +185,9 @@ def test_saved_dataset_with_one_column_per_attribute(tmp_path):
     glasses, hat = [0, 1, 0, 1, 1, 0, 0, 1], [1, 1, 0, 0, 0, 0, 1, 0]
     table = {"image": images, "glasses": glasses, "hat": hat, "note": list("abcdefgh")}
     datasets.Dataset.from_dict(table).save_to_disk(str(tmp_path / "cols"))
-    data = load_task_data("attributes", dataset=str(tmp_path / "cols"), attribute_columns=["glasses", "hat"],
-                          test_fraction=0.25)
+    data = load_task_data(
+        "attributes", dataset=str(tmp_path / "cols"), attribute_columns=["glasses", "hat"], test_fraction=0.25
+    )
     assert data.labels.label_names == ("glasses", "hat")
     rows = {tuple(np.asarray(image).ravel()[:4]): ids for split in (data.train, data.test)
             for image, ids in zip(split["image"], split["attributes"])}  # fmt: skip
@@ -210,13 +239,18 @@ def test_missing_labels_name_the_row(tmp_path, images):
     path = write_csv(tmp_path / "l.csv", ["file_name", "expression"], [[names[0], 1], [names[1], ""]])
     with pytest.raises(LabelError, match=r"line 3 of l\.csv \(file_name 'face_1\.png'\): missing expression label"):
         read_label_file(folder, path, "expression")
-    (tmp_path / "a.json").write_text(json.dumps([{"file_name": names[0], "x": 1, "y": 0},
-                                                 {"file_name": names[1], "x": None, "y": 1}]))
-    with pytest.raises(LabelError, match=r"record 1 of a\.json \(file_name 'face_1\.png'\): missing value for "
-                                         r"attribute 'x'"):
+    (tmp_path / "a.json").write_text(
+        json.dumps([{"file_name": names[0], "x": 1, "y": 0}, {"file_name": names[1], "x": None, "y": 1}])
+    )
+    with pytest.raises(
+        LabelError,
+        match=r"record 1 of a\.json \(file_name 'face_1\.png'\): missing value for "
+        r"attribute 'x'",
+    ):
         read_label_file(folder, tmp_path / "a.json", "attributes")
-    (tmp_path / "m.json").write_text(json.dumps([{"file_name": names[0], "landmarks": [1, 2]},
-                                                 {"file_name": names[1]}]))
+    (tmp_path / "m.json").write_text(
+        json.dumps([{"file_name": names[0], "landmarks": [1, 2]}, {"file_name": names[1]}])
+    )
     with pytest.raises(LabelError, match=r"record 1 of m\.json \(file_name 'face_1\.png'\): missing landmarks"):
         read_label_file(folder, tmp_path / "m.json", "landmarks")
     (tmp_path / "f.json").write_text(json.dumps([{"expression": 1}]))
@@ -227,8 +261,11 @@ def test_missing_labels_name_the_row(tmp_path, images):
 def test_attribute_value_out_of_range_names_row_and_column(tmp_path, images):
     folder, names = images
     path = write_csv(tmp_path / "a.csv", ["file_name", "glasses", "hat"], [[names[0], 0, 1], [names[1], 2, 0]])
-    with pytest.raises(LabelError, match=r"line 3 of a\.csv \(file_name 'face_1\.png'\): attribute 'glasses' is "
-                                         r"'2'; attributes must be 0 or 1"):
+    with pytest.raises(
+        LabelError,
+        match=r"line 3 of a\.csv \(file_name 'face_1\.png'\): attribute 'glasses' is "
+        r"'2'; attributes must be 0 or 1",
+    ):
         read_label_file(folder, path, "attributes")
 
 
@@ -247,8 +284,11 @@ def test_wrong_number_of_landmarks_names_the_row(tmp_path, images):
 
 def test_label_file_naming_missing_images_names_them(tmp_path, images):
     folder, names = images
-    path = write_csv(tmp_path / "l.csv", ["file_name", "expression"],
-                     [[names[0], 1], ["gone.jpg", 2], [names[1], 3], ["sub/also_gone.png", 0]])
+    path = write_csv(
+        tmp_path / "l.csv",
+        ["file_name", "expression"],
+        [[names[0], 1], ["gone.jpg", 2], [names[1], 3], ["sub/also_gone.png", 0]],
+    )
     with pytest.raises(FileNotFoundError) as error:
         read_label_file(folder, path, "expression")
     message = str(error.value)
@@ -262,8 +302,11 @@ def test_label_file_naming_undecodable_images_names_them(tmp_path, images):
     folder, names = images
     (folder / "notes.png").write_text("not a picture")
     (folder / "empty.jpg").write_bytes(b"")
-    path = write_csv(tmp_path / "l.csv", ["file_name", "expression"],
-                     [[names[0], 1], ["notes.png", 2], [names[1], 3], ["empty.jpg", 0]])
+    path = write_csv(
+        tmp_path / "l.csv",
+        ["file_name", "expression"],
+        [[names[0], 1], ["notes.png", 2], [names[1], 3], ["empty.jpg", 0]],
+    )
     with pytest.raises(ValueError) as error:
         read_label_file(folder, path, "expression")
     message = str(error.value)
@@ -286,12 +329,14 @@ def test_image_counts_must_be_positive(tmp_path):
 
 def test_saved_dataset_with_a_bad_label_names_the_row(tmp_path):
     image = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
-    datasets.Dataset.from_dict({"image": [image] * 3, "file_name": ["a.png", "b.png", "c.png"],
-                                "expression": [0, 9, 1]}).save_to_disk(str(tmp_path / "d"))
+    datasets.Dataset.from_dict(
+        {"image": [image] * 3, "file_name": ["a.png", "b.png", "c.png"], "expression": [0, 9, 1]}
+    ).save_to_disk(str(tmp_path / "d"))
     with pytest.raises(LabelError, match=r"row 1 \(file_name 'b\.png'\): expression label 9 is out of range"):
         load_task_data("expression", dataset=str(tmp_path / "d"))
     datasets.Dataset.from_dict({"image": [image] * 2, "landmarks": [[[1.0, 2.0]] * 3, [[1.0, 2.0]] * 2]}).save_to_disk(
-        str(tmp_path / "l"))
+        str(tmp_path / "l")
+    )
     with pytest.raises(LabelError, match=r"row 1: 2 landmarks, expected 3"):
         load_task_data("landmarks", dataset=str(tmp_path / "l"))
     datasets.Dataset.from_dict({"image": [image] * 2, "expression": [1, None]}).save_to_disk(str(tmp_path / "m"))
@@ -359,7 +404,7 @@ def test_collator_batches_and_landmark_coordinates(tmp_path):
     for pts in points:
         array = np.zeros((size, size, 3), np.uint8)
         x, y = np.round(pts[0]).astype(int)
-        array[y - 2:y + 3, x - 2:x + 3] = 255
+        array[y - 2 : y + 3, x - 2 : x + 3] = 255
         pts[0] = [x, y]
         images.append(Image.fromarray(array))
     rows = [{"image": image, "landmarks": pts.tolist()} for image, pts in zip(images, points)]
@@ -391,8 +436,10 @@ def test_collator_reads_image_sizes_of_arrays_and_tensors_and_normalises_by_the_
     labels = TaskLabels("landmarks", num_landmarks=2)
     processor = ProSImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     collator = FaceTaskCollator(labels, processor)
-    targets = [collator([{"image": image, "landmarks": points}])["landmarks"] for image in (
-        Image.fromarray(array), array, torch.from_numpy(array).permute(2, 0, 1))]
+    targets = [
+        collator([{"image": image, "landmarks": points}])["landmarks"]
+        for image in (Image.fromarray(array), array, torch.from_numpy(array).permute(2, 0, 1))
+    ]
     for other in targets[1:]:
         torch.testing.assert_close(other, targets[0])
     # 48x64 -> 32x43 (x scale 43/64) -> 5 px cropped off the left (floor((43 - 32) / 2))
@@ -401,8 +448,15 @@ def test_collator_reads_image_sizes_of_arrays_and_tensors_and_normalises_by_the_
 
     from pros_hf.augmentation import LandmarkAugmentation
 
-    augmentation = LandmarkAugmentation(output_size=(24, 24), rotation_degrees=0.0, scale=(1.0, 1.0), translate=0.0,
-                                        flip_p=0.0, mean=tuple(processor.image_mean), std=tuple(processor.image_std))
+    augmentation = LandmarkAugmentation(
+        output_size=(24, 24),
+        rotation_degrees=0.0,
+        scale=(1.0, 1.0),
+        translate=0.0,
+        flip_p=0.0,
+        mean=tuple(processor.image_mean),
+        std=tuple(processor.image_std),
+    )
     augmented = FaceTaskCollator(labels, processor, augmentation)([{"image": array, "landmarks": points}])
     assert augmented["pixel_values"].shape[-2:] == (24, 24)
     torch.testing.assert_close(augmented["landmarks"], targets[0], atol=0.05, rtol=0)  # same place, 24-px frame
@@ -412,11 +466,14 @@ def test_collator_classification_labels():
     image = Image.fromarray(np.zeros((48, 48, 3), np.uint8))
     processor = ProSImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     expression = FaceTaskCollator(TaskLabels("expression", label_names=EXPRESSIONS), processor)(
-        [{"image": image, "expression": 3}, {"image": image, "expression": 0}])
+        [{"image": image, "expression": 3}, {"image": image, "expression": 0}]
+    )
     assert expression["labels"].dtype == torch.long and expression["labels"].tolist() == [3, 0]
-    attributes = FaceTaskCollator(TaskLabels("attributes", label_names=("a", "b", "c")), processor,
-                                  default_augmentation("attributes", (32, 32), processor))(
-        [{"image": image, "attributes": [0, 2]}, {"image": image, "attributes": []}])
+    attributes = FaceTaskCollator(
+        TaskLabels("attributes", label_names=("a", "b", "c")),
+        processor,
+        default_augmentation("attributes", (32, 32), processor),
+    )([{"image": image, "attributes": [0, 2]}, {"image": image, "attributes": []}])
     assert attributes["labels"].dtype == torch.float32
     assert attributes["labels"].tolist() == [[1, 0, 1], [0, 0, 0]]
     assert attributes["pixel_values"].shape == (2, 3, 32, 32)
@@ -445,15 +502,19 @@ def test_layer_ids_and_layer_decay_values():
     by_name = {name: group for group in groups for name in group["names"]}
     assert set(by_name) == {name for name, _ in model.named_parameters()}
     layer_ids = {  # 0 embeddings, i + 1 block i, L + 1 = 5 final norm and head
-        "pros.embeddings.cls_token": 0, "pros.embeddings.patch_embeddings.projection.weight": 0,
-        "pros.encoder.layer.2.attention.qkv.weight": 3, "pros.layernorm.weight": 5, "classifier.weight": 5,
+        "pros.embeddings.cls_token": 0,
+        "pros.embeddings.patch_embeddings.projection.weight": 0,
+        "pros.encoder.layer.2.attention.qkv.weight": 3,
+        "pros.layernorm.weight": 5,
+        "classifier.weight": 5,
     }
     for name, layer in layer_ids.items():
         assert by_name[name]["layer_id"] == layer, name
     # Through PEFT (names under base_model.model., LoRA matrices): block 3's LoRA matrix is layer 4, with the layer
     # decay but not the backbone scale.
-    lora_groups = parameter_groups(apply_lora(micro_classifier(), r=2, alpha=4), 1e-3, backbone_lr_scale=0.1,
-                                   layer_decay=0.5)
+    lora_groups = parameter_groups(
+        apply_lora(micro_classifier(), r=2, alpha=4), 1e-3, backbone_lr_scale=0.1, layer_decay=0.5
+    )
     lora_by_name = {name: group for group in lora_groups for name in group["names"]}
     lora_a = "base_model.model.pros.encoder.layer.3.attention.qkv.lora_A.default.weight"
     assert lora_by_name[lora_a]["layer_id"] == 4 and lora_by_name[lora_a]["lr"] == pytest.approx(1e-3 * 0.5)
@@ -467,9 +528,14 @@ def test_layer_ids_and_layer_decay_values():
     for name, lr in expected.items():
         assert by_name[name]["lr"] == pytest.approx(lr), name
     no_decay = {name for name, group in by_name.items() if group["weight_decay"] == 0}
-    assert {"pros.embeddings.cls_token", "pros.embeddings.position_embeddings", "classifier.bias",
-            "pros.encoder.layer.1.norm1.weight", "pros.encoder.layer.1.attention.qkv.bias",
-            "pros.layernorm.bias"} <= no_decay
+    assert {
+        "pros.embeddings.cls_token",
+        "pros.embeddings.position_embeddings",
+        "classifier.bias",
+        "pros.encoder.layer.1.norm1.weight",
+        "pros.encoder.layer.1.attention.qkv.bias",
+        "pros.layernorm.bias",
+    } <= no_decay
     assert by_name["pros.encoder.layer.1.attention.qkv.weight"]["weight_decay"] == 0.05
     assert by_name["classifier.weight"]["weight_decay"] == 0.05
     with pytest.raises(ValueError, match="layer_decay"):
@@ -484,13 +550,15 @@ def test_finetune_trainer_builds_the_optim_of_the_arguments_on_the_groups(tmp_pa
     model = micro_classifier()
     expected = parameter_groups(model, 1e-3, weight_decay=0.05, backbone_lr_scale=0.1, layer_decay=0.5)
     for optim, cls in (("adamw_torch", torch.optim.AdamW), ("sgd", torch.optim.SGD)):
-        args = TrainingArguments(output_dir=str(tmp_path), optim=optim, learning_rate=1e-3, weight_decay=0.05,
-                                 use_cpu=True, report_to=[])
+        args = TrainingArguments(
+            output_dir=str(tmp_path), optim=optim, learning_rate=1e-3, weight_decay=0.05, use_cpu=True, report_to=[]
+        )
         trainer = FinetuneTrainer(model=model, args=args, backbone_lr_scale=0.1, layer_decay=0.5)
         optimizer = trainer.create_optimizer()
         assert type(optimizer) is cls
         assert [(g["lr"], g["weight_decay"], g["names"]) for g in optimizer.param_groups] == [
-            (g["lr"], g["weight_decay"], g["names"]) for g in expected]
+            (g["lr"], g["weight_decay"], g["names"]) for g in expected
+        ]
 
 
 def test_linear_probe_trains_the_head_only():
@@ -520,13 +588,15 @@ def test_lora_trains_under_two_percent_at_the_demo_scale():
     assert counts.lora == 4 * 2 * ((64 + 192) + (64 + 64)) == 3072
     assert counts.head == 64 * 7 + 7
     assert counts.fraction < 0.02, counts.as_dict()
-    attributes = count_trainable(apply_lora(micro_classifier(num_labels=12, problem_type=(
-        "multi_label_classification")), r=2, alpha=4))
+    attributes = count_trainable(
+        apply_lora(micro_classifier(num_labels=12, problem_type=("multi_label_classification")), r=2, alpha=4)
+    )
     assert attributes.fraction < 0.02, attributes.as_dict()
     # the landmark decoder is a head of its own weight: over 2% at micro size whatever the rank; LoRA alone is not
     torch.manual_seed(0)
-    landmarks = ProSForLandmarkDetection(ProSConfig.from_preset("micro", image_size=32,
-                                                                landmark_decoder_hidden_size=64))
+    landmarks = ProSForLandmarkDetection(
+        ProSConfig.from_preset("micro", image_size=32, landmark_decoder_hidden_size=64)
+    )
     counts = count_trainable(apply_lora(landmarks, r=2, alpha=4))
     assert counts.lora_fraction < 0.02 and counts.head > 0.2 * counts.total
     # only LoRA matrices and the head train; the base weights are frozen
@@ -542,8 +612,11 @@ def test_lora_trains_under_two_percent_for_every_head_at_vit_sizes(preset, rank)
     finetune.py's default decoder width with --lora (64), with its 68 heatmaps."""
     heads = {
         "expression": lambda: ProSForImageClassification(ProSConfig.from_preset(preset, num_labels=7)),
-        "attributes": lambda: ProSForImageClassification(ProSConfig.from_preset(
-            preset, num_labels=12, problem_type="multi_label_classification", classifier_pooling="cls_mean")),
+        "attributes": lambda: ProSForImageClassification(
+            ProSConfig.from_preset(
+                preset, num_labels=12, problem_type="multi_label_classification", classifier_pooling="cls_mean"
+            )
+        ),
         "landmarks": lambda: ProSForLandmarkDetection(ProSConfig.from_preset(preset, landmark_decoder_hidden_size=64)),
     }
     for task, build in heads.items():
@@ -561,8 +634,11 @@ def test_lora_targets_the_backbone_attention_only():
     with pytest.raises(ValueError, match="match no Linear layer of the backbone"):
         apply_lora(micro_classifier(), target_modules=("query",))
     # one unknown name among known ones is refused too (it used to be dropped silently), and named
-    with pytest.raises(ValueError, match=r"target_modules \['foo'\] match no Linear layer .*\['fc1', 'fc2', "
-                                         r"'o_proj', 'qkv'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"target_modules \['foo'\] match no Linear layer .*\['fc1', 'fc2', "
+        r"'o_proj', 'qkv'\]",
+    ):
         apply_lora(micro_classifier(), target_modules=("qkv", "foo"))
     # the same check on a bare backbone (names without pros.), before any head is built
     from pros_hf.finetuning.lora import check_target_modules
@@ -577,7 +653,7 @@ def test_lora_targets_the_backbone_attention_only():
 def test_lora_save_reload_and_merge_give_the_same_outputs(tmp_path):
     model = apply_lora(micro_classifier(), r=2, alpha=4)
     with torch.no_grad():  # make the adapter and the head non-trivial, as training would
-        for name, parameter in model.named_parameters():
+        for _name, parameter in model.named_parameters():
             if parameter.requires_grad:
                 parameter.add_(torch.randn_like(parameter) * 0.05)
     model.eval()
@@ -611,11 +687,22 @@ def test_head_card_metadata_parses_with_the_measured_values():
     from huggingface_hub import ModelCard
 
     model = micro_classifier(num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
-    results = {"pretrained": {"mean": {"accuracy": 0.61, "macro_f1": 0.55},
-                              "std": {"accuracy": 0.01, "macro_f1": 0.02}},
-               "random_init": {"mean": {"accuracy": 0.4, "macro_f1": 0.3}, "std": {"accuracy": 0.0, "macro_f1": 0.0}}}
-    card = head_card(model, "expression", results, repo_id="org/pros-expr", base_model="org/pros-vits",
-                     dataset="RAF-DB", dataset_id="org/rafdb", num_train=100, num_test=50, seeds=[0, 1])
+    results = {
+        "pretrained": {"mean": {"accuracy": 0.61, "macro_f1": 0.55}, "std": {"accuracy": 0.01, "macro_f1": 0.02}},
+        "random_init": {"mean": {"accuracy": 0.4, "macro_f1": 0.3}, "std": {"accuracy": 0.0, "macro_f1": 0.0}},
+    }
+    card = head_card(
+        model,
+        "expression",
+        results,
+        repo_id="org/pros-expr",
+        base_model="org/pros-vits",
+        dataset="RAF-DB",
+        dataset_id="org/rafdb",
+        num_train=100,
+        num_test=50,
+        seeds=[0, 1],
+    )
     parsed = ModelCard(str(card))
     data = parsed.data
     assert data.base_model == "org/pros-vits" and data.datasets == ["org/rafdb"] and data.license == "apache-2.0"
@@ -645,8 +732,11 @@ def test_backbone_card_keeps_a_local_dataset_path_out_of_the_metadata():
 
 def test_head_card_of_one_seed_shows_the_means_without_a_spread():
     model = micro_classifier(num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
-    run = {"per_seed": {"0": {"accuracy": 0.61, "macro_f1": 0.55}}, "mean": {"accuracy": 0.61, "macro_f1": 0.55},
-           "std": {"accuracy": 0.0, "macro_f1": 0.0}}  # as examples/finetune.py writes a one-seed run
+    run = {
+        "per_seed": {"0": {"accuracy": 0.61, "macro_f1": 0.55}},
+        "mean": {"accuracy": 0.61, "macro_f1": 0.55},
+        "std": {"accuracy": 0.0, "macro_f1": 0.0},
+    }  # as examples/finetune.py writes a one-seed run
     card = str(head_card(model, "expression", {"pretrained": run, "random_init": run}, seeds=[3]))
     assert "±" not in card and "| 0.6100 | 0.6100 |" in card and "1 seed\n(3)" in card
 
@@ -697,8 +787,16 @@ def test_load_backbone_refuses_a_model_that_is_not_pros_or_lacks_weights(tmp_pat
 
     from pros_hf import ProSModel, load_backbone
 
-    ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       image_size=32, patch_size=8)).save_pretrained(tmp_path / "vit")
+    ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=32,
+            patch_size=8,
+        )
+    ).save_pretrained(tmp_path / "vit")
     with pytest.raises(ValueError, match=r"'.*vit' is not a ProS model: its config.json has model_type 'vit'"):
         load_backbone(str(tmp_path / "vit"))
     with pytest.raises(ValueError, match="is not a ProS model"):  # and so is a head built on it
@@ -709,6 +807,9 @@ def test_load_backbone_refuses_a_model_that_is_not_pros_or_lacks_weights(tmp_pat
     state = load_file(weights)
     dropped = [key for key in state if key.startswith("encoder.layer.3.")]
     save_file({k: v for k, v in state.items() if k not in dropped}, weights, metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=rf"'.*partial': {len(dropped)} backbone weights are missing from its "
-                                         r"checkpoint \(e\.g\. \['encoder\.layer\.3\."):
+    with pytest.raises(
+        ValueError,
+        match=rf"'.*partial': {len(dropped)} backbone weights are missing from its "
+        r"checkpoint \(e\.g\. \['encoder\.layer\.3\.",
+    ):
         load_backbone(str(tmp_path / "partial"))

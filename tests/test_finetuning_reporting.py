@@ -10,8 +10,12 @@ from pros_hf.finetuning.reporting import format_comparison_table, labels_only_sc
 
 def task_data(task, train_column, test_column, label_names=None, num_landmarks=None):
     labels = TaskLabels(task, label_names=label_names, num_landmarks=num_landmarks)
-    return TaskData(datasets.Dataset.from_dict({task: train_column}), datasets.Dataset.from_dict({task: test_column}),
-                    labels, dataset_name="hand-made")
+    return TaskData(
+        datasets.Dataset.from_dict({task: train_column}),
+        datasets.Dataset.from_dict({task: test_column}),
+        labels,
+        dataset_name="hand-made",
+    )
 
 
 def test_labels_only_expression_predicts_the_majority_of_the_chosen_examples():
@@ -34,8 +38,14 @@ def test_labels_only_attributes_take_each_attributes_majority_value():
 def test_labels_only_landmarks_use_the_mean_shape_in_each_test_images_pixels():
     """The mean of the chosen examples' shapes, taken in normalised units and drawn back in each test image's size
     (pixel centres at +0.5): a test face whose points are that shape scores NME 0 at any size."""
-    shapes = np.array([[[2.0, 3.0], [7.0, 3.0], [4.5, 8.0]], [[1.0, 2.0], [6.0, 2.0], [3.5, 6.0]],
-                       [[30.0, 30.0], [31.0, 30.0], [30.5, 31.0]]], dtype=np.float32)
+    shapes = np.array(
+        [
+            [[2.0, 3.0], [7.0, 3.0], [4.5, 8.0]],
+            [[1.0, 2.0], [6.0, 2.0], [3.5, 6.0]],
+            [[30.0, 30.0], [31.0, 30.0], [30.5, 31.0]],
+        ],
+        dtype=np.float32,
+    )
     train_sizes = [(10, 10), (10, 10), (40, 40)]  # (height, width); the third is not among the chosen examples
     mean_normalised = ((shapes[:2] + 0.5) / 10.0).mean(axis=0)
     test_sizes = [(10, 10), (20, 30)]
@@ -59,8 +69,13 @@ def test_summarise_seeds_gives_mean_and_sample_std_of_the_shared_numbers():
 
 def test_table_of_one_seed_shows_no_spread():
     run = {"mean": {"accuracy": 0.5, "macro_f1": 0.25}, "std": {"accuracy": 0.0, "macro_f1": 0.0}}
-    result = {"few_shot": None, "seeds": [3], "metrics": ["accuracy", "macro_f1"], "runs": {"pretrained": run},
-              "prior": {"mean": {"accuracy": 0.1, "macro_f1": 0.05}}}
+    result = {
+        "few_shot": None,
+        "seeds": [3],
+        "metrics": ["accuracy", "macro_f1"],
+        "runs": {"pretrained": run},
+        "prior": {"mean": {"accuracy": 0.1, "macro_f1": 0.05}},
+    }
     table = format_comparison_table({"expression": result})
     assert "1 seed: 3" in table and "±" not in table and "0.5000" in table
     two = format_comparison_table({"expression": {**result, "seeds": [0, 1]}})
@@ -71,9 +86,13 @@ def test_table_says_which_initialisation_is_better_per_metric():
     def run(value, nme):
         return {"mean": {"nme": nme, "auc": value}, "std": {"nme": 0.0, "auc": 0.0}}
 
-    result = {"few_shot": 0.05, "seeds": [0, 1], "metrics": ["nme", "auc"],
-              "runs": {"pretrained": run(0.2, 0.10), "random_init": run(0.1, 0.12)},
-              "prior": {"mean": {"nme": 0.13, "auc": 0.05}}}
+    result = {
+        "few_shot": 0.05,
+        "seeds": [0, 1],
+        "metrics": ["nme", "auc"],
+        "runs": {"pretrained": run(0.2, 0.10), "random_init": run(0.1, 0.12)},
+        "prior": {"mean": {"nme": 0.13, "auc": 0.05}},
+    }
     rows = format_comparison_table({"landmarks": result}).splitlines()
     assert "5% of the labels" in rows[0]
     nme_row = next(r for r in rows if r.startswith("landmarks   nme"))

@@ -2,15 +2,14 @@
 names, update_teacher on the shards equals the EMA of the full parameters, the export holds the whole teacher and
 k-NN on the sharded teacher gives the unsharded figures; with the blocks alone update_teacher refuses."""
 
-import pytest
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-
 from conftest import free_port
 
 pytestmark = pytest.mark.slow  # whole scripts end to end, minutes of CPU
@@ -20,10 +19,21 @@ DRIVER = ROOT / "tests" / "fsdp_driver.py"
 
 
 def run_ranks(tmp_path: Path, classes: str) -> list[dict]:
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(free_port()), str(DRIVER), str(tmp_path), classes]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        str(DRIVER),
+        str(tmp_path),
+        classes,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads((tmp_path / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
 

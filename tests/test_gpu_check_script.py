@@ -12,15 +12,33 @@ import pytest
 pytestmark = pytest.mark.slow  # whole scripts end to end, minutes of CPU
 
 ROOT = Path(__file__).resolve().parents[1]
-TOY = {"DEVICE": "cpu", "PRESET": "micro", "BATCH": "2", "NUM_LOCAL": "2", "GLOBAL": "32", "LOCAL": "16", "K": "64",
-       "REPEATS": "1", "STEPS": "2", "WORKERS": "0", "IMAGES": "8"}
+TOY = {
+    "DEVICE": "cpu",
+    "PRESET": "micro",
+    "BATCH": "2",
+    "NUM_LOCAL": "2",
+    "GLOBAL": "32",
+    "LOCAL": "16",
+    "K": "64",
+    "REPEATS": "1",
+    "STEPS": "2",
+    "WORKERS": "0",
+    "IMAGES": "8",
+}
 
 
 def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
     env = {**os.environ, **TOY, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "PARTS": "all"}
     # its own process group, so that a timeout stops the benchmarks it started too, not only bash
-    process = subprocess.Popen(["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        ["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=900)
     except subprocess.TimeoutExpired:
@@ -32,8 +50,12 @@ def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
     out = tmp_path / "out"
     assert "device cpu" in (out / "environment.txt").read_text()
     step = (out / "pretrain_step.txt").read_text()
-    for line in ("bf16     ratio: ProS / reference", "fp32     ratio: ProS / reference", "paired ratios",
-                 "multi-crop on cpu"):
+    for line in (
+        "bf16     ratio: ProS / reference",
+        "fp32     ratio: ProS / reference",
+        "paired ratios",
+        "multi-crop on cpu",
+    ):
         assert line in step, line
     assert "train fp32: ViTModel" in (out / "backbone.txt").read_text()
     assert "MultiCropAugmentation bilinear" in (out / "augmentation.txt").read_text()

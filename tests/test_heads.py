@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import install_in_hub_cache, run_without_pros_hf
 from torch.nn import functional as F
 from transformers import AutoModelForImageClassification, AutoModelForPoseEstimation
 
-from conftest import install_in_hub_cache, run_without_pros_hf
 from pros_hf import (
     ProSConfig,
     ProSForImageClassification,
@@ -55,8 +55,13 @@ def test_new_config_fields_default_and_round_trip(tmp_path):
     assert default.landmark_hidden_state_indices() == [4, 6, 8, 12]  # FaRL's blocks 3/5/7/11 of a ViT-B
     assert config().landmark_hidden_state_indices() == [1, 2, 3, 4]
     assert config(landmark_feature_layers=[-1, 2]).landmark_hidden_state_indices() == [2, 4]
-    saved = config(classifier_pooling="cls_mean", landmark_decoder="regression", num_landmarks=19,
-                   id2label={0: "a", 1: "b", 2: "c"}, problem_type="single_label_classification")
+    saved = config(
+        classifier_pooling="cls_mean",
+        landmark_decoder="regression",
+        num_landmarks=19,
+        id2label={0: "a", 1: "b", 2: "c"},
+        problem_type="single_label_classification",
+    )
     saved.save_pretrained(tmp_path)
     loaded = ProSConfig.from_pretrained(tmp_path)
     for key, value in saved.to_dict().items():
@@ -150,8 +155,9 @@ def test_cls_mean_pooling_concatenates_cls_and_mean_patch_token():
     expected = model.classifier(torch.cat((tokens[:, 0], tokens[:, 1:].mean(1)), dim=-1))
     torch.testing.assert_close(output.logits, expected)
     assert len(output.hidden_states) == 5 and len(output.attentions) == 4
-    logits, hidden_states, attentions = model(pixel_values, output_hidden_states=True, output_attentions=True,
-                                              return_dict=False)
+    logits, hidden_states, attentions = model(
+        pixel_values, output_hidden_states=True, output_attentions=True, return_dict=False
+    )
     torch.testing.assert_close(logits, output.logits)
 
 
@@ -160,11 +166,17 @@ def test_cls_mean_pooling_concatenates_cls_and_mean_patch_token():
     [
         (dict(num_labels=7), torch.tensor([0, 7]), r"class indices in \[0, 6\].*\[7\] in batch rows \[1\]"),
         (dict(num_labels=7), torch.tensor([-2, 1]), r"class indices in \[0, 6\]"),
-        (dict(num_labels=7, problem_type="single_label_classification"), torch.tensor([0.0, 1.0]),
-         "integer class indices"),
+        (
+            dict(num_labels=7, problem_type="single_label_classification"),
+            torch.tensor([0.0, 1.0]),
+            "integer class indices",
+        ),
         (dict(num_labels=7), torch.tensor([0, 1, 2]), r"shape \(2,\)"),
-        (dict(num_labels=12, problem_type="multi_label_classification"), torch.ones(2, 11),
-         r"\(batch=2, num_labels=12\), got \(2, 11\)"),
+        (
+            dict(num_labels=12, problem_type="multi_label_classification"),
+            torch.ones(2, 11),
+            r"\(batch=2, num_labels=12\), got \(2, 11\)",
+        ),
         (dict(num_labels=12, problem_type="multi_label_classification"), torch.full((2, 12), 2.0), r"\[0, 1\]"),
         (dict(num_labels=1), torch.tensor([float("nan"), 1.0]), "NaN"),
     ],
@@ -205,8 +217,16 @@ def test_heatmap_head_shapes_and_loss_for_non_square_inputs_of_any_size():
     assert output.hidden_states is None and output.attentions is None
     torch.testing.assert_close(output.landmarks, soft_argmax(output.heatmaps))
     l1 = F.l1_loss(output.landmarks, targets)
-    kl = F.kl_div(output.heatmaps.flatten(2).log_softmax(-1), gaussian_log_heatmaps(targets, 24, 16, 2.0).flatten(2),
-                  log_target=True, reduction="none").sum(-1).mean()
+    kl = (
+        F.kl_div(
+            output.heatmaps.flatten(2).log_softmax(-1),
+            gaussian_log_heatmaps(targets, 24, 16, 2.0).flatten(2),
+            log_target=True,
+            reduction="none",
+        )
+        .sum(-1)
+        .mean()
+    )
     torch.testing.assert_close(output.loss, l1 + 0.1 * kl)
     output.loss.backward()
     assert model.decoder.fuse.weight.grad.abs().sum() > 0 and model.pros.embeddings.cls_token.grad.abs().sum() > 0
@@ -353,8 +373,9 @@ def test_heads_round_trip_through_the_auto_classes(saved_heads):
     assert_same_weights(loaded_landmarks, landmarks.state_dict())
     assert loaded_expression.config.label2id == {"neutral": 0, "happiness": 1, "sadness": 2}
     torch.testing.assert_close(loaded_expression(pixel_values).logits, expression(pixel_values).logits, rtol=0, atol=0)
-    torch.testing.assert_close(loaded_landmarks(pixel_values).landmarks, landmarks(pixel_values).landmarks,
-                               rtol=0, atol=0)
+    torch.testing.assert_close(
+        loaded_landmarks(pixel_values).landmarks, landmarks(pixel_values).landmarks, rtol=0, atol=0
+    )
     for name, auto_class, reference in (
         ("expression", "AutoModelForImageClassification", "modeling_pros_classification.ProSForImageClassification"),
         ("landmarks", "AutoModelForPoseEstimation", "modeling_pros_landmarks.ProSForLandmarkDetection"),
@@ -386,13 +407,15 @@ def test_heads_load_with_trust_remote_code_in_a_process_without_the_package(save
     install_in_hub_cache(folders["landmarks"], "org/pros-landmarks")
     pixel_values = torch.randn(2, 3, 32, 48)
     np.save(tmp_path / "pixels.npy", pixel_values.numpy())
-    run_without_pros_hf(REMOTE_HEADS_SCRIPT, tmp_path / "pixels.npy", tmp_path / "logits.npy",
-                        tmp_path / "landmarks.npy", cwd=tmp_path)
+    run_without_pros_hf(
+        REMOTE_HEADS_SCRIPT, tmp_path / "pixels.npy", tmp_path / "logits.npy", tmp_path / "landmarks.npy", cwd=tmp_path
+    )
     np.testing.assert_array_equal(np.load(tmp_path / "logits.npy"), expression(pixel_values).logits.detach().numpy())
     # the heatmap decoder's convolutions may pick another oneDNN kernel in another process (memory alignment): one
     # clean-clone CI run differed by one float32 ulp (9e-8) in 1 of 76 coordinates
-    np.testing.assert_allclose(np.load(tmp_path / "landmarks.npy"), landmarks(pixel_values).landmarks.detach().numpy(),
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "landmarks.npy"), landmarks(pixel_values).landmarks.detach().numpy(), rtol=0, atol=1e-6
+    )
 
 
 PRETRAINING_CODE = ("modeling_pros_pretraining.py", "losses.py")
@@ -434,8 +457,9 @@ def test_heads_built_from_a_pretraining_checkpoint_ship_no_pretraining_code(tmp_
     backbone = pretraining.export_teacher()
     backbone.save_pretrained(tmp_path / "exported")
     classifier = ProSForImageClassification.from_backbone(tmp_path / "checkpoint", num_labels=3)
-    landmarks = ProSForLandmarkDetection.from_backbone(tmp_path / "checkpoint", num_landmarks=7,
-                                                       landmark_decoder_hidden_size=16)
+    landmarks = ProSForLandmarkDetection.from_backbone(
+        tmp_path / "checkpoint", num_landmarks=7, landmark_decoder_hidden_size=16
+    )
     for name, model in (("exported", backbone), ("classifier", classifier), ("landmark-head", landmarks)):
         model.save_pretrained(tmp_path / name)
         files = set(os.listdir(tmp_path / name))
@@ -444,13 +468,17 @@ def test_heads_built_from_a_pretraining_checkpoint_ship_no_pretraining_code(tmp_
     pixel_values = torch.randn(2, 3, 32, 32)
     np.save(tmp_path / "pixels.npy", pixel_values.numpy())
     outputs = [tmp_path / f"{name}.npy" for name in ("features", "logits", "landmarks")]
-    run_without_pros_hf(REMOTE_FROM_BACKBONE_SCRIPT, tmp_path / "pixels.npy", *outputs, tmp_path / "checkpoint",
-                        cwd=tmp_path)
+    run_without_pros_hf(
+        REMOTE_FROM_BACKBONE_SCRIPT, tmp_path / "pixels.npy", *outputs, tmp_path / "checkpoint", cwd=tmp_path
+    )
     fetched = {path.name for path in (tmp_path / "modules").rglob("*.py")}
     assert "modeling_pros_heads.py" in fetched and not fetched & set(PRETRAINING_CODE), sorted(fetched)
     with torch.no_grad():
-        expected = (backbone(pixel_values).pooler_output, classifier(pixel_values).logits,
-                    landmarks(pixel_values).landmarks)
+        expected = (
+            backbone(pixel_values).pooler_output,
+            classifier(pixel_values).logits,
+            landmarks(pixel_values).landmarks,
+        )
     for path, tensor in zip(outputs, expected):
         np.testing.assert_allclose(np.load(path), tensor.numpy(), rtol=0, atol=1e-6)
 
@@ -468,8 +496,11 @@ def test_a_missing_model_folder_or_an_unreachable_hub_id_is_named(tmp_path, monk
             loader("outputs/demo/backbon")
         with pytest.raises(FileNotFoundError, match=r"No model folder './backbon'"):
             loader("./backbon")
-        with pytest.raises(OSError, match=r"Cannot load 'org/no-such-model': it is not a local folder, and "
-                                          r"HF_HUB_OFFLINE is set"):
+        with pytest.raises(
+            OSError,
+            match=r"Cannot load 'org/no-such-model': it is not a local folder, and "
+            r"HF_HUB_OFFLINE is set",
+        ):
             loader("org/no-such-model")
         assert isinstance(loader("backbone"), ProSModel)
     install_in_hub_cache(tmp_path / "backbone", "org/cached-backbone")

@@ -9,10 +9,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import BLOCK_PROS_HF, install_in_hub_cache
 from skimage import data
 from transformers import AutoConfig, AutoImageProcessor, AutoModel
 
-from conftest import BLOCK_PROS_HF, install_in_hub_cache
 from pros_hf import ProSConfig, ProSImageProcessor, ProSModel
 
 
@@ -40,8 +40,14 @@ def test_save_load_reproduces_every_tensor_exactly(saved_model):
 def test_saved_folder_has_auto_map_and_code(saved_model):
     _, folder = saved_model
     files = set(os.listdir(folder))
-    assert {"config.json", "model.safetensors", "modeling_pros.py", "configuration_pros.py",
-            "preprocessor_config.json", "image_processing_pros.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "modeling_pros.py",
+        "configuration_pros.py",
+        "preprocessor_config.json",
+        "image_processing_pros.py",
+    } <= files
     config = json.loads((folder / "config.json").read_text())
     assert config["model_type"] == "pros"
     assert config["auto_map"] == {"AutoConfig": "configuration_pros.ProSConfig", "AutoModel": "modeling_pros.ProSModel"}
@@ -64,7 +70,9 @@ def test_auto_classes_load_from_the_hub_cache(saved_model):
     torch.testing.assert_close(loaded(pixel_values).pooler_output, model(pixel_values).pooler_output, rtol=0, atol=0)
 
 
-REMOTE_CODE_SCRIPT = BLOCK_PROS_HF + r"""
+REMOTE_CODE_SCRIPT = (
+    BLOCK_PROS_HF
+    + r"""
 import numpy as np, torch
 from transformers import AutoImageProcessor, AutoModel
 model = AutoModel.from_pretrained("org/pros-vitb", trust_remote_code=True)
@@ -74,6 +82,7 @@ image = np.load(sys.argv[1])
 pixel_values = processor(image, return_tensors="pt").pixel_values
 np.save(sys.argv[2], model(pixel_values).pooler_output.detach().numpy())
 """
+)
 
 
 @pytest.mark.slow
@@ -86,7 +95,11 @@ def test_trust_remote_code_in_a_process_without_the_package(saved_model, tmp_pat
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     result = subprocess.run(
         [sys.executable, "-c", REMOTE_CODE_SCRIPT, str(tmp_path / "image.npy"), str(tmp_path / "features.npy")],
-        env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     remote = np.load(tmp_path / "features.npy")
@@ -123,7 +136,9 @@ def test_image_processor_bad_inputs():
         ProSImageProcessor(resample="lanczos7")
 
 
-PRETRAINING_REMOTE_SCRIPT = REMOTE_CODE_SCRIPT.split("import numpy as np, torch")[0] + r"""
+PRETRAINING_REMOTE_SCRIPT = (
+    REMOTE_CODE_SCRIPT.split("import numpy as np, torch")[0]
+    + r"""
 import torch
 from transformers import AutoModelForPreTraining
 model = AutoModelForPreTraining.from_pretrained(sys.argv[1], trust_remote_code=True)
@@ -132,6 +147,7 @@ torch.manual_seed(0)
 output = model(torch.randn(2, 2, 3, 32, 32), torch.randn(2, 2, 3, 16, 16))
 print(repr(float(output.loss)))
 """
+)
 
 
 @pytest.mark.slow
@@ -144,11 +160,18 @@ def test_pretraining_checkpoint_loads_with_remote_code_and_its_loss_module(tmp_p
     model = ProSForPreTraining(ProSConfig.from_preset("micro")).eval()
     model.save_pretrained(tmp_path / "ckpt")
     assert {"modeling_pros_pretraining.py", "modeling_pros.py", "losses.py", "configuration_pros.py"} <= set(
-        os.listdir(tmp_path / "ckpt"))
+        os.listdir(tmp_path / "ckpt")
+    )
     assert isinstance(AutoModelForPreTraining.from_pretrained(tmp_path / "ckpt"), ProSForPreTraining)
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run([sys.executable, "-c", PRETRAINING_REMOTE_SCRIPT, str(tmp_path / "ckpt")], env=env,
-                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", PRETRAINING_REMOTE_SCRIPT, str(tmp_path / "ckpt")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     torch.manual_seed(0)
     expected = model(torch.randn(2, 2, 3, 32, 32), torch.randn(2, 2, 3, 16, 16)).loss.detach()
@@ -172,19 +195,30 @@ def test_image_processor_reads_16_bit_images_and_refuses_ambiguous_values(tmp_pa
     torch.testing.assert_close(from_array, from_8_bit, atol=1 / 255, rtol=0)
     # an HWC numpy array whose height could be a channel count is read as HWC, like the same pixels as PIL
     rgb = np.random.default_rng(0).integers(0, 256, (4, 5, 3), dtype=np.uint8)
-    torch.testing.assert_close(processor(rgb, return_tensors="pt").pixel_values,
-                               processor(Image.fromarray(rgb), return_tensors="pt").pixel_values)
-    for bad, message in ((np.ones((8, 8), bool), "boolean mask"), (torch.randn(3, 8, 8), "normalised inputs"),
-                         (np.full((8, 8, 3), 300, np.int32), "8-bit values"), (np.zeros((0, 0, 3), np.uint8), "empty")):
+    torch.testing.assert_close(
+        processor(rgb, return_tensors="pt").pixel_values,
+        processor(Image.fromarray(rgb), return_tensors="pt").pixel_values,
+    )
+    for bad, message in (
+        (np.ones((8, 8), bool), "boolean mask"),
+        (torch.randn(3, 8, 8), "normalised inputs"),
+        (np.full((8, 8, 3), 300, np.int32), "8-bit values"),
+        (np.zeros((0, 0, 3), np.uint8), "empty"),
+    ):
         with pytest.raises(ValueError, match=message):
             processor(bad)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(size={"height": 32, "width": 32}), "shortest_edge"), (dict(crop_size="big"), "crop_size"),
-    (dict(image_mean=[0.5]), "image_mean"), (dict(image_std=[0, 0, 0]), "image_std"),
-    (dict(rescale_factor=0), "rescale_factor"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(size={"height": 32, "width": 32}), "shortest_edge"),
+        (dict(crop_size="big"), "crop_size"),
+        (dict(image_mean=[0.5]), "image_mean"),
+        (dict(image_std=[0, 0, 0]), "image_std"),
+        (dict(rescale_factor=0), "rescale_factor"),
+    ],
+)
 def test_image_processor_arguments_name_what_is_wrong(arguments, message):
     with pytest.raises(ValueError, match=message):
         ProSImageProcessor(**arguments)
@@ -230,11 +264,15 @@ def test_image_processor_keeps_valid_overshoot_and_16_bit_tensors_and_reads_wide
     assert float(pixel_values.min()) == 0.0 and float(pixel_values.max()) == 1.0
     # torch uint16 is scaled like numpy uint16 (torch has no min/max for it)
     sixteen = torch.full((3, 20, 20), 65535 // 2, dtype=torch.int32).to(torch.uint16)
-    torch.testing.assert_close(processor(sixteen, return_tensors="pt").pixel_values,
-                               processor(sixteen.numpy().astype(np.uint16), return_tensors="pt").pixel_values)
+    torch.testing.assert_close(
+        processor(sixteen, return_tensors="pt").pixel_values,
+        processor(sixteen.numpy().astype(np.uint16), return_tensors="pt").pixel_values,
+    )
     # mode I / F images are scaled by the training decoder's rule: inference sees the pixels pre-training saw
-    for array, mode in ((np.arange(400, dtype=np.int32).reshape(20, 20) % 200, "I"),
-                        (np.linspace(0, 90, 400, dtype=np.float32).reshape(20, 20), "F")):
+    for array, mode in (
+        (np.arange(400, dtype=np.int32).reshape(20, 20) % 200, "I"),
+        (np.linspace(0, 90, 400, dtype=np.float32).reshape(20, 20), "F"),
+    ):
         buffer = io.BytesIO()
         Image.fromarray(array, mode=mode).save(buffer, format="TIFF")
         image = Image.open(io.BytesIO(buffer.getvalue()))

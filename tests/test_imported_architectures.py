@@ -20,7 +20,7 @@ def imported(**overrides):
     torch.manual_seed(0)
     model = ProSModel(ProSConfig.from_preset("micro", **{**IMPORTED, **overrides}))
     with torch.no_grad():  # layer scales and norms away from their constant initialisation
-        for name, parameter in model.named_parameters():
+        for _name, parameter in model.named_parameters():
             if parameter.ndim == 1:
                 parameter.add_(torch.randn_like(parameter) * 0.3)
     return model
@@ -28,8 +28,12 @@ def imported(**overrides):
 
 def test_the_defaults_build_the_plain_vit_and_old_configs_load_unchanged(tmp_path):
     config = ProSConfig()
-    assert (config.use_pre_layernorm, config.layerscale_value, config.num_register_tokens,
-            config.interpolate_antialias) == (False, None, 0, False)
+    assert (
+        config.use_pre_layernorm,
+        config.layerscale_value,
+        config.num_register_tokens,
+        config.interpolate_antialias,
+    ) == (False, None, 0, False)
     torch.manual_seed(0)
     model = ProSModel(ProSConfig.from_preset("micro")).eval()
     assert model.pre_layernorm is None and model.embeddings.register_tokens is None
@@ -45,9 +49,17 @@ def test_the_defaults_build_the_plain_vit_and_old_configs_load_unchanged(tmp_pat
     torch.testing.assert_close(loaded.eval()(pixel_values).last_hidden_state, model(pixel_values).last_hidden_state)
 
 
-@pytest.mark.parametrize("field, value", [("use_pre_layernorm", "yes"), ("layerscale_value", 0.0),
-                                          ("layerscale_value", "1e-5"), ("num_register_tokens", -1),
-                                          ("num_register_tokens", 1.5), ("interpolate_antialias", 1)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("use_pre_layernorm", "yes"),
+        ("layerscale_value", 0.0),
+        ("layerscale_value", "1e-5"),
+        ("num_register_tokens", -1),
+        ("num_register_tokens", 1.5),
+        ("interpolate_antialias", 1),
+    ],
+)
 def test_bad_values_are_refused_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         ProSConfig.from_preset("micro", **{field: value})
@@ -70,8 +82,10 @@ def test_registers_are_attended_to_but_not_returned():
 def test_antialiased_resampling_differs_only_off_the_native_grid():
     model = imported().eval()
     plain = imported(interpolate_antialias=False).eval()
-    assert torch.equal(model.embeddings.interpolate_pos_encoding(4, 4, torch.float32),
-                       plain.embeddings.interpolate_pos_encoding(4, 4, torch.float32))
+    assert torch.equal(
+        model.embeddings.interpolate_pos_encoding(4, 4, torch.float32),
+        plain.embeddings.interpolate_pos_encoding(4, 4, torch.float32),
+    )
     resized = model.embeddings.interpolate_pos_encoding(3, 6, torch.float32)
     assert resized.shape == (1, 1 + 18, 64)
     assert not torch.allclose(resized, plain.embeddings.interpolate_pos_encoding(3, 6, torch.float32))
@@ -144,8 +158,9 @@ def test_training_flops_count_the_register_tokens(patch_loss_weight):
     from pros_hf.modeling_pros_pretraining import ProSForPreTraining
 
     torch.manual_seed(0)
-    config = ProSConfig.from_preset("micro", **IMPORTED, patch_loss_weight=patch_loss_weight, mask_probability=1.0,
-                                    mask_ratio=[0.25, 0.25])
+    config = ProSConfig.from_preset(
+        "micro", **IMPORTED, patch_loss_weight=patch_loss_weight, mask_probability=1.0, mask_ratio=[0.25, 0.25]
+    )
     model = ProSForPreTraining(config).train()
     with flop_counter() as counter:
         model(global_crops=torch.randn(2, 2, 3, 32, 32), local_crops=torch.randn(2, 2, 3, 16, 16)).loss.backward()

@@ -260,8 +260,9 @@ def test_knn_callback_reports_through_trainer_log(micro_model, faces):
     state, control = TrainerState(), TrainerControl()
     state.global_step = 5
     control.should_log = True
-    callback = KNNCallback(faces.select(range(40)), faces.select(range(40, 60)), label_columns="expression", k=3,
-                           trainer=FakeTrainer())
+    callback = KNNCallback(
+        faces.select(range(40)), faces.select(range(40, 60)), label_columns="expression", k=3, trainer=FakeTrainer()
+    )
     metrics = {}
     callback.on_evaluate(None, state, control, model=micro_model, metrics=metrics)
     assert list(callback.trainer.logged[0]) == ["knn/expression_top1"] and "eval_knn/expression_top1" in metrics
@@ -329,8 +330,10 @@ def test_knn_callback_reads_paths_and_skips_undecodable_images(tmp_path, micro_m
         callback.on_train_end(None, state, control, model=micro_model)
     entry = state.log_history[-1]
     assert entry["knn_skipped_images"] == 3
-    assert "3 of 16 images of the k-NN memory bank could not be decoded (1 empty file, 1 missing file, 1 not an " \
-           "image)" in caplog.text
+    assert (
+        "3 of 16 images of the k-NN memory bank could not be decoded (1 empty file, 1 missing file, 1 not an "
+        "image)" in caplog.text
+    )
     # the same figure as a k-NN on the good images alone: the bad rows' labels were dropped with them
     good = [row for row in range(16) if row not in (2, 5, 7)]
     clean = KNNCallback(by_path.select(good), by_path.select(range(16, 24)), "expression", k=3)
@@ -347,8 +350,11 @@ def test_every_image_unreadable_is_a_clear_error_and_extract_features_keeps_rows
     from pros_hf.knn import extract_dataset_features
 
     broken = _image_dicts([b"junk"] * 3, [0, 1, 0])
-    with pytest.raises(ValueError, match=r"3 of 3 images of the dataset could not be decoded \(3 not an image\): no "
-                                         "image left"):
+    with pytest.raises(
+        ValueError,
+        match=r"3 of 3 images of the dataset could not be decoded \(3 not an image\): no "
+        "image left",
+    ):
         extract_dataset_features(micro_model, broken)
     one_bad = _image_dicts([*faces.select(range(3))["image"], b"junk"], [0, 1, 0, 1])
     extracted = extract_dataset_features(micro_model, one_bad)
@@ -483,10 +489,32 @@ def test_pretrain_example_tracks_knn_and_writes_it_into_the_card(tmp_path, faces
     pretrain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pretrain)
     faces.save_to_disk(str(tmp_path / "labelled"))
-    base = ["--output_dir", str(tmp_path / "run"), "--num_synthetic_images", "16", "--synthetic_image_size", "40",
-            "--global_crop_size", "32", "--local_crop_size", "16", "--num_local_crops", "2",
-            "--per_device_train_batch_size", "8", "--max_steps", "4", "--save_strategy", "no", "--report_to", "none",
-            "--disable_tqdm", "true", "--knn_dataset", str(tmp_path / "labelled")]
+    base = [
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--num_synthetic_images",
+        "16",
+        "--synthetic_image_size",
+        "40",
+        "--global_crop_size",
+        "32",
+        "--local_crop_size",
+        "16",
+        "--num_local_crops",
+        "2",
+        "--per_device_train_batch_size",
+        "8",
+        "--max_steps",
+        "4",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--knn_dataset",
+        str(tmp_path / "labelled"),
+    ]
     trainer, _ = pretrain.build_trainer(base + ["--knn_eval_steps", "2"])
     capfd.readouterr()
     trainer.train()
@@ -551,7 +579,8 @@ def test_load_backbone_and_processor_uses_the_saved_processor_or_the_config(tmp_
     model.save_pretrained(tmp_path / "bare")
     model.save_pretrained(tmp_path / "with_processor")
     ProSImageProcessor(size={"shortest_edge": 40}, image_mean=[0.5, 0.5, 0.5]).save_pretrained(
-        tmp_path / "with_processor")
+        tmp_path / "with_processor"
+    )
     loaded, processor = load_backbone_and_processor(str(tmp_path / "with_processor"))
     assert isinstance(loaded, ProSModel) and list(processor.image_mean) == [0.5, 0.5, 0.5]
     _, derived = load_backbone_and_processor(str(tmp_path / "bare"))
@@ -566,8 +595,9 @@ def test_evaluate_knn_returns_the_query_rows_it_scored(micro_model, faces):
     images = list(subset["image"])
     images[bad] = b"not an image"
     stored = _image_dicts(images, subset["expression"])
-    scores, rows = evaluate_knn(micro_model, stored, label_columns="expression", test_fraction=0.5, k=3,
-                                return_query_rows=True)
+    scores, rows = evaluate_knn(
+        micro_model, stored, label_columns="expression", test_fraction=0.5, k=3, return_query_rows=True
+    )
     assert bad not in rows.tolist() and len(rows) == len(split) - 1
     assert sorted(rows.tolist()) == sorted(row for row in split.tolist() if row != bad)
     assert scores == evaluate_knn(micro_model, stored, label_columns="expression", test_fraction=0.5, k=3)
@@ -582,6 +612,7 @@ def test_pixel_array_columns_are_images(micro_model, faces):
     shape = arrays[0].shape
     stored = datasets.Dataset.from_dict(
         {"image": arrays, "expression": subset["expression"]},
-        features=datasets.Features({"image": datasets.Array3D(shape, "uint8"), "expression": datasets.Value("int64")}))
+        features=datasets.Features({"image": datasets.Array3D(shape, "uint8"), "expression": datasets.Value("int64")}),
+    )
     from_arrays = extract_features(micro_model, stored.with_format("numpy"))
     torch.testing.assert_close(from_arrays, extract_features(micro_model, subset))

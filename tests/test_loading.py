@@ -105,7 +105,9 @@ def test_warning_once_per_file_and_bounded(tmp_path, caplog):
     report = SkipReport(max_examples=2, max_logged=3)
     with caplog.at_level(logging.WARNING, logger="pros_hf"):
         for _ in range(2):  # two epochs over the same bad file: warned once
-            report.update({"pixel_values": torch.zeros(1, 3, S, S, dtype=torch.uint8), "skipped": [("a.jpg", "truncated")]})
+            report.update(
+                {"pixel_values": torch.zeros(1, 3, S, S, dtype=torch.uint8), "skipped": [("a.jpg", "truncated")]}
+            )
         for i in range(10):
             report.add(f"bad{i}.jpg", "not an image")
     messages = [r.getMessage() for r in caplog.records]
@@ -194,8 +196,9 @@ def test_rank_world_size_split_is_disjoint(tmp_path, streaming, num_shards):
     ids = _write_colour_images(tmp_path / "data", 13)
     parts = []
     for rank in range(3):
-        ds = load_pretraining_images(tmp_path / "data", S, streaming=streaming, rank=rank, world_size=3,
-                                     num_shards=num_shards)
+        ds = load_pretraining_images(
+            tmp_path / "data", S, streaming=streaming, rank=rank, world_size=3, num_shards=num_shards
+        )
         samples = list(ds) if streaming else [ds[i] for i in range(len(ds))]
         parts.append([int(s["pixel_values"][0, S // 2, S // 2]) for s in samples])
     assert all(parts)
@@ -243,11 +246,19 @@ def test_bad_arguments_name_options(tmp_path):
 
 
 @pytest.mark.parametrize("streaming", [False, True])
-@pytest.mark.parametrize("kwargs, name", [
-    ({"resample": "nearest"}, "resample"), ({"max_pixels": 0}, "max_pixels"), ({"max_pixels": "big"}, "max_pixels"),
-    ({"min_size": -1}, "min_size"), ({"min_size": 2.5}, "min_size"), ({"background": "white"}, "background"),
-    ({"background": (255, 255)}, "background"), ({"background": None}, "background"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"resample": "nearest"}, "resample"),
+        ({"max_pixels": 0}, "max_pixels"),
+        ({"max_pixels": "big"}, "max_pixels"),
+        ({"min_size": -1}, "min_size"),
+        ({"min_size": 2.5}, "min_size"),
+        ({"background": "white"}, "background"),
+        ({"background": (255, 255)}, "background"),
+        ({"background": None}, "background"),
+    ],
+)
 def test_bad_decoding_settings_are_refused_at_construction(tmp_path, streaming, kwargs, name):
     """They were accepted, then every image was skipped as 'unexpected error (ValueError)' or 'corrupt'."""
     _write_colour_images(tmp_path / "data", 2)
@@ -257,8 +268,9 @@ def test_bad_decoding_settings_are_refused_at_construction(tmp_path, streaming, 
 
 def test_good_decoding_settings_are_kept(tmp_path):
     _write_colour_images(tmp_path / "data", 2)
-    ds = load_pretraining_images(tmp_path / "data", S, resample="box", max_pixels=10**6, min_size=0,
-                                 background=[0, 0, 0])
+    ds = load_pretraining_images(
+        tmp_path / "data", S, resample="box", max_pixels=10**6, min_size=0, background=[0, 0, 0]
+    )
     assert ds.decode_kwargs == {"max_pixels": 10**6, "min_size": 0, "resample": "box", "background": (0, 0, 0)}
     assert ds[0]["pixel_values"].shape == (3, S, S)
 
@@ -302,9 +314,10 @@ def test_decoded_cache_returns_the_same_samples_and_decodes_once(tmp_path, monke
     cached = load_pretraining_images(tmp_path / "data", S, min_size=8, cache_bytes=1 << 20, check_decodable=False)
     decoded = []
     original = PretrainingImageDataset._decode_row
-    monkeypatch.setattr(PretrainingImageDataset, "_decode_row",
-                        lambda self, row: decoded.append(row) or original(self, row))
-    for epoch in range(3):
+    monkeypatch.setattr(
+        PretrainingImageDataset, "_decode_row", lambda self, row: decoded.append(row) or original(self, row)
+    )
+    for _epoch in range(3):
         for index in range(len(cached)):
             want, got = plain[index], cached[index]
             assert (want["pixel_values"] is None) == (got["pixel_values"] is None)
@@ -314,7 +327,7 @@ def test_decoded_cache_returns_the_same_samples_and_decodes_once(tmp_path, monke
     # 3 epochs of the plain dataset decode every row each time; the cached one decodes each row in its first epoch
     assert len(decoded) == 3 * len(plain) + len(cached)
     report = SkipReport()
-    for epoch in range(2):
+    for _epoch in range(2):
         batch = collate_pretraining([cached[i] for i in range(len(cached))])
         report.update(batch)
         assert sorted(_ids(batch["pixel_values"])) == sorted(ids)
@@ -322,7 +335,7 @@ def test_decoded_cache_returns_the_same_samples_and_decodes_once(tmp_path, monke
     assert report.summary()["skipped"] == 6 and report.attempts == 2 * 6
     # DataLoader workers that live across epochs keep their own caches and deliver the same images
     loader = make_pretraining_dataloader(cached, batch_size=4, num_workers=2, persistent_workers=True)
-    for epoch in range(2):
+    for _epoch in range(2):
         assert sorted(v for batch in loader for v in _ids(batch["pixel_values"])) == sorted(ids)
 
 

@@ -16,8 +16,10 @@ def micro_model(**overrides):
 
 def crops(batch=4, seed=1):
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, 2, 3, 32, 32, generator=generator),
-            torch.randn(batch, 3, 3, 16, 16, generator=generator))
+    return (
+        torch.randn(batch, 2, 3, 32, 32, generator=generator),
+        torch.randn(batch, 3, 3, 16, 16, generator=generator),
+    )
 
 
 def test_patch_loss_equals_a_per_image_loop():
@@ -97,8 +99,9 @@ def test_loss_equals_a_plain_recomputation(target_mode):
 
     def distributions(backbone, head, pixels, bool_masked_pos=None):
         tokens = backbone(pixels, bool_masked_pos=bool_masked_pos).last_hidden_state
-        return F.normalize(head(tokens[:, 0]), dim=-1) @ prototypes.t(), \
-            F.normalize(head(tokens[:, 1:][masks]), dim=-1) @ prototypes.t()
+        return F.normalize(head(tokens[:, 0]), dim=-1) @ prototypes.t(), F.normalize(
+            head(tokens[:, 1:][masks]), dim=-1
+        ) @ prototypes.t()
 
     def targets(scores, center):
         if target_mode == "center":
@@ -115,17 +118,20 @@ def test_loss_equals_a_plain_recomputation(target_mode):
     image_losses, start = [], 0
     for count in masks.sum(1).tolist():
         if count:
-            image_losses.append(per_patch[start:start + count].mean())
+            image_losses.append(per_patch[start : start + count].mean())
         start += count
     patch_loss = torch.stack(image_losses).mean()
     torch.testing.assert_close(output.patch_loss, patch_loss, atol=1e-5, rtol=1e-5)
     # the CLS loss sees the masked student crops, against the teacher's unmasked ones
     student_views = list(student_cls.view(4, 2, -1).transpose(0, 1))
-    student_views += [F.normalize(model.student_head(model.student(local_crops[:, v]).pooler_output), dim=-1)
-                      @ prototypes.t() for v in range(3)]
+    student_views += [
+        F.normalize(model.student_head(model.student(local_crops[:, v]).pooler_output), dim=-1) @ prototypes.t()
+        for v in range(3)
+    ]
     teacher_targets = targets(teacher_cls, model.center).view(4, 2, -1).transpose(0, 1)
     matching = losses.prototype_matching_loss(
-        teacher_targets, torch.stack([F.log_softmax(s / config.student_temperature, dim=-1) for s in student_views]))
+        teacher_targets, torch.stack([F.log_softmax(s / config.student_temperature, dim=-1) for s in student_views])
+    )
     torch.testing.assert_close(output.matching_loss, matching, atol=1e-5, rtol=1e-5)
     expected = matching + config.patch_loss_weight * patch_loss
     if target_mode == "sharpen":  # me-max (on by default with sharpen) sees the CLS distributions only
@@ -154,12 +160,15 @@ def test_mask_token_and_patch_center_train_save_and_reload(tmp_path):
     assert torch.equal(reloaded_backbone.embeddings.mask_token, model.teacher.embeddings.mask_token)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("patch_loss_weight", -1.0, "patch_loss_weight must be >= 0"),
-    ("mask_probability", 0.0, r"mask_probability must be in \(0, 1\]"),
-    ("mask_ratio", [0.5, 0.1], "mask_ratio must be"),
-    ("mask_ratio", [0.1, 1.0], "mask_ratio must be"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("patch_loss_weight", -1.0, "patch_loss_weight must be >= 0"),
+        ("mask_probability", 0.0, r"mask_probability must be in \(0, 1\]"),
+        ("mask_ratio", [0.5, 0.1], "mask_ratio must be"),
+        ("mask_ratio", [0.1, 1.0], "mask_ratio must be"),
+    ],
+)
 def test_bad_mask_settings_are_refused(field, value, message):
     with pytest.raises(ValueError, match=message):
         ProSConfig.from_preset("micro", **{field: value})
@@ -170,15 +179,27 @@ def test_trainer_logs_the_patch_loss_and_exports_a_loadable_backbone(tmp_path):
     from pros_hf.data.synthetic import make_synthetic_faces
     from pros_hf.training import ProSTrainer, ProSTrainingArguments
 
-    faces = load_pretraining_images(make_synthetic_faces(16, image_size=40, seed=0).select_columns(["image"]),
-                                    image_size=36)
+    faces = load_pretraining_images(
+        make_synthetic_faces(16, image_size=40, seed=0).select_columns(["image"]), image_size=36
+    )
     torch.manual_seed(0)
-    model = ProSForPreTraining(ProSConfig.from_preset("micro", num_prototypes=32, patch_loss_weight=1.0,
-                                                      target_mode="sinkhorn"))
+    model = ProSForPreTraining(
+        ProSConfig.from_preset("micro", num_prototypes=32, patch_loss_weight=1.0, target_mode="sinkhorn")
+    )
     args = ProSTrainingArguments(
-        output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, num_train_epochs=2, global_crop_size=32,
-        local_crop_size=16, num_local_crops=2, logging_steps=2, report_to="none", save_strategy="no",
-        disable_tqdm=True, learning_rate=1e-3, freeze_prototypes_epochs=0, seed=0,
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=8,
+        num_train_epochs=2,
+        global_crop_size=32,
+        local_crop_size=16,
+        num_local_crops=2,
+        logging_steps=2,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        learning_rate=1e-3,
+        freeze_prototypes_epochs=0,
+        seed=0,
     )
     trainer = ProSTrainer(model=model, args=args, train_dataset=faces, dataset_name="synthetic test faces")
     assert "student.embeddings.mask_token" not in set(trainer.get_decay_parameter_names(model))
@@ -199,16 +220,43 @@ def test_pretrain_example_flags_reach_the_config(tmp_path):
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "pretrain_example", Path(__file__).resolve().parents[1] / "examples" / "pretrain.py")
+        "pretrain_example", Path(__file__).resolve().parents[1] / "examples" / "pretrain.py"
+    )
     pretrain = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pretrain)
-    base = ["--output_dir", str(tmp_path), "--num_synthetic_images", "8", "--synthetic_image_size", "40",
-            "--global_crop_size", "32", "--local_crop_size", "16", "--report_to", "none"]
-    trainer, _ = pretrain.build_trainer(base + ["--patch_loss_weight", "0.5", "--mask_ratio", "0.2", "0.3",
-                                                "--config_overrides", "hidden_size=96,intermediate_size=384"])
+    base = [
+        "--output_dir",
+        str(tmp_path),
+        "--num_synthetic_images",
+        "8",
+        "--synthetic_image_size",
+        "40",
+        "--global_crop_size",
+        "32",
+        "--local_crop_size",
+        "16",
+        "--report_to",
+        "none",
+    ]
+    trainer, _ = pretrain.build_trainer(
+        base
+        + [
+            "--patch_loss_weight",
+            "0.5",
+            "--mask_ratio",
+            "0.2",
+            "0.3",
+            "--config_overrides",
+            "hidden_size=96,intermediate_size=384",
+        ]
+    )
     config = trainer.model.config
     assert (config.patch_loss_weight, config.mask_ratio, config.hidden_size, config.intermediate_size) == (
-        0.5, [0.2, 0.3], 96, 384)
+        0.5,
+        [0.2, 0.3],
+        96,
+        384,
+    )
     assert trainer.model.student.embeddings.mask_token.shape == (1, 1, 96)
     with pytest.raises(SystemExit, match=r"unknown ProSConfig fields \['hiden_size'\]"):
         pretrain.build_trainer(base + ["--config_overrides", "hiden_size=96"])

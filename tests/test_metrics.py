@@ -76,9 +76,10 @@ def _face_98():
 
 
 @pytest.mark.parametrize("face", [_face_68, _face_98])
-@pytest.mark.parametrize("normalization, distance", [
-    ("inter_ocular", 40.0), ("inter_pupil", 30.0), ("box", math.sqrt(80 * 45)), ("box_diagonal", math.hypot(80, 45)),
-])
+@pytest.mark.parametrize(
+    "normalization, distance",
+    [("inter_ocular", 40.0), ("inter_pupil", 30.0), ("box", math.sqrt(80 * 45)), ("box_diagonal", math.hypot(80, 45))],
+)
 def test_nme_of_each_normalisation_by_hand(nme, face, normalization, distance):
     reference = face()
     prediction = reference + (3.0, 4.0)  # every point 5 px off
@@ -117,9 +118,14 @@ def test_box_normalisations_divide_by_the_given_boxes(nme):
     boxes = [[10.0, 20.0, 110.0, 145.0]]
     box = nme.compute(predictions=[prediction], references=[reference], normalization="box", boxes=boxes)
     assert box["nme"] == pytest.approx(5.0 / math.sqrt(100 * 125), rel=1e-9)  # 5 / 111.80 = 0.044721
-    diagonal = nme.compute(predictions=[prediction], references=[reference], normalization="box_diagonal",
-                           boxes=boxes, failure_threshold=0.07)
-    assert diagonal["nme"] == pytest.approx(5.0 / math.sqrt(100 ** 2 + 125 ** 2), rel=1e-9)  # 5 / 160.08 = 0.031235
+    diagonal = nme.compute(
+        predictions=[prediction],
+        references=[reference],
+        normalization="box_diagonal",
+        boxes=boxes,
+        failure_threshold=0.07,
+    )
+    assert diagonal["nme"] == pytest.approx(5.0 / math.sqrt(100**2 + 125**2), rel=1e-9)  # 5 / 160.08 = 0.031235
     # the NME 0.031235 is at grid index k = 313 of 700 (odd): AUC = (3 * 387 + 2) / 2100 = 1163 / 2100
     assert diagonal["failure_rate"] == 0.0 and diagonal["auc"] == pytest.approx(1163 / 2100, abs=1e-12)
     extent = nme.compute(predictions=[prediction], references=[reference], normalization="box")
@@ -167,10 +173,16 @@ def test_nme_matches_a_numpy_loop_on_random_faces(nme, normalization):
     references = (_face_68() + rng.normal(0, 3, (40, 68, 2))).astype(np.float32)
     noise = rng.uniform(0.5, 8, (40, 1, 1))  # per-image error scales that straddle the threshold
     predictions = (references + rng.normal(0, 1, references.shape) * noise).astype(np.float32)
-    errors, failure_rate, auc = _numpy_loop(predictions.astype(np.float64), references.astype(np.float64),
-                                            normalization, 0.08, 200)
-    result = nme.compute(predictions=predictions, references=references, normalization=normalization,
-                         failure_threshold=0.08, ced_step=4e-4)
+    errors, failure_rate, auc = _numpy_loop(
+        predictions.astype(np.float64), references.astype(np.float64), normalization, 0.08, 200
+    )
+    result = nme.compute(
+        predictions=predictions,
+        references=references,
+        normalization=normalization,
+        failure_threshold=0.08,
+        ced_step=4e-4,
+    )
     assert result["per_image_nme"] == pytest.approx(errors.tolist(), rel=1e-6)
     assert result["nme"] == pytest.approx(errors.mean(), rel=1e-6)
     assert result["failure_rate"] == pytest.approx(failure_rate)
@@ -185,32 +197,44 @@ def test_other_point_counts_need_eye_indices_or_a_box(nme):
         nme.compute(predictions=[prediction], references=[reference])
     result = nme.compute(predictions=[prediction], references=[reference], left_eye=6, right_eye=11)
     assert result["nme"] == pytest.approx(math.sqrt(2) / np.linalg.norm(reference[6] - reference[11]), rel=1e-5)
-    centres = nme.compute(predictions=[prediction], references=[reference], normalization="inter_pupil",
-                          left_eye=[6, 7, 8], right_eye=[9, 10, 11])
+    centres = nme.compute(
+        predictions=[prediction],
+        references=[reference],
+        normalization="inter_pupil",
+        left_eye=[6, 7, 8],
+        right_eye=[9, 10, 11],
+    )
     distance = np.linalg.norm(reference[6:9].mean(0) - reference[9:12].mean(0))
     assert centres["nme"] == pytest.approx(math.sqrt(2) / distance, rel=1e-5)
-    diagonal = nme.compute(predictions=[prediction], references=[reference], normalization="box_diagonal",
-                           failure_threshold=0.07)
+    diagonal = nme.compute(
+        predictions=[prediction], references=[reference], normalization="box_diagonal", failure_threshold=0.07
+    )
     width, height = reference.max(0) - reference.min(0)
     assert diagonal["nme"] == pytest.approx(math.sqrt(2) / math.hypot(width, height), rel=1e-5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"normalization": "inter_eye"}, "normalization must be one of"),
-    ({"left_eye": 36}, "left_eye and right_eye must be given together"),
-    ({"normalization": "box", "left_eye": 36, "right_eye": 45}, "eye normalisations only"),
-    ({"left_eye": 36, "right_eye": 80}, "example 0: eye point 80 is out of range for its 68 points"),
-    ({"failure_threshold": 0}, "failure_threshold must be positive"),
-    ({"failure_threshold": float("inf")}, "failure_threshold must be positive and finite"),  # gave auc NaN
-    ({"failure_threshold": None}, "failure_threshold must be positive and finite"),  # was a bare TypeError
-    ({"ced_step": 0}, "ced_step must be positive"),
-    ({"ced_step": 0.06}, "at most half the threshold"),
-    ({"boxes": [[0, 0, 10, 10]]}, "boxes apply to the 'box' and 'box_diagonal' normalisations"),
-    ({"normalization": "box", "boxes": [[0, 0, 10, 10]] * 2}, "got 2 boxes for 1 references"),
-    ({"normalization": "box", "boxes": [[0, 0, 10]]}, "example 0: a box is 4 finite numbers"),
-    ({"normalization": "box_diagonal", "boxes": [[10, 0, 10, 5]]}, r"example 0: box \[10.0, 0.0, 10.0, 5.0\] must "
-                                                                   "have x1 > x0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"normalization": "inter_eye"}, "normalization must be one of"),
+        ({"left_eye": 36}, "left_eye and right_eye must be given together"),
+        ({"normalization": "box", "left_eye": 36, "right_eye": 45}, "eye normalisations only"),
+        ({"left_eye": 36, "right_eye": 80}, "example 0: eye point 80 is out of range for its 68 points"),
+        ({"failure_threshold": 0}, "failure_threshold must be positive"),
+        ({"failure_threshold": float("inf")}, "failure_threshold must be positive and finite"),  # gave auc NaN
+        ({"failure_threshold": None}, "failure_threshold must be positive and finite"),  # was a bare TypeError
+        ({"ced_step": 0}, "ced_step must be positive"),
+        ({"ced_step": 0.06}, "at most half the threshold"),
+        ({"boxes": [[0, 0, 10, 10]]}, "boxes apply to the 'box' and 'box_diagonal' normalisations"),
+        ({"normalization": "box", "boxes": [[0, 0, 10, 10]] * 2}, "got 2 boxes for 1 references"),
+        ({"normalization": "box", "boxes": [[0, 0, 10]]}, "example 0: a box is 4 finite numbers"),
+        (
+            {"normalization": "box_diagonal", "boxes": [[10, 0, 10, 5]]},
+            r"example 0: box \[10.0, 0.0, 10.0, 5.0\] must "
+            "have x1 > x0",
+        ),
+    ],
+)
 def test_nme_rejects_bad_arguments(nme, kwargs, message):
     reference = _face_68()
     with pytest.raises(ValueError, match=message):
@@ -244,8 +268,12 @@ def test_attribute_accuracy_by_hand(attributes):
     probabilities = [[0.9, 0.1, 0.6], [0.2, 0.4, 0.51], [0.7, 0.8, 0.3], [0.5, 0.0, 1.0]]
     same = attributes.compute(predictions=probabilities, references=_ATTRIBUTE_REFERENCES)  # 0.5 is not above 0.5
     assert same["per_attribute_accuracy"] == pytest.approx([0.75, 0.5, 0.75])
-    low = attributes.compute(predictions=probabilities, references=_ATTRIBUTE_REFERENCES, threshold=0.35,
-                             attribute_names=["Smiling", "Male", "Eyeglasses"])  # (1, 1) and (3, 0) turn right
+    low = attributes.compute(
+        predictions=probabilities,
+        references=_ATTRIBUTE_REFERENCES,
+        threshold=0.35,
+        attribute_names=["Smiling", "Male", "Eyeglasses"],
+    )  # (1, 1) and (3, 0) turn right
     assert low["per_attribute_accuracy"] == pytest.approx({"Smiling": 1.0, "Male": 0.75, "Eyeglasses": 0.75})
     assert low["mean_accuracy"] == pytest.approx(2.5 / 3)
 
@@ -254,25 +282,29 @@ def test_attribute_accuracy_matches_a_numpy_loop(attributes):
     rng = np.random.default_rng(2)
     references = rng.integers(0, 2, (50, 40))
     probabilities = rng.uniform(0, 1, (50, 40)).astype(np.float32)
-    expected = [np.mean([(p > 0.5) == (r == 1) for p, r in zip(probabilities[:, a], references[:, a])])
-                for a in range(40)]
+    expected = [
+        np.mean([(p > 0.5) == (r == 1) for p, r in zip(probabilities[:, a], references[:, a])]) for a in range(40)
+    ]
     result = attributes.compute(predictions=probabilities, references=references)
     assert result["per_attribute_accuracy"] == pytest.approx(expected)
     assert result["mean_accuracy"] == pytest.approx(np.mean(expected))
 
 
-@pytest.mark.parametrize("predictions, references, kwargs, message", [
-    ([[1, 0], [1, 0, 1]], [[1, 0], [1, 0]], {}, "example 1: predictions has 3 attributes but example 0 has 2"),
-    ([[1, 0], [1, 0]], [[1, 0], [1, 2]], {}, r"example 1: references must be 0 or 1, got \[1.0, 2.0\]"),
-    ([[0.2, 0.3], [1.7, -0.4]], [[1, 0], [1, 0]], {}, "example 1: predictions must be 0/1 or probabilities"),
-    ([[1, 0], [1, 0]], [[1, 0, 1], [1, 0, 1]], {}, "predictions have 2 attributes per image but references 3"),
-    ([[1, 0]], [[1, 0]], {"threshold": 1.0}, r"threshold must be a number that lies in \(0, 1\)"),
-    ([[1, 0]], [[1, 0]], {"threshold": None}, r"threshold must be a number that lies in \(0, 1\), got None"),
-    ([[]], [[]], {}, "predictions hold no attributes"),  # was a mean accuracy of NaN
-    # soft references were cast to int (0.7 -> 0, 1.9 -> 1) before the 0/1 check: accuracy 0.0, no error
-    ([[0.9], [0.1]], [[0.7], [1.9]], {}, r"example 0: references must be 0 or 1, got \[0.7\]"),
-    ([[1, 0]], [[1, 0]], {"attribute_names": ["a"]}, "attribute_names has 1 names but the inputs have 2"),
-])
+@pytest.mark.parametrize(
+    "predictions, references, kwargs, message",
+    [
+        ([[1, 0], [1, 0, 1]], [[1, 0], [1, 0]], {}, "example 1: predictions has 3 attributes but example 0 has 2"),
+        ([[1, 0], [1, 0]], [[1, 0], [1, 2]], {}, r"example 1: references must be 0 or 1, got \[1.0, 2.0\]"),
+        ([[0.2, 0.3], [1.7, -0.4]], [[1, 0], [1, 0]], {}, "example 1: predictions must be 0/1 or probabilities"),
+        ([[1, 0], [1, 0]], [[1, 0, 1], [1, 0, 1]], {}, "predictions have 2 attributes per image but references 3"),
+        ([[1, 0]], [[1, 0]], {"threshold": 1.0}, r"threshold must be a number that lies in \(0, 1\)"),
+        ([[1, 0]], [[1, 0]], {"threshold": None}, r"threshold must be a number that lies in \(0, 1\), got None"),
+        ([[]], [[]], {}, "predictions hold no attributes"),  # was a mean accuracy of NaN
+        # soft references were cast to int (0.7 -> 0, 1.9 -> 1) before the 0/1 check: accuracy 0.0, no error
+        ([[0.9], [0.1]], [[0.7], [1.9]], {}, r"example 0: references must be 0 or 1, got \[0.7\]"),
+        ([[1, 0]], [[1, 0]], {"attribute_names": ["a"]}, "attribute_names has 1 names but the inputs have 2"),
+    ],
+)
 def test_attribute_accuracy_rejects_bad_input(attributes, predictions, references, kwargs, message):
     with pytest.raises(ValueError, match=message):
         attributes.compute(predictions=predictions, references=references, **kwargs)
@@ -297,8 +329,9 @@ def test_expression_metrics_by_hand(expression):
     # F1 = 2TP / (2TP + FP + FN): class 0 2/3, class 1 4/5, class 2 4/6; class 3 neither occurs nor is predicted
     assert result["per_class_f1"] == pytest.approx([2 / 3, 4 / 5, 2 / 3, None])
     assert result["macro_f1"] == pytest.approx((2 / 3 + 4 / 5 + 2 / 3) / 3)
-    inferred = expression.compute(predictions=predictions, references=references, label_names=["neutral", "happy",
-                                                                                                "sad"])
+    inferred = expression.compute(
+        predictions=predictions, references=references, label_names=["neutral", "happy", "sad"]
+    )
     assert inferred["confusion_matrix"] == [[1, 0, 0], [0, 2, 1], [1, 0, 2]]
     assert inferred["per_class_f1"] == pytest.approx({"neutral": 2 / 3, "happy": 4 / 5, "sad": 2 / 3})
     predicted_only = expression.compute(predictions=[0, 1], references=[0, 0])  # class 1: predicted, no support
@@ -331,18 +364,21 @@ def test_macro_f1_follows_sklearns_default_convention(expression):
     assert result["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)
 
 
-@pytest.mark.parametrize("predictions, references, kwargs, message", [
-    ([0, 1, 7], [0, 1, 2], {"num_classes": 3}, r"example 2: predictions holds class 7, outside \[0, 3\)"),
-    ([0, 1, 2], [0, -1, 2], {}, r"example 1: references holds class -1, outside \[0, 3\)"),
-    ([0, 1, 2], [0, 1, 3], {"label_names": ["a", "b", "c"]}, "example 2: references holds class 3"),
-    ([0, 1], [0, 1], {"num_classes": 3, "label_names": ["a", "b"]}, "num_classes is 3 but label_names has 2"),
-    ([0, 1], [0, 1], {"num_classes": 0}, "num_classes must be a positive integer"),
-    # probabilities were cast to int (0.9 -> class 0) before the integer check: accuracy 1/3, no error
-    ([0.9, 0.8, 0.2], [1, 1, 0], {}, r"example 0: predictions holds 0.9, not a class id: .*argmax of the logits"),
-    ([1, 2, 0], [1, 1.5, 0], {}, "example 1: references holds 1.5, not a class id"),
-    ([0, float("nan")], [0, 1], {}, "example 1: predictions holds nan, not a class id"),
-    ([0, None], [0, 1], {}, "example 1: predictions holds None, not a class id"),
-])
+@pytest.mark.parametrize(
+    "predictions, references, kwargs, message",
+    [
+        ([0, 1, 7], [0, 1, 2], {"num_classes": 3}, r"example 2: predictions holds class 7, outside \[0, 3\)"),
+        ([0, 1, 2], [0, -1, 2], {}, r"example 1: references holds class -1, outside \[0, 3\)"),
+        ([0, 1, 2], [0, 1, 3], {"label_names": ["a", "b", "c"]}, "example 2: references holds class 3"),
+        ([0, 1], [0, 1], {"num_classes": 3, "label_names": ["a", "b"]}, "num_classes is 3 but label_names has 2"),
+        ([0, 1], [0, 1], {"num_classes": 0}, "num_classes must be a positive integer"),
+        # probabilities were cast to int (0.9 -> class 0) before the integer check: accuracy 1/3, no error
+        ([0.9, 0.8, 0.2], [1, 1, 0], {}, r"example 0: predictions holds 0.9, not a class id: .*argmax of the logits"),
+        ([1, 2, 0], [1, 1.5, 0], {}, "example 1: references holds 1.5, not a class id"),
+        ([0, float("nan")], [0, 1], {}, "example 1: predictions holds nan, not a class id"),
+        ([0, None], [0, 1], {}, "example 1: predictions holds None, not a class id"),
+    ],
+)
 def test_expression_metrics_reject_bad_input(expression, predictions, references, kwargs, message):
     with pytest.raises(ValueError, match=message):
         expression.compute(predictions=predictions, references=references, **kwargs)
@@ -359,7 +395,9 @@ def test_ced_figure_reports_the_metric_numbers(nme):
 
     rng = np.random.default_rng(4)
     references = rng.uniform(0, 128, (30, 68, 2))
-    result = nme.compute(predictions=references + rng.normal(0, 5, references.shape), references=references,
-                         ced_step=5e-4)
+    result = nme.compute(
+        predictions=references + rng.normal(0, 5, references.shape), references=references, ced_step=5e-4
+    )
     assert _failure_rate_and_auc(np.array(result["per_image_nme"]), 0.10, 5e-4) == pytest.approx(
-        (result["failure_rate"], result["auc"]))
+        (result["failure_rate"], result["auc"])
+    )

@@ -16,17 +16,26 @@ def vit_with_same_weights(model: ProSModel) -> ViTModel:
     config = model.config
     vit = ViTModel(
         ViTConfig(
-            hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-            num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
-            image_size=config.image_size, patch_size=config.patch_size, layer_norm_eps=config.layer_norm_eps,
-            qkv_bias=config.qkv_bias, hidden_act=config.hidden_act,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size,
+            image_size=config.image_size,
+            patch_size=config.patch_size,
+            layer_norm_eps=config.layer_norm_eps,
+            qkv_bias=config.qkv_bias,
+            hidden_act=config.hidden_act,
         ),
         add_pooling_layer=False,
     ).eval()
     source = model.state_dict()
     target = {}
-    for name in ("cls_token", "position_embeddings", "patch_embeddings.projection.weight",
-                 "patch_embeddings.projection.bias"):
+    for name in (
+        "cls_token",
+        "position_embeddings",
+        "patch_embeddings.projection.weight",
+        "patch_embeddings.projection.bias",
+    ):
         target[f"embeddings.{name}"] = source[f"embeddings.{name}"]
     for index in range(config.num_hidden_layers):
         ours, theirs = f"encoder.layer.{index}.", f"layers.{index}."
@@ -78,8 +87,9 @@ def test_eager_and_sdpa_agree():
     eager.config._attn_implementation = "eager"
     assert sdpa.config._attn_implementation == "sdpa"
     pixel_values = torch.randn(3, 3, 40, 32)
-    torch.testing.assert_close(sdpa(pixel_values).last_hidden_state, eager(pixel_values).last_hidden_state,
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        sdpa(pixel_values).last_hidden_state, eager(pixel_values).last_hidden_state, atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("implementation", ["sdpa", "eager"])
@@ -110,10 +120,16 @@ def test_position_embeddings_interpolate_in_fp32_to_the_exact_grid():
     assert same is embeddings.position_embeddings or torch.equal(same, embeddings.position_embeddings)
     resized = embeddings.interpolate_pos_encoding(12, 3, torch.bfloat16)
     assert resized.shape == (1, 1 + 36, 64) and resized.dtype == torch.bfloat16
-    reference = torch.nn.functional.interpolate(
-        embeddings.position_embeddings[:, 1:].reshape(1, 4, 4, 64).permute(0, 3, 1, 2).float(), size=(12, 3),
-        mode="bicubic", align_corners=False,
-    ).permute(0, 2, 3, 1).reshape(1, 36, 64)
+    reference = (
+        torch.nn.functional.interpolate(
+            embeddings.position_embeddings[:, 1:].reshape(1, 4, 4, 64).permute(0, 3, 1, 2).float(),
+            size=(12, 3),
+            mode="bicubic",
+            align_corners=False,
+        )
+        .permute(0, 2, 3, 1)
+        .reshape(1, 36, 64)
+    )
     torch.testing.assert_close(resized[:, 1:].float(), reference.bfloat16().float())
 
 

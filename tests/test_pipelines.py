@@ -6,6 +6,7 @@ import builtins
 import numpy as np
 import pytest
 import torch
+from conftest import run_without_pros_hf
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
@@ -20,8 +21,6 @@ from pros_hf import (
 )
 from pros_hf.data.synthetic import ATTRIBUTE_NAMES, EXPRESSION_NAMES
 from pros_hf.pipelines import processed_to_image_coordinates
-
-from conftest import run_without_pros_hf
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +134,9 @@ def test_face_landmarks_pipeline_travels_with_the_folder_it_saves(folders, image
     detect.save_pretrained(tmp_path / "saved")
     image = np.array(images[2])
     np.save(tmp_path / "image.npy", image)
-    run_without_pros_hf(REMOTE_PIPELINE_SCRIPT, tmp_path / "saved", tmp_path / "image.npy", tmp_path / "points.npy",
-                        cwd=tmp_path)
+    run_without_pros_hf(
+        REMOTE_PIPELINE_SCRIPT, tmp_path / "saved", tmp_path / "image.npy", tmp_path / "points.npy", cwd=tmp_path
+    )
     np.testing.assert_allclose(np.load(tmp_path / "points.npy"), detect(image)["landmarks"], atol=1e-5)
 
 
@@ -166,8 +166,12 @@ def _bright_spot_round_trip(image_size, spot, processor):
     ],
 )
 def test_processor_geometry_is_undone_exactly(image_size, spot, size, crop, resample, tolerance):
-    processor = ProSImageProcessor(size={"shortest_edge": size}, crop_size={"height": crop[0], "width": crop[1]},
-                                   resample=resample, do_normalize=False)
+    processor = ProSImageProcessor(
+        size={"shortest_edge": size},
+        crop_size={"height": crop[0], "width": crop[1]},
+        resample=resample,
+        do_normalize=False,
+    )
     mapped = _bright_spot_round_trip(image_size, spot, processor)
     np.testing.assert_allclose(mapped, spot, atol=tolerance)
 
@@ -175,8 +179,9 @@ def test_processor_geometry_is_undone_exactly(image_size, spot, size, crop, resa
 def test_geometry_without_resize_or_crop_is_the_identity_convention():
     processor = ProSImageProcessor(do_resize=False, do_center_crop=False)
     # normalised (x + 0.5) / W maps back to x
-    np.testing.assert_allclose(processed_to_image_coordinates([[0.5 / 40, 20.5 / 30]], (30, 40), processor),
-                               [[0.0, 20.0]])
+    np.testing.assert_allclose(
+        processed_to_image_coordinates([[0.5 / 40, 20.5 / 30]], (30, 40), processor), [[0.0, 20.0]]
+    )
 
 
 def test_face_landmarks_pipeline_refuses_unknown_arguments_and_takes_a_batched_single_image(folders, images):

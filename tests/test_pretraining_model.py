@@ -15,8 +15,10 @@ def micro_model(**overrides):
 
 def crops(batch=4, num_global=2, num_local=3, seed=1):
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, num_global, 3, 32, 32, generator=generator),
-            torch.randn(batch, num_local, 3, 16, 16, generator=generator))
+    return (
+        torch.randn(batch, num_global, 3, 32, 32, generator=generator),
+        torch.randn(batch, num_local, 3, 16, 16, generator=generator),
+    )
 
 
 def test_teacher_starts_as_the_student_and_never_trains():
@@ -87,9 +89,16 @@ def test_center_moves_only_in_training():
     assert model.center.abs().sum() > 0
 
 
-@pytest.mark.parametrize("overrides", [dict(target_mode="sinkhorn"), dict(target_mode="sharpen"),
-                                       dict(koleo_weight=0.1), dict(share_prototypes=False),
-                                       dict(head_use_bn=True, head_num_layers=2)])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(target_mode="sinkhorn"),
+        dict(target_mode="sharpen"),
+        dict(koleo_weight=0.1),
+        dict(share_prototypes=False),
+        dict(head_use_bn=True, head_num_layers=2),
+    ],
+)
 def test_every_variant_trains(overrides):
     model = micro_model(**overrides).train()
     global_crops, local_crops = crops()
@@ -109,11 +118,16 @@ def test_every_variant_trains(overrides):
         torch.testing.assert_close(model.teacher_prototypes, 0.5 * before + 0.5 * model.prototypes)
 
 
-@pytest.mark.parametrize("overrides", [
-    dict(target_mode="center"), dict(target_mode="sinkhorn", me_max_weight=1.0, koleo_weight=0.1),
-    dict(target_mode="sharpen", share_prototypes=False), dict(patch_loss_weight=1.0, target_mode="sinkhorn"),
-    dict(drop_path_rate=0.5),  # stochastic depth picks its samples on the host
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(target_mode="center"),
+        dict(target_mode="sinkhorn", me_max_weight=1.0, koleo_weight=0.1),
+        dict(target_mode="sharpen", share_prototypes=False),
+        dict(patch_loss_weight=1.0, target_mode="sinkhorn"),
+        dict(drop_path_rate=0.5),  # stochastic depth picks its samples on the host
+    ],
+)
 def test_a_step_runs_on_the_meta_device_so_it_never_waits_for_the_device(overrides):
     """On "meta" tensors have shapes but no values, and everything that would make the host wait for a GPU raises
     (`.item()`, `bool(tensor)`, `nonzero`, `masked_select`, boolean indexing, `repeat_interleave` without its
@@ -202,12 +216,15 @@ def test_active_prototype_count_matches_unique():
     assert ProSForPreTraining._count_active_prototypes(one_hot).item() == 1
 
 
-@pytest.mark.parametrize("overrides, num_local", [
-    ({}, 3),
-    ({}, 0),
-    ({"head_num_layers": 1, "num_prototypes": 128}, 2),
-    ({"patch_loss_weight": 1.0, "mask_probability": 1.0, "mask_ratio": [0.25, 0.25]}, 2),
-])
+@pytest.mark.parametrize(
+    "overrides, num_local",
+    [
+        ({}, 3),
+        ({}, 0),
+        ({"head_num_layers": 1, "num_prototypes": 128}, 2),
+        ({"patch_loss_weight": 1.0, "mask_probability": 1.0, "mask_ratio": [0.25, 0.25]}, 2),
+    ],
+)
 def test_training_flops_per_image_match_the_flop_counter(overrides, num_local):
     """The analytic count the Trainer logs as total_flos equals what FlopCounterMode measures on a real step."""
     from pros_hf.flop_counting import flop_counter

@@ -83,15 +83,18 @@ def test_linear_probe_rejects_bad_input_by_name():
         linear_probe(bad, scores, x, scores, "regression")
 
 
-@pytest.mark.parametrize(("pretrained", "random_init", "ceiling", "expected"), [
-    (0.6, 0.2, 1.0, 0.5),  # accuracy: half-way
-    (0.2, 0.2, 1.0, 0.0),  # no better than random weights
-    (1.0, 0.2, 1.0, 1.0),  # the ceiling
-    (0.06, 0.10, 0.05, 0.8),  # NME, lower is better: 0.04 of the 0.05 gap
-    (0.12, 0.10, 0.05, -0.4),  # worse than random weights
-    (0.5, 0.3, 0.3, None),  # no gap: undefined, not a number
-    (float("nan"), 0.3, 0.9, None),
-])
+@pytest.mark.parametrize(
+    ("pretrained", "random_init", "ceiling", "expected"),
+    [
+        (0.6, 0.2, 1.0, 0.5),  # accuracy: half-way
+        (0.2, 0.2, 1.0, 0.0),  # no better than random weights
+        (1.0, 0.2, 1.0, 1.0),  # the ceiling
+        (0.06, 0.10, 0.05, 0.8),  # NME, lower is better: 0.04 of the 0.05 gap
+        (0.12, 0.10, 0.05, -0.4),  # worse than random weights
+        (0.5, 0.3, 0.3, None),  # no gap: undefined, not a number
+        (float("nan"), 0.3, 0.9, None),
+    ],
+)
 def test_gap_closed_arithmetic(pretrained, random_init, ceiling, expected):
     value = gap_closed(pretrained, random_init, ceiling)
     if expected is None:
@@ -152,8 +155,14 @@ def test_supervised_training_learns_a_planted_label():
     pixels = torch.randn(128, 3, 16, 16, generator=generator) * 0.3 + (labels.float() * 2 - 1).view(-1, 1, 1, 1)
     tasks = get_tasks(["expression"])
     torch.manual_seed(0)
-    model = train_supervised(ProSModel(config), pixels[:96], {"expression": labels[:96]}, tasks,
-                             CeilingRecipe(epochs=5, batch_size=16, flip=False), show_progress=False)
+    model = train_supervised(
+        ProSModel(config),
+        pixels[:96],
+        {"expression": labels[:96]},
+        tasks,
+        CeilingRecipe(epochs=5, batch_size=16, flip=False),
+        show_progress=False,
+    )
     predictions = model.predict(pixels[96:])["expression"].argmax(1)
     assert float((predictions == labels[96:]).float().mean()) > 0.9
 
@@ -186,8 +195,14 @@ def micro_benchmark():
 def test_evaluate_representation_reports_every_task_and_protocol(micro_benchmark, tmp_path):
     model, train, test = micro_benchmark
     cache = CeilingCache(tmp_path)
-    kwargs = dict(seeds=(0, 1), few_shot_fractions=(0.2,), flip_permutation=FLIP_PERMUTATION, ceiling_cache=cache,
-                  few_shot_min_steps=2, show_progress=False)
+    kwargs = dict(
+        seeds=(0, 1),
+        few_shot_fractions=(0.2,),
+        flip_permutation=FLIP_PERMUTATION,
+        ceiling_cache=cache,
+        few_shot_min_steps=2,
+        show_progress=False,
+    )
     report = evaluate_representation(model, train, test, ceiling_recipe=CeilingRecipe(epochs=1), **kwargs)
     assert set(report["tasks"]) == {"expression", "attributes", "landmarks", "identity"}
     assert set(report["tasks"]["expression"]) == {"linear_probe", "knn", "few_shot_20%"}
@@ -204,11 +219,16 @@ def test_evaluate_representation_reports_every_task_and_protocol(micro_benchmark
     first = json.loads(ceiling_file.read_text())
     # the same settings reuse the cached ceiling; another recipe replaces it
     again = evaluate_representation(model, train, test, ceiling_recipe=CeilingRecipe(epochs=1), **kwargs)
-    assert again["tasks"]["expression"]["linear_probe"]["ceiling"] == report["tasks"]["expression"]["linear_probe"][
-        "ceiling"]
+    assert (
+        again["tasks"]["expression"]["linear_probe"]["ceiling"]
+        == report["tasks"]["expression"]["linear_probe"]["ceiling"]
+    )
     evaluate_representation(model, train, test, ceiling_recipe=CeilingRecipe(epochs=2), **kwargs)
-    assert json.loads(ceiling_file.read_text())["settings"]["recipe"]["epochs"] == 2 != first["settings"]["recipe"][
-        "epochs"]
+    assert (
+        json.loads(ceiling_file.read_text())["settings"]["recipe"]["epochs"]
+        == 2
+        != first["settings"]["recipe"]["epochs"]
+    )
 
 
 def test_floors_are_what_the_labels_alone_predict(micro_benchmark):
@@ -263,14 +283,45 @@ def test_evaluate_representation_example_end_to_end(tmp_path):
     ProSModel(ProSConfig.from_preset("micro", image_size=32)).save_pretrained(model_dir)
     output = tmp_path / "out"
     completed = subprocess.run(
-        [sys.executable, "examples/evaluate_representation.py", "--model", str(model_dir), "--output_dir",
-         str(output), "--num_train", "80", "--num_test", "40", "--seeds", "0", "--ceiling_epochs", "1",
-         "--tasks", "expression", "landmarks"], cwd=ROOT, capture_output=True, text=True)
+        [
+            sys.executable,
+            "examples/evaluate_representation.py",
+            "--model",
+            str(model_dir),
+            "--output_dir",
+            str(output),
+            "--num_train",
+            "80",
+            "--num_test",
+            "40",
+            "--seeds",
+            "0",
+            "--ceiling_epochs",
+            "1",
+            "--tasks",
+            "expression",
+            "landmarks",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert completed.returncode == 0, completed.stderr[-2000:]
     report = json.loads((output / "representation.json").read_text())
     assert set(report["tasks"]) == {"expression", "landmarks"}
     assert (output / "gap_closed.png").stat().st_size > 1000
     assert "| landmarks | linear_probe |" in completed.stdout
-    bad = subprocess.run([sys.executable, "examples/evaluate_representation.py", "--model", str(tmp_path / "none"),
-                          "--output_dir", str(output)], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "examples/evaluate_representation.py",
+            "--model",
+            str(tmp_path / "none"),
+            "--output_dir",
+            str(output),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and str(tmp_path / "none") in bad.stderr

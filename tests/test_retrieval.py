@@ -212,8 +212,9 @@ class _StandIn(torch.nn.Module):
         from transformers.modeling_outputs import BaseModelOutputWithPooling
 
         pooled = torch.cat([pixel_values.mean(dim=(2, 3)), torch.ones(len(pixel_values), 1)], dim=1)
-        return BaseModelOutputWithPooling(last_hidden_state=pixel_values.flatten(2).transpose(1, 2),
-                                          pooler_output=pooled)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=pixel_values.flatten(2).transpose(1, 2), pooler_output=pooled
+        )
 
 
 def test_embedder_generic_model_is_normalised_and_batched():
@@ -364,8 +365,20 @@ def test_example_script_runs_end_to_end(lfw_folder, tmp_path):
             name = f"lfw_{kind}_{number:03d}.png"
             shutil.copy(os.path.join(lfw_folder, name), folder / name)
     output = tmp_path / "out"
-    command = [sys.executable, os.path.join(REPO, "examples", "curate.py"), "--source", str(folder),
-               "--output", str(output), "--shard_size", "5", "--detector", "haar", "--crop_size", "64"]
+    command = [
+        sys.executable,
+        os.path.join(REPO, "examples", "curate.py"),
+        "--source",
+        str(folder),
+        "--output",
+        str(output),
+        "--shard_size",
+        "5",
+        "--detector",
+        "haar",
+        "--crop_size",
+        "64",
+    ]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=180, env=dict(os.environ))
     assert completed.returncode == 0, completed.stderr[-3000:]
     with open(output / "report.json") as file:

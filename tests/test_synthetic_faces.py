@@ -45,7 +45,7 @@ def many():
 
 def _labels_near(mask, point, radius):
     x, y = int(round(float(point[0]))), int(round(float(point[1])))
-    return set(np.unique(mask[max(0, y - radius): y + radius + 1, max(0, x - radius): x + radius + 1]).tolist())
+    return set(np.unique(mask[max(0, y - radius) : y + radius + 1, max(0, x - radius) : x + radius + 1]).tolist())
 
 
 def test_dataset_columns_features_and_shapes():
@@ -89,12 +89,15 @@ def test_attributes_to_multi_hot():
     assert batch.shape == (3, len(ATTRIBUTE_NAMES)) and batch.sum() == 3 and batch[1].sum() == 0 and batch[2, 4] == 1
 
 
-@pytest.mark.parametrize("ids, message", [
-    ([-1], "^attribute ids .* got -1"),  # was silently the last attribute
-    ([len(ATTRIBUTE_NAMES)], f"^attribute ids .* got {len(ATTRIBUTE_NAMES)}"),  # was a bare numpy IndexError
-    ([1.0], "^attribute ids .* got 1.0"),
-    ([[1], [2, -3]], "^example 1: attribute ids .* got -3"),
-])
+@pytest.mark.parametrize(
+    "ids, message",
+    [
+        ([-1], "^attribute ids .* got -1"),  # was silently the last attribute
+        ([len(ATTRIBUTE_NAMES)], f"^attribute ids .* got {len(ATTRIBUTE_NAMES)}"),  # was a bare numpy IndexError
+        ([1.0], "^attribute ids .* got 1.0"),
+        ([[1], [2, -3]], "^example 1: attribute ids .* got -3"),
+    ],
+)
 def test_attributes_to_multi_hot_refuses_ids_out_of_range(ids, message):
     with pytest.raises(ValueError, match=message) as info:
         attributes_to_multi_hot(ids)
@@ -123,7 +126,7 @@ def test_landmark_anatomical_order_frontal(frontal):
     assert np.all(np.diff(lm[:, 27:31, 1], axis=1) > 0)  # bridge runs down
     assert np.all(np.diff(lm[:, 31:36, 0], axis=1) > 0)
     for first in (36, 42):  # corner, two upper-lid points, corner, two lower-lid points
-        e = lm[:, first: first + 6]
+        e = lm[:, first : first + 6]
         assert np.all(e[:, 0, 0] < e[:, 1, 0]) and np.all(e[:, 2, 0] < e[:, 3, 0])
         assert np.all(e[:, 1, 1] < e[:, 5, 1]) and np.all(e[:, 2, 1] < e[:, 4, 1])
         assert np.all(e[:, 5, 0] < e[:, 4, 0])  # the lower lid runs back from the right corner to the left
@@ -293,7 +296,7 @@ def test_attributes_are_drawn(many):
                         ("earrings", "earring")):  # fmt: skip
         np.testing.assert_array_equal(present[label], a[attr], err_msg=attr)
     np.testing.assert_array_equal(~present["hair"], a["bald"])
-    below_chin = np.array([(m[int(np.ceil(p[8, 1])) + 2:] == L["hair"]).any() for m, p in zip(masks, lm)])
+    below_chin = np.array([(m[int(np.ceil(p[8, 1])) + 2 :] == L["hair"]).any() for m, p in zip(masks, lm)])
     assert below_chin[a["long_hair"]].all() and not below_chin[~a["long_hair"] & ~a["bald"]].mean() > 0.1
 
     def mean_colour(label, rows):

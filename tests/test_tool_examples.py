@@ -27,6 +27,7 @@ def _example(name, monkeypatch):
 def _forbid(monkeypatch, module, *names):
     """Make the module's expensive calls fail loudly: a refusal must come before them."""
     for name in names:
+
         def forbidden(*args, _name=name, **kwargs):
             raise AssertionError(f"{_name} ran before the bad input was refused")
 

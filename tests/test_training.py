@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
+from dispatch_counters import HostSyncs
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
@@ -23,36 +25,68 @@ from pros_hf.data.loading import PretrainingSourceError, load_pretraining_images
 from pros_hf.data.synthetic import make_synthetic_faces
 from pros_hf.modeling_pros_pretraining import ProSForPreTraining
 from pros_hf.training import (
-    CheckpointMismatchError, NoImagesReadError, NonFiniteLossError, ProSTrainer, ProSTrainingArguments,
-    check_checkpoint_matches, last_complete_checkpoint,
+    CheckpointMismatchError,
+    NoImagesReadError,
+    NonFiniteLossError,
+    ProSTrainer,
+    ProSTrainingArguments,
+    check_checkpoint_matches,
+    last_complete_checkpoint,
 )
-
-from conftest import free_port
-from dispatch_counters import HostSyncs
-
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "tests" / "pretrain_driver.py"
 # flags shared by the subprocess runs: micro model, 32-px crops, a few steps
-TINY_RUN = ["--num_synthetic_images", "48", "--synthetic_image_size", "40", "--global_crop_size", "32",
-            "--local_crop_size", "16", "--num_local_crops", "2", "--per_device_train_batch_size", "8",
-            "--num_prototypes", "32", "--logging_steps", "2", "--report_to", "none", "--disable_tqdm", "true"]
+TINY_RUN = [
+    "--num_synthetic_images",
+    "48",
+    "--synthetic_image_size",
+    "40",
+    "--global_crop_size",
+    "32",
+    "--local_crop_size",
+    "16",
+    "--num_local_crops",
+    "2",
+    "--per_device_train_batch_size",
+    "8",
+    "--num_prototypes",
+    "32",
+    "--logging_steps",
+    "2",
+    "--report_to",
+    "none",
+    "--disable_tqdm",
+    "true",
+]
 
 
 @pytest.fixture(scope="module")
 def faces():
-    return load_pretraining_images(make_synthetic_faces(32, image_size=40, seed=0).select_columns(["image"]),
-                                   image_size=36)
+    return load_pretraining_images(
+        make_synthetic_faces(32, image_size=40, seed=0).select_columns(["image"]), image_size=36
+    )
 
 
 def make_trainer(tmp_path, faces, **overrides):
     torch.manual_seed(0)
     model = ProSForPreTraining(ProSConfig.from_preset("micro", num_prototypes=32, **overrides.pop("config", {})))
     defaults = dict(
-        output_dir=str(tmp_path / "run"), per_device_train_batch_size=8, num_train_epochs=2, global_crop_size=32,
-        local_crop_size=16, num_local_crops=2, logging_steps=2, report_to="none", save_strategy="no",
-        disable_tqdm=True, learning_rate=1e-3, freeze_prototypes_epochs=1, warmup_teacher_temperature_epochs=1,
-        teacher_momentum=0.9, seed=0,
+        output_dir=str(tmp_path / "run"),
+        per_device_train_batch_size=8,
+        num_train_epochs=2,
+        global_crop_size=32,
+        local_crop_size=16,
+        num_local_crops=2,
+        logging_steps=2,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        learning_rate=1e-3,
+        freeze_prototypes_epochs=1,
+        warmup_teacher_temperature_epochs=1,
+        teacher_momentum=0.9,
+        seed=0,
     )
     args = ProSTrainingArguments(**{**defaults, **overrides})
     return ProSTrainer(model=model, args=args, train_dataset=faces, dataset_name="synthetic test faces")
@@ -80,8 +114,15 @@ def test_training_steps_update_teacher_prototypes_and_logs(tmp_path, faces):
     assert any(not torch.equal(t, s) for t, s in zip(model.teacher.parameters(), model.student.parameters()))
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 4
-    for name in ("matching_loss", "teacher_entropy", "student_mean_entropy", "active_prototypes",
-                 "teacher_temperature", "teacher_momentum", "weight_decay"):
+    for name in (
+        "matching_loss",
+        "teacher_entropy",
+        "student_mean_entropy",
+        "active_prototypes",
+        "teacher_temperature",
+        "teacher_momentum",
+        "weight_decay",
+    ):
         assert name in logs[-1], name
     assert logs[0]["teacher_temperature"] < logs[-1]["teacher_temperature"] == pytest.approx(0.07)
     assert logs[0]["weight_decay"] < logs[-1]["weight_decay"]
@@ -95,8 +136,13 @@ def test_parameter_groups_exclude_biases_norms_prototypes_and_embeddings(tmp_pat
     decay = set(trainer.get_decay_parameter_names(trainer.model))
     assert "student.encoder.layer.0.attention.qkv.weight" in decay
     assert "student_head.mlp.0.weight" in decay
-    for name in ("prototypes", "student.embeddings.cls_token", "student.embeddings.position_embeddings",
-                 "student.encoder.layer.0.attention.qkv.bias", "student.encoder.layer.0.norm1.weight"):
+    for name in (
+        "prototypes",
+        "student.embeddings.cls_token",
+        "student.embeddings.position_embeddings",
+        "student.encoder.layer.0.attention.qkv.bias",
+        "student.encoder.layer.0.norm1.weight",
+    ):
         assert name not in decay, name
     optimizer = trainer.create_optimizer()
     trainable = {id(p) for p in trainer.model.parameters() if p.requires_grad}
@@ -204,10 +250,15 @@ def test_torch_compile_compiles_each_block_and_trains_like_eager(tmp_path, faces
     compiled = make_trainer(tmp_path / "compiled", faces, max_steps=2, logging_steps=1, torch_compile=True)
     compiled.train()
     assert compiled.accelerator.state.dynamo_plugin.use_regional_compilation
-    compiled_blocks = [module for module in compiled.model_wrapped.modules()
-                       if isinstance(module, torch._dynamo.eval_frame.OptimizedModule)]
+    compiled_blocks = [
+        module
+        for module in compiled.model_wrapped.modules()
+        if isinstance(module, torch._dynamo.eval_frame.OptimizedModule)
+    ]
     assert any(isinstance(module._orig_mod, type(eager.model.student.encoder.layer[0])) for module in compiled_blocks)
-    losses = [[entry["loss"] for entry in trainer.state.log_history if "loss" in entry] for trainer in (eager, compiled)]
+    losses = [
+        [entry["loss"] for entry in trainer.state.log_history if "loss" in entry] for trainer in (eager, compiled)
+    ]
     assert losses[1] == pytest.approx(losses[0], rel=1e-5)
     expected = eager.model.teacher.state_dict()
     teacher = compiled.unwrapped_model.teacher.state_dict()
@@ -263,8 +314,18 @@ def test_pretrain_example_refuses_bad_arguments_and_its_help_gives_the_no_data_d
     with pytest.raises(SystemExit, match="pretrain.py: At most one of fp16 and bf16"):
         example.main(["--fp16", "--bf16", "--output_dir", str(tmp_path / "run")])
     with pytest.raises(SystemExit, match="^the synthetic training faces: image_column 'foo' not in"):  # no --train_dir
-        example.main(["--image_column", "foo", "--num_synthetic_images", "8", "--knn_synthetic_images", "0",
-                      "--output_dir", str(tmp_path / "run")])
+        example.main(
+            [
+                "--image_column",
+                "foo",
+                "--num_synthetic_images",
+                "8",
+                "--knn_synthetic_images",
+                "0",
+                "--output_dir",
+                str(tmp_path / "run"),
+            ]
+        )
     with pytest.raises(SystemExit):
         example.main(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
@@ -305,16 +366,22 @@ def test_bad_arguments(tmp_path, faces):
     with pytest.raises(ValueError, match="augmentation_overrides"):
         ProSTrainingArguments(output_dir=str(tmp_path), augmentation_overrides="[1, 2]").multicrop_config()
     with pytest.raises(ValueError, match="interpolation"):
-        ProSTrainingArguments(output_dir=str(tmp_path),
-                              augmentation_overrides='{"interpolation": "lanczos"}').multicrop_config()
+        ProSTrainingArguments(
+            output_dir=str(tmp_path), augmentation_overrides='{"interpolation": "lanczos"}'
+        ).multicrop_config()
 
 
 def test_schedule_and_crop_arguments_fail_before_training(tmp_path, faces):
     """Values that used to fail mid-run (a momentum above 1 at step 8), train wrongly in silence (a negative weight
     decay) or fail at the first step from inside torch (a crop that is not a whole number of patches)."""
-    for field, value in (("teacher_momentum_end", 1.01), ("teacher_momentum", 1.5), ("weight_decay_end", -5.0),
-                         ("freeze_prototypes_epochs", -1.0), ("warmup_teacher_temperature_steps", -2),
-                         ("global_crop_size", -48)):
+    for field, value in (
+        ("teacher_momentum_end", 1.01),
+        ("teacher_momentum", 1.5),
+        ("weight_decay_end", -5.0),
+        ("freeze_prototypes_epochs", -1.0),
+        ("warmup_teacher_temperature_steps", -2),
+        ("global_crop_size", -48),
+    ):
         with pytest.raises(ValueError, match=f"--{field}"):
             ProSTrainingArguments(output_dir=str(tmp_path), **{field: value})
     with pytest.raises(ValueError, match="not valid JSON"):
@@ -328,8 +395,9 @@ def test_schedule_and_crop_arguments_fail_before_training(tmp_path, faces):
 
 def test_streamed_data_needs_its_schedules_in_steps(tmp_path):
     """A stream has no epoch length: the epoch-based warm-up and freeze would come out as 0 steps in silence."""
-    stream = load_pretraining_images(make_synthetic_faces(16, image_size=40, seed=0).select_columns(["image"]),
-                                     image_size=36, streaming=True)
+    stream = load_pretraining_images(
+        make_synthetic_faces(16, image_size=40, seed=0).select_columns(["image"]), image_size=36, streaming=True
+    )
     with pytest.raises(ValueError, match="--warmup_teacher_temperature_steps and --freeze_prototypes_steps"):
         make_trainer(tmp_path, stream, max_steps=4)
     trainer = make_trainer(tmp_path, stream, max_steps=4, warmup_teacher_temperature_steps=3, freeze_prototypes_steps=2)
@@ -394,18 +462,23 @@ def test_pretrain_example_refuses_to_resume_a_checkpoint_of_another_configuratio
     checkpoint = tmp_path / "run" / "checkpoint-4"
     ProSConfig.from_preset("micro", image_size=32, num_prototypes=64).save_pretrained(checkpoint)
     (checkpoint / "trainer_state.json").write_text("{}")
-    with pytest.raises(SystemExit, match=r"^pretrain.py: .*checkpoint-4 was trained with another configuration "
-                                         r"\(num_prototypes 64 -> 32\)"):
-        example.build_trainer([*TINY_RUN, "--num_local_crops", "0", "--knn_synthetic_images", "0",
-                               "--output_dir", str(tmp_path / "run")])
+    with pytest.raises(
+        SystemExit,
+        match=r"^pretrain.py: .*checkpoint-4 was trained with another configuration "
+        r"\(num_prototypes 64 -> 32\)",
+    ):
+        example.build_trainer(
+            [*TINY_RUN, "--num_local_crops", "0", "--knn_synthetic_images", "0", "--output_dir", str(tmp_path / "run")]
+        )
 
 
 def test_pretrain_example_from_a_backbone_applies_overrides_and_the_crop_size(tmp_path):
     example = load_pretrain_example()
     torch.manual_seed(0)
     ProSModel(ProSConfig.from_preset("micro", image_size=32)).save_pretrained(tmp_path / "backbone")
-    model_args = example.ModelArguments(model_name_or_path=str(tmp_path / "backbone"), num_prototypes=32,
-                                        config_overrides="head_num_layers=2")
+    model_args = example.ModelArguments(
+        model_name_or_path=str(tmp_path / "backbone"), num_prototypes=32, config_overrides="head_num_layers=2"
+    )
     training_args = ProSTrainingArguments(output_dir=str(tmp_path / "run"), global_crop_size=48)
     model = example.build_model(model_args, training_args)
     assert model.config.head_num_layers == 2 and model.config.image_size == 48
@@ -477,7 +550,10 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
     assert a["global_step"] == b["global_step"] == 12
     assert a["teacher_sha256"] == b["teacher_sha256"]
     assert a["center"] == b["center"]
-    exported_a, exported_b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    exported_a, exported_b = (
+        load_file(tmp_path / "a" / "model.safetensors"),
+        load_file(tmp_path / "b" / "model.safetensors"),
+    )
     for name, tensor in exported_a.items():
         assert torch.equal(tensor, exported_b[name]), name
     final_a = load_file(tmp_path / "a" / "checkpoint-12" / "model.safetensors")
@@ -489,11 +565,35 @@ def test_killed_run_resumes_to_identical_weights(tmp_path):
 @pytest.mark.slow
 def test_two_processes_keep_identical_teachers_and_all_reduce(tmp_path):
     """2 CPU processes (gloo) under accelerate launch: teachers identical; center and me-max statistics global."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               str(free_port()), str(DRIVER), str(tmp_path / "rec"), "--output_dir", str(tmp_path / "out"), *TINY_RUN,
-               "--max_steps", "4", "--me_max_weight", "0.5", "--ddp_broadcast_buffers", "false",
-               "--save_strategy", "no"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        str(DRIVER),
+        str(tmp_path / "rec"),
+        "--output_dir",
+        str(tmp_path / "out"),
+        *TINY_RUN,
+        "--max_steps",
+        "4",
+        "--me_max_weight",
+        "0.5",
+        "--ddp_broadcast_buffers",
+        "false",
+        "--save_strategy",
+        "no",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((tmp_path / "rec" / f"rank-{r}.json").read_text()) for r in (0, 1)]

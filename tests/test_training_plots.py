@@ -11,10 +11,21 @@ from pros_hf.training_plots import plot_pretraining_curves
 def history(steps=10, knn=False):
     logs = []
     for step in range(2, steps + 1, 2):
-        logs.append({"loss": 4.0 - 0.1 * step, "matching_loss": 4.0 - 0.1 * step, "teacher_entropy": 3.0,
-                     "student_mean_entropy": 4.1, "active_prototypes": 40 + step, "learning_rate": 1e-4 * step,
-                     "teacher_momentum": 0.99, "teacher_temperature": 0.04, "weight_decay": 0.04,
-                     "epoch": step / 10, "step": step})
+        logs.append(
+            {
+                "loss": 4.0 - 0.1 * step,
+                "matching_loss": 4.0 - 0.1 * step,
+                "teacher_entropy": 3.0,
+                "student_mean_entropy": 4.1,
+                "active_prototypes": 40 + step,
+                "learning_rate": 1e-4 * step,
+                "teacher_momentum": 0.99,
+                "teacher_temperature": 0.04,
+                "weight_decay": 0.04,
+                "epoch": step / 10,
+                "step": step,
+            }
+        )
         if knn and step % 4 == 0:
             logs.append({"knn/expression_top1": 14.0 + step, "knn/identity_top1": 5.0 + step, "step": step})
     logs.append({"train_runtime": 1.0, "train_loss": 3.5, "epoch": 1.0, "step": steps})  # the end-of-train entry

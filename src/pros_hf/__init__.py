@@ -33,7 +33,6 @@ from .modeling_pros_landmarks import (
 from .modeling_pros_pretraining import ProSForPreTraining, ProSPreTrainingOutput
 from .pipelines import FaceLandmarksPipeline, register_pipelines
 
-
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it, imported on first access

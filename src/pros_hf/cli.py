@@ -22,8 +22,11 @@ def flag_is_on(argv: list[str], name: str) -> bool:
     for index, arg in enumerate(argv):
         if flag_name(arg) != name:
             continue
-        value = arg.split("=", 1)[1] if "=" in arg else (
-            argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else "true")
+        value = (
+            arg.split("=", 1)[1]
+            if "=" in arg
+            else (argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("--") else "true")
+        )
         on = value.strip().lower() in ("true", "1", "yes", "y", "t")
     return on
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 from transformers import PreTrainedConfig
 
-
 TARGET_MODES = ("center", "sinkhorn", "sharpen")
 CLASSIFIER_POOLINGS = ("cls", "cls_mean")
 LANDMARK_DECODERS = ("heatmap", "regression")
@@ -40,20 +39,41 @@ PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_class
 # Named sizes. "micro" is the test size: it trains hundreds of steps per minute on two CPU cores.
 PRESETS = {
     "micro": dict(
-        hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256, image_size=32,
-        patch_size=8, head_hidden_size=128, head_bottleneck_size=32, num_prototypes=64, drop_path_rate=0.0,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=256,
+        image_size=32,
+        patch_size=8,
+        head_hidden_size=128,
+        head_bottleneck_size=32,
+        num_prototypes=64,
+        drop_path_rate=0.0,
     ),
     "vit-s16": dict(
-        hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536, image_size=224,
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        image_size=224,
         patch_size=16,
     ),
     "vit-b16": dict(
-        hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, image_size=224,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        image_size=224,
         patch_size=16,
     ),
     "vit-l16": dict(
-        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096, image_size=224,
-        patch_size=16, drop_path_rate=0.3,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        image_size=224,
+        patch_size=16,
+        drop_path_rate=0.3,
     ),
 }
 
@@ -180,11 +200,36 @@ class ProSPreTrainingConfig:
     def validate(self) -> None:
         owner = type(self).__name__
         _check_bools(owner, _fields(self, ("head_use_bn", "share_prototypes")))
-        _check_positive_ints(owner, _fields(self, ("head_hidden_size", "head_bottleneck_size", "head_num_layers",
-                                                   "num_prototypes", "sinkhorn_iterations")))
-        _check_numbers(owner, _fields(self, (
-            "student_temperature", "teacher_temperature", "warmup_teacher_temperature", "center_momentum",
-            "sharpen_temperature", "me_max_weight", "koleo_weight", "patch_loss_weight", "mask_probability")))
+        _check_positive_ints(
+            owner,
+            _fields(
+                self,
+                (
+                    "head_hidden_size",
+                    "head_bottleneck_size",
+                    "head_num_layers",
+                    "num_prototypes",
+                    "sinkhorn_iterations",
+                ),
+            ),
+        )
+        _check_numbers(
+            owner,
+            _fields(
+                self,
+                (
+                    "student_temperature",
+                    "teacher_temperature",
+                    "warmup_teacher_temperature",
+                    "center_momentum",
+                    "sharpen_temperature",
+                    "me_max_weight",
+                    "koleo_weight",
+                    "patch_loss_weight",
+                    "mask_probability",
+                ),
+            ),
+        )
         for name in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature", "sharpen_temperature"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{owner}.{name} must be > 0, got {getattr(self, name)!r}.")
@@ -202,8 +247,12 @@ class ProSPreTrainingConfig:
         if not 0.0 < self.mask_probability <= 1.0:
             raise ValueError(f"{owner}.mask_probability must be in (0, 1], got {self.mask_probability!r}.")
         ratio = self.mask_ratio
-        if (not isinstance(ratio, list) or len(ratio) != 2 or not all(_is_number(v) for v in ratio)
-                or not 0.0 < ratio[0] <= ratio[1] < 1.0):
+        if (
+            not isinstance(ratio, list)
+            or len(ratio) != 2
+            or not all(_is_number(v) for v in ratio)
+            or not 0.0 < ratio[0] <= ratio[1] < 1.0
+        ):
             raise ValueError(f"{owner}.mask_ratio must be [low, high] with 0 < low <= high < 1, got {ratio!r}.")
 
     def to_dict(self) -> dict:
@@ -254,17 +303,22 @@ class ProSLandmarkConfig:
     def validate(self) -> None:
         owner = type(self).__name__
         _check_choice(owner, "landmark_decoder", self.landmark_decoder, LANDMARK_DECODERS)
-        _check_positive_ints(owner, _fields(self, ("num_landmarks", "landmark_decoder_hidden_size",
-                                                   "landmark_heatmap_scale_factor")))
+        _check_positive_ints(
+            owner, _fields(self, ("num_landmarks", "landmark_decoder_hidden_size", "landmark_heatmap_scale_factor"))
+        )
         _check_numbers(owner, _fields(self, ("landmark_heatmap_sigma", "landmark_heatmap_loss_weight")))
         if not self.landmark_heatmap_sigma > 0:
             raise ValueError(f"{owner}.landmark_heatmap_sigma must be > 0, got {self.landmark_heatmap_sigma!r}.")
         if self.landmark_heatmap_loss_weight < 0:
-            raise ValueError(f"{owner}.landmark_heatmap_loss_weight must be >= 0, got "
-                             f"{self.landmark_heatmap_loss_weight!r}.")
+            raise ValueError(
+                f"{owner}.landmark_heatmap_loss_weight must be >= 0, got {self.landmark_heatmap_loss_weight!r}."
+            )
         layers = self.landmark_feature_layers
-        if (not isinstance(layers, list) or not layers or any(
-                not _is_number(v) or (isinstance(v, float) and not 0 < v <= 1) for v in layers)):
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or any(not _is_number(v) or (isinstance(v, float) and not 0 < v <= 1) for v in layers)
+        ):
             raise ValueError(
                 f"{owner}.landmark_feature_layers must be a non-empty list of fractions of the depth in (0, 1] "
                 f"(floats) or hidden_states indices (ints), got {layers!r}."
@@ -570,23 +624,41 @@ class ProSConfig(PreTrainedConfig):
         """Fail at construction (and after `from_pretrained`'s keyword overrides), naming the field, instead of deep
         inside a forward pass."""
         owner = type(self).__name__
-        _check_numbers(owner, _fields(self, ("layer_norm_eps", "hidden_dropout_prob", "attention_probs_dropout_prob",
-                                             "drop_path_rate", "initializer_range")))
-        _check_bools(owner, _fields(self, ("qkv_bias", "use_mask_token", "use_pre_layernorm",
-                                           "interpolate_antialias")))
+        _check_numbers(
+            owner,
+            _fields(
+                self,
+                (
+                    "layer_norm_eps",
+                    "hidden_dropout_prob",
+                    "attention_probs_dropout_prob",
+                    "drop_path_rate",
+                    "initializer_range",
+                ),
+            ),
+        )
+        _check_bools(owner, _fields(self, ("qkv_bias", "use_mask_token", "use_pre_layernorm", "interpolate_antialias")))
         if self.layerscale_value is not None and not (_is_number(self.layerscale_value) and self.layerscale_value > 0):
-            raise ValueError(f"ProSConfig.layerscale_value must be None (no layer scale) or a number > 0, got "
-                             f"{self.layerscale_value!r}.")
+            raise ValueError(
+                f"ProSConfig.layerscale_value must be None (no layer scale) or a number > 0, got "
+                f"{self.layerscale_value!r}."
+            )
         registers = self.num_register_tokens
         if not isinstance(registers, int) or isinstance(registers, bool) or registers < 0:
             raise ValueError(f"ProSConfig.num_register_tokens must be an integer >= 0, got {registers!r}.")
         from transformers.activations import ACT2FN  # here: reading a config alone needs no torch
 
         if self.hidden_act not in ACT2FN:
-            raise ValueError(f"ProSConfig.hidden_act must be one of transformers' activations, e.g. 'gelu', "
-                             f"'gelu_new', 'quick_gelu', 'relu', 'silu'; got {self.hidden_act!r}.")
-        _check_positive_ints(owner, _fields(self, ("hidden_size", "num_hidden_layers", "num_attention_heads",
-                                                   "intermediate_size", "num_channels")))
+            raise ValueError(
+                f"ProSConfig.hidden_act must be one of transformers' activations, e.g. 'gelu', "
+                f"'gelu_new', 'quick_gelu', 'relu', 'silu'; got {self.hidden_act!r}."
+            )
+        _check_positive_ints(
+            owner,
+            _fields(
+                self, ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "num_channels")
+            ),
+        )
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"ProSConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
@@ -595,8 +667,9 @@ class ProSConfig(PreTrainedConfig):
         for name in ("image_size", "patch_size"):
             sides = pair(getattr(self, name))
             if len(sides) != 2 or any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sides):
-                raise ValueError(f"ProSConfig.{name} must be a positive integer or a pair of them, got "
-                                 f"{getattr(self, name)!r}.")
+                raise ValueError(
+                    f"ProSConfig.{name} must be a positive integer or a pair of them, got {getattr(self, name)!r}."
+                )
         for side, patch in zip(pair(self.image_size), pair(self.patch_size)):
             if side % patch:
                 raise ValueError(
@@ -613,8 +686,7 @@ class ProSConfig(PreTrainedConfig):
         for key, section_class in SECTIONS.items():
             section = self.__dict__.get(key)
             if section is not None and not isinstance(section, section_class):
-                raise ValueError(f"ProSConfig.{key} must be a {section_class.__name__}, got "
-                                 f"{type(section).__name__}.")
+                raise ValueError(f"ProSConfig.{key} must be a {section_class.__name__}, got {type(section).__name__}.")
             if section is not None:
                 section.validate()  # fields written after construction too
 
@@ -633,13 +705,16 @@ def _build_section(section_class, given, flat: dict):
     elif given is None:
         given = {}
     elif not isinstance(given, dict):
-        raise ValueError(f"A ProSConfig section must be a {section_class.__name__} or a dict, got "
-                         f"{type(given).__name__}.")
+        raise ValueError(
+            f"A ProSConfig section must be a {section_class.__name__} or a dict, got {type(given).__name__}."
+        )
     values = {**given, **flat}
     unknown = sorted(set(values) - set(_section_field_names(section_class)))
     if unknown:
-        raise ValueError(f"{section_class.__name__} has no field {unknown[0]!r}; its fields are "
-                         f"{list(_section_field_names(section_class))}.")
+        raise ValueError(
+            f"{section_class.__name__} has no field {unknown[0]!r}; its fields are "
+            f"{list(_section_field_names(section_class))}."
+        )
     return section_class(**values)
 
 

@@ -37,8 +37,9 @@ def save_figure(figure, path, what: str) -> str:
     return path
 
 
-def plot_confusion_matrix(matrix, label_names: Sequence[str] | None, path, title: str | None = None,
-                          normalize: bool = True) -> str:
+def plot_confusion_matrix(
+    matrix, label_names: Sequence[str] | None, path, title: str | None = None, normalize: bool = True
+) -> str:
     """Confusion matrix as an annotated heatmap: rows are reference classes, columns predicted ones (the layout of
     ``expression_metrics``' ``confusion_matrix``).
 
@@ -109,8 +110,9 @@ def plot_landmarks(images, predictions, references=None, *, path, columns: int =
         raise ValueError("images is empty: pass at least one face.")
     if not isinstance(columns, int) or columns < 1:
         raise ValueError(f"columns must be a positive integer, got {columns!r}.")
-    point_sets = {"predictions": predictions} if references is None else {"predictions": predictions,
-                                                                          "references": references}
+    point_sets = (
+        {"predictions": predictions} if references is None else {"predictions": predictions, "references": references}
+    )
     for name, points in point_sets.items():
         if len(points) != len(images):
             raise ValueError(f"{name} has {len(points)} entries but there are {len(images)} images.")
@@ -132,8 +134,13 @@ def plot_landmarks(images, predictions, references=None, *, path, columns: int =
         prediction = np.asarray(predictions[index], dtype=np.float64)
         if references is not None:
             reference = np.asarray(references[index], dtype=np.float64)
-            axis.plot(np.stack([reference[:, 0], prediction[:, 0]]), np.stack([reference[:, 1], prediction[:, 1]]),
-                      color="yellow", linewidth=0.5, alpha=0.8)  # the error of each point as a segment
+            axis.plot(
+                np.stack([reference[:, 0], prediction[:, 0]]),
+                np.stack([reference[:, 1], prediction[:, 1]]),
+                color="yellow",
+                linewidth=0.5,
+                alpha=0.8,
+            )  # the error of each point as a segment
             axis.scatter(reference[:, 0], reference[:, 1], s=5, c="lime", linewidths=0, label="reference")
         axis.scatter(prediction[:, 0], prediction[:, 1], s=5, c="red", linewidths=0, label="prediction")
         axis.set_xlim(-0.5, image.shape[1] - 0.5)
@@ -160,8 +167,13 @@ def _failure_rate_and_auc(errors: np.ndarray, threshold: float, step: float) -> 
     return float(1.0 - fractions[-1]), float(area / levels[-1])
 
 
-def plot_ced_curves(per_image_errors: Mapping[str, Sequence[float]], path, threshold: float = 0.10,
-                    title: str | None = None, step: float = 1e-4) -> str:
+def plot_ced_curves(
+    per_image_errors: Mapping[str, Sequence[float]],
+    path,
+    threshold: float = 0.10,
+    title: str | None = None,
+    step: float = 1e-4,
+) -> str:
     """Cumulative error distribution (fraction of images with NME at most x, for x from 0 to ``threshold``), one
     curve per model, each labelled with its NME, AUC and failure rate at ``threshold`` (as ``landmark_nme``, with
     ``ced_step=step``). ``per_image_errors``: label -> per-image NME (the metric's ``per_image_nme``), fractions.
@@ -181,8 +193,12 @@ def plot_ced_curves(per_image_errors: Mapping[str, Sequence[float]], path, thres
             raise ValueError(f"per_image_errors[{label!r}] must be a non-empty list of finite non-negative errors.")
         failure_rate, auc = _failure_rate_and_auc(errors, threshold, step)
         fractions = np.searchsorted(np.sort(errors), levels, side="right") / errors.size
-        axis.plot(levels, fractions, linewidth=1.5,
-                  label=f"{label}: NME {errors.mean():.2%}, AUC {auc:.3f}, FR {failure_rate:.1%}")
+        axis.plot(
+            levels,
+            fractions,
+            linewidth=1.5,
+            label=f"{label}: NME {errors.mean():.2%}, AUC {auc:.3f}, FR {failure_rate:.1%}",
+        )
     axis.set_xlim(0, threshold)
     axis.set_ylim(0, 1.01)
     axis.set_xlabel("NME (fraction of the normalising distance)")
@@ -212,8 +228,10 @@ def plot_attribute_accuracy(results: Mapping, path, title: str | None = None) ->
         raise ValueError(f"results[{labels[0]!r}] has no attributes.")
     for label in labels:
         if set(results[label]) != set(attributes):
-            raise ValueError(f"results[{label!r}] names other attributes than results[{labels[0]!r}]: "
-                             f"{sorted(set(results[label]) ^ set(attributes))}.")
+            raise ValueError(
+                f"results[{label!r}] names other attributes than results[{labels[0]!r}]: "
+                f"{sorted(set(results[label]) ^ set(attributes))}."
+            )
     values = np.array([[results[label][name] for name in attributes] for label in labels], dtype=np.float64)
     if not ((values >= 0) & (values <= 1)).all():
         raise ValueError("accuracies must be fractions in [0, 1].")

@@ -16,8 +16,9 @@ def _cpu_attention_forward(query_shape, key_shape, value_shape, *args, out_shape
     return _flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
 
 
-def _cpu_attention_backward(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
-                            **kwargs) -> int:
+def _cpu_attention_backward(
+    grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs
+) -> int:
     return _flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
 
 

@@ -11,7 +11,6 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from .loading import hub_offline
 
-
 TEMPLATES = Path(__file__).parent / "model_cards"
 PUSH_IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", "runs/**", "*.log", "trainer_state.json"]
 
@@ -69,8 +68,10 @@ def backbone_card(
         training_summary=training_summary,
         evaluation_summary=evaluation_summary,
         **_recipe_rows(recipe),
-        **{key: getattr(config, key) for key in (
-            "num_hidden_layers", "hidden_size", "num_attention_heads", "patch_size", "image_size")},
+        **{
+            key: getattr(config, key)
+            for key in ("num_hidden_layers", "hidden_size", "num_attention_heads", "patch_size", "image_size")
+        },
     )
 
 
@@ -79,14 +80,21 @@ def _recipe_rows(recipe) -> dict[str, str]:
     if recipe is None:
         return dict.fromkeys(("projection_head", "prototypes", "teacher_targets", "patch_loss"), "not recorded")
     return dict(
-        projection_head=(f"{recipe.head_num_layers} layers, {recipe.head_hidden_size} hidden, "
-                         f"{recipe.head_bottleneck_size} bottleneck"),
+        projection_head=(
+            f"{recipe.head_num_layers} layers, {recipe.head_hidden_size} hidden, "
+            f"{recipe.head_bottleneck_size} bottleneck"
+        ),
         prototypes=f"{recipe.num_prototypes}, shared between teacher and student: {recipe.share_prototypes}",
-        teacher_targets=(f"{recipe.target_mode}; student temperature {recipe.student_temperature}, teacher "
-                         f"temperature {recipe.warmup_teacher_temperature} -> {recipe.teacher_temperature}"),
-        patch_loss=(f"weight {recipe.patch_loss_weight}, {recipe.mask_probability:g} of the global crops masked, "
-                    f"{recipe.mask_ratio[0]:g}-{recipe.mask_ratio[1]:g} of their patches"
-                    if recipe.patch_loss_weight > 0 else "off"),
+        teacher_targets=(
+            f"{recipe.target_mode}; student temperature {recipe.student_temperature}, teacher "
+            f"temperature {recipe.warmup_teacher_temperature} -> {recipe.teacher_temperature}"
+        ),
+        patch_loss=(
+            f"weight {recipe.patch_loss_weight}, {recipe.mask_probability:g} of the global crops masked, "
+            f"{recipe.mask_ratio[0]:g}-{recipe.mask_ratio[1]:g} of their patches"
+            if recipe.patch_loss_weight > 0
+            else "off"
+        ),
     )
 
 
@@ -96,8 +104,11 @@ HEAD_METRICS = {
     "attributes": {"mean_accuracy": ("accuracy", "mean attribute accuracy")},
     "landmarks": {"nme": ("nme", "NME"), "failure_rate": ("failure_rate", "failure rate"), "auc": ("auc", "AUC")},
 }
-HEAD_TASK_TYPES = {"expression": "image-classification", "attributes": "image-classification",
-                   "landmarks": "keypoint-detection"}
+HEAD_TASK_TYPES = {
+    "expression": "image-classification",
+    "attributes": "image-classification",
+    "landmarks": "keypoint-detection",
+}
 _TASK_DESCRIPTIONS = {
     "expression": "facial expression recognition",
     "attributes": "facial attribute estimation (multi-label)",
@@ -130,10 +141,15 @@ def _results_table(task: str, results: dict, num_seeds: int) -> str:
 
     A run of one seed (its `per_seed` entry, else `num_seeds`) or without a `std` shows the mean alone: no spread."""
     metrics = HEAD_METRICS[task]
-    runs = [(label, results[key]) for key, label in (("pretrained", "pre-trained backbone"),
-                                                      ("random_init", "random init (same architecture)"),
-                                                      ("prior", "labels only (no image)"))
-            if key in results]
+    runs = [
+        (label, results[key])
+        for key, label in (
+            ("pretrained", "pre-trained backbone"),
+            ("random_init", "random init (same architecture)"),
+            ("prior", "labels only (no image)"),
+        )
+        if key in results
+    ]
     header = "| metric | " + " | ".join(label for label, _ in runs) + " |"
     lines = [header, "| --- |" + " --- |" * len(runs)]
     for key, (_, name) in metrics.items():
@@ -190,10 +206,18 @@ def head_card(
     for key, (metric_type, metric_name) in HEAD_METRICS[task].items():
         value = main_run["mean"].get(key)
         if value is not None:
-            eval_results.append(EvalResult(
-                task_type=HEAD_TASK_TYPES[task], task_name=_TASK_DESCRIPTIONS[task], dataset_type=dataset_type,
-                dataset_name=dataset, dataset_split=split, metric_type=metric_type, metric_name=metric_name,
-                metric_value=round(float(value), 6)))
+            eval_results.append(
+                EvalResult(
+                    task_type=HEAD_TASK_TYPES[task],
+                    task_name=_TASK_DESCRIPTIONS[task],
+                    dataset_type=dataset_type,
+                    dataset_name=dataset,
+                    dataset_split=split,
+                    metric_type=metric_type,
+                    metric_name=metric_name,
+                    metric_value=round(float(value), 6),
+                )
+            )
     metadata = ModelCardData(
         model_name=name,
         base_model=hub_base,
@@ -211,46 +235,52 @@ def head_card(
     repo = repo_id or "path/to/this/folder"
     if classifier:
         labels_summary = f"{config.num_labels} labels: {', '.join(str(v) for v in config.id2label.values())}"
-        head_description = (f"a linear classifier on the {getattr(config, 'classifier_pooling', 'cls')} "
-                            f"features, {config.problem_type or 'single_label_classification'}")
+        head_description = (
+            f"a linear classifier on the {getattr(config, 'classifier_pooling', 'cls')} "
+            f"features, {config.problem_type or 'single_label_classification'}"
+        )
     else:
         labels_summary = f"{config.num_landmarks} points"
         head_description = f"a {config.landmark_decoder} landmark decoder"
     if adapter:
         usage = (
             "from pros_hf.finetuning import load_adapter_folder\n\n"
-            f"model = load_adapter_folder(\"{repo}\")  # base backbone, LoRA and head in one call\n\n"
+            f'model = load_adapter_folder("{repo}")  # base backbone, LoRA and head in one call\n\n'
             "# by hand (the base must be an exported ProSModel folder, not a pre-training checkpoint):\n"
             "from peft import PeftModel\n"
             f"from transformers import AutoConfig, AutoImageProcessor, AutoModel, {auto_class}\n\n"
-            f"config = AutoConfig.from_pretrained(\"{repo}\")  # the head's labels and shape\n"
+            f'config = AutoConfig.from_pretrained("{repo}")  # the head\'s labels and shape\n'
             f"base = {auto_class}.from_config(config)\n"
-            f"base.pros.load_state_dict(AutoModel.from_pretrained(\"{base_model or 'BASE_BACKBONE'}\").state_dict())\n"
-            f"model = PeftModel.from_pretrained(base, \"{repo}\").eval()\n"
-            f"processor = AutoImageProcessor.from_pretrained(\"{repo}\")\n"
+            f'base.pros.load_state_dict(AutoModel.from_pretrained("{base_model or "BASE_BACKBONE"}").state_dict())\n'
+            f'model = PeftModel.from_pretrained(base, "{repo}").eval()\n'
+            f'processor = AutoImageProcessor.from_pretrained("{repo}")\n'
             "# without pros_hf installed: pass trust_remote_code=True to each from_pretrained / from_config call"
         )
     elif classifier:
         usage = (
             "from transformers import pipeline\n\n"
-            f"classify = pipeline(\"image-classification\", model=\"{repo}\", trust_remote_code=True)\n"
-            f"classify(\"face.jpg\", top_k={config.num_labels})  # every label's "
+            f'classify = pipeline("image-classification", model="{repo}", trust_remote_code=True)\n'
+            f'classify("face.jpg", top_k={config.num_labels})  # every label\'s '
             f"{'probability' if config.problem_type == 'multi_label_classification' else 'score'}, not the top 5"
         )
     else:
         usage = (
             "from transformers import pipeline\n\n"
-            f"landmarks = pipeline(\"face-landmarks\", model=\"{repo}\")  # needs pros_hf (it registers the task)\n"
-            "landmarks(\"face.jpg\")  # {\"landmarks\": [[x, y], ...]} in the image's pixels\n\n"
-            f"# or, without pros_hf: {auto_class}.from_pretrained(\"{repo}\", trust_remote_code=True)"
+            f'landmarks = pipeline("face-landmarks", model="{repo}")  # needs pros_hf (it registers the task)\n'
+            'landmarks("face.jpg")  # {"landmarks": [[x, y], ...]} in the image\'s pixels\n\n'
+            f'# or, without pros_hf: {auto_class}.from_pretrained("{repo}", trust_remote_code=True)'
         )
     notes = []
     if "random_init" in results and "pretrained" in results:
-        notes.append("The random-init column trains the same architecture from random weights with the same recipe "
-                     "and labels: the gap is what pre-training contributes.")
+        notes.append(
+            "The random-init column trains the same architecture from random weights with the same recipe "
+            "and labels: the gap is what pre-training contributes."
+        )
     if "prior" in results:
-        notes.append("The labels-only column predicts without the image (the majority class, each attribute's "
-                     "majority value, or the mean face shape of the same training labels): the floor to beat.")
+        notes.append(
+            "The labels-only column predicts without the image (the majority class, each attribute's "
+            "majority value, or the mean face shape of the same training labels): the floor to beat."
+        )
     comparison_note = " ".join(notes)
     seeds = seeds or [0]
     total = sum(p.numel() for p in model.parameters())
@@ -289,8 +319,13 @@ def is_offline() -> bool:
     return hub_offline()
 
 
-def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = None, private: bool | None = None,
-                commit_message: str = "Upload ProS model") -> str:
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload ProS model",
+) -> str:
     """Create `repo_id` if needed and upload `folder` (without checkpoints and logs). Offline: a clear error."""
     if is_offline():
         raise RuntimeError(
@@ -302,10 +337,19 @@ def push_folder(folder: str | os.PathLike, repo_id: str, token: str | None = Non
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
-    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message=commit_message,
-                               ignore_patterns=PUSH_IGNORE_PATTERNS)
+    commit = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, commit_message=commit_message, ignore_patterns=PUSH_IGNORE_PATTERNS
+    )
     return getattr(commit, "commit_url", str(commit))
 
 
-__all__ = ["HEAD_METRICS", "backbone_card", "head_card", "is_hub_id", "is_offline", "public_name", "push_folder",
-           "render_card"]
+__all__ = [
+    "HEAD_METRICS",
+    "backbone_card",
+    "head_card",
+    "is_hub_id",
+    "is_offline",
+    "public_name",
+    "push_folder",
+    "render_card",
+]

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -127,13 +126,20 @@ def _size_dict(value, name: str, keys: tuple[str, ...]) -> dict:
     """`size` / `crop_size` as the dict the processor reads; an int is accepted for either."""
     if isinstance(value, int) and not isinstance(value, bool):
         value = {key: value for key in keys}
-    if not isinstance(value, dict) or set(value) != set(keys) or any(
-            isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value.values()):
+    if (
+        not isinstance(value, dict)
+        or set(value) != set(keys)
+        or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value.values())
+    ):
         layout = ", ".join(f"{key!r}: N" for key in keys)
-        hint = (" ProSImageProcessor resizes the shorter side (keeping the aspect ratio), then center-crops "
-                "crop_size." if name == "size" else "")
-        raise ValueError(f"ProSImageProcessor.{name} must be {{{layout}}} with positive ints (or one int), got "
-                         f"{value!r}.{hint}")
+        hint = (
+            " ProSImageProcessor resizes the shorter side (keeping the aspect ratio), then center-crops crop_size."
+            if name == "size"
+            else ""
+        )
+        raise ValueError(
+            f"ProSImageProcessor.{name} must be {{{layout}}} with positive ints (or one int), got {value!r}.{hint}"
+        )
     return dict(value)
 
 
@@ -167,7 +173,9 @@ class ProSImageProcessor(BaseImageProcessor):
     ):
         super().__init__(**kwargs)
         if resample not in ("bicubic", "bilinear", "nearest"):
-            raise ValueError(f"ProSImageProcessor.resample must be 'bicubic', 'bilinear' or 'nearest', got {resample!r}.")
+            raise ValueError(
+                f"ProSImageProcessor.resample must be 'bicubic', 'bilinear' or 'nearest', got {resample!r}."
+            )
         self.do_resize = do_resize
         self.size = _size_dict(size if size is not None else 224, "size", ("shortest_edge",))
         self.do_center_crop = do_center_crop
@@ -184,8 +192,10 @@ class ProSImageProcessor(BaseImageProcessor):
             except (TypeError, ValueError):
                 values = []
             if len(values) != 3 or (name == "image_std" and min(values) <= 0):
-                raise ValueError(f"ProSImageProcessor.{name} must be 3 numbers (R, G, B)"
-                                 f"{', each > 0' if name == 'image_std' else ''}, got {given!r}.")
+                raise ValueError(
+                    f"ProSImageProcessor.{name} must be 3 numbers (R, G, B)"
+                    f"{', each > 0' if name == 'image_std' else ''}, got {given!r}."
+                )
             setattr(self, name, values)
 
     @classmethod
@@ -193,7 +203,9 @@ class ProSImageProcessor(BaseImageProcessor):
         """The processor matching a `ProSConfig`'s input size."""
         # the shorter side resized to the longer input side, so the crop never reaches past the image (no padding)
         side = config.image_size if isinstance(config.image_size, int) else max(config.image_size)
-        height, width = (config.image_size, config.image_size) if isinstance(config.image_size, int) else config.image_size
+        height, width = (
+            (config.image_size, config.image_size) if isinstance(config.image_size, int) else config.image_size
+        )
         return cls(size={"shortest_edge": side}, crop_size={"height": height, "width": width}, **kwargs)
 
     def _resized_size(self, height: int, width: int) -> tuple[int, int]:
@@ -233,7 +245,10 @@ class ProSImageProcessor(BaseImageProcessor):
         # samples pixel i at floor(i * scale), a shift of up to half a source pixel)
         mode = "nearest-exact" if self.resample == "nearest" else self.resample
         resized = torch.nn.functional.interpolate(
-            image[None], size=new_size, mode=mode, antialias=antialias,
+            image[None],
+            size=new_size,
+            mode=mode,
+            antialias=antialias,
             **({} if self.resample == "nearest" else {"align_corners": False}),
         )[0]
         return resized.clamp_(0, 255)

@@ -25,7 +25,12 @@ class BackboneError(ValueError):
     weights that cannot be read or do not fit their config."""
 
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def weight_file_name(pretrained) -> str:
@@ -46,14 +51,17 @@ def _load_weights(model_class, pretrained, **kwargs):
     try:
         return model_class.from_pretrained(pretrained, output_loading_info=True, **kwargs)
     except SafetensorError as error:
-        raise BackboneError(f"{weight_file_name(pretrained)} cannot be read ({error}): the file is truncated or "
-                            "corrupt; copy or download it again.") from None
+        raise BackboneError(
+            f"{weight_file_name(pretrained)} cannot be read ({error}): the file is truncated or "
+            "corrupt; copy or download it again."
+        ) from None
     except RuntimeError as error:
         if "mismatch" not in str(error):
             raise
-        raise BackboneError(f"{weight_file_name(pretrained)}: the weights do not fit the sizes in its config.json "
-                            "(a config of another model size next to them); save the model and its config together.") \
-            from None
+        raise BackboneError(
+            f"{weight_file_name(pretrained)}: the weights do not fit the sizes in its config.json "
+            "(a config of another model size next to them); save the model and its config together."
+        ) from None
 
 
 def check_model_source(path_or_id) -> None:
@@ -105,11 +113,15 @@ def load_backbone(pretrained, **kwargs) -> ProSModel:
     check_model_source(pretrained)
     folder = os.fspath(pretrained)
     if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
-        saved_data = any(os.path.isfile(os.path.join(folder, name))
-                         for name in ("dataset_info.json", "dataset_dict.json", "state.json"))
-        raise BackboneError(f"{folder!r} has no config.json: it is " + (
-            "a dataset folder (save_to_disk), not a model" if saved_data else "not a model folder") +
-            "; pass the folder of a saved ProSModel, a fine-tuned ProS head or a pre-training export.")
+        saved_data = any(
+            os.path.isfile(os.path.join(folder, name))
+            for name in ("dataset_info.json", "dataset_dict.json", "state.json")
+        )
+        raise BackboneError(
+            f"{folder!r} has no config.json: it is "
+            + ("a dataset folder (save_to_disk), not a model" if saved_data else "not a model folder")
+            + "; pass the folder of a saved ProSModel, a fine-tuned ProS head or a pre-training export."
+        )
     config_dict, _ = ProSConfig.get_config_dict(pretrained, **kwargs)
     model_type = config_dict.get("model_type")
     if model_type != ProSConfig.model_type:

@@ -195,8 +195,9 @@ def masked_patch_loss(
     num_masked = teacher_probabilities.shape[0]
     # checked where it is free: on an accelerator, reading the count would make the host wait for the device
     if bool_masked_pos.device.type == "cpu" and int(per_image.sum()) != num_masked:
-        raise ValueError(f"masked_patch_loss got {num_masked} patch distributions for {int(per_image.sum())} "
-                         "masked patches")
+        raise ValueError(
+            f"masked_patch_loss got {num_masked} patch distributions for {int(per_image.sum())} masked patches"
+        )
     masked_images = (per_image > 0).sum().clamp_min(1)
     weights = (1.0 / per_image.clamp_min(1).float()).repeat_interleave(per_image, output_size=num_masked)
     weights = weights / masked_images

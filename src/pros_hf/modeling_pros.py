@@ -71,13 +71,20 @@ class ProSEmbeddings(nn.Module):
         `config.interpolate_antialias` says so (the resampling DINOv2-with-registers was trained with).
         """
         if (grid_height, grid_width) == self.grid_size:
-            return self.position_embeddings if self.position_embeddings.dtype == dtype else self.position_embeddings.to(dtype)
+            return (
+                self.position_embeddings
+                if self.position_embeddings.dtype == dtype
+                else self.position_embeddings.to(dtype)
+            )
         cls_position = self.position_embeddings[:, :1]
         patch_positions = self.position_embeddings[:, 1:]
         dim = patch_positions.shape[-1]
         patch_positions = patch_positions.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
         patch_positions = nn.functional.interpolate(
-            patch_positions.float(), size=(grid_height, grid_width), mode="bicubic", align_corners=False,
+            patch_positions.float(),
+            size=(grid_height, grid_width),
+            mode="bicubic",
+            align_corners=False,
             antialias=self.config.interpolate_antialias,
         )
         patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(1, grid_height * grid_width, dim)
@@ -209,8 +216,9 @@ def host_to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Te
     return (tensor.pin_memory() if on_gpu else tensor).to(device, non_blocking=on_gpu)
 
 
-def add_kept_branch(residual: torch.Tensor, branch, branch_input: torch.Tensor, kept: torch.Tensor | None,
-                    scale: float) -> torch.Tensor:
+def add_kept_branch(
+    residual: torch.Tensor, branch, branch_input: torch.Tensor, kept: torch.Tensor | None, scale: float
+) -> torch.Tensor:
     """`residual + branch(branch_input) * mask * scale` for the 0/1 mask of `kept` (see `kept_samples`), with the
     branch run on the kept samples only: the dropped ones add nothing, so their work is skipped."""
     if kept is None:
@@ -250,8 +258,7 @@ class ProSLayer(GradientCheckpointingLayer):
             hidden_states = hidden_states[:, :num_queries]
         hidden_states = hidden_states + drop_path(self._scaled(attn_output, 1), self.drop_path_rate, self.training)
         del attn_output  # not kept alive through the MLP: one residual-stream tensor less at the peak
-        mlp_output = drop_path(self._scaled(self.mlp(self.norm2(hidden_states)), 2), self.drop_path_rate,
-                               self.training)
+        mlp_output = drop_path(self._scaled(self.mlp(self.norm2(hidden_states)), 2), self.drop_path_rate, self.training)
         return hidden_states + mlp_output, attn_weights
 
     def _scaled(self, branch_output: torch.Tensor, branch: int) -> torch.Tensor:
@@ -271,10 +278,16 @@ class ProSLayer(GradientCheckpointingLayer):
         def attention(tokens):
             return self._scaled(self.attention(self.norm1(tokens), num_queries=num_queries)[0], 1)
 
-        hidden_states = add_kept_branch(residual, attention, hidden_states,
-                                        kept_samples(batch_size, self.drop_path_rate, device), scale)
-        return add_kept_branch(hidden_states, lambda tokens: self._scaled(self.mlp(self.norm2(tokens)), 2),
-                               hidden_states, kept_samples(batch_size, self.drop_path_rate, device), scale)
+        hidden_states = add_kept_branch(
+            residual, attention, hidden_states, kept_samples(batch_size, self.drop_path_rate, device), scale
+        )
+        return add_kept_branch(
+            hidden_states,
+            lambda tokens: self._scaled(self.mlp(self.norm2(tokens)), 2),
+            hidden_states,
+            kept_samples(batch_size, self.drop_path_rate, device),
+            scale,
+        )
 
 
 class ProSEncoder(nn.Module):
@@ -426,15 +439,19 @@ class ProSModel(ProSPreTrainedModel):
 
     def _check_bool_masked_pos(self, bool_masked_pos, pixel_values) -> None:
         if self.embeddings.mask_token is None:
-            raise ValueError("`bool_masked_pos` needs a mask token: build the model with `use_mask_token=True` "
-                             "(`ProSConfig(use_mask_token=True)` or `ProSModel(config, use_mask_token=True)`); "
-                             "pre-training with patch_loss_weight > 0 builds one.")
+            raise ValueError(
+                "`bool_masked_pos` needs a mask token: build the model with `use_mask_token=True` "
+                "(`ProSConfig(use_mask_token=True)` or `ProSModel(config, use_mask_token=True)`); "
+                "pre-training with patch_loss_weight > 0 builds one."
+            )
         patch_height, patch_width = pair(self.config.patch_size)
         num_patches = (pixel_values.shape[-2] // patch_height) * (pixel_values.shape[-1] // patch_width)
         if bool_masked_pos.dtype != torch.bool or tuple(bool_masked_pos.shape) != (pixel_values.shape[0], num_patches):
-            raise ValueError(f"`bool_masked_pos` must be a bool tensor of shape (batch, num_patches) = "
-                             f"{(pixel_values.shape[0], num_patches)}, got {bool_masked_pos.dtype} "
-                             f"{tuple(bool_masked_pos.shape)}.")
+            raise ValueError(
+                f"`bool_masked_pos` must be a bool tensor of shape (batch, num_patches) = "
+                f"{(pixel_values.shape[0], num_patches)}, got {bool_masked_pos.dtype} "
+                f"{tuple(bool_masked_pos.shape)}."
+            )
 
     def forward(
         self,
@@ -470,8 +487,10 @@ class ProSModel(ProSPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if pooled_only and (output_hidden_states or output_attentions):
-            raise ValueError("`pooled_only=True` skips the last block's patch tokens; it cannot also return "
-                             "`hidden_states` or `attentions`.")
+            raise ValueError(
+                "`pooled_only=True` skips the last block's patch tokens; it cannot also return "
+                "`hidden_states` or `attentions`."
+            )
 
         weight = self.embeddings.patch_embeddings.projection.weight
         if pixel_values.dtype != weight.dtype and not torch.is_autocast_enabled(pixel_values.device.type):
@@ -503,11 +522,10 @@ class ProSModel(ProSPreTrainedModel):
             attentions=all_attentions,
         )
 
-
     def _without_registers(self, tokens: torch.Tensor) -> torch.Tensor:
         """The CLS token and the patch tokens: every consumer of the outputs (heads, patch loss, retrieval) reads
         `tokens[:, 1:]` as the patch grid, and DINOv2 discards the registers' outputs as well."""
-        return torch.cat((tokens[:, :1], tokens[:, 1 + self.config.num_register_tokens:]), dim=1)
+        return torch.cat((tokens[:, :1], tokens[:, 1 + self.config.num_register_tokens :]), dim=1)
 
 
 __all__ = ["ProSPreTrainedModel", "ProSModel"]

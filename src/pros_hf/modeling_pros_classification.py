@@ -127,13 +127,16 @@ class ProSForImageClassification(ProSPreTrainedModel):
         if labels is not None:
             self.pros._check_pixel_values(pixel_values)
             if not isinstance(labels, torch.Tensor):
-                raise TypeError(f"ProSForImageClassification expects `labels` as a torch.Tensor, got "
-                                f"{type(labels).__name__}.")
+                raise TypeError(
+                    f"ProSForImageClassification expects `labels` as a torch.Tensor, got {type(labels).__name__}."
+                )
             problem_type = self._problem_type(labels)
             labels = self._check_labels(labels, pixel_values.shape[0], problem_type)
             self.config.problem_type = problem_type  # stored once known, as transformers' heads do
         outputs = self.pros(
-            pixel_values, output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             return_dict=True,
         )
         logits = self.classifier(self._pool(outputs.last_hidden_state))

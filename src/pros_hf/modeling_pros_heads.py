@@ -20,7 +20,6 @@ import os
 from .configuration_pros import ProSConfig
 from .modeling_pros import ProSModel, ProSPreTrainedModel
 
-
 # config entries that describe the saved model, not the head being built
 _SAVED_MODEL_KEYS = ("architectures", "auto_map", "transformers_version", "_name_or_path", "model_type", "dtype")
 _LABEL_KEYS = ("num_labels", "id2label", "label2id")

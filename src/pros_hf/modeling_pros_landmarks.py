@@ -168,8 +168,9 @@ class ProSForLandmarkDetection(ProSPreTrainedModel):
 
     def _check_landmarks(self, landmarks, batch_size: int) -> torch.Tensor:
         if not isinstance(landmarks, torch.Tensor):
-            raise TypeError(f"ProSForLandmarkDetection expects `landmarks` as a torch.Tensor, got "
-                            f"{type(landmarks).__name__}.")
+            raise TypeError(
+                f"ProSForLandmarkDetection expects `landmarks` as a torch.Tensor, got {type(landmarks).__name__}."
+            )
         expected = (batch_size, self.config.num_landmarks, 2)
         if tuple(landmarks.shape) != expected:
             raise ValueError(
@@ -225,8 +226,10 @@ class ProSForLandmarkDetection(ProSPreTrainedModel):
 
         heatmap_decoder = self.config.landmark_decoder == "heatmap"
         outputs = self.pros(
-            pixel_values, output_attentions=output_attentions, output_hidden_states=heatmap_decoder or
-            output_hidden_states, return_dict=True,
+            pixel_values,
+            output_attentions=output_attentions,
+            output_hidden_states=heatmap_decoder or output_hidden_states,
+            return_dict=True,
         )
         heatmaps = None
         if heatmap_decoder:

@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
+from .configuration_pros import ProSConfig
 from .losses import (
     centered_teacher_probabilities,
     entropy,
@@ -35,7 +36,6 @@ from .losses import (
     sinkhorn_knopp,
     update_center,
 )
-from .configuration_pros import ProSConfig
 from .modeling_pros import ProSModel, ProSPreTrainedModel, host_to_device
 
 logger = logging.get_logger(__name__)
@@ -200,7 +200,9 @@ class ProSForPreTraining(ProSPreTrainedModel):
         if state_dict is None:
             teacher = self.teacher.state_dict()
         else:
-            teacher = {name[len("teacher."):]: value for name, value in state_dict.items() if name.startswith("teacher.")}
+            teacher = {
+                name[len("teacher.") :]: value for name, value in state_dict.items() if name.startswith("teacher.")
+            }
         backbone.load_state_dict(teacher)
         return backbone.eval()
 
@@ -210,30 +212,43 @@ class ProSForPreTraining(ProSPreTrainedModel):
     def _embed(self, backbone: ProSModel, head: ProSProjectionHead, crops: torch.Tensor) -> torch.Tensor:
         """(B, V, 3, H, W) crops -> (V, B, d) head outputs, with one backbone call for the whole group."""
         batch_size, num_views = crops.shape[:2]
-        features = head(backbone(
-            crops.flatten(0, 1), pooled_only=True, output_hidden_states=False, output_attentions=False
-        ).pooler_output)
+        features = head(
+            backbone(
+                crops.flatten(0, 1), pooled_only=True, output_hidden_states=False, output_attentions=False
+            ).pooler_output
+        )
         return features.view(batch_size, num_views, -1).transpose(0, 1)
 
-    def _embed_masked(self, backbone: ProSModel, head: ProSProjectionHead, crops: torch.Tensor,
-                      bool_masked_pos: torch.Tensor, patch_index: torch.Tensor,
-                      mask_input: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed_masked(
+        self,
+        backbone: ProSModel,
+        head: ProSProjectionHead,
+        crops: torch.Tensor,
+        bool_masked_pos: torch.Tensor,
+        patch_index: torch.Tensor,
+        mask_input: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Like `_embed`, for the global crops with the masked patch loss: the last block runs on every token, and
         the head maps the CLS token and the patch tokens at `bool_masked_pos` (one head call), gathered with
         `patch_index` (`masked_patch_index`). Returns the (G, B, d) CLS features and the (M, d) features of the M
         masked patches. With `mask_input` (the student) those patches are masked in the input; without it (the
         teacher) the whole crop is seen and only read at those patches."""
         batch_size, num_views = crops.shape[:2]
-        tokens = backbone(crops.flatten(0, 1), bool_masked_pos=bool_masked_pos if mask_input else None,
-                          output_hidden_states=False, output_attentions=False).last_hidden_state
+        tokens = backbone(
+            crops.flatten(0, 1),
+            bool_masked_pos=bool_masked_pos if mask_input else None,
+            output_hidden_states=False,
+            output_attentions=False,
+        ).last_hidden_state
         num_images = tokens.shape[0]
         patches = tokens[:, 1:].flatten(0, 1).index_select(0, patch_index)
         features = head(torch.cat((tokens[:, 0], patches), dim=0))
         cls_features = features[:num_images].view(batch_size, num_views, -1).transpose(0, 1)
         return cls_features, features[num_images:]
 
-    def sample_patch_masks(self, num_images: int, num_patches: int, device: torch.device,
-                           return_num_masked: bool = False) -> torch.Tensor | tuple[torch.Tensor, int]:
+    def sample_patch_masks(
+        self, num_images: int, num_patches: int, device: torch.device, return_num_masked: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, int]:
         """(num_images, num_patches) bool masks: `round(mask_probability * num_images)` images (at least one),
         chosen at random, each hide a `mask_ratio`-uniform fraction of their patches (at least one), chosen uniformly
         at random; the rest keep every patch. Drawn from torch's global generators, which checkpoints save: how many
@@ -266,8 +281,14 @@ class ProSForPreTraining(ProSPreTrainedModel):
         within = torch.arange(num_masked, device=device) - (counts.cumsum(0) - counts)[image]
         return image * num_patches + order[image, within]
 
-    def training_flops_per_image(self, global_size: int, num_global: int = 2, local_size: int | None = None,
-                                 num_local: int = 0, compiled: bool = False) -> float:
+    def training_flops_per_image(
+        self,
+        global_size: int,
+        num_global: int = 2,
+        local_size: int | None = None,
+        num_local: int = 0,
+        compiled: bool = False,
+    ) -> float:
         """Matrix-multiplication FLOPs (2 per multiply-add) of one image's training step: the student's forward and
         backward over every crop, the teacher's forward over the global crops, heads and prototypes included.
 
@@ -304,9 +325,11 @@ class ProSForPreTraining(ProSPreTrainedModel):
             heads = 1.0
             if all_tokens:  # the masked patch loss: the head also maps the masked patches
                 heads += config.mask_probability * sum(config.mask_ratio) / 2 * patches
-            other = (2 * tokens * (4 * d * d + 2 * d * m) * full  # qkv, o_proj, MLP of the full blocks
-                     + last * (2 * tokens * 3 * d * d + 2 * queries * (d * d + 2 * d * m))  # the last block
-                     + heads * head)
+            other = (
+                2 * tokens * (4 * d * d + 2 * d * m) * full  # qkv, o_proj, MLP of the full blocks
+                + last * (2 * tokens * 3 * d * d + 2 * queries * (d * d + 2 * d * m))  # the last block
+                + heads * head
+            )
             return count * embedding, count * attention, count * other
 
         global_parts = crops_forward(global_size, num_global, patch_loss, student_keep)
@@ -337,7 +360,9 @@ class ProSForPreTraining(ProSPreTrainedModel):
     def _check_crops(name: str, crops: torch.Tensor) -> None:
         if not isinstance(crops, torch.Tensor) or crops.ndim != 5:
             shape = tuple(crops.shape) if isinstance(crops, torch.Tensor) else type(crops).__name__
-            raise ValueError(f"ProSForPreTraining expects {name} of shape (batch, views, 3, height, width), got {shape}.")
+            raise ValueError(
+                f"ProSForPreTraining expects {name} of shape (batch, views, 3, height, width), got {shape}."
+            )
 
     def forward(
         self,
@@ -375,7 +400,8 @@ class ProSForPreTraining(ProSPreTrainedModel):
             patch_height, patch_width = self.student.embeddings.patch_embeddings.patch_size
             grid = (global_crops.shape[-2] // patch_height) * (global_crops.shape[-1] // patch_width)
             bool_masked_pos, num_masked = self.sample_patch_masks(
-                global_crops.shape[0] * num_global, grid, global_crops.device, return_num_masked=True)
+                global_crops.shape[0] * num_global, grid, global_crops.device, return_num_masked=True
+            )
             patch_index = self.masked_patch_index(bool_masked_pos, num_masked)
             student_features, student_patch_features = self._embed_masked(
                 self.student, self.student_head, global_crops, bool_masked_pos, patch_index, mask_input=True
@@ -419,8 +445,10 @@ class ProSForPreTraining(ProSPreTrainedModel):
             loss = loss + config.me_max_weight * me_max_loss
         if config.koleo_weight > 0 and student_features.shape[1] < 2:
             # KoLeo spreads a batch's features apart: one image (an epoch's last, short batch) has no neighbour
-            logger.warning_once("KoLeo is left out of batches of a single image (it needs a neighbour); the matching "
-                                "loss still trains on them. Use dataloader_drop_last to avoid such batches.")
+            logger.warning_once(
+                "KoLeo is left out of batches of a single image (it needs a neighbour); the matching "
+                "loss still trains on them. Use dataloader_drop_last to avoid such batches."
+            )
         elif config.koleo_weight > 0:
             koleo = torch.stack([koleo_loss(view) for view in student_features[:num_global]]).mean()
             loss = loss + config.koleo_weight * koleo

@@ -62,6 +62,10 @@ class SteadyThroughputCallback(TrainerCallback):
             return
         synchronize(args.device)
         step, began = self.start
-        samples = ((state.global_step - step) * args.per_device_train_batch_size * args.world_size
-                   * args.gradient_accumulation_steps)
+        samples = (
+            (state.global_step - step)
+            * args.per_device_train_batch_size
+            * args.world_size
+            * args.gradient_accumulation_steps
+        )
         self.samples_per_second = samples / (self.clock() - began)

@@ -13,8 +13,12 @@ from .evaluation_plots import new_figure, save_figure
 
 __all__ = ["plot_pretraining_curves"]
 
-_SCHEDULES = (("learning_rate", "learning rate"), ("teacher_momentum", "teacher momentum"),
-              ("teacher_temperature", "teacher temperature"), ("weight_decay", "weight decay"))
+_SCHEDULES = (
+    ("learning_rate", "learning rate"),
+    ("teacher_momentum", "teacher momentum"),
+    ("teacher_temperature", "teacher temperature"),
+    ("weight_decay", "weight decay"),
+)
 
 
 def _series(log_history: Sequence[Mapping], key: str) -> tuple[list[float], list[float]]:
@@ -28,18 +32,21 @@ def _series(log_history: Sequence[Mapping], key: str) -> tuple[list[float], list
     return steps, values
 
 
-def plot_pretraining_curves(log_history: Sequence[Mapping], path, num_prototypes: int | None = None,
-                            title: str | None = None) -> str:
+def plot_pretraining_curves(
+    log_history: Sequence[Mapping], path, num_prototypes: int | None = None, title: str | None = None
+) -> str:
     """One row of panels from a Trainer's `log_history`: the losses, the two entropies, the prototypes in use, the
     schedules (each scaled to its own range, named in the legend) and, when a `KNNCallback` logged them, the k-NN
     top-1 accuracies. With `num_prototypes` (K) the collapse levels are drawn: ln K for the loss and entropies, K for
     the prototypes. Raises ValueError when no training step was logged."""
     if not isinstance(log_history, Sequence) or isinstance(log_history, (str, bytes)):
-        raise ValueError(f"log_history must be a list of log dicts (trainer.state.log_history), got "
-                         f"{type(log_history).__name__}.")
+        raise ValueError(
+            f"log_history must be a list of log dicts (trainer.state.log_history), got {type(log_history).__name__}."
+        )
     # the loss terms ProSTrainer logs; a plain Trainer's total loss otherwise
-    losses = [(name, *_series(log_history, name)) for name in ("matching_loss", "patch_loss", "me_max_loss",
-                                                                 "koleo_loss")]
+    losses = [
+        (name, *_series(log_history, name)) for name in ("matching_loss", "patch_loss", "me_max_loss", "koleo_loss")
+    ]
     losses = [item for item in losses if item[1]] or [("loss", *_series(log_history, "loss"))]
     if not losses[0][1]:
         raise ValueError("no training step was logged (raise the run's length or lower --logging_steps).")
@@ -77,8 +84,11 @@ def plot_pretraining_curves(log_history: Sequence[Mapping], path, num_prototypes
                     continue
                 low, high = min(values), max(values)
                 if high > low:  # a momentum going 0.99 -> 1 would be a flat line as a fraction of its maximum
-                    axis.plot(steps, [(v - low) / (high - low) for v in values],
-                              label=f"{label} ({values[0]:.3g} to {values[-1]:.3g})")
+                    axis.plot(
+                        steps,
+                        [(v - low) / (high - low) for v in values],
+                        label=f"{label} ({values[0]:.3g} to {values[-1]:.3g})",
+                    )
                 else:
                     axis.plot(steps, [1.0] * len(values), linestyle=":", label=f"{label} ({high:.3g}, constant)")
             axis.set_ylim(-0.05, 1.05)
@@ -86,7 +96,7 @@ def plot_pretraining_curves(log_history: Sequence[Mapping], path, num_prototypes
         else:
             for key in knn:
                 steps, values = _series(log_history, key)
-                axis.plot(steps, values, marker="o", label=key[len("knn/"):].replace("_top1", ""))
+                axis.plot(steps, values, marker="o", label=key[len("knn/") :].replace("_top1", ""))
             axis.set_ylabel("top-1 (%)")
             axis.set_title("weighted k-NN of the teacher", fontsize=10)
         axis.set_xlabel("optimizer step")

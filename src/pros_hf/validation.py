@@ -135,13 +135,19 @@ def check_training_numbers(args) -> None:
         too_high = high is not None and (value > high if high_ok else value >= high)
         if too_low or too_high:
             left, right = ("[" if low_ok else "("), ("]" if high_ok else ")")
-            bound = f"> {low}" if not low_ok and high is None else f">= {low}" if high is None else \
-                f"in {left}{low}, {high}{right}"
+            bound = (
+                f"> {low}"
+                if not low_ok and high is None
+                else f">= {low}"
+                if high is None
+                else f"in {left}{low}, {high}{right}"
+            )
             raise ValueError(f"--{name} must be {bound}, got {value}.")
     max_steps = getattr(args, "max_steps", -1)
     if max_steps is not None and max_steps != -1 and max_steps < 1:
-        raise ValueError(f"--max_steps must be a positive number of steps (or -1 to train --num_train_epochs), got "
-                         f"{max_steps}.")
+        raise ValueError(
+            f"--max_steps must be a positive number of steps (or -1 to train --num_train_epochs), got {max_steps}."
+        )
 
 
 __all__ = [

@@ -151,8 +151,15 @@ def save_attention_figure(
             if row == 0:
                 axes[row, col].set_title(name, fontsize=8)
             if col == 1:
-                axes[row, col].text(0.03, 0.03, f"peak {peak_ratio[row]:.2f}x uniform", color="white", fontsize=6,
-                                    transform=axes[row, col].transAxes, bbox=dict(facecolor="black", alpha=0.5, pad=1))
+                axes[row, col].text(
+                    0.03,
+                    0.03,
+                    f"peak {peak_ratio[row]:.2f}x uniform",
+                    color="white",
+                    fontsize=6,
+                    transform=axes[row, col].transAxes,
+                    bbox=dict(facecolor="black", alpha=0.5, pad=1),
+                )
     for axis in axes.flat:
         axis.set_axis_off()
     if title:

@@ -73,7 +73,7 @@ INTERPOLATION_MODES = ("bilinear", "bicubic", "nearest")
 # and uses a few constant matrices; these two helpers move them with no wait at all after the first batch.
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cached_constant(values: tuple, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(values, dtype=dtype, device=device)
 
@@ -99,14 +99,16 @@ def pack_bytes(tensors: Sequence[Tensor], pin_memory: bool = False) -> tuple[Ten
         total += raw.numel()
     buffer = torch.empty(total, dtype=torch.uint8, pin_memory=pin_memory)
     for raw, offset in zip(flat, offsets):
-        buffer[offset:offset + raw.numel()].copy_(raw)
+        buffer[offset : offset + raw.numel()].copy_(raw)
     return buffer, offsets
 
 
 def unpack_bytes(buffer: Tensor, offsets: Sequence[int], like: Sequence[Tensor]) -> list[Tensor]:
     """Views into ``buffer`` (wherever it now lives) with the dtypes and shapes of ``like``."""
-    return [buffer[offset:offset + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
-            for t, offset in zip(like, offsets)]
+    return [
+        buffer[offset : offset + t.numel() * t.element_size()].view(t.dtype).view(t.shape)
+        for t, offset in zip(like, offsets)
+    ]
 
 
 def to_device(tensors: Sequence[Tensor], device: torch.device) -> list[Tensor]:
@@ -283,8 +285,9 @@ def resized_crop_stacked(
     v = boxes.shape[1]
     out_h, out_w = size
     grid = crop_grid(boxes.reshape(b * v, 4).to(images.dtype), flip.reshape(b * v), height, width, (out_h, out_w))
-    out = F.grid_sample(images, grid.reshape(b, v * out_h, out_w, 2), mode=mode, padding_mode=padding_mode,
-                        align_corners=False)
+    out = F.grid_sample(
+        images, grid.reshape(b, v * out_h, out_w, 2), mode=mode, padding_mode=padding_mode, align_corners=False
+    )
     return out.view(b, 3, v, out_h, out_w)
 
 
@@ -492,8 +495,11 @@ def color_jitter_matrices(
     if order is None:
         order = torch.arange(4, device=device).expand(n, 4)
     gray_w = constant(GRAYSCALE_WEIGHTS, dtype, device)
-    fixed = (brightness_matrix(brightness.to(dtype)), saturation_matrix(saturation.to(dtype)),
-             hue_rotation_matrix(hue.to(dtype)))
+    fixed = (
+        brightness_matrix(brightness.to(dtype)),
+        saturation_matrix(saturation.to(dtype)),
+        hue_rotation_matrix(hue.to(dtype)),
+    )
     contrast = contrast.to(dtype)
     rows = torch.arange(n, device=device)
     a = torch.eye(3, dtype=dtype, device=device).expand(n, 3, 3)
@@ -591,9 +597,7 @@ def solarize(images: Tensor, threshold: float = 128.0 / 255.0, mask: Tensor | No
     return torch.where(hit, 1.0 - images, images)
 
 
-def solarize_normalized(
-    images: Tensor, threshold: float, mean: Sequence[float], std: Sequence[float]
-) -> Tensor:
+def solarize_normalized(images: Tensor, threshold: float, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """:func:`solarize` applied to images already normalised with ``mean``/``std`` (same result, normalised).
 
     ``x >= t`` becomes ``x_n >= (t - mean) / std`` and ``1 - x`` becomes ``(1 - 2 mean) / std - x_n``, per channel;

@@ -12,9 +12,9 @@ index ``i`` must take the mirrored point of its symmetric partner ``flip_permuta
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -116,21 +116,19 @@ def transform_points(points: Tensor, matrix: Tensor) -> Tensor:
 
 
 def warp_images(
-    images: Tensor,
-    matrix: Tensor,
-    output_size: tuple[int, int],
-    mode: str = "bilinear",
-    padding_mode: str = "zeros",
+    images: Tensor, matrix: Tensor, output_size: tuple[int, int], mode: str = "bilinear", padding_mode: str = "zeros"
 ) -> Tensor:
     """Resample float ``images`` ``(B, 3, H, W)`` so that source edge point ``p`` lands at ``matrix @ p``."""
     b, _, src_h, src_w = images.shape
     out_h, out_w = output_size
     dtype, device = matrix.dtype, matrix.device
     # normalised <-> edge coordinates (align_corners=False: -1 and +1 are the outer pixel edges)
-    to_src_norm = torch.tensor([[2.0 / src_w, 0.0, -1.0], [0.0, 2.0 / src_h, -1.0], [0.0, 0.0, 1.0]], dtype=dtype,
-                               device=device)
-    from_out_norm = torch.tensor([[out_w / 2.0, 0.0, out_w / 2.0], [0.0, out_h / 2.0, out_h / 2.0], [0.0, 0.0, 1.0]],
-                                 dtype=dtype, device=device)
+    to_src_norm = torch.tensor(
+        [[2.0 / src_w, 0.0, -1.0], [0.0, 2.0 / src_h, -1.0], [0.0, 0.0, 1.0]], dtype=dtype, device=device
+    )
+    from_out_norm = torch.tensor(
+        [[out_w / 2.0, 0.0, out_w / 2.0], [0.0, out_h / 2.0, out_h / 2.0], [0.0, 0.0, 1.0]], dtype=dtype, device=device
+    )
     theta = (to_src_norm @ affine_inverse(matrix) @ from_out_norm)[:, :2]
     grid = F.affine_grid(theta.to(images.dtype), [b, 1, out_h, out_w], align_corners=False)
     out = F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
@@ -258,7 +256,6 @@ class LandmarkAugmentationConfig(SerializableConfig):
             raise ValueError(f"output_dtype must be one of {tuple(OUTPUT_DTYPES)}, got {self.output_dtype!r}")
 
 
-
 @dataclass
 class LandmarkParams:
     """Random draws of one call: ``matrix`` ``(B, 3, 3)`` source-to-output edge coordinates, ``flip`` ``(B,)``,
@@ -300,15 +297,13 @@ class LandmarkAugmentation(ConfiguredTransform, nn.Module):
 
     def extra_repr(self) -> str:
         c = self.config
-        return (f"output_size={c.output_size}, rotation_degrees={c.rotation_degrees}, scale={c.scale}, "
-                f"translate={c.translate}, flip_p={c.flip_p}")
+        return (
+            f"output_size={c.output_size}, rotation_degrees={c.rotation_degrees}, scale={c.scale}, "
+            f"translate={c.translate}, flip_p={c.flip_p}"
+        )
 
     def sample_params(
-        self,
-        batch_size: int,
-        height: int,
-        width: int | None = None,
-        generator: None | int | torch.Generator = None,
+        self, batch_size: int, height: int, width: int | None = None, generator: None | int | torch.Generator = None
     ) -> LandmarkParams:
         """Draw the per-sample transforms (on ``generator.device``, the CPU by default; an int is a seed)."""
         width = height if width is None else width

@@ -24,9 +24,9 @@ GaussianBlur) -> RandomApply(Solarize) -> Normalize``. Where this differs from D
 import dataclasses
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -62,11 +62,16 @@ def _per_view_probs(name: str, value: ProbSpec, n_views: int) -> tuple[float, ..
     try:
         probs = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a probability or a sequence of {n_views} probabilities, got {value!r}") from None
+        raise ValueError(
+            f"{name} must be a probability or a sequence of {n_views} probabilities, got {value!r}"
+        ) from None
     if len(probs) != n_views:
         # the defaults are DINO's two global views: say how to get them for another count
-        hint = (f"; MultiCropConfig.dino_global_probabilities({n_views}) gives DINO's for {n_views} global views"
-                if name.startswith("global_") else "")
+        hint = (
+            f"; MultiCropConfig.dino_global_probabilities({n_views}) gives DINO's for {n_views} global views"
+            if name.startswith("global_")
+            else ""
+        )
         raise ValueError(
             f"{name} must be one probability or exactly one per view ({n_views} views), got {len(probs)} values{hint}"
         )
@@ -177,7 +182,9 @@ class MultiCropConfig(SerializableConfig):
         for name in ("brightness", "contrast", "saturation"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= float(value) < math.inf:
-                raise ValueError(f"{name} must be a non-negative float (factor range [max(0, 1 - x), 1 + x]), got {value!r}")
+                raise ValueError(
+                    f"{name} must be a non-negative float (factor range [max(0, 1 - x), 1 + x]), got {value!r}"
+                )
         if not isinstance(self.hue, (int, float)) or not 0.0 <= float(self.hue) <= 0.5:
             raise ValueError(f"hue must be in [0, 0.5], got {self.hue!r}")
         self.blur_sigma = check_range("blur_sigma", self.blur_sigma, 0.0, math.inf, lo_open=True)
@@ -213,7 +220,6 @@ class MultiCropConfig(SerializableConfig):
     def blur_radius(self) -> int:
         """Kernel half-width: 3 sigma of the largest sigma (13 taps for DINO's 2.0)."""
         return max(1, int(math.ceil(3.0 * self.blur_sigma[1])))
-
 
 
 @dataclass
@@ -350,11 +356,7 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
         )
 
     def sample_params(
-        self,
-        batch_size: int,
-        height: int,
-        width: int | None = None,
-        generator: None | int | torch.Generator = None,
+        self, batch_size: int, height: int, width: int | None = None, generator: None | int | torch.Generator = None
     ) -> MultiCropParams:
         """Draw every random parameter for a batch of ``batch_size`` sources of ``height x width`` pixels.
 
@@ -367,12 +369,26 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
         c = self.config
         device = generator.device if generator is not None else torch.device("cpu")
         global_views = self._sample_group(
-            batch_size, c.n_global_crops, height, width, c.global_crop_scale, c.global_blur_p, c.global_solarize_p,
-            generator, device,
+            batch_size,
+            c.n_global_crops,
+            height,
+            width,
+            c.global_crop_scale,
+            c.global_blur_p,
+            c.global_solarize_p,
+            generator,
+            device,
         )
         local_views = self._sample_group(
-            batch_size, c.n_local_crops, height, width, c.local_crop_scale,
-            (c.local_blur_p,) * c.n_local_crops, (c.local_solarize_p,) * c.n_local_crops, generator, device,
+            batch_size,
+            c.n_local_crops,
+            height,
+            width,
+            c.local_crop_scale,
+            (c.local_blur_p,) * c.n_local_crops,
+            (c.local_solarize_p,) * c.n_local_crops,
+            generator,
+            device,
         )
         return MultiCropParams(global_views, local_views, (height, width))
 
@@ -438,11 +454,14 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
             blur_groups = AF.blur_radius_buckets(p.sigma.reshape(-1).cpu(), p.blur.reshape(-1).cpu(), c.blur_radius)
             sol_idx = torch.nonzero(p.solarize.reshape(-1).cpu()).squeeze(1)
             host.append((p, [idx for idx, _ in blur_groups], [radius for _, radius in blur_groups], sol_idx))
-        tensors = [t for p, blur_idx, _, sol_idx in host
-                   for t in (*(getattr(p, f.name) for f in dataclasses.fields(p)), *blur_idx, sol_idx)]
+        tensors = [
+            t
+            for p, blur_idx, _, sol_idx in host
+            for t in (*(getattr(p, f.name) for f in dataclasses.fields(p)), *blur_idx, sol_idx)
+        ]
         moved = iter(AF.to_device(tensors, device))
         out = []
-        for p, blur_idx, radii, _ in host:
+        for p, _blur_idx, radii, _ in host:
             params = ViewGroupParams(**{f.name: next(moved) for f in dataclasses.fields(p)})
             blur_groups = [(next(moved), radius) for radius in radii]
             out.append(_DeviceGroup(params, blur_groups, next(moved)))
@@ -479,24 +498,22 @@ class MultiCropAugmentation(ConfiguredTransform, nn.Module):
     def _apply(self, src: Tensor, value_range: float, params: MultiCropParams) -> tuple[Tensor, Tensor]:
         c = self.config
         global_views, local_views = self._to_device((params.global_views, params.local_views), src.device)
-        return (self._apply_group(src, value_range, global_views, c.global_crop_size),
-                self._apply_group(src, value_range, local_views, c.local_crop_size))
+        return (
+            self._apply_group(src, value_range, global_views, c.global_crop_size),
+            self._apply_group(src, value_range, local_views, c.local_crop_size),
+        )
 
     def apply(self, images: Tensor, params: MultiCropParams) -> tuple[Tensor, Tensor]:
         """Apply previously drawn ``params`` to ``images`` (uint8 or float ``[0, 1]``, ``(B, 3, H, W)``)."""
         src, value_range = AF.as_float_source(images)
         b, _, height, width = src.shape
         if params.global_views.boxes.shape[0] != b or params.local_views.boxes.shape[0] != b:
-            raise ValueError(
-                f"params were drawn for batch size {params.global_views.boxes.shape[0]}, images have {b}"
-            )
+            raise ValueError(f"params were drawn for batch size {params.global_views.boxes.shape[0]}, images have {b}")
         if params.source_size not in ((0, 0), (height, width)):
             raise ValueError(f"params were drawn for {params.source_size} sources, images are {(height, width)}")
         return self._apply(src, value_range, params)
 
-    def forward(
-        self, images: Tensor, generator: None | int | torch.Generator = None
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, images: Tensor, generator: None | int | torch.Generator = None) -> tuple[Tensor, Tensor]:
         """``(global_crops (B, G, 3, H, W), local_crops (B, L, 3, h, w))`` for a uint8/float ``(B, 3, H, W)`` batch."""
         generator = _as_generator(generator)  # a wrong type is refused before the batch is converted
         src, value_range = AF.as_float_source(images)

@@ -25,10 +25,30 @@ from .protocols import PROTOCOLS
 
 logger = logging.getLogger("pros_hf.benchmarks")
 
-COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
-           "expression", "valence", "arousal")
-CODE_NAMES = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt", "none", "uncertain",
-              "no-face")
+COLUMNS = (
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+)
+CODE_NAMES = (
+    "neutral",
+    "happy",
+    "sad",
+    "surprise",
+    "fear",
+    "disgust",
+    "anger",
+    "contempt",
+    "none",
+    "uncertain",
+    "no-face",
+)
 # AffectNet's codes 0-6 are already the project's order (neutral, happiness, sadness, surprise, fear, disgust, anger)
 CSV_FOLDERS = ("", "Manually_Annotated_file_lists")
 IMAGE_FOLDERS = ("Manually_Annotated_Images", "Manually_Annotated/Manually_Annotated_Images")
@@ -53,17 +73,21 @@ def read_csv(path: Path, name: str, classes: int, include_landmarks: bool) -> tu
                 continue
             if number == 1 and row[0].strip() == COLUMNS[0]:
                 if tuple(cell.strip() for cell in row) != COLUMNS:
-                    raise BenchmarkFormatError(f"{at(name, 1)}: header {','.join(row)[:120]!r}; expected "
-                                               f"{','.join(COLUMNS)}.")
+                    raise BenchmarkFormatError(
+                        f"{at(name, 1)}: header {','.join(row)[:120]!r}; expected {','.join(COLUMNS)}."
+                    )
                 continue
             where = at(name, number)
             if len(row) != len(COLUMNS):
-                raise BenchmarkFormatError(f"{where}: {len(row)} fields, expected {len(COLUMNS)} "
-                                           f"({','.join(COLUMNS)}).")
+                raise BenchmarkFormatError(
+                    f"{where}: {len(row)} fields, expected {len(COLUMNS)} ({','.join(COLUMNS)})."
+                )
             code = row[6].strip()
             if not code.isdigit() or int(code) >= len(CODE_NAMES):
-                raise BenchmarkFormatError(f"{where}: expression {code!r} is not a code 0-10 "
-                                           f"({', '.join(f'{i} {n}' for i, n in enumerate(CODE_NAMES))}).")
+                raise BenchmarkFormatError(
+                    f"{where}: expression {code!r} is not a code 0-10 "
+                    f"({', '.join(f'{i} {n}' for i, n in enumerate(CODE_NAMES))})."
+                )
             code = int(code)
             if code >= classes:
                 dropped[CODE_NAMES[code]] = dropped.get(CODE_NAMES[code], 0) + 1
@@ -77,10 +101,11 @@ def read_csv(path: Path, name: str, classes: int, include_landmarks: bool) -> tu
             if include_landmarks:
                 values = [v for v in row[5].split(";") if v.strip()]
                 if len(values) != 136:
-                    raise BenchmarkFormatError(f"{where}: facial_landmarks holds {len(values)} numbers, expected "
-                                               "136 (x1;y1;...;x68;y68).")
+                    raise BenchmarkFormatError(
+                        f"{where}: facial_landmarks holds {len(values)} numbers, expected 136 (x1;y1;...;x68;y68)."
+                    )
                 points = [_number(v, where, "facial_landmarks") for v in values]
-                columns["landmarks"].append([points[i:i + 2] for i in range(0, 136, 2)])
+                columns["landmarks"].append([points[i : i + 2] for i in range(0, 136, 2)])
     if not columns["file_name"] and not dropped:
         raise BenchmarkFormatError(f"{name}: no rows.")
     return columns, {name: dropped[name] for name in CODE_NAMES if name in dropped}
@@ -105,11 +130,18 @@ def load(root: Path, report: BenchmarkReport, classes: int, include_landmarks: b
         path = find_file(root, file, CSV_FOLDERS, title)
         name = shown(root, path)
         columns, dropped = read_csv(path, name, classes, include_landmarks)
-        count = report.add(SplitCount(split, protocol.splits[split], name, shown(root, images.root) + "/",
-                                      dropped=dropped))
+        count = report.add(
+            SplitCount(split, protocol.splits[split], name, shown(root, images.root) + "/", dropped=dropped)
+        )
         out[split] = build_split(title, count, columns, features, images)
         if dropped:
-            logger.info("%s %s: dropped %s rows of %s by the %d-class protocol (%s).", title, split,
-                        f"{sum(dropped.values()):,}", name, classes,
-                        ", ".join(f"{code} {n:,}" for code, n in dropped.items()))
+            logger.info(
+                "%s %s: dropped %s rows of %s by the %d-class protocol (%s).",
+                title,
+                split,
+                f"{sum(dropped.values()):,}",
+                name,
+                classes,
+                ", ".join(f"{code} {n:,}" for code, n in dropped.items()),
+            )
     return out

@@ -33,8 +33,10 @@ def read_info(path: Path, name: str) -> dict:
     expected = {"bbox": (n, 4), "data": (n, 2 * POINTS), "mask_new": (n, POINTS)}
     for field, shape in expected.items():
         if mat[field].shape != shape:
-            raise BenchmarkFormatError(f"{name}: {field} is {' x '.join(map(str, mat[field].shape))}, expected "
-                                       f"{' x '.join(map(str, shape))} (nameList has {n} names).")
+            raise BenchmarkFormatError(
+                f"{name}: {field} is {' x '.join(map(str, mat[field].shape))}, expected "
+                f"{' x '.join(map(str, shape))} (nameList has {n} names)."
+            )
     order = np.asarray(mat["ra"]).ravel()
     if order.size != n or not np.array_equal(np.sort(order), np.arange(1, n + 1)):
         raise BenchmarkFormatError(f"{name}: ra is not a permutation of 1..{n} (the faces' split order).")
@@ -59,19 +61,30 @@ def load(root: Path, report: BenchmarkReport) -> dict:
     info = read_info(path, shown(root, path))
     train_size = protocol.splits["train"]
     if len(info["order"]) <= train_size:
-        raise BenchmarkFormatError(f"{title}: {MAT_FILE} holds {len(info['order'])} faces; the protocol trains on "
-                                   f"the first {train_size:,} of ra and tests on the rest.")
+        raise BenchmarkFormatError(
+            f"{title}: {MAT_FILE} holds {len(info['order'])} faces; the protocol trains on "
+            f"the first {train_size:,} of ra and tests on the rest."
+        )
     train, test = info["order"][:train_size], info["order"][train_size:]
     frontal = test[info["visible"][test].all(axis=1)]
-    features = {"landmarks": datasets.Array2D(shape=(POINTS, 2), dtype="float32"),
-                "face_box": datasets.List(datasets.Value("float32"), length=4),
-                "visible": datasets.List(datasets.Value("bool"), length=POINTS)}
+    features = {
+        "landmarks": datasets.Array2D(shape=(POINTS, 2), dtype="float32"),
+        "face_box": datasets.List(datasets.Value("float32"), length=4),
+        "visible": datasets.List(datasets.Value("bool"), length=POINTS),
+    }
     image_dir = shown(root, images.root) + "/"
     out = {}
-    for split, rows, source in (("train", train, "ra[:20000]"), ("test_full", test, "ra[20000:]"),
-                                ("test_frontal", frontal, "ra[20000:], all 19 points visible")):
-        columns = {"file_name": [info["names"][i] for i in rows], "landmarks": list(info["landmarks"][rows]),
-                   "face_box": info["boxes"][rows].tolist(), "visible": info["visible"][rows].tolist()}
+    for split, rows, source in (
+        ("train", train, "ra[:20000]"),
+        ("test_full", test, "ra[20000:]"),
+        ("test_frontal", frontal, "ra[20000:], all 19 points visible"),
+    ):
+        columns = {
+            "file_name": [info["names"][i] for i in rows],
+            "landmarks": list(info["landmarks"][rows]),
+            "face_box": info["boxes"][rows].tolist(),
+            "visible": info["visible"][rows].tolist(),
+        }
         count = SplitCount(split, protocol.splits[split], f"{MAT_FILE} ({source})", image_dir)
         out[split] = build_split(title, report.add(count), columns, features, images)
     return out

@@ -32,8 +32,9 @@ def read_attributes(path: Path, name: str) -> tuple[list[str], dict[str, list[in
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().splitlines()
     if len(lines) < 2:
-        raise BenchmarkFormatError(f"{name}: {len(lines)} line(s); expected the count, the 40 names, then a line "
-                                   "per image.")
+        raise BenchmarkFormatError(
+            f"{name}: {len(lines)} line(s); expected the count, the 40 names, then a line per image."
+        )
     if not lines[0].strip().isdigit():
         raise BenchmarkFormatError(f"{at(name, 1)}: {lines[0][:40]!r} is not the image count.")
     names = lines[1].split()
@@ -45,8 +46,7 @@ def read_attributes(path: Path, name: str) -> tuple[list[str], dict[str, list[in
         if not fields:
             continue
         if len(fields) != 41:
-            raise BenchmarkFormatError(f"{at(name, number)}: {len(fields)} fields, expected a file name and 40 "
-                                       "values.")
+            raise BenchmarkFormatError(f"{at(name, number)}: {len(fields)} fields, expected a file name and 40 values.")
         ids = []
         for index, value in enumerate(fields[1:]):
             if value == "1":
@@ -78,10 +78,13 @@ def load(root: Path, report: BenchmarkReport) -> dict:
     title = protocol.title
     subdirs_attr, subdirs_eval = ("", "Anno"), ("", "Eval")
     if not any((root / sub / ATTRIBUTES_FILE).is_file() for sub in subdirs_attr) and any(
-            (root / sub / "list_attr_celeba.csv").is_file() for sub in subdirs_attr):
-        raise BenchmarkFormatError(f"{title}: found list_attr_celeba.csv (a CSV re-packaging) but not the original "
-                                   f"{ATTRIBUTES_FILE} in {root}; this loader reads the files as the authors "
-                                   "distribute them.")
+        (root / sub / "list_attr_celeba.csv").is_file() for sub in subdirs_attr
+    ):
+        raise BenchmarkFormatError(
+            f"{title}: found list_attr_celeba.csv (a CSV re-packaging) but not the original "
+            f"{ATTRIBUTES_FILE} in {root}; this loader reads the files as the authors "
+            "distribute them."
+        )
     attributes_path = find_file(root, ATTRIBUTES_FILE, subdirs_attr, title)
     partition_path = find_file(root, PARTITION_FILE, subdirs_eval, title)
     images = ImageIndex(_image_dir(root, title))
@@ -92,8 +95,9 @@ def load(root: Path, report: BenchmarkReport) -> dict:
     for split, files in read_partition(partition_path, partition_name).items():
         unlabelled = next((f for f in files if f not in present), None)
         if unlabelled is not None:
-            raise BenchmarkFormatError(f"{title}: {partition_name} lists {unlabelled} but "
-                                       f"{shown(root, attributes_path)} has no line for it.")
+            raise BenchmarkFormatError(
+                f"{title}: {partition_name} lists {unlabelled} but {shown(root, attributes_path)} has no line for it."
+            )
         count = report.add(SplitCount(split, protocol.splits[split], partition_name, shown(root, images.root) + "/"))
         columns = {"file_name": files, "attributes": [present[f] for f in files]}
         out[split] = build_split(title, count, columns, feature, images)

@@ -43,8 +43,9 @@ def square_around(box: Sequence[float], enlargement: float) -> tuple[float, floa
     return (cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0)
 
 
-def crop_to_box(image, box: Sequence[float], landmarks=None, enlargement: float = 1.25,
-                image_size: int = 224) -> FaceCrop:
+def crop_to_box(
+    image, box: Sequence[float], landmarks=None, enlargement: float = 1.25, image_size: int = 224
+) -> FaceCrop:
     """Crop `image` (PIL or (H, W, 3) uint8) to the square around `box` enlarged by `enlargement`, resized to
     `image_size` x `image_size` (bilinear), with `landmarks` (N, 2) mapped into the crop.
 
@@ -61,8 +62,13 @@ def crop_to_box(image, box: Sequence[float], landmarks=None, enlargement: float 
     # pixel-edge coordinate x + 0.5
     step = 1.0 / scale
     coefficients = (step, 0.0, square[0] + 0.5, 0.0, step, square[1] + 0.5)
-    cropped = image.transform((image_size, image_size), Image.Transform.AFFINE, coefficients,
-                              resample=Image.Resampling.BILINEAR, fillcolor=(0, 0, 0))
+    cropped = image.transform(
+        (image_size, image_size),
+        Image.Transform.AFFINE,
+        coefficients,
+        resample=Image.Resampling.BILINEAR,
+        fillcolor=(0, 0, 0),
+    )
     points = None
     if landmarks is not None:
         points = np.asarray(landmarks, dtype=np.float64)

@@ -7,6 +7,6 @@ class BenchmarkFormatError(ValueError):
 
 
 def at(name: str, line: int | None = None) -> str:
-    """"Anno/list_attr_celeba.txt line 7": a file as the user knows it (relative to the data folder) and a 1-based
+    """ "Anno/list_attr_celeba.txt line 7": a file as the user knows it (relative to the data folder) and a 1-based
     line."""
     return f"{name} line {line}" if line is not None else str(name)

@@ -119,8 +119,10 @@ def read_csv(path: Path, name: str, images: ImageIndex) -> dict[str, list]:
                 continue
             where = at(name, number)
             if len(row) != width:
-                raise BenchmarkFormatError(f"{where}: {len(row)} fields, expected {width} (image_name, scale, "
-                                           f"center_w, center_h and {POINTS} x, y pairs).")
+                raise BenchmarkFormatError(
+                    f"{where}: {len(row)} fields, expected {width} (image_name, scale, "
+                    f"center_w, center_h and {POINTS} x, y pairs)."
+                )
             try:
                 numbers = np.asarray([float(v) for v in row[1:]], dtype=np.float64)
             except ValueError:
@@ -152,20 +154,25 @@ def load(root: Path, report: BenchmarkReport, layout: str = "auto") -> dict:
         raise ValueError(f"layout must be 'auto', 'pts' or 'csv', got {layout!r}.")
     if layout == "auto":
         layout = "csv" if (root / CSV_FILES["train"]).is_file() else "pts"
-    features = {"landmarks": datasets.Array2D(shape=(POINTS, 2), dtype="float32"),
-                "face_box": datasets.List(datasets.Value("float32"), length=4)}
+    features = {
+        "landmarks": datasets.Array2D(shape=(POINTS, 2), dtype="float32"),
+        "face_box": datasets.List(datasets.Value("float32"), length=4),
+    }
     parts: dict[str, tuple[dict[str, list], str]] = {}
     if layout == "pts":
         absent = [f for folders in PTS_FOLDERS.values() for f in folders if not (root / f).is_dir()]
         if len(absent) == sum(len(f) for f in PTS_FOLDERS.values()):
             raise BenchmarkFormatError(
                 f"{title}: none of the folders {', '.join(f'{f}/' for fs in PTS_FOLDERS.values() for f in fs)} is in "
-                f"{root}, and there is no {CSV_FILES['train']} (HRNet's layout).")
+                f"{root}, and there is no {CSV_FILES['train']} (HRNet's layout)."
+            )
         images = ImageIndex(root)
         for split, folders in PTS_FOLDERS.items():
             parts[split] = _read_pts_folders(root, folders)
-        parts["test_full"] = (_concat([parts["test_common"][0], parts["test_challenging"][0]]),
-                              f"{parts['test_common'][1]} and {parts['test_challenging'][1]}")
+        parts["test_full"] = (
+            _concat([parts["test_common"][0], parts["test_challenging"][0]]),
+            f"{parts['test_common'][1]} and {parts['test_challenging'][1]}",
+        )
     else:
         images = ImageIndex(root / "images" if (root / "images").is_dir() else root)
         for split, file in CSV_FILES.items():
@@ -175,11 +182,14 @@ def load(root: Path, report: BenchmarkReport, layout: str = "auto") -> dict:
             raise BenchmarkFormatError(f"{title}: {CSV_FILES['train']} not found in {root}.")
         absent = [file for split, file in CSV_FILES.items() if split != "test_full" and split not in parts]
         if absent:
-            logger.warning("%s: %s not found in %s; the split(s) they hold are left out.", title, ", ".join(absent),
-                           root)
+            logger.warning(
+                "%s: %s not found in %s; the split(s) they hold are left out.", title, ", ".join(absent), root
+            )
         if "test_full" not in parts and "test_common" in parts and "test_challenging" in parts:
-            parts["test_full"] = (_concat([parts["test_common"][0], parts["test_challenging"][0]]),
-                                  f"{CSV_FILES['test_common']} and {CSV_FILES['test_challenging']}")
+            parts["test_full"] = (
+                _concat([parts["test_common"][0], parts["test_challenging"][0]]),
+                f"{CSV_FILES['test_common']} and {CSV_FILES['test_challenging']}",
+            )
     expected = {**protocol.splits, "test_private": PRIVATE_TEST_SIZE}
     out = {}
     for split in ("train", "test_common", "test_challenging", "test_full", "test_private"):

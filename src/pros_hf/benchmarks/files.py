@@ -151,12 +151,16 @@ def warn_on_counts(report: BenchmarkReport) -> None:
         if count.missing:
             quoted = ", ".join(count.missing_examples)
             more = ", ..." if count.missing > len(count.missing_examples) else ""
-            message += (f"; skipped {count.missing:,} image(s) listed in {count.source} but missing under "
-                        f"{count.image_dir} ({quoted}{more})")
+            message += (
+                f"; skipped {count.missing:,} image(s) listed in {count.source} but missing under "
+                f"{count.image_dir} ({quoted}{more})"
+            )
         if count.listed != count.expected:
             message += f"; {count.source} lists {count.listed:,}"
         logger.warning(message + ".")
     if report.splits and not any(count.kept for count in report.splits.values()):
         first = next(iter(report.splits.values()))
-        raise BenchmarkFormatError(f"{title}: not one listed image exists under {first.image_dir} in {report.data_dir} "
-                                   f"({first.source} lists {first.listed:,} for {first.split}).")
+        raise BenchmarkFormatError(
+            f"{title}: not one listed image exists under {first.image_dir} in {report.data_dir} "
+            f"({first.source} lists {first.listed:,} for {first.split})."
+        )

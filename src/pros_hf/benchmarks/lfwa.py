@@ -42,8 +42,10 @@ def _image_dir(root: Path, image_dir: str | None, first: str, title: str) -> Pat
             return root / candidate
     if (root / first.split("/", 1)[0]).is_dir():  # the person folders directly in the data folder
         return root
-    raise BenchmarkFormatError(f"{title}: no LFW image folder in {root} (looked for "
-                               f"{', '.join(f'{c}/' for c in IMAGE_FOLDERS)}; pass image_dir).")
+    raise BenchmarkFormatError(
+        f"{title}: no LFW image folder in {root} (looked for "
+        f"{', '.join(f'{c}/' for c in IMAGE_FOLDERS)}; pass image_dir)."
+    )
 
 
 def _labels(label: np.ndarray, names: list[str], name: str) -> list[list[int]]:
@@ -51,8 +53,9 @@ def _labels(label: np.ndarray, names: list[str], name: str) -> list[list[int]]:
     if label.shape == (40, n) and n != 40:
         label = label.T
     if label.shape != (n, 40):
-        raise BenchmarkFormatError(f"{name}: label is {' x '.join(map(str, label.shape))}, expected {n} x 40 "
-                                   f"(one row per name).")
+        raise BenchmarkFormatError(
+            f"{name}: label is {' x '.join(map(str, label.shape))}, expected {n} x 40 (one row per name)."
+        )
     values = set(np.unique(label).tolist())
     if not values <= {0, 1} and not values <= {-1, 1}:
         raise BenchmarkFormatError(f"{name}: label holds {sorted(values)[:5]}; expected 0/1 or -1/1 values.")
@@ -72,14 +75,17 @@ def load(root: Path, report: BenchmarkReport, image_dir: str | None = None) -> d
     protocol = PROTOCOLS["lfwa"]
     title = protocol.title
     if not (root / ATTRIBUTES_FILE).is_file() and (root / "lfw_attributes.txt").is_file():
-        raise BenchmarkFormatError(f"{title}: {root} holds lfw_attributes.txt (Kumar et al.'s 73 real-valued "
-                                   f"attributes); LFWA is Liu et al.'s 40-attribute {ATTRIBUTES_FILE} with "
-                                   f"{SPLIT_FILE}.")
+        raise BenchmarkFormatError(
+            f"{title}: {root} holds lfw_attributes.txt (Kumar et al.'s 73 real-valued "
+            f"attributes); LFWA is Liu et al.'s 40-attribute {ATTRIBUTES_FILE} with "
+            f"{SPLIT_FILE}."
+        )
     attributes_path = find_file(root, ATTRIBUTES_FILE, ("",), title)
     split_path = find_file(root, SPLIT_FILE, ("",), title)
     attributes_name = shown(root, attributes_path)
-    mat = read_mat(attributes_path, strings=("name", "AttrName"), arrays=("label",), optional=("AttrName",),
-                   shown=attributes_name)
+    mat = read_mat(
+        attributes_path, strings=("name", "AttrName"), arrays=("label",), optional=("AttrName",), shown=attributes_name
+    )
     names = [s.replace("\\", "/") for s in mat["name"]]
     attribute_names = mat["AttrName"]
     if attribute_names is None:
@@ -96,7 +102,8 @@ def load(root: Path, report: BenchmarkReport, image_dir: str | None = None) -> d
     for split in ("train", "test"):
         rows = _indices(splits[f"indices_img_{split}"], f"indices_img_{split}", len(names), split_name)
         columns = {"file_name": [names[i] for i in rows], "attributes": [present[i] for i in rows]}
-        count = SplitCount(split, protocol.splits[split], f"{split_name} (indices_img_{split})",
-                           shown(root, images.root) + "/")
+        count = SplitCount(
+            split, protocol.splits[split], f"{split_name} (indices_img_{split})", shown(root, images.root) + "/"
+        )
         out[split] = build_split(title, report.add(count), columns, feature, images)
     return out

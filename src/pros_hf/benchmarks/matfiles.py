@@ -61,8 +61,10 @@ def _read_v73(path: Path, strings: Sequence[str], arrays: Sequence[str], optiona
     try:
         import h5py
     except ImportError:
-        raise ImportError(f"{shown} is a MATLAB v7.3 (HDF5) file; reading it needs h5py: pip install h5py "
-                          "(or pip install 'pros-hf[benchmarks]').") from None
+        raise ImportError(
+            f"{shown} is a MATLAB v7.3 (HDF5) file; reading it needs h5py: pip install h5py "
+            "(or pip install 'pros-hf[benchmarks]')."
+        ) from None
     out = {}
     with h5py.File(path, "r") as handle:
         for name in (*strings, *arrays):
@@ -87,8 +89,13 @@ def _is_hdf5(path: Path) -> bool:
     return head[:8] == _HDF5_SIGNATURE or head[512:520] == _HDF5_SIGNATURE
 
 
-def read_mat(path: Path, strings: Sequence[str] = (), arrays: Sequence[str] = (), optional: Sequence[str] = (),
-             shown: str | None = None) -> dict:
+def read_mat(
+    path: Path,
+    strings: Sequence[str] = (),
+    arrays: Sequence[str] = (),
+    optional: Sequence[str] = (),
+    shown: str | None = None,
+) -> dict:
     """The named fields of a `.mat` file: `strings` as lists of str, `arrays` as numpy arrays (MATLAB's shape).
 
     A missing field is a `BenchmarkFormatError` naming the file and the fields it does hold, unless it is in

@@ -105,8 +105,10 @@ class BenchmarkProtocol:
         kwargs = {"normalization": normalization, "failure_threshold": self.failure_threshold}
         if normalization in ("box", "box_diagonal"):
             if boxes is None:
-                raise ValueError(f"{self.title}'s {normalization!r} normalisation divides by the annotated face box: "
-                                 "pass boxes (the face_box column of the test split).")
+                raise ValueError(
+                    f"{self.title}'s {normalization!r} normalisation divides by the annotated face box: "
+                    "pass boxes (the face_box column of the test split)."
+                )
             kwargs["boxes"] = [list(map(float, box)) for box in boxes]
         elif self.num_landmarks == 19:  # the metric knows the eyes of 68 and 98 points only
             kwargs["left_eye"], kwargs["right_eye"] = EYE_POINTS[19][normalization]
@@ -119,56 +121,107 @@ PROTOCOLS: dict[str, BenchmarkProtocol] = {
     protocol.name: protocol
     for protocol in (
         BenchmarkProtocol(
-            name="celeba", title="CelebA", task="attributes", label_names=CELEBA_ATTRIBUTE_NAMES,
-            splits={"train": 162_770, "validation": 19_867, "test": 19_962}, crop=_ALIGNED,
+            name="celeba",
+            title="CelebA",
+            task="attributes",
+            label_names=CELEBA_ATTRIBUTE_NAMES,
+            splits={"train": 162_770, "validation": 19_867, "test": 19_962},
+            crop=_ALIGNED,
             notes="img_align_celeba (178 x 218, aligned by the eyes) as distributed; mean accuracy over 40 attributes.",
         ),
         BenchmarkProtocol(
-            name="lfwa", title="LFWA", task="attributes", label_names=CELEBA_ATTRIBUTE_NAMES,
-            splits={"train": 6_263, "test": 6_880}, crop=_ALIGNED,
+            name="lfwa",
+            title="LFWA",
+            task="attributes",
+            label_names=CELEBA_ATTRIBUTE_NAMES,
+            splits={"train": 6_263, "test": 6_880},
+            crop=_ALIGNED,
             notes="Liu et al. 2015's 40-attribute annotation of LFW (lfw_att_40.mat, indices_train_test.mat).",
         ),
         BenchmarkProtocol(
-            name="rafdb", title="RAF-DB", task="expression", label_names=EXPRESSION_NAMES,
-            splits={"train": 12_271, "test": 3_068}, crop=_ALIGNED,
+            name="rafdb",
+            title="RAF-DB",
+            task="expression",
+            label_names=EXPRESSION_NAMES,
+            splits={"train": 12_271, "test": 3_068},
+            crop=_ALIGNED,
             notes="basic emotions, the aligned 100 x 100 images; overall accuracy.",
         ),
         BenchmarkProtocol(
-            name="affectnet7", title="AffectNet-7", task="expression", label_names=EXPRESSION_NAMES,
-            splits={"train": 283_901, "test": 3_500}, crop=CropRule(box="the annotated face rectangle"),
+            name="affectnet7",
+            title="AffectNet-7",
+            task="expression",
+            label_names=EXPRESSION_NAMES,
+            splits={"train": 283_901, "test": 3_500},
+            crop=CropRule(box="the annotated face rectangle"),
             notes="manually annotated images; the official validation set is the test set; contempt and the codes "
-                  "none / uncertain / no-face are dropped.",
+            "none / uncertain / no-face are dropped.",
         ),
         BenchmarkProtocol(
-            name="affectnet8", title="AffectNet-8", task="expression", label_names=AFFECTNET8_EXPRESSION_NAMES,
-            splits={"train": 287_651, "test": 4_000}, crop=CropRule(box="the annotated face rectangle"),
+            name="affectnet8",
+            title="AffectNet-8",
+            task="expression",
+            label_names=AFFECTNET8_EXPRESSION_NAMES,
+            splits={"train": 287_651, "test": 4_000},
+            crop=CropRule(box="the annotated face rectangle"),
             notes="as AffectNet-7 with contempt kept as an eighth class.",
         ),
         BenchmarkProtocol(
-            name="300w", title="300W", task="landmarks", num_landmarks=68,
+            name="300w",
+            title="300W",
+            task="landmarks",
+            num_landmarks=68,
             splits={"train": 3_148, "test_common": 554, "test_challenging": 135, "test_full": 689},
-            test_split="test_full", test_subsets=("test_common", "test_challenging"),
-            normalizations=("inter_ocular", "inter_pupil"), failure_threshold=0.10, curve_normalization="inter_ocular",
+            test_split="test_full",
+            test_subsets=("test_common", "test_challenging"),
+            normalizations=("inter_ocular", "inter_pupil"),
+            failure_threshold=0.10,
+            curve_normalization="inter_ocular",
             crop=CropRule(box="the 68 points' tight box, or HRNet's centre +- 100 * scale", enlargement=1.25),
             notes="train: AFW + HELEN and LFPW training sets; common: HELEN + LFPW test sets; challenging: iBUG.",
         ),
         BenchmarkProtocol(
-            name="wflw", title="WFLW", task="landmarks", num_landmarks=98,
-            splits={"train": 7_500, "test": 2_500, "test_pose": 326, "test_expression": 314,
-                    "test_illumination": 698, "test_makeup": 206, "test_occlusion": 736, "test_blur": 773},
-            test_subsets=("test_pose", "test_expression", "test_illumination", "test_makeup", "test_occlusion",
-                          "test_blur"),
-            normalizations=("inter_ocular", "inter_pupil"), failure_threshold=0.10, curve_normalization="inter_ocular",
+            name="wflw",
+            title="WFLW",
+            task="landmarks",
+            num_landmarks=98,
+            splits={
+                "train": 7_500,
+                "test": 2_500,
+                "test_pose": 326,
+                "test_expression": 314,
+                "test_illumination": 698,
+                "test_makeup": 206,
+                "test_occlusion": 736,
+                "test_blur": 773,
+            },
+            test_subsets=(
+                "test_pose",
+                "test_expression",
+                "test_illumination",
+                "test_makeup",
+                "test_occlusion",
+                "test_blur",
+            ),
+            normalizations=("inter_ocular", "inter_pupil"),
+            failure_threshold=0.10,
+            curve_normalization="inter_ocular",
             crop=CropRule(box="the annotated face rectangle", enlargement=1.25),
         ),
         BenchmarkProtocol(
-            name="aflw19", title="AFLW-19", task="landmarks", num_landmarks=19,
+            name="aflw19",
+            title="AFLW-19",
+            task="landmarks",
+            num_landmarks=19,
             splits={"train": 20_000, "test_full": 4_386, "test_frontal": 1_314},
-            test_split="test_full", test_subsets=("test_frontal",),
-            normalizations=("box_diagonal", "box"), failure_threshold=0.07, curve_normalization="box",
+            test_split="test_full",
+            test_subsets=("test_frontal",),
+            normalizations=("box_diagonal", "box"),
+            failure_threshold=0.07,
+            curve_normalization="box",
             crop=CropRule(box="the annotated face box", enlargement=1.0),
             notes="normalised by the annotated box (not the points' extent); FR and AUC at 0.07 with the box "
-                  "normalisation, as FaRL reports them.",
+            "normalisation, as FaRL reports them.",
         ),
     )
 }

@@ -36,8 +36,10 @@ def read_labels(path: Path, name: str) -> dict[str, tuple[list[str], list[int]]]
             if split not in splits or not file.lower().endswith(".jpg"):
                 raise BenchmarkFormatError(f"{at(name, number)}: {file!r} is not a train_*.jpg or test_*.jpg name.")
             if label not in {str(k) for k in LABEL_TO_ID}:
-                raise BenchmarkFormatError(f"{at(name, number)}: label {label} is not in 1-7 "
-                                           f"({', '.join(f'{k} {n}' for k, n in enumerate(RAFDB_NAMES, 1))}).")
+                raise BenchmarkFormatError(
+                    f"{at(name, number)}: label {label} is not in 1-7 "
+                    f"({', '.join(f'{k} {n}' for k, n in enumerate(RAFDB_NAMES, 1))})."
+                )
             files, ids = splits[split]
             files.append(f"{file[:-4]}_aligned.jpg")
             ids.append(LABEL_TO_ID[int(label)])

@@ -50,8 +50,9 @@ def load_benchmark(name: str, data_dir: str | os.PathLike, *, return_report: boo
     protocol = PROTOCOLS[key]
     root = Path(data_dir)
     if not root.is_dir():
-        raise BenchmarkFormatError(f"{protocol.title}: data folder {root} does not exist"
-                                   f"{'' if not root.exists() else ' (it is a file)'}.")
+        raise BenchmarkFormatError(
+            f"{protocol.title}: data folder {root} does not exist{'' if not root.exists() else ' (it is a file)'}."
+        )
     module_name, fixed = _LOADERS[key]
     loader = importlib.import_module(f".{module_name}", __package__).load
     accepted = [p for p in inspect.signature(loader).parameters if p not in ("root", "report", *fixed)]

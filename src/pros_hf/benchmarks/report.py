@@ -20,8 +20,14 @@ def _nme_columns(prefix: str, figure: str, splits: dict[str, str], digits: int =
     return tuple(Column(f"{prefix} {name}", split, figure, digits) for name, split in splits.items())
 
 
-_WFLW_SUBSETS = {"Pose": "test_pose", "Expression": "test_expression", "Illumination": "test_illumination",
-                 "Make-up": "test_makeup", "Occlusion": "test_occlusion", "Blur": "test_blur"}
+_WFLW_SUBSETS = {
+    "Pose": "test_pose",
+    "Expression": "test_expression",
+    "Illumination": "test_illumination",
+    "Make-up": "test_makeup",
+    "Occlusion": "test_occlusion",
+    "Blur": "test_blur",
+}
 
 # The columns of each benchmark's row, in the order of FaRL's tables.
 ROW_COLUMNS: dict[str, tuple[Column, ...]] = {
@@ -30,12 +36,20 @@ ROW_COLUMNS: dict[str, tuple[Column, ...]] = {
     "rafdb": (Column("acc", "test", "accuracy"),),
     "affectnet7": (Column("acc", "test", "accuracy"),),
     "affectnet8": (Column("acc", "test", "accuracy"),),
-    "300w": _nme_columns("NME_io", "nme_inter_ocular",
-                         {"Full": "test_full", "Common": "test_common", "Challenging": "test_challenging"}),
-    "wflw": (Column("NME_io Full", "test", "nme_inter_ocular"), Column("FR@0.10", "test", "failure_rate"),
-             Column("AUC@0.10", "test", "auc"), *_nme_columns("NME_io", "nme_inter_ocular", _WFLW_SUBSETS)),
-    "aflw19": (*_nme_columns("NME_diag", "nme_box_diagonal", {"Full": "test_full", "Frontal": "test_frontal"}, 3),
-               Column("NME_box Full", "test_full", "nme_box", 3), Column("AUC_box@0.07", "test_full", "auc")),
+    "300w": _nme_columns(
+        "NME_io", "nme_inter_ocular", {"Full": "test_full", "Common": "test_common", "Challenging": "test_challenging"}
+    ),
+    "wflw": (
+        Column("NME_io Full", "test", "nme_inter_ocular"),
+        Column("FR@0.10", "test", "failure_rate"),
+        Column("AUC@0.10", "test", "auc"),
+        *_nme_columns("NME_io", "nme_inter_ocular", _WFLW_SUBSETS),
+    ),
+    "aflw19": (
+        *_nme_columns("NME_diag", "nme_box_diagonal", {"Full": "test_full", "Frontal": "test_frontal"}, 3),
+        Column("NME_box Full", "test_full", "nme_box", 3),
+        Column("AUC_box@0.07", "test_full", "auc"),
+    ),
 }
 
 

@@ -63,31 +63,53 @@ def training_split(args: BenchmarkArguments, train, labels: TaskLabels, seed: in
     if args.data_ratio < 1.0:
         train = train_subset(train, args.data_ratio, seed, labels.task)
     try:
-        training, validation = split_validation(label_array(train, labels), np.arange(len(train)),
-                                                args.validation_fraction, seed,
-                                                stratify=labels.task == "expression")
+        training, validation = split_validation(
+            label_array(train, labels),
+            np.arange(len(train)),
+            args.validation_fraction,
+            seed,
+            stratify=labels.task == "expression",
+        )
     except FinetuneError:
-        raise FinetuneError(f"--validation_fraction {args.validation_fraction} leaves none of the {len(train)} "
-                            "training images for training; lower it or raise --data_ratio.") from None
+        raise FinetuneError(
+            f"--validation_fraction {args.validation_fraction} leaves none of the {len(train)} "
+            "training images for training; lower it or raise --data_ratio."
+        ) from None
     return train, training, validation
 
 
-def settings_of(args: BenchmarkArguments, recipe: FinetuneArguments, training_args: TrainingArguments,
-                selection: ValidationSelection) -> dict:
+def settings_of(
+    args: BenchmarkArguments,
+    recipe: FinetuneArguments,
+    training_args: TrainingArguments,
+    selection: ValidationSelection,
+) -> dict:
     """What the run did, for benchmark.json: enough to repeat it."""
     mode = "lora" if recipe.lora else recipe.mode
     settings = {
-        "image_size": args.image_size, "data_ratio": args.data_ratio, "validation_fraction": args.validation_fraction,
-        "mode": mode, "seed": training_args.seed, "max_steps": training_args.max_steps,
-        "num_train_epochs": training_args.num_train_epochs, "learning_rate": training_args.learning_rate,
+        "image_size": args.image_size,
+        "data_ratio": args.data_ratio,
+        "validation_fraction": args.validation_fraction,
+        "mode": mode,
+        "seed": training_args.seed,
+        "max_steps": training_args.max_steps,
+        "num_train_epochs": training_args.num_train_epochs,
+        "learning_rate": training_args.learning_rate,
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
         "eval_strategy": str(getattr(training_args.eval_strategy, "value", training_args.eval_strategy)),
-        "selection_metric": selection.metric, "greater_is_better": selection.greater_is_better,
-        "backbone_lr_scale": recipe.backbone_lr_scale, "layer_decay": recipe.layer_decay, "augment": recipe.augment,
+        "selection_metric": selection.metric,
+        "greater_is_better": selection.greater_is_better,
+        "backbone_lr_scale": recipe.backbone_lr_scale,
+        "layer_decay": recipe.layer_decay,
+        "augment": recipe.augment,
     }
     if recipe.lora:
-        settings.update(lora_r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
-                        lora_target_modules=list(recipe.lora_target_modules))
+        settings.update(
+            lora_r=recipe.lora_r,
+            lora_alpha=recipe.lora_alpha,
+            lora_dropout=recipe.lora_dropout,
+            lora_target_modules=list(recipe.lora_target_modules),
+        )
     return settings
 
 
@@ -104,17 +126,33 @@ def run_benchmark(args: BenchmarkArguments, recipe: FinetuneArguments, training_
     framing = ProtocolFraming(protocol.crop, args.image_size)
     selection = ValidationSelection(training_args.metric_for_best_model, bool(training_args.greater_is_better))
     test_names = (protocol.test_split, *protocol.test_subsets)
-    logger.info("%s: %d training / %d validation images (of %d), test %s; backbone %s", protocol.title,
-                len(training), len(validation), len(splits["train"]),
-                {name: len(splits[name]) for name in test_names}, backbone_name)
+    logger.info(
+        "%s: %d training / %d validation images (of %d), test %s; backbone %s",
+        protocol.title,
+        len(training),
+        len(validation),
+        len(splits["train"]),
+        {name: len(splits[name]) for name in test_names},
+        backbone_name,
+    )
 
     def score_all() -> dict[str, dict]:
         return {name: score_split(trainer, splits[name], protocol, labels, framing, processor) for name in test_names}
 
     with tempfile.TemporaryDirectory(prefix="pros_benchmark_") as scratch:
-        trainer, counts = head_trainer(recipe, training_args, data, backbone, processor, output_dir=scratch,
-                                       train_indices=training, validation_indices=validation, seed=seed,
-                                       prepare_row=framing, callbacks=[selection])
+        trainer, counts = head_trainer(
+            recipe,
+            training_args,
+            data,
+            backbone,
+            processor,
+            output_dir=scratch,
+            train_indices=training,
+            validation_indices=validation,
+            seed=seed,
+            prepare_row=framing,
+            callbacks=[selection],
+        )
         start = time.perf_counter()
         train_output = trainer.train()
         train_seconds = time.perf_counter() - start
@@ -128,19 +166,34 @@ def run_benchmark(args: BenchmarkArguments, recipe: FinetuneArguments, training_
         else:
             selected = last
     result = {
-        "benchmark": protocol.name, "title": protocol.title, "model": backbone_name,
+        "benchmark": protocol.name,
+        "title": protocol.title,
+        "model": backbone_name,
         "settings": settings_of(args, recipe, training_args, selection),
-        "protocol": {"task": protocol.task, "crop": dataclasses.asdict(protocol.crop),
-                     "normalizations": list(protocol.normalizations), "failure_threshold": protocol.failure_threshold,
-                     "curve_normalization": protocol.curve_normalization, "test_splits": list(test_names)},
-        "num_images": {"train_available": len(splits["train"]), "train": len(training), "validation": len(validation),
-                       **{name: len(splits[name]) for name in test_names}},
+        "protocol": {
+            "task": protocol.task,
+            "crop": dataclasses.asdict(protocol.crop),
+            "normalizations": list(protocol.normalizations),
+            "failure_threshold": protocol.failure_threshold,
+            "curve_normalization": protocol.curve_normalization,
+            "test_splits": list(test_names),
+        },
+        "num_images": {
+            "train_available": len(splits["train"]),
+            "train": len(training),
+            "validation": len(validation),
+            **{name: len(splits[name]) for name in test_names},
+        },
         "parameters": counts.as_dict(),
-        "train_loss": float(train_output.training_loss), "train_seconds": round(train_seconds, 2),
+        "train_loss": float(train_output.training_loss),
+        "train_seconds": round(train_seconds, 2),
         "validation": selection.history,
         "last": {"step": last_step, "subsets": last},
-        "selected": {"step": selection.best_step, f"validation_{selection.metric}": selection.best_value,
-                     "subsets": selected},
+        "selected": {
+            "step": selection.best_step,
+            f"validation_{selection.metric}": selection.best_value,
+            "subsets": selected,
+        },
     }
     write_report(result, training_args.output_dir)
     return result

@@ -45,16 +45,18 @@ def landmark_figures(protocol: BenchmarkProtocol, points, references, boxes) -> 
     under its curve normalisation (fractions: 0.0293 is "2.93")."""
     figures = {}
     for normalization in protocol.normalizations:
-        result = _landmark_nme().compute(predictions=points, references=references,
-                                         **protocol.nme_kwargs(normalization, boxes=boxes))
+        result = _landmark_nme().compute(
+            predictions=points, references=references, **protocol.nme_kwargs(normalization, boxes=boxes)
+        )
         figures[f"nme_{normalization}"] = float(result["nme"])
         if normalization == protocol.curve_normalization:
             figures["failure_rate"], figures["auc"] = float(result["failure_rate"]), float(result["auc"])
     return figures
 
 
-def score_split(trainer, split, protocol: BenchmarkProtocol, labels: TaskLabels, framing: ProtocolFraming,
-                processor) -> dict[str, float | int]:
+def score_split(
+    trainer, split, protocol: BenchmarkProtocol, labels: TaskLabels, framing: ProtocolFraming, processor
+) -> dict[str, float | int]:
     """The protocol's figures of the head in `trainer` on one test split, with `num_images` (an empty subset is
     reported with its count alone)."""
     figures: dict[str, float | int] = {"num_images": len(split)}

@@ -31,13 +31,15 @@ class ValidationSelection(TrainerCallback):
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         value = float(metrics[f"eval_{self.metric}"])
-        self.history.append({"step": int(state.global_step), "epoch": round(float(state.epoch or 0.0), 4),
-                             self.metric: value})
+        self.history.append(
+            {"step": int(state.global_step), "epoch": round(float(state.epoch or 0.0), 4), self.metric: value}
+        )
         if self._better(value):  # ties keep the earlier evaluation
             self.best_value, self.best_step = value, int(state.global_step)
             # on the CPU, so that a copy of the weights costs no accelerator memory
-            self._best_state = {name: tensor.detach().to("cpu", copy=True)
-                                for name, tensor in model.state_dict().items()}
+            self._best_state = {
+                name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()
+            }
 
     def restore(self, model) -> None:
         """Load the kept weights into `model` (the one that was trained)."""

@@ -2,5 +2,4 @@ import sys
 
 from .command_line import main
 
-
 sys.exit(main())

@@ -10,7 +10,6 @@ import torch
 from ..configuration_pros import ProSConfig
 from ..modeling_pros import ProSModel
 
-
 logger = logging.getLogger(__name__)
 
 WEIGHT_FILE_EXTENSIONS = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
@@ -43,8 +42,9 @@ def load_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor
         try:
             checkpoint = load_file(path)
         except (SafetensorError, OSError) as error:
-            raise ConversionError(f"cannot be read as safetensors (truncated or not a safetensors file: "
-                                  f"{first_line(error)}).") from None
+            raise ConversionError(
+                f"cannot be read as safetensors (truncated or not a safetensors file: {first_line(error)})."
+            ) from None
     else:
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
@@ -56,8 +56,9 @@ def load_state_dict(path: str, key: str | None = None) -> dict[str, torch.Tensor
             ) from None
         except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as error:  # cut off, or not torch
             reason = "not a pickle or zip archive" if isinstance(error, (KeyError, IndexError)) else first_line(error)
-            raise ConversionError(f"cannot be read by torch.load (truncated, or not a PyTorch checkpoint: {reason}).") \
-                from None
+            raise ConversionError(
+                f"cannot be read by torch.load (truncated, or not a PyTorch checkpoint: {reason})."
+            ) from None
     if not isinstance(checkpoint, dict):
         raise ConversionError(f"holds a {type(checkpoint).__name__}, not a state dict.")
     if key is not None:
@@ -87,7 +88,7 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor], anchors: tuple[str, ...]
     """
     while not any(anchor in state_dict for anchor in anchors):
         for prefix in PREFIXES:
-            kept = {name[len(prefix):]: value for name, value in state_dict.items() if name.startswith(prefix)}
+            kept = {name[len(prefix) :]: value for name, value in state_dict.items() if name.startswith(prefix)}
             if kept:
                 dropped = len(state_dict) - len(kept)
                 if dropped:
@@ -99,8 +100,9 @@ def strip_prefixes(state_dict: dict[str, torch.Tensor], anchors: tuple[str, ...]
     return state_dict
 
 
-def map_keys(state_dict: dict[str, torch.Tensor], top_keys: dict[str, str], block_key: re.Pattern,
-             block_keys: dict[str, str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+def map_keys(
+    state_dict: dict[str, torch.Tensor], top_keys: dict[str, str], block_key: re.Pattern, block_keys: dict[str, str]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename a source's keys to ProSModel's: whole names by `top_keys`; the keys of block `i` (`block_key` matches
     them, its groups the index and the rest of the name) by `block_keys`, which maps the rest, or the rest's module
     with `.weight` / `.bias` following, to a name under `encoder.layer.{i}.`. Returns the renamed tensors and the
@@ -141,10 +143,12 @@ def build_model(config: ProSConfig, state_dict: dict[str, torch.Tensor], hint: s
     unexpected = sorted(set(state_dict) - set(expected))
     if unexpected:
         raise ConversionError(f"weights without a place in the model: {unexpected[:10]}.")
-    mismatched = [f"{name}: {tuple(value.shape)} vs {tuple(expected[name].shape)}"
-                  for name, value in state_dict.items() if value.shape != expected[name].shape]
+    mismatched = [
+        f"{name}: {tuple(value.shape)} vs {tuple(expected[name].shape)}"
+        for name, value in state_dict.items()
+        if value.shape != expected[name].shape
+    ]
     if mismatched:
         raise ConversionError(f"shape mismatches{hint}: {mismatched[:5]}")
     model.load_state_dict({name: value.to(expected[name].dtype) for name, value in state_dict.items()}, strict=True)
     return model.eval()
-

@@ -21,7 +21,6 @@ from ..configuration_pros import ProSConfig
 from ..image_processing_pros import ProSImageProcessor
 from .checkpoints import ConversionError, build_model, map_keys, unknown_keys_error
 
-
 logger = logging.getLogger(__name__)
 
 ANCHORS = ("visual.conv1.weight", "conv1.weight")
@@ -69,12 +68,17 @@ def vision_tower(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     """The vision tower's keys without `visual.` (a full CLIP state dict), or the dict itself (a tower saved alone)."""
     if "visual.conv1.weight" not in state_dict:
         return state_dict
-    return {name[len("visual."):]: value for name, value in state_dict.items() if name.startswith("visual.")}
+    return {name[len("visual.") :]: value for name, value in state_dict.items() if name.startswith("visual.")}
 
 
 def infer_config(visual: dict[str, torch.Tensor], num_attention_heads: int | None = None, **overrides) -> ProSConfig:
-    for required in ("class_embedding", "positional_embedding", "conv1.weight",
-                     "transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.0.mlp.c_fc.weight"):
+    for required in (
+        "class_embedding",
+        "positional_embedding",
+        "conv1.weight",
+        "transformer.resblocks.0.attn.in_proj_weight",
+        "transformer.resblocks.0.mlp.c_fc.weight",
+    ):
         if required not in visual:
             raise ConversionError(f"not a CLIP vision tower: key 'visual.{required}' is missing.")
     hidden_size = visual["class_embedding"].shape[-1]
@@ -112,12 +116,16 @@ def rename_keys(visual: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     for name in DROPPED_KEYS:
         if name in visual:
             logger.info("Dropping visual.%s (the projection into CLIP's joint image-text space)", name)
-    rest = {name: value for name, value in visual.items()
-            if name not in DROPPED_KEYS and name not in ("class_embedding", "positional_embedding")}
+    rest = {
+        name: value
+        for name, value in visual.items()
+        if name not in DROPPED_KEYS and name not in ("class_embedding", "positional_embedding")
+    }
     mapped, unknown = map_keys(rest, TOP_KEY_MAP, BLOCK_KEY, BLOCK_KEY_MAP)
     if unknown:
-        raise unknown_keys_error([f"visual.{name}" for name in unknown],
-                                 "a CLIP ViT vision tower (attention pooling, a timm trunk?)")
+        raise unknown_keys_error(
+            [f"visual.{name}" for name in unknown], "a CLIP ViT vision tower (attention pooling, a timm trunk?)"
+        )
     return {**renamed, **mapped}
 
 

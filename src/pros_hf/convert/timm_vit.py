@@ -13,7 +13,6 @@ from ..configuration_pros import ProSConfig
 from ..image_processing_pros import ProSImageProcessor
 from .checkpoints import ConversionError, build_model, map_keys, unknown_keys_error
 
-
 ANCHORS = ("cls_token",)
 IGNORED_KEYS = re.compile(r"^(head|fc|pre_logits)\.")
 REQUIRED = ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.0.mlp.fc1.weight")
@@ -42,8 +41,9 @@ def matches(state_dict: dict[str, torch.Tensor]) -> bool:
     return "cls_token" in state_dict and any(name.startswith("blocks.") for name in state_dict)
 
 
-def infer_config(state_dict: dict[str, torch.Tensor], num_attention_heads: int | None = None,
-                 **overrides) -> ProSConfig:
+def infer_config(
+    state_dict: dict[str, torch.Tensor], num_attention_heads: int | None = None, **overrides
+) -> ProSConfig:
     """Read the architecture off the tensor shapes; only the head count is not in the weights (default: width/64)."""
     for required in REQUIRED:
         if required not in state_dict:

@@ -17,7 +17,6 @@ from .checkpoints import ConversionError, build_model, map_keys, unknown_keys_er
 from .openai_clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from .transformers_folders import fused_qkv, image_processor, load_pretrained, read_preprocessor_dict
 
-
 MODEL_TYPES = ("clip", "clip_vision_model")
 TEXT_MODEL_TYPES = ("clip_text_model",)
 
@@ -40,8 +39,9 @@ BLOCK_KEY = re.compile(r"encoder\.layers\.(\d+)\.(.+)$")
 
 def config_from(vision_config, **overrides) -> ProSConfig:
     if vision_config.image_size % vision_config.patch_size:
-        raise ConversionError(f"image_size {vision_config.image_size} is no multiple of patch_size "
-                              f"{vision_config.patch_size}.")
+        raise ConversionError(
+            f"image_size {vision_config.image_size} is no multiple of patch_size {vision_config.patch_size}."
+        )
     fields = dict(
         hidden_size=vision_config.hidden_size,
         num_hidden_layers=vision_config.num_hidden_layers,

@@ -17,7 +17,6 @@ from ..image_processing_pros import IMAGENET_MEAN, IMAGENET_STD
 from .checkpoints import ConversionError, build_model, unknown_keys_error
 from .transformers_folders import fused_qkv, image_processor, load_pretrained, read_preprocessor_dict
 
-
 MODEL_TYPES = ("dinov2", "dinov2_with_registers")
 
 SAME_KEYS = re.compile(
@@ -27,8 +26,10 @@ SAME_KEYS = re.compile(
     r"|layernorm\.(weight|bias))$"
 )
 # transformers' attention names: separate projections (`q_proj` ... in recent versions, `attention.query` ... before)
-ATTENTION_NAMES = (("attention.", ("q_proj", "k_proj", "v_proj"), "attention.o_proj"),
-                   ("attention.attention.", ("query", "key", "value"), "attention.output.dense"))
+ATTENTION_NAMES = (
+    ("attention.", ("q_proj", "k_proj", "v_proj"), "attention.o_proj"),
+    ("attention.attention.", ("query", "key", "value"), "attention.output.dense"),
+)
 
 
 def config_from(dinov2_config, model_type: str, **overrides) -> ProSConfig:

@@ -12,7 +12,6 @@ from transformers.utils import logging as transformers_logging
 from ..image_processing_pros import ProSImageProcessor
 from .checkpoints import ConversionError, first_line
 
-
 logger = logging.getLogger(__name__)
 
 # PIL's resampling codes, as transformers' processors save them, -> ProSImageProcessor's names
@@ -58,8 +57,9 @@ def load_pretrained(model_class, source: str):
     try:
         model, info = model_class.from_pretrained(source, output_loading_info=True)
     except Exception as error:  # safetensors, torch and transformers each raise their own kinds for a bad file
-        raise ConversionError(f"its weights cannot be loaded as a {model_class.__name__} "
-                              f"({first_line(error)}).") from None
+        raise ConversionError(
+            f"its weights cannot be loaded as a {model_class.__name__} ({first_line(error)})."
+        ) from None
     finally:
         transformers_logging.set_verbosity(verbosity)
         if progress_bars:
@@ -67,8 +67,10 @@ def load_pretrained(model_class, source: str):
     missing = sorted(info.get("missing_keys") or [])
     mismatched = info.get("mismatched_keys") or []
     if missing or mismatched:
-        raise ConversionError(f"its weights do not fill a {model_class.__name__}: missing {missing[:5]}, "
-                              f"mismatched {[entry[0] for entry in mismatched][:5]}.")
+        raise ConversionError(
+            f"its weights do not fill a {model_class.__name__}: missing {missing[:5]}, "
+            f"mismatched {[entry[0] for entry in mismatched][:5]}."
+        )
     return model.eval()
 
 

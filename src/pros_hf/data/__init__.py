@@ -29,7 +29,6 @@ from .synthetic import (
     synthetic_faces_arrays,
 )
 
-
 __all__ = [
     "ATTRIBUTE_NAMES",
     "EXPRESSION_NAMES",

@@ -24,8 +24,27 @@ logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
-        ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".tif", ".tiff", ".webp",
-        ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".ico", ".jp2", ".j2k", ".avif",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".apng",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".ico",
+        ".jp2",
+        ".j2k",
+        ".avif",
     }
 )  # lower case, with the dot; matched case-insensitively by `is_image_file`
 
@@ -44,8 +63,12 @@ REASON_TOO_SMALL = "too small"
 REASON_UNSUPPORTED_MODE = "unsupported mode"
 REASON_BAD_SOURCE = "unsupported source"
 
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
-             "lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX}
+_RESAMPLE = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+}
 
 
 # The checks below run where the user passes a setting (open_image_rgb, resize_center_crop, and the loader's
@@ -54,15 +77,17 @@ _RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.B
 
 def check_max_pixels(max_pixels: Any) -> None:
     """`max_pixels` is compared with width * height: a positive number or None (no limit of our own)."""
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Real)
-                                   or not max_pixels > 0):  # `not > 0` also refuses NaN
+    if max_pixels is not None and (
+        isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Real) or not max_pixels > 0
+    ):  # `not > 0` also refuses NaN
         raise ValueError(f"max_pixels must be a positive int or None (no limit of our own), got {max_pixels!r}")
 
 
 def check_min_size(min_size: Any) -> None:
     """`min_size` is a side in pixels (it also sets the JPEG draft size): an int >= 0 or None."""
-    if min_size is not None and (isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral)
-                                 or min_size < 0):
+    if min_size is not None and (
+        isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 0
+    ):
         raise ValueError(f"min_size must be a non-negative int or None, got {min_size!r}")
 
 
@@ -78,8 +103,11 @@ def check_background(background: Any) -> tuple[int, int, int]:
     another length would only fail at the first transparent image, as a "corrupt" file.
     """
     values = tuple(background) if isinstance(background, (tuple, list, np.ndarray)) else None
-    if (values is None or len(values) != 3
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in values)):
+    if (
+        values is None
+        or len(values) != 3
+        or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and 0 <= v <= 255 for v in values)
+    ):
         raise ValueError(f"background must be an (R, G, B) tuple of 3 ints in [0, 255], got {background!r}")
     return tuple(int(v) for v in values)
 
@@ -186,7 +214,8 @@ def _open_raw(source: Any) -> tuple[Image.Image, bool]:
             raise UnreadableImageError(REASON_EMPTY, source)
         return Image.open(io.BytesIO(data)), True
     raise UnreadableImageError(
-        REASON_BAD_SOURCE, None,
+        REASON_BAD_SOURCE,
+        None,
         f"got {type(source).__name__}; expected a path, bytes, a file object, a PIL image or a "
         "datasets image dict {'bytes': ..., 'path': ...}",
     )
@@ -345,6 +374,13 @@ def decode_to_array(
 
 
 __all__: Iterable[str] = [
-    "IMAGE_EXTENSIONS", "DEFAULT_MAX_PIXELS", "UnreadableImageError", "open_image_rgb", "resize_center_crop",
-    "decode_to_array", "list_image_files", "is_image_file", "describe_source",
+    "IMAGE_EXTENSIONS",
+    "DEFAULT_MAX_PIXELS",
+    "UnreadableImageError",
+    "open_image_rgb",
+    "resize_center_crop",
+    "decode_to_array",
+    "list_image_files",
+    "is_image_file",
+    "describe_source",
 ]

@@ -209,7 +209,6 @@ class FaceParams:
         return np.array([values[name] for name in ATTRIBUTE_NAMES], dtype=np.int8)
 
 
-
 def _pick(rng: np.random.Generator, options: Sequence) -> tuple:
     return tuple(options[int(rng.integers(len(options)))])
 

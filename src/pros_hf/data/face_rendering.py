@@ -46,7 +46,6 @@ class RenderedFace(NamedTuple):
     masks: np.ndarray | None = None
 
 
-
 def _rgb(colour, factor: float = 1.0) -> tuple:
     return tuple(int(min(255.0, max(0.0, c * factor))) for c in colour)
 
@@ -301,7 +300,7 @@ def render_face(
         upper = np.stack([xs, base - hu * f], axis=1)
         lower = np.stack([xs, base + hl * f], axis=1)
         up_pix, lo_pix = proj(upper), proj(lower)
-        landmarks[first: first + 6] = [up_pix[0], up_pix[4], up_pix[8], up_pix[12], lo_pix[8], lo_pix[4]]
+        landmarks[first : first + 6] = [up_pix[0], up_pix[4], up_pix[8], up_pix[12], lo_pix[8], lo_pix[4]]
         cv.polygon(np.concatenate([up_pix, lo_pix[-2:0:-1]]), (238, 236, 230), "sclera")
         ix = cx + params.gaze[0] * a * 0.35
         iy = cy + params.gaze[1] * 0.015 - ident.eye_tilt / 2
@@ -336,7 +335,7 @@ def render_face(
         top = proj(np.stack([bx, centre_y - thick / 2], axis=1))
         bottom = proj(np.stack([bx, centre_y + thick / 2], axis=1))
         mid = proj(np.stack([bx, centre_y], axis=1))[::2]  # inner -> outer, 5 stations
-        landmarks[first: first + 5] = mid[::-1] if side < 0 else mid
+        landmarks[first : first + 5] = mid[::-1] if side < 0 else mid
         cv.polygon(np.concatenate([top, bottom[::-1]]), brow_rgb, "brow")
         cv.line(proj(np.stack([bx, centre_y], axis=1)), brow_rgb, 0.35 * px, "brow")  # keeps the tapered tail visible
 

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import datasets
-from datasets.distributed import split_dataset_by_node
 import torch
+from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
 from .decoding import (
@@ -42,8 +42,18 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 256  # the source size random-resized 224-px global crops are cut from
 _SAVED_DATASET_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
-_IMAGE_COLUMN_NAMES = ("image", "img", "images", "picture", "photo", "path", "image_path", "file", "file_path",
-                       "filename")
+_IMAGE_COLUMN_NAMES = (
+    "image",
+    "img",
+    "images",
+    "picture",
+    "photo",
+    "path",
+    "image_path",
+    "file",
+    "file_path",
+    "filename",
+)
 
 
 class PretrainingSourceError(ValueError):
@@ -62,12 +72,20 @@ def _decode_sample(source: Any, image_size: int, decode_kwargs: dict[str, Any]) 
         return {"pixel_values": pixel_values, "source": None, "reason": None, "image_size": image_size}
     except UnreadableImageError as e:
         logger.debug("Skipping %s", e)
-        return {"pixel_values": None, "source": e.source or describe_source(source), "reason": e.reason,
-                "image_size": image_size}
+        return {
+            "pixel_values": None,
+            "source": e.source or describe_source(source),
+            "reason": e.reason,
+            "image_size": image_size,
+        }
     except Exception as e:  # a decoder bug on one odd file must not end a week-long run: count it, show it
         logger.debug("Unexpected error decoding %s", describe_source(source), exc_info=True)
-        return {"pixel_values": None, "source": describe_source(source),
-                "reason": f"unexpected error ({type(e).__name__})", "image_size": image_size}
+        return {
+            "pixel_values": None,
+            "source": describe_source(source),
+            "reason": f"unexpected error ({type(e).__name__})",
+            "image_size": image_size,
+        }
 
 
 def collate_pretraining(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -97,8 +115,12 @@ class _DecodingMixin:
         check_resample(resample)
         self.image_column = image_column
         self.image_size = image_size
-        self.decode_kwargs = {"max_pixels": max_pixels, "min_size": min_size, "resample": resample,
-                              "background": check_background(background)}
+        self.decode_kwargs = {
+            "max_pixels": max_pixels,
+            "min_size": min_size,
+            "resample": resample,
+            "background": check_background(background),
+        }
 
     def _decode_row(self, row: Any) -> dict[str, Any]:
         if self.image_column is None:
@@ -129,9 +151,17 @@ class PretrainingImageDataset(_DecodingMixin, torch.utils.data.Dataset):
     kept too: a bad file is reported every epoch, but opened once.
     """
 
-    def __init__(self, dataset: datasets.Dataset, image_column: str, image_size: int = DEFAULT_IMAGE_SIZE,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, min_size: int | None = None,
-                 resample: str = "bicubic", background: Sequence[int] = (255, 255, 255), cache_bytes: int = 0):
+    def __init__(
+        self,
+        dataset: datasets.Dataset,
+        image_column: str,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        min_size: int | None = None,
+        resample: str = "bicubic",
+        background: Sequence[int] = (255, 255, 255),
+        cache_bytes: int = 0,
+    ):
         if isinstance(cache_bytes, bool) or not isinstance(cache_bytes, int) or cache_bytes < 0:
             raise ValueError(f"cache_bytes must be an int >= 0 (0: no cache), got {cache_bytes!r}")
         self.dataset = dataset
@@ -165,10 +195,16 @@ class PretrainingImageDataset(_DecodingMixin, torch.utils.data.Dataset):
 class PretrainingImageIterableDataset(_DecodingMixin, torch.utils.data.IterableDataset):
     """Streaming: decodes the rows of a `datasets.IterableDataset`; DataLoader workers split its shards."""
 
-    def __init__(self, dataset: datasets.IterableDataset, image_column: str | None,
-                 image_size: int = DEFAULT_IMAGE_SIZE, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 min_size: int | None = None, resample: str = "bicubic",
-                 background: Sequence[int] = (255, 255, 255)):
+    def __init__(
+        self,
+        dataset: datasets.IterableDataset,
+        image_column: str | None,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        min_size: int | None = None,
+        resample: str = "bicubic",
+        background: Sequence[int] = (255, 255, 255),
+    ):
         self.dataset = dataset
         self._init_decoding(image_column, image_size, max_pixels, min_size, resample, background)
 
@@ -203,7 +239,7 @@ def _chunk(items: Sequence[str], num_chunks: int) -> list[list[str]]:
     """Contiguous, near-equal chunks (contiguous keeps a folder's files together: better disk locality)."""
     num_chunks = max(1, min(num_chunks, len(items)))
     bounds = [round(i * len(items) / num_chunks) for i in range(num_chunks + 1)]
-    return [list(items[bounds[i]:bounds[i + 1]]) for i in range(num_chunks)]
+    return [list(items[bounds[i] : bounds[i + 1]]) for i in range(num_chunks)]
 
 
 def _is_saved_dataset(path: str) -> bool:
@@ -218,8 +254,9 @@ def _looks_like_path(source: str) -> bool:
 
 
 def _offline() -> bool:
-    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False) or
-                getattr(datasets.config, "HF_DATASETS_OFFLINE", False))
+    return bool(
+        getattr(datasets.config, "HF_HUB_OFFLINE", False) or getattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    )
 
 
 def _load_hub(repo_id: str, split: str, streaming: bool):
@@ -367,8 +404,13 @@ def load_pretraining_images(
     """
     if num_shards < 1:
         raise ValueError(f"num_shards must be >= 1, got {num_shards}")
-    decode = {"image_size": image_size, "max_pixels": max_pixels, "min_size": min_size, "resample": resample,
-              "background": background}
+    decode = {
+        "image_size": image_size,
+        "max_pixels": max_pixels,
+        "min_size": min_size,
+        "resample": resample,
+        "background": background,
+    }
     hf_types = (datasets.Dataset, datasets.IterableDataset, datasets.DatasetDict, datasets.IterableDatasetDict)
     name = type(source).__name__ if isinstance(source, hf_types) else describe_source(source)
 
@@ -378,23 +420,27 @@ def load_pretraining_images(
             ds = _pick_split(datasets.load_from_disk(path), split, name)
         elif os.path.isdir(path):
             if image_column not in (None, "image"):
-                raise PretrainingSourceError(f"{path!r} is a folder of image files, which has no columns: "
-                                             f"image_column={image_column!r} applies to datasets only.")
+                raise PretrainingSourceError(
+                    f"{path!r} is a folder of image files, which has no columns: "
+                    f"image_column={image_column!r} applies to datasets only."
+                )
             files = list_image_files(path, recursive=recursive)
             if not files:
                 raise PretrainingSourceError(f"No image files found in folder {path!r} (recursive={recursive}).")
             logger.info("Found %d image files under %s", len(files), path)
             if streaming:
                 ds = datasets.IterableDataset.from_generator(
-                    _iter_file_shards, gen_kwargs={"shards": _chunk(files, num_shards)},
+                    _iter_file_shards,
+                    gen_kwargs={"shards": _chunk(files, num_shards)},
                     features=datasets.Features({"image": datasets.Value("string")}),
                 )
             else:
                 ds = datasets.Dataset.from_dict({"image": files})
             image_column = "image"
         elif os.path.exists(path):
-            raise PretrainingSourceError(f"{path!r} is a file; expected a folder of images, a `save_to_disk` "
-                                         "folder or a Hub dataset id.")
+            raise PretrainingSourceError(
+                f"{path!r} is a file; expected a folder of images, a `save_to_disk` folder or a Hub dataset id."
+            )
         elif _looks_like_path(os.fspath(source)):
             raise FileNotFoundError(f"Pre-training image source does not exist: {path!r}")
         else:
@@ -403,8 +449,10 @@ def load_pretraining_images(
     elif isinstance(source, hf_types):
         ds = _pick_split(source, split, name)
     else:
-        raise ValueError(f"source must be a folder path, a save_to_disk folder, a Hub dataset id or a datasets "
-                         f"Dataset/IterableDataset/DatasetDict, got {type(source).__name__}")
+        raise ValueError(
+            f"source must be a folder path, a save_to_disk folder, a Hub dataset id or a datasets "
+            f"Dataset/IterableDataset/DatasetDict, got {type(source).__name__}"
+        )
 
     image_column = _find_image_column(ds, image_column, name)
     ds = _prepare_columns(ds, image_column)
@@ -452,7 +500,8 @@ def check_some_decode(dataset: PretrainingImageDataset, name: str, probes: int =
     listed = ", ".join(f"{count} {reason}" for reason, count in reasons.most_common())
     raise PretrainingSourceError(
         f"none of the {len(failures)} images tried from {name!r} could be read ({listed}; e.g. {failures[0][0]}): "
-        "check the folder, or that the image column holds images, image paths or image bytes.")
+        "check the folder, or that the image column holds images, image paths or image bytes."
+    )
 
 
 def make_pretraining_dataloader(
@@ -474,11 +523,13 @@ def make_pretraining_dataloader(
     """
     streaming = isinstance(dataset, torch.utils.data.IterableDataset)
     if streaming and shuffle:
-        raise ValueError("shuffle=True needs a map-style dataset; for streaming pass shuffle=True to "
-                         "load_pretraining_images instead")
+        raise ValueError(
+            "shuffle=True needs a map-style dataset; for streaming pass shuffle=True to load_pretraining_images instead"
+        )
     if streaming and num_workers > getattr(dataset, "num_shards", num_workers):
-        logger.warning("num_workers=%d > num_shards=%d: the extra workers will stay idle", num_workers,
-                       dataset.num_shards)
+        logger.warning(
+            "num_workers=%d > num_shards=%d: the extra workers will stay idle", num_workers, dataset.num_shards
+        )
     generator = None
     if shuffle and seed is not None:
         generator = torch.Generator()
@@ -488,13 +539,29 @@ def make_pretraining_dataloader(
         kwargs["persistent_workers"] = persistent_workers
         if prefetch_factor is not None:
             kwargs["prefetch_factor"] = prefetch_factor
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                      collate_fn=collate_pretraining, drop_last=drop_last, pin_memory=pin_memory,
-                      generator=generator, **kwargs)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=collate_pretraining,
+        drop_last=drop_last,
+        pin_memory=pin_memory,
+        generator=generator,
+        **kwargs,
+    )
 
 
 __all__ = [
-    "DEFAULT_IMAGE_SIZE", "PROBE_IMAGES", "PretrainingImageDataset", "PretrainingImageIterableDataset",
-    "PretrainingSourceError", "SkipReport", "check_some_decode", "collate_pretraining", "load_pretraining_images",
-    "make_pretraining_dataloader", "resolve_node",
+    "DEFAULT_IMAGE_SIZE",
+    "PROBE_IMAGES",
+    "PretrainingImageDataset",
+    "PretrainingImageIterableDataset",
+    "PretrainingSourceError",
+    "SkipReport",
+    "check_some_decode",
+    "collate_pretraining",
+    "load_pretraining_images",
+    "make_pretraining_dataloader",
+    "resolve_node",
 ]

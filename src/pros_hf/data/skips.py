@@ -141,7 +141,7 @@ class SkipReport:
             report.unnamed.update({str(reason): int(n) for reason, n in summary.get("unnamed", {}).items()})
         else:  # counts without their sources: kept as they are
             report.unnamed.update({str(reason): int(n) for reason, n in summary.get("by_reason", {}).items()})
-        report.examples = [(e["source"], e["reason"]) for e in summary.get("examples", [])][:report.max_examples]
+        report.examples = [(e["source"], e["reason"]) for e in summary.get("examples", [])][: report.max_examples]
         report._logged = {source for source, _ in report.examples}
         return report
 

@@ -18,9 +18,10 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from PIL import Image
 
+from ..validation import check_choice, check_int
 from .face_params import (
-    DEFAULT_FACE_SCALE,
     ATTRIBUTE_NAMES,
+    DEFAULT_FACE_SCALE,
     EXPRESSION_NAMES,
     FLIP_PERMUTATION_68,
     FaceIdentity,
@@ -28,7 +29,6 @@ from .face_params import (
     sample_face_params,
     sample_identity,
 )
-from ..validation import check_choice, check_int
 from .face_rendering import BACKGROUNDS, MASK_LABELS, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, RenderedFace, render_face
 
 __all__ = [
@@ -59,8 +59,17 @@ IMAGE_FORMATS = ("jpeg", "png")  # storage of the `image` column of make_synthet
 # Data set builders
 
 
-def _validate(num_images, image_size, seed, num_identities, expressions, background, pose_scale, face_scale=DEFAULT_FACE_SCALE,
-              expression_strength=1.0):
+def _validate(
+    num_images,
+    image_size,
+    seed,
+    num_identities,
+    expressions,
+    background,
+    pose_scale,
+    face_scale=DEFAULT_FACE_SCALE,
+    expression_strength=1.0,
+):
     num_images = check_int("num_images", num_images, 1)
     image_size = check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
     seed = check_int("seed", seed, 0)
@@ -78,17 +87,21 @@ def _validate(num_images, image_size, seed, num_identities, expressions, backgro
     if not isinstance(pose_scale, (int, float)) or not 0.0 <= pose_scale <= 1.5:
         raise ValueError(f"pose_scale must be a number in [0, 1.5] (0: frontal, 1: default ranges), got {pose_scale!r}")
     if not isinstance(face_scale, (int, float)) or not 0.1 <= face_scale <= 0.42:
-        raise ValueError(f"face_scale must be a number in [0.1, 0.42] (the face's half-width as a fraction of the "
-                         f"image; {DEFAULT_FACE_SCALE} by default), got {face_scale!r}")
+        raise ValueError(
+            f"face_scale must be a number in [0.1, 0.42] (the face's half-width as a fraction of the "
+            f"image; {DEFAULT_FACE_SCALE} by default), got {face_scale!r}"
+        )
     if not isinstance(expression_strength, (int, float)) or not 0.0 <= expression_strength <= 3.0:
-        raise ValueError(f"expression_strength must be a number in [0, 3] (1: the default deformations), got "
-                         f"{expression_strength!r}")
+        raise ValueError(
+            f"expression_strength must be a number in [0, 3] (1: the default deformations), got {expression_strength!r}"
+        )
     style = (float(pose_scale), float(face_scale), float(expression_strength))
     return num_images, image_size, seed, num_identities, expression_ids, style
 
 
-def _generate(num_images, image_size, seed, num_identities, expression_ids, background, style, return_masks,
-              start=0, stop=None):
+def _generate(
+    num_images, image_size, seed, num_identities, expression_ids, background, style, return_masks, start=0, stop=None
+):
     """Yield (identity index, FaceParams, RenderedFace) for images start..stop-1 of the set. Image i draws from its
     own generator seeded by (seed, i), so images can be rendered in any order or in parallel workers without changing
     the result."""
@@ -103,8 +116,15 @@ def _generate(num_images, image_size, seed, num_identities, expression_ids, back
         k = int(assignment[i])
         for attempt in range(20):
             # a pose that pushes a landmark out of the frame is redrawn (rare), then pose is switched off
-            params = sample_face_params(rng, identities[k], k, expression_ids, pose_scale if attempt < 19 else 0.0,
-                                        face_scale=face_scale, expression_strength=expression_strength)
+            params = sample_face_params(
+                rng,
+                identities[k],
+                k,
+                expression_ids,
+                pose_scale if attempt < 19 else 0.0,
+                face_scale=face_scale,
+                expression_strength=expression_strength,
+            )
             face = render_face(rng, params, image_size, background, return_masks)
             lm = face.landmarks
             if lm.min() >= margin and lm.max() <= image_size - 1 - margin:
@@ -129,8 +149,17 @@ def iter_synthetic_faces(
     Use it for streaming or with ``datasets.Dataset.from_generator`` when the set is too big for memory; the
     arguments are those of :func:`make_synthetic_faces`.
     """
-    args = _validate(num_images, image_size, seed, num_identities, expressions, background, pose_scale, face_scale,
-                     expression_strength)
+    args = _validate(
+        num_images,
+        image_size,
+        seed,
+        num_identities,
+        expressions,
+        background,
+        pose_scale,
+        face_scale,
+        expression_strength,
+    )
     n, size, seed, n_id, expr_ids, pose = args
     for k, _, face in _generate(n, size, seed, n_id, expr_ids, background, pose, False):
         yield {
@@ -160,8 +189,17 @@ def synthetic_faces_arrays(
     (N, len(ATTRIBUTE_NAMES)) multi-hot, ``identity`` int64 (N,). ``return_params`` adds ``params`` (the
     :class:`FaceParams` of each image: ground-truth colours and shapes); ``return_masks`` adds ``masks`` uint8
     (N, H, W) label maps indexing ``MASK_LABELS``. Other arguments as in :func:`make_synthetic_faces`."""
-    args = _validate(num_images, image_size, seed, num_identities, expressions, background, pose_scale, face_scale,
-                     expression_strength)
+    args = _validate(
+        num_images,
+        image_size,
+        seed,
+        num_identities,
+        expressions,
+        background,
+        pose_scale,
+        face_scale,
+        expression_strength,
+    )
     n, size, seed, n_id, expr_ids, pose = args
     out = {
         "images": np.empty((n, size, size, 3), np.uint8),
@@ -203,8 +241,9 @@ def attributes_to_multi_hot(attribute_ids) -> np.ndarray:
         bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < num]
         if bad:
             where = f"example {r}: " if batched else ""
-            raise ValueError(f"{where}attribute ids must be ints in [0, {num}) (indices into ATTRIBUTE_NAMES), "
-                             f"got {bad[0]!r}")
+            raise ValueError(
+                f"{where}attribute ids must be ints in [0, {num}) (indices into ATTRIBUTE_NAMES), got {bad[0]!r}"
+            )
         out[r, ids] = 1.0
     return out if batched else out[0]
 
@@ -309,8 +348,17 @@ def make_synthetic_faces(
     """
     import datasets
 
-    args = _validate(num_images, image_size, seed, num_identities, expressions, background, pose_scale, face_scale,
-                     expression_strength)
+    args = _validate(
+        num_images,
+        image_size,
+        seed,
+        num_identities,
+        expressions,
+        background,
+        pose_scale,
+        face_scale,
+        expression_strength,
+    )
     n, size, seed, n_id, expr_ids, pose = args
     check_choice("image_format", image_format, IMAGE_FORMATS)
     num_proc = check_int("num_proc", num_proc, 1)

@@ -52,7 +52,6 @@ from .runs import (
 )
 from .training import FinetuneTrainer, build_head, head_config_overrides, task_metrics
 
-
 __all__ = [
     "TASKS",
     "FaceTaskCollator",

@@ -56,8 +56,9 @@ def save_adapter_folder(peft_model, image_processor, folder: str | os.PathLike, 
     return str(folder)
 
 
-def load_adapter_folder(folder: str | os.PathLike, base_model: str | None = None, trust_remote_code: bool = False,
-                        **kwargs):
+def load_adapter_folder(
+    folder: str | os.PathLike, base_model: str | None = None, trust_remote_code: bool = False, **kwargs
+):
     """A `PeftModel` from an adapter folder (or Hub id) written by `save_adapter_folder`: the head architecture from
     its `config.json`, the backbone weights from `base_model` (default: the adapter's `base_model_name_or_path`),
     then the adapter and the trained head on top."""
@@ -70,8 +71,9 @@ def load_adapter_folder(folder: str | os.PathLike, base_model: str | None = None
         raise ValueError(f"The adapter in {folder} names no base model; pass base_model (the backbone's folder or id).")
     config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code, **kwargs)
     architectures = config.architectures or []
-    auto_class = AutoModelForPoseEstimation if "ProSForLandmarkDetection" in architectures else \
-        AutoModelForImageClassification
+    auto_class = (
+        AutoModelForPoseEstimation if "ProSForLandmarkDetection" in architectures else AutoModelForImageClassification
+    )
     head = auto_class.from_config(config, trust_remote_code=trust_remote_code)
     from .. import load_backbone
 
@@ -86,13 +88,20 @@ def write_card(card, folder: str | os.PathLike) -> str:
     return str(path)
 
 
-def push_head_folder(folder: str | os.PathLike, repo_id: str, token: str | None = None,
-                     private: bool | None = None, what: str = "head") -> str:
+def push_head_folder(
+    folder: str | os.PathLike, repo_id: str, token: str | None = None, private: bool | None = None, what: str = "head"
+) -> str:
     """Upload a finished folder (offline: `push_folder`'s clear error, the folder left complete on disk)."""
     from ..hub import push_folder
 
     return push_folder(folder, repo_id, token=token, private=private, commit_message=f"Upload ProS {what}")
 
 
-__all__ = ["load_adapter_folder", "push_head_folder", "save_adapter_folder", "save_head_config",
-           "save_head_folder", "write_card"]
+__all__ = [
+    "load_adapter_folder",
+    "push_head_folder",
+    "save_adapter_folder",
+    "save_head_config",
+    "save_head_folder",
+    "write_card",
+]

@@ -19,18 +19,19 @@ from torch import nn
 
 from .optim import BACKBONE_PREFIX
 
-
 DEFAULT_TARGET_MODULES = ("qkv", "o_proj")
 
 
 def head_module_names(model: nn.Module) -> list[str]:
     """The head's top-level modules: every child of the head model except the `pros` backbone."""
     backbone = BACKBONE_PREFIX.rstrip(".")
-    names = [name for name, child in model.named_children()
-             if name != backbone and any(True for _ in child.parameters())]
+    names = [
+        name for name, child in model.named_children() if name != backbone and any(True for _ in child.parameters())
+    ]
     if not names:
-        raise ValueError(f"{type(model).__name__} has no head module besides {backbone!r}: nothing for "
-                         "modules_to_save.")
+        raise ValueError(
+            f"{type(model).__name__} has no head module besides {backbone!r}: nothing for modules_to_save."
+        )
     return names
 
 
@@ -47,18 +48,29 @@ def check_target_modules(model: nn.Module, target_modules: Sequence[str], prefix
     none: with `qkv foo`, `foo` would otherwise be dropped silently and with `foo` alone PEFT fails deep inside."""
     block = re.compile(rf"{re.escape(prefix)}encoder\.layer\.\d+\.")
     linear = [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and block.match(name)]
-    unmatched = [target for target in target_modules
-                 if not any(re.fullmatch(_target_regex([target], prefix), name) for name in linear)]
+    unmatched = [
+        target
+        for target in target_modules
+        if not any(re.fullmatch(_target_regex([target], prefix), name) for name in linear)
+    ]
     if unmatched:
         names = sorted({name.split(".")[-1] for name in linear})
-        raise ValueError(f"target_modules {unmatched} match no Linear layer of the backbone's blocks; its Linear "
-                         f"layers are named {names}.")
+        raise ValueError(
+            f"target_modules {unmatched} match no Linear layer of the backbone's blocks; its Linear "
+            f"layers are named {names}."
+        )
     regex = _target_regex(target_modules, prefix)
     return [name for name in linear if re.fullmatch(regex, name)]
 
 
-def lora_config(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0,
-                target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, modules_to_save: Sequence[str] | None = None):
+def lora_config(
+    model: nn.Module,
+    r: int = 8,
+    alpha: float = 16,
+    dropout: float = 0.0,
+    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    modules_to_save: Sequence[str] | None = None,
+):
     from peft import LoraConfig
 
     if r < 1:
@@ -74,13 +86,24 @@ def lora_config(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float 
             "ProSForImageClassification.from_backbone(backbone, num_labels=...), then apply LoRA to it."
         )
     check_target_modules(model, target_modules)
-    return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=_target_regex(target_modules),
-                      bias="none",
-                      modules_to_save=list(modules_to_save or head_module_names(model)))
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=_target_regex(target_modules),
+        bias="none",
+        modules_to_save=list(modules_to_save or head_module_names(model)),
+    )
 
 
-def apply_lora(model: nn.Module, r: int = 8, alpha: float = 16, dropout: float = 0.0,
-               target_modules: Sequence[str] = DEFAULT_TARGET_MODULES, modules_to_save: Sequence[str] | None = None):
+def apply_lora(
+    model: nn.Module,
+    r: int = 8,
+    alpha: float = 16,
+    dropout: float = 0.0,
+    target_modules: Sequence[str] = DEFAULT_TARGET_MODULES,
+    modules_to_save: Sequence[str] | None = None,
+):
     """Wrap `model` in a PEFT `PeftModel` (LoRA on `target_modules` of the backbone, the head in `modules_to_save`).
 
     The backbone's own weights are frozen; only the LoRA matrices and the head train.
@@ -116,9 +139,15 @@ class ParameterCount:
         return self.lora / self.total
 
     def as_dict(self) -> dict:
-        return {"lora_parameters": self.lora, "head_parameters": self.head, "other_trainable": self.other_trainable,
-                "trainable_parameters": self.trainable, "total_parameters": self.total,
-                "trainable_fraction": self.fraction, "lora_fraction": self.lora_fraction}
+        return {
+            "lora_parameters": self.lora,
+            "head_parameters": self.head,
+            "other_trainable": self.other_trainable,
+            "trainable_parameters": self.trainable,
+            "total_parameters": self.total,
+            "trainable_fraction": self.fraction,
+            "lora_fraction": self.lora_fraction,
+        }
 
 
 def count_trainable(model: nn.Module) -> ParameterCount:

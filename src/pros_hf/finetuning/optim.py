@@ -17,7 +17,6 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-
 BACKBONE_PREFIX = "pros."  # `base_model_prefix` of every ProS model: backbone parameters are named pros.*
 NO_DECAY_NAMES = ("cls_token", "position_embeddings", "mask_token", "register_tokens")
 
@@ -26,9 +25,8 @@ def _strip_wrappers(name: str) -> str:
     """Parameter name as the plain head model names it (drops PEFT's `base_model.model.` and wrapper infixes)."""
     for prefix in ("base_model.model.", "module."):
         if name.startswith(prefix):
-            name = name[len(prefix):]
-    return name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".").replace(
-        ".base_layer.", ".")
+            name = name[len(prefix) :]
+    return name.replace(".modules_to_save.default.", ".").replace(".original_module.", ".").replace(".base_layer.", ".")
 
 
 def is_backbone_parameter(name: str) -> bool:
@@ -95,8 +93,14 @@ def parameter_groups(
         decay = weight_decay if applies_weight_decay(name, parameter) else 0.0
         key = (layer, scale, decay)
         if key not in groups:
-            groups[key] = {"params": [], "names": [], "lr": learning_rate * scale, "weight_decay": decay,
-                           "lr_scale": scale, "layer_id": layer}
+            groups[key] = {
+                "params": [],
+                "names": [],
+                "lr": learning_rate * scale,
+                "weight_decay": decay,
+                "lr_scale": scale,
+                "layer_id": layer,
+            }
         groups[key]["params"].append(parameter)
         groups[key]["names"].append(name)
     return [groups[key] for key in sorted(groups)]

@@ -10,12 +10,17 @@ import numpy as np
 from .data import label_array, multi_hot
 from .training import HIGHER_IS_BETTER, scalar_metrics, task_metrics
 
-
 INIT_NAMES = {"pretrained": "pre-trained", "random_init": "random init"}
 
 
-def labels_only_scores(data, train_indices, nme_normalization: str | None = None, failure_threshold: float = 0.1,
-                       train_sizes=None, test_sizes=None) -> dict[str, float]:
+def labels_only_scores(
+    data,
+    train_indices,
+    nme_normalization: str | None = None,
+    failure_threshold: float = 0.1,
+    train_sizes=None,
+    test_sizes=None,
+) -> dict[str, float]:
     """The task's metrics for predictions made from the labels of `data.train[train_indices]` alone: the majority
     class (expressions), each attribute's majority value, the mean face shape (landmarks). Landmarks need the
     (height, width) of every training image (`train_sizes`, indexed like `data.train`) and of each test image, since
@@ -31,8 +36,9 @@ def labels_only_scores(data, train_indices, nme_normalization: str | None = None
         full = task_metrics(labels, logits, multi_hot(data.test["attributes"], labels.num_labels))
     else:
         if train_sizes is None or test_sizes is None:
-            raise ValueError("labels_only_scores for landmarks needs train_sizes and test_sizes ((height, width) of "
-                             "each image).")
+            raise ValueError(
+                "labels_only_scores for landmarks needs train_sizes and test_sizes ((height, width) of each image)."
+            )
         sizes = [train_sizes[i][::-1] for i in train_indices]  # (width, height): the mean shape in normalised units
         points = label_array(train, labels)
         mean = np.mean([(p + 0.5) / np.asarray(size) for p, size in zip(points, sizes)], axis=0)
@@ -48,8 +54,7 @@ def summarise_seeds(per_seed: dict[int, dict]) -> dict:
     first = next(iter(per_seed.values()))
     keys = [k for k in first if isinstance(first[k], (int, float)) and all(k in run for run in per_seed.values())]
     mean = {k: float(np.mean([run[k] for run in per_seed.values()])) for k in keys}
-    std = {k: float(np.std([run[k] for run in per_seed.values()], ddof=1)) if len(per_seed) > 1 else 0.0
-           for k in keys}
+    std = {k: float(np.std([run[k] for run in per_seed.values()], ddof=1)) if len(per_seed) > 1 else 0.0 for k in keys}
     return {"per_seed": {str(seed): run for seed, run in per_seed.items()}, "mean": mean, "std": std}
 
 
@@ -72,10 +77,11 @@ def format_comparison_table(all_results: dict[str, dict]) -> str:
     for task, result in all_results.items():
         for metric in result["metrics"]:
             cells = []
-            for init in (("pretrained", "random_init") if compare else (next(iter(result["runs"])),)):
+            for init in ("pretrained", "random_init") if compare else (next(iter(result["runs"])),):
                 run = result["runs"][init]
-                cells.append(f"{run['mean'][metric]:.4f}" if single else
-                             f"{run['mean'][metric]:.4f} ± {run['std'][metric]:.4f}")
+                cells.append(
+                    f"{run['mean'][metric]:.4f}" if single else f"{run['mean'][metric]:.4f} ± {run['std'][metric]:.4f}"
+                )
             row = f"{task:<12}{metric:<15}" + "".join(f"{c:>20}" for c in cells)
             if compare:
                 a, b = result["runs"]["pretrained"]["mean"][metric], result["runs"]["random_init"]["mean"][metric]
@@ -83,8 +89,10 @@ def format_comparison_table(all_results: dict[str, dict]) -> str:
                 verdict = "level" if f"{a:.4f}" == f"{b:.4f}" else ("yes" if better else "no")  # as printed
                 row += f"{verdict:>9}"
             lines.append(row + f"{result['prior']['mean'][metric]:>14.4f}")
-    lines.append("labels only: the majority class, each attribute's majority value or the mean face shape of the same "
-                 "labelled examples, without the images.")
+    lines.append(
+        "labels only: the majority class, each attribute's majority value or the mean face shape of the same "
+        "labelled examples, without the images."
+    )
     return "\n".join(lines)
 
 

@@ -17,7 +17,6 @@ from transformers import Trainer
 from .data import TaskLabels
 from .optim import parameter_groups
 
-
 logger = logging.getLogger(__name__)
 
 # Scalar metrics of each task, the first one the headline (and whether higher is better).
@@ -26,8 +25,14 @@ TASK_METRICS = {
     "attributes": ("mean_accuracy",),
     "landmarks": ("nme", "failure_rate", "auc"),
 }
-HIGHER_IS_BETTER = {"accuracy": True, "macro_f1": True, "mean_accuracy": True, "nme": False, "failure_rate": False,
-                    "auc": True}
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "macro_f1": True,
+    "mean_accuracy": True,
+    "nme": False,
+    "failure_rate": False,
+    "auc": True,
+}
 
 
 def head_class(task: str):
@@ -36,9 +41,13 @@ def head_class(task: str):
     return ProSForLandmarkDetection if task == "landmarks" else ProSForImageClassification
 
 
-def head_config_overrides(labels: TaskLabels, classifier_pooling: str | None = None,
-                          landmark_decoder: str | None = None, landmark_decoder_hidden_size: int | None = None,
-                          drop_path_rate: float | None = None) -> dict:
+def head_config_overrides(
+    labels: TaskLabels,
+    classifier_pooling: str | None = None,
+    landmark_decoder: str | None = None,
+    landmark_decoder_hidden_size: int | None = None,
+    drop_path_rate: float | None = None,
+) -> dict:
     """The config fields a task head needs on top of the backbone's."""
     overrides: dict = {}
     if labels.task == "landmarks":
@@ -48,8 +57,12 @@ def head_config_overrides(labels: TaskLabels, classifier_pooling: str | None = N
         if landmark_decoder_hidden_size:
             overrides["landmark_decoder_hidden_size"] = landmark_decoder_hidden_size
     else:
-        overrides.update(num_labels=labels.num_labels, id2label=labels.id2label, label2id=labels.label2id,
-                         problem_type=labels.problem_type)
+        overrides.update(
+            num_labels=labels.num_labels,
+            id2label=labels.id2label,
+            label2id=labels.label2id,
+            problem_type=labels.problem_type,
+        )
         if classifier_pooling:
             overrides["classifier_pooling"] = classifier_pooling
     if drop_path_rate is not None:
@@ -81,8 +94,9 @@ class FinetuneTrainer(Trainer):
     """`Trainer` with BEiT-style parameter groups (lower backbone learning rate, layer-wise decay, no weight decay on
     biases, norms and embeddings) and a collator of its own for evaluation and prediction."""
 
-    def __init__(self, *args, backbone_lr_scale: float = 1.0, layer_decay: float = 1.0, eval_data_collator=None,
-                 **kwargs):
+    def __init__(
+        self, *args, backbone_lr_scale: float = 1.0, layer_decay: float = 1.0, eval_data_collator=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.backbone_lr_scale = backbone_lr_scale
         self.layer_decay = layer_decay
@@ -92,8 +106,11 @@ class FinetuneTrainer(Trainer):
         if self.optimizer is None:
             opt_model = model if model is not None else self.model
             groups = parameter_groups(
-                opt_model, self.args.learning_rate, weight_decay=self.args.weight_decay,
-                backbone_lr_scale=self.backbone_lr_scale, layer_decay=self.layer_decay,
+                opt_model,
+                self.args.learning_rate,
+                weight_decay=self.args.weight_decay,
+                backbone_lr_scale=self.backbone_lr_scale,
+                layer_decay=self.layer_decay,
             )
             # The optimizer `--optim` names (transformers' default: fused AdamW), on the layer-wise groups; each
             # group's own `lr` / `weight_decay` override the defaults in `optimizer_kwargs`.
@@ -103,8 +120,10 @@ class FinetuneTrainer(Trainer):
                 optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
             optimizer_kwargs = dict(optimizer_kwargs)
             if "params" in optimizer_kwargs or "model" in optimizer_kwargs:
-                raise ValueError(f"--optim {self.args.optim} builds its own parameter groups; FinetuneTrainer needs "
-                                 "an optimizer that takes the layer-wise groups (e.g. adamw_torch, adamw_torch_fused).")
+                raise ValueError(
+                    f"--optim {self.args.optim} builds its own parameter groups; FinetuneTrainer needs "
+                    "an optimizer that takes the layer-wise groups (e.g. adamw_torch, adamw_torch_fused)."
+                )
             self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
@@ -145,8 +164,9 @@ def default_nme_normalization(num_landmarks: int) -> str:
     return "inter_ocular" if num_landmarks in (68, 98) else "box_diagonal"
 
 
-def task_metrics(labels: TaskLabels, predictions, references, nme_normalization: str | None = None,
-                 failure_threshold: float = 0.10) -> dict:
+def task_metrics(
+    labels: TaskLabels, predictions, references, nme_normalization: str | None = None, failure_threshold: float = 0.10
+) -> dict:
     """Full metrics of one run through the evaluate modules.
 
     expression: `predictions` logits (N, C) or ids (N,), `references` ids -> accuracy, macro_f1, confusion_matrix,
@@ -158,25 +178,37 @@ def task_metrics(labels: TaskLabels, predictions, references, nme_normalization:
     if labels.task == "expression":
         ids = predictions.argmax(axis=-1) if predictions.ndim == 2 else predictions
         return _metric("expression_metrics").compute(
-            predictions=ids.astype(int).tolist(), references=references.astype(int).tolist(),
-            num_classes=labels.num_labels, label_names=list(labels.label_names))
+            predictions=ids.astype(int).tolist(),
+            references=references.astype(int).tolist(),
+            num_classes=labels.num_labels,
+            label_names=list(labels.label_names),
+        )
     if labels.task == "attributes":
         probabilities = 1.0 / (1.0 + np.exp(-predictions.astype(np.float64)))
         return _metric("attribute_accuracy").compute(
-            predictions=probabilities.tolist(), references=references.astype(int).tolist(),
-            attribute_names=list(labels.label_names))
+            predictions=probabilities.tolist(),
+            references=references.astype(int).tolist(),
+            attribute_names=list(labels.label_names),
+        )
     normalization = nme_normalization or default_nme_normalization(labels.num_landmarks)
     return _metric("landmark_nme").compute(
-        predictions=list(predictions.astype(np.float64)), references=list(references.astype(np.float64)),
-        normalization=normalization, failure_threshold=failure_threshold)
+        predictions=list(predictions.astype(np.float64)),
+        references=list(references.astype(np.float64)),
+        normalization=normalization,
+        failure_threshold=failure_threshold,
+    )
 
 
 def scalar_metrics(labels: TaskLabels, full: dict) -> dict[str, float]:
     return {key: float(full[key]) for key in TASK_METRICS[labels.task] if key in full}
 
 
-def make_compute_metrics(labels: TaskLabels, input_size: tuple[int, int], nme_normalization: str | None = None,
-                         failure_threshold: float = 0.10):
+def make_compute_metrics(
+    labels: TaskLabels,
+    input_size: tuple[int, int],
+    nme_normalization: str | None = None,
+    failure_threshold: float = 0.10,
+):
     """`compute_metrics` for `Trainer` (scalars only; landmarks scored in the model input's pixels)."""
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
@@ -189,8 +221,9 @@ def make_compute_metrics(labels: TaskLabels, input_size: tuple[int, int], nme_no
         if labels.task == "landmarks":
             scale = np.asarray([input_size[1], input_size[0]], dtype=np.float64)
             predictions, references = predictions * scale - 0.5, references * scale - 0.5
-        return scalar_metrics(labels, task_metrics(labels, predictions, references, nme_normalization,
-                                                   failure_threshold))
+        return scalar_metrics(
+            labels, task_metrics(labels, predictions, references, nme_normalization, failure_threshold)
+        )
 
     return compute_metrics
 

@@ -88,8 +88,12 @@ class KNNCallback(TrainerCallback):
         plus ``"knn_skipped_images"`` when images that could not be decoded were left out (not under ``knn/``,
         which holds accuracies only)."""
         backbone = self.model_getter(model)
-        common = dict(image_processor=self.image_processor, batch_size=self.batch_size, image_column=self.image_column,
-                      show_progress=show_progress)
+        common = dict(
+            image_processor=self.image_processor,
+            batch_size=self.batch_size,
+            image_column=self.image_column,
+            show_progress=show_progress,
+        )
         train = extract_dataset_features(backbone, self.train_dataset, name="the k-NN memory bank", **common)
         test = extract_dataset_features(backbone, self.test_dataset, name="the k-NN queries", **common)
         metrics = {}

@@ -157,8 +157,15 @@ def evaluate_knn(
         if num_classes is None:  # from every label, so that skipping an image cannot change the class count
             num_classes = int(labels[name][0].max()) + 1
         k_used = _effective_k(k, len(train_rows))
-        scores = knn_accuracy_from_features(features[train_rows], values[train_rows], features[test_rows],
-                                            values[test_rows], num_classes, k_used, temperature)
+        scores = knn_accuracy_from_features(
+            features[train_rows],
+            values[train_rows],
+            features[test_rows],
+            values[test_rows],
+            num_classes,
+            k_used,
+            temperature,
+        )
         results[name] = scores["top1"]
     if return_query_rows:
         return results, np.asarray(extracted.kept)[test_rows.numpy()]

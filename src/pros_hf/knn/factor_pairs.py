@@ -77,7 +77,8 @@ def make_factor_pairs(
             rows["group"].append(index)
             rows["factor"].append(name)
     features = datasets.Features(
-        {"image": datasets.Image(), "group": datasets.Value("int64"), "factor": datasets.Value("string")})
+        {"image": datasets.Image(), "group": datasets.Value("int64"), "factor": datasets.Value("string")}
+    )
     faces = datasets.Dataset.from_dict(rows, features=features)
     if crop_size is not None:
         from ..retrieval import crop_faces_in_dataset

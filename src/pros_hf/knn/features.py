@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_ACCEPTED = ("a datasets Image feature, image file paths, bytes, {'bytes', 'path'} dicts, or pixel arrays "
-             "(Array2D / Array3D)")
+_ACCEPTED = (
+    "a datasets Image feature, image file paths, bytes, {'bytes', 'path'} dicts, or pixel arrays (Array2D / Array3D)"
+)
 
 
 def _is_pixel_array(feature) -> bool:
@@ -126,8 +127,10 @@ def check_image_column(dataset, image_column: str, name: str = "the dataset") ->
         values = [value for value in head if value]
         if not values or any(os.path.isfile(value) for value in values):
             return
-        raise ValueError(f"image_column {image_column!r} of {name} holds strings that are not paths of existing files "
-                         f"(e.g. {values[0][:80]!r}); expected {_ACCEPTED}.")
+        raise ValueError(
+            f"image_column {image_column!r} of {name} holds strings that are not paths of existing files "
+            f"(e.g. {values[0][:80]!r}); expected {_ACCEPTED}."
+        )
     raise ValueError(f"image_column {image_column!r} of {name} holds {feature}, not images; expected {_ACCEPTED}.")
 
 
@@ -278,8 +281,10 @@ def extract_features(
         extracted = extract_dataset_features(model, dataset_or_loader, image_processor, batch_size, image_column,
                                              device, show_progress)  # fmt: skip
         if extracted.num_skipped:  # rows would no longer line up with the caller's labels
-            raise ValueError(f"{extracted.num_skipped} images of the dataset could not be decoded ({extracted.skipped})"
-                             "; use extract_dataset_features to skip them and get the rows kept.")
+            raise ValueError(
+                f"{extracted.num_skipped} images of the dataset could not be decoded ({extracted.skipped})"
+                "; use extract_dataset_features to skip them and get the rows kept."
+            )
         return extracted.features
     device = torch.device(device) if device is not None else _model_device(model)
     batches, total = _tensor_or_loader_batches(dataset_or_loader, batch_size)

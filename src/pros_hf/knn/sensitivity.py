@@ -26,8 +26,10 @@ def factor_sensitivity(features: torch.Tensor, groups: Sequence[int], factors: S
     if features.dim() != 2:
         raise ValueError(f"features must be 2-D (N, D), got shape {tuple(features.shape)}.")
     if not len(groups) == len(factors) == features.shape[0]:
-        raise ValueError(f"features ({features.shape[0]} rows), groups ({len(groups)}) and factors ({len(factors)}) "
-                         "must have one entry per image.")
+        raise ValueError(
+            f"features ({features.shape[0]} rows), groups ({len(groups)}) and factors ({len(factors)}) "
+            "must have one entry per image."
+        )
     features = torch.nn.functional.normalize(features.float(), dim=1)
     base_rows = {}
     for row, (group, factor) in enumerate(zip(groups, factors)):
@@ -53,6 +55,7 @@ def factor_sensitivity(features: torch.Tensor, groups: Sequence[int], factors: S
     return {
         "unrelated_distance": unrelated,
         "distance": mean_distance,
-        "relative": {factor: value / unrelated if unrelated > 0 else float("nan")
-                     for factor, value in mean_distance.items()},  # fmt: skip
+        "relative": {
+            factor: value / unrelated if unrelated > 0 else float("nan") for factor, value in mean_distance.items()
+        },  # fmt: skip
     }

@@ -15,7 +15,6 @@ backbone trained on.
 """
 
 import numpy as np
-import torch
 
 from ..data.synthetic import FLIP_PERMUTATION_68, make_synthetic_faces, synthetic_faces_arrays
 from .evaluation import EvaluationData
@@ -29,8 +28,13 @@ FLIP_PERMUTATION = FLIP_PERMUTATION_68
 
 def benchmark_settings(num_images: int, image_size: int, seed: int) -> dict:
     """The generator's arguments for `num_images` benchmark faces of `image_size` px drawn with `seed`."""
-    return {"num_images": num_images, "image_size": image_size, "seed": seed,
-            "num_identities": max(1, num_images // IMAGES_PER_PERSON), **BENCHMARK_FACES}
+    return {
+        "num_images": num_images,
+        "image_size": image_size,
+        "seed": seed,
+        "num_identities": max(1, num_images // IMAGES_PER_PERSON),
+        **BENCHMARK_FACES,
+    }
 
 
 def benchmark_faces_dataset(num_images: int, image_size: int = 48, seed: int = TRAIN_SEED, **kwargs):
@@ -46,12 +50,25 @@ def benchmark_evaluation_data(num_images: int, image_size: int, seed: int, image
     pixel_values = image_processor(list(arrays["images"]), return_tensors="pt")["pixel_values"]
     sizes = np.full((num_images, 2), image_size, np.float32)
     _, identity = np.unique(arrays["identity"], return_inverse=True)
-    columns = {"expression": arrays["expression"], "attributes": arrays["attributes"],
-               "landmarks": arrays["landmarks"], "identity": identity.astype(np.int64)}
-    targets = {name: task_targets(TASKS[name], column, sizes, num_attributes=arrays["attributes"].shape[1])
-               for name, column in columns.items()}
+    columns = {
+        "expression": arrays["expression"],
+        "attributes": arrays["attributes"],
+        "landmarks": arrays["landmarks"],
+        "identity": identity.astype(np.int64),
+    }
+    targets = {
+        name: task_targets(TASKS[name], column, sizes, num_attributes=arrays["attributes"].shape[1])
+        for name, column in columns.items()
+    }
     return EvaluationData(pixel_values=pixel_values.float(), targets=targets)
 
 
-__all__ = ["BENCHMARK_FACES", "FLIP_PERMUTATION", "TEST_SEED", "TRAIN_SEED", "benchmark_evaluation_data",
-           "benchmark_faces_dataset", "benchmark_settings"]
+__all__ = [
+    "BENCHMARK_FACES",
+    "FLIP_PERMUTATION",
+    "TEST_SEED",
+    "TRAIN_SEED",
+    "benchmark_evaluation_data",
+    "benchmark_faces_dataset",
+    "benchmark_settings",
+]

@@ -13,7 +13,6 @@ smooth-L1 loss on normalised landmark coordinates, and horizontal flips (landmar
 by the flip permutation). Tasks are trained jointly so that one run gives every task's ceiling.
 """
 
-
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -75,13 +74,16 @@ class _Readouts(torch.nn.Module):
         super().__init__()
         self.tasks = list(tasks)
         widths = {"pooled": 2 * hidden_size, "tokens": num_tokens * hidden_size}
-        self.layers = torch.nn.ModuleDict({task.name: torch.nn.Linear(widths[task.features], outputs[task.name])
-                                           for task in self.tasks})
+        self.layers = torch.nn.ModuleDict(
+            {task.name: torch.nn.Linear(widths[task.features], outputs[task.name]) for task in self.tasks}
+        )
 
     def forward(self, hidden: torch.Tensor) -> dict:
         views = {}
-        return {task.name: self.layers[task.name](views.setdefault(task.features, pool_features(hidden, task.features)))
-                for task in self.tasks}
+        return {
+            task.name: self.layers[task.name](views.setdefault(task.features, pool_features(hidden, task.features)))
+            for task in self.tasks
+        }
 
 
 def _flip(pixels, targets, tasks, flip, permutation):
@@ -118,8 +120,10 @@ class SupervisedModel(torch.nn.Module):
         """Each task's outputs for `pixel_values`: logits for classes and attributes, normalised coordinates for
         landmarks."""
         self.eval()
-        chunks = [self.readouts(self.backbone(pixel_values=pixel_values[start:start + batch_size]).last_hidden_state)
-                  for start in range(0, len(pixel_values), batch_size)]
+        chunks = [
+            self.readouts(self.backbone(pixel_values=pixel_values[start : start + batch_size]).last_hidden_state)
+            for start in range(0, len(pixel_values), batch_size)
+        ]
         return {name: torch.cat([chunk[name] for chunk in chunks]) for name in chunks[0]}
 
 
@@ -177,11 +181,12 @@ def train_supervised(
         for start in range(0, steps_per_epoch * batch_size, batch_size):
             if step == total:
                 break
-            rows = order[start:start + batch_size]
+            rows = order[start : start + batch_size]
             pixels, batch = pixel_values[rows], {name: target[rows] for name, target in targets.items()}
             if recipe.flip:
-                pixels, batch = _flip(pixels, batch, tasks, torch.rand(len(rows), generator=generator) < 0.5,
-                                      permutation)
+                pixels, batch = _flip(
+                    pixels, batch, tasks, torch.rand(len(rows), generator=generator) < 0.5, permutation
+                )
             predictions = readouts(model(pixel_values=pixels).last_hidden_state)
             loss = sum(_loss(task, predictions[task.name], batch[task.name], recipe.label_smoothing) for task in tasks)
             optimizer.zero_grad(set_to_none=True)
@@ -196,8 +201,9 @@ def train_supervised(
 
 def train_ceiling(model, pixel_values, targets, tasks, recipe=None, flip_permutation=None, show_progress=True):
     """The supervised ceiling's backbone: `model` (freshly initialised) trained with every training label."""
-    return train_supervised(model, pixel_values, targets, tasks, recipe, flip_permutation, show_progress,
-                            description="Supervised ceiling").backbone
+    return train_supervised(
+        model, pixel_values, targets, tasks, recipe, flip_permutation, show_progress, description="Supervised ceiling"
+    ).backbone
 
 
 __all__ = ["CeilingRecipe", "SupervisedModel", "train_ceiling", "train_supervised"]

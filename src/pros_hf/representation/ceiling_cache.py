@@ -7,7 +7,6 @@ exactly the same way: the settings (architecture, data recipe, training recipe, 
 beside the results and compared in full, so a changed setting means a new ceiling rather than a stale one.
 """
 
-
 import hashlib
 import json
 import logging
@@ -49,8 +48,11 @@ class CeilingCache:
         wanted = json.loads(json.dumps(settings, sort_keys=True, default=str))
         if saved != wanted:
             changed = sorted(k for k in set(wanted) | set(saved or {}) if (saved or {}).get(k) != wanted.get(k))
-            logger.info("The cached ceiling %s was made with other settings (%s); it will be recomputed.", path,
-                        ", ".join(changed) or "format")
+            logger.info(
+                "The cached ceiling %s was made with other settings (%s); it will be recomputed.",
+                path,
+                ", ".join(changed) or "format",
+            )
             return None
         return stored.get("results")
 

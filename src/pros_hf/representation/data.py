@@ -1,6 +1,5 @@
 """Labelled images as the representation protocols read them: processed pixels and each task's targets."""
 
-
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -37,8 +36,14 @@ def _decoded_images(dataset, image_column: str):
     return images, np.asarray(kept, dtype=np.int64), skipped
 
 
-def evaluation_data(dataset, tasks: Sequence[RepresentationTask], image_processor, image_column: str = "image",
-                    num_attributes: int | None = None, name: str = "the dataset") -> EvaluationData:
+def evaluation_data(
+    dataset,
+    tasks: Sequence[RepresentationTask],
+    image_processor,
+    image_column: str = "image",
+    num_attributes: int | None = None,
+    name: str = "the dataset",
+) -> EvaluationData:
     """Decode, process and label every image of `dataset` (a `datasets.Dataset` with an image column and the tasks'
     columns). Undecodable images are left out with their labels, counted and logged; a set with none left raises."""
     needed = [image_column] + [task.column for task in tasks]
@@ -50,8 +55,13 @@ def evaluation_data(dataset, tasks: Sequence[RepresentationTask], image_processo
         reasons = ", ".join(f"{n} {reason}" for reason, n in skipped.most_common())
         if not len(kept):
             raise ValueError(f"no image of {name} could be decoded ({reasons}).")
-        logger.warning("%d of %d images of %s could not be decoded (%s); left out with their labels.",
-                       sum(skipped.values()), len(dataset), name, reasons)
+        logger.warning(
+            "%d of %d images of %s could not be decoded (%s); left out with their labels.",
+            sum(skipped.values()),
+            len(dataset),
+            name,
+            reasons,
+        )
     sizes = np.array([[image.shape[1], image.shape[0]] for image in images], dtype=np.float32)  # (width, height)
     pixel_values = image_processor(images, return_tensors="pt")["pixel_values"]
     rows = dataset.select(kept) if len(kept) != len(dataset) else dataset

@@ -7,7 +7,6 @@ probe's validation split and mini-batch order, the identity gallery/query split,
 the random-init baseline is (one per seed). The pre-trained backbone's own features do not depend on the seed.
 """
 
-
 import copy
 import hashlib
 import logging
@@ -57,8 +56,14 @@ def _views(tasks):
     return sorted({task.features for task in tasks})
 
 
-def score_backbone(model: torch.nn.Module, train: EvaluationData, test: EvaluationData,
-                   tasks: Sequence[RepresentationTask], protocols: Sequence[str], seed: int) -> dict:
+def score_backbone(
+    model: torch.nn.Module,
+    train: EvaluationData,
+    test: EvaluationData,
+    tasks: Sequence[RepresentationTask],
+    protocols: Sequence[str],
+    seed: int,
+) -> dict:
     """`{task: {protocol: score}}` of `model`'s frozen features for one seed."""
     tasks = list(tasks)
     train_features = frozen_features(model, train.pixel_values, _views(tasks))
@@ -86,8 +91,9 @@ def score_backbone(model: torch.nn.Module, train: EvaluationData, test: Evaluati
     return scores
 
 
-def floor_scores(train: EvaluationData, test: EvaluationData, tasks: Sequence[RepresentationTask],
-                 seeds: Sequence[int]) -> dict:
+def floor_scores(
+    train: EvaluationData, test: EvaluationData, tasks: Sequence[RepresentationTask], seeds: Sequence[int]
+) -> dict:
     """`{task: score}` of the labels alone (the identity floor is the gallery's most frequent person, over the
     seeds' gallery/query splits)."""
     out = {}
@@ -105,8 +111,15 @@ def floor_scores(train: EvaluationData, test: EvaluationData, tasks: Sequence[Re
 
 
 # fields that do not change the function a backbone computes on unmasked images
-_NOT_ARCHITECTURE = ("architectures", "auto_map", "transformers_version", "_name_or_path", "use_mask_token", "dtype",
-                     "use_cache")
+_NOT_ARCHITECTURE = (
+    "architectures",
+    "auto_map",
+    "transformers_version",
+    "_name_or_path",
+    "use_mask_token",
+    "dtype",
+    "use_cache",
+)
 
 
 def architecture(model: torch.nn.Module) -> dict:
@@ -128,9 +141,13 @@ def _cache_settings(model, train, test, tasks, seeds, recipe, flip_permutation, 
     """Everything a ceiling or a random-init baseline depends on (not the evaluated weights)."""
     return {
         "architecture": architecture(model),
-        "tasks": [task.name for task in tasks], "seeds": list(seeds), "recipe": recipe.to_dict(),
-        "train_data": train.fingerprint(), "test_data": test.fingerprint(),
-        "flip_permutation": list(flip_permutation) if flip_permutation is not None else None, **extra,
+        "tasks": [task.name for task in tasks],
+        "seeds": list(seeds),
+        "recipe": recipe.to_dict(),
+        "train_data": train.fingerprint(),
+        "test_data": test.fingerprint(),
+        "flip_permutation": list(flip_permutation) if flip_permutation is not None else None,
+        **extra,
     }
 
 
@@ -146,22 +163,41 @@ def _cached(cache: CeilingCache | None, name: str, settings: dict, compute):
     return results
 
 
-def ceiling_scores(model: torch.nn.Module, train: EvaluationData, test: EvaluationData,
-                   tasks: Sequence[RepresentationTask], protocols: Sequence[str], seeds: Sequence[int],
-                   recipe: CeilingRecipe, flip_permutation: Sequence[int] | None = None,
-                   cache: CeilingCache | None = None, show_progress: bool = True) -> dict:
+def ceiling_scores(
+    model: torch.nn.Module,
+    train: EvaluationData,
+    test: EvaluationData,
+    tasks: Sequence[RepresentationTask],
+    protocols: Sequence[str],
+    seeds: Sequence[int],
+    recipe: CeilingRecipe,
+    flip_permutation: Sequence[int] | None = None,
+    cache: CeilingCache | None = None,
+    show_progress: bool = True,
+) -> dict:
     """`{task: {protocol: score}}` (means over `seeds`) of the architecture trained with every training label, plus
     `{task: {"supervised": score}}`, its readouts' own test score (the few-shot protocols' ceiling); read from
     `cache` when it holds a ceiling made with exactly these settings, else trained and stored there."""
 
     def compute():
-        supervised = train_supervised(random_init_model(model, recipe.seed), train.pixel_values, train.targets, tasks,
-                                      recipe, flip_permutation, show_progress, description="Supervised ceiling")
+        supervised = train_supervised(
+            random_init_model(model, recipe.seed),
+            train.pixel_values,
+            train.targets,
+            tasks,
+            recipe,
+            flip_permutation,
+            show_progress,
+            description="Supervised ceiling",
+        )
         per_seed = [score_backbone(supervised.backbone, train, test, tasks, protocols, seed) for seed in seeds]
-        results = {task.name: {protocol: float(np.mean([s[task.name][protocol] for s in per_seed]))
-                               for protocol in protocols} for task in tasks}
-        own = supervised_scores(supervised, test.pixel_values, test.targets,
-                                [task for task in tasks if not task.held_out_people])
+        results = {
+            task.name: {protocol: float(np.mean([s[task.name][protocol] for s in per_seed])) for protocol in protocols}
+            for task in tasks
+        }
+        own = supervised_scores(
+            supervised, test.pixel_values, test.targets, [task for task in tasks if not task.held_out_people]
+        )
         for name, score in own.items():
             results[name]["supervised"] = score
         return results
@@ -170,14 +206,28 @@ def ceiling_scores(model: torch.nn.Module, train: EvaluationData, test: Evaluati
     return _cached(cache, "ceiling", settings, compute)
 
 
-def few_shot_results(model: torch.nn.Module, train: EvaluationData, test: EvaluationData,
-                     tasks: Sequence[RepresentationTask], fractions: Sequence[float], seeds: Sequence[int],
-                     recipe: CeilingRecipe, flip_permutation=None, min_steps: int = DEFAULT_MIN_STEPS,
-                     show_progress: bool = True) -> dict:
+def few_shot_results(
+    model: torch.nn.Module,
+    train: EvaluationData,
+    test: EvaluationData,
+    tasks: Sequence[RepresentationTask],
+    fractions: Sequence[float],
+    seeds: Sequence[int],
+    recipe: CeilingRecipe,
+    flip_permutation=None,
+    min_steps: int = DEFAULT_MIN_STEPS,
+    show_progress: bool = True,
+) -> dict:
     """`{protocol: [ {task: score} per seed ]}` of few-shot fine-tuning of `model` for each fraction."""
-    return {few_shot_protocol_name(fraction): [
-        few_shot_scores(model, train, test, tasks, fraction, seed, recipe, flip_permutation, min_steps, show_progress)
-        for seed in seeds] for fraction in fractions}
+    return {
+        few_shot_protocol_name(fraction): [
+            few_shot_scores(
+                model, train, test, tasks, fraction, seed, recipe, flip_permutation, min_steps, show_progress
+            )
+            for seed in seeds
+        ]
+        for fraction in fractions
+    }
 
 
 def _check_fractions(fractions) -> list[float]:
@@ -192,9 +242,15 @@ def _entry(task, floor, pre, rnd, top) -> dict:
     rnd_mean, rnd_std = mean_and_std(rnd)
     gaps = [g for g in (gap_closed(p, r, top) for p, r in zip(pre, rnd)) if g is not None]
     return {
-        "metric": task.metric, "higher_is_better": task.higher_is_better, "floor": floor,
-        "random_init": rnd_mean, "random_init_std": rnd_std, "pretrained": pre_mean, "pretrained_std": pre_std,
-        "ceiling": top, "gap_closed": gap_closed(pre_mean, rnd_mean, top),
+        "metric": task.metric,
+        "higher_is_better": task.higher_is_better,
+        "floor": floor,
+        "random_init": rnd_mean,
+        "random_init_std": rnd_std,
+        "pretrained": pre_mean,
+        "pretrained_std": pre_std,
+        "ceiling": top,
+        "gap_closed": gap_closed(pre_mean, rnd_mean, top),
         "gap_closed_std": mean_and_std(gaps)[1] if gaps else None,
         "seeds": {"pretrained": list(pre), "random_init": list(rnd)},
     }
@@ -229,8 +285,9 @@ def evaluate_representation(
     protocols = list(protocols)
     unknown = [p for p in protocols if p not in PROTOCOLS]
     if unknown or not (protocols or few_shot_fractions):
-        raise ValueError(f"protocols must be a list from {list(PROTOCOLS)} (or few_shot_fractions given), got "
-                         f"{protocols!r}.")
+        raise ValueError(
+            f"protocols must be a list from {list(PROTOCOLS)} (or few_shot_fractions given), got {protocols!r}."
+        )
     fractions = _check_fractions(few_shot_fractions)
     seeds = [int(seed) for seed in seeds]
     if not seeds:
@@ -240,36 +297,75 @@ def evaluate_representation(
     pretrained = [score_backbone(model, train, test, tasks, protocols, seed) for seed in seeds]
 
     def random_init_scores():
-        return {"frozen": [score_backbone(random_init_model(model, seed), train, test, tasks, protocols, seed)
-                           for seed in seeds],
-                "few_shot": few_shot_results(random_init_model(model, 0), train, test, tasks, fractions, seeds,
-                                             recipe, flip_permutation, few_shot_min_steps, show_progress)}
+        return {
+            "frozen": [
+                score_backbone(random_init_model(model, seed), train, test, tasks, protocols, seed) for seed in seeds
+            ],
+            "few_shot": few_shot_results(
+                random_init_model(model, 0),
+                train,
+                test,
+                tasks,
+                fractions,
+                seeds,
+                recipe,
+                flip_permutation,
+                few_shot_min_steps,
+                show_progress,
+            ),
+        }
 
-    random_settings = _cache_settings(model, train, test, tasks, seeds, recipe, flip_permutation,
-                                      protocols=protocols, few_shot_fractions=fractions,
-                                      few_shot_min_steps=few_shot_min_steps)
+    random_settings = _cache_settings(
+        model,
+        train,
+        test,
+        tasks,
+        seeds,
+        recipe,
+        flip_permutation,
+        protocols=protocols,
+        few_shot_fractions=fractions,
+        few_shot_min_steps=few_shot_min_steps,
+    )
     random_init = _cached(ceiling_cache, "random_init", random_settings, random_init_scores)
-    ceiling = ceiling_scores(model, train, test, tasks, protocols, seeds, recipe, flip_permutation, ceiling_cache,
-                             show_progress)
-    pretrained_few_shot = few_shot_results(model, train, test, tasks, fractions, seeds, recipe, flip_permutation,
-                                           few_shot_min_steps, show_progress)
+    ceiling = ceiling_scores(
+        model, train, test, tasks, protocols, seeds, recipe, flip_permutation, ceiling_cache, show_progress
+    )
+    pretrained_few_shot = few_shot_results(
+        model, train, test, tasks, fractions, seeds, recipe, flip_permutation, few_shot_min_steps, show_progress
+    )
     report = {"tasks": {}, "seeds": seeds, "ceiling_recipe": recipe.to_dict()}
     for task in tasks:
         entries = {}
         for protocol in protocols:
-            entries[protocol] = _entry(task, floors[task.name], [s[task.name][protocol] for s in pretrained],
-                                       [s[task.name][protocol] for s in random_init["frozen"]],
-                                       ceiling[task.name][protocol])
+            entries[protocol] = _entry(
+                task,
+                floors[task.name],
+                [s[task.name][protocol] for s in pretrained],
+                [s[task.name][protocol] for s in random_init["frozen"]],
+                ceiling[task.name][protocol],
+            )
         for protocol, per_seed in pretrained_few_shot.items():
             if task.held_out_people:
                 continue
-            entries[protocol] = _entry(task, floors[task.name], [s[task.name] for s in per_seed],
-                                       [s[task.name] for s in random_init["few_shot"][protocol]],
-                                       ceiling[task.name]["supervised"])
+            entries[protocol] = _entry(
+                task,
+                floors[task.name],
+                [s[task.name] for s in per_seed],
+                [s[task.name] for s in random_init["few_shot"][protocol]],
+                ceiling[task.name]["supervised"],
+            )
         report["tasks"][task.name] = entries
     return report
 
 
-__all__ = ["EvaluationData", "PROTOCOLS", "ceiling_scores", "evaluate_representation", "few_shot_results",
-           "floor_scores",
-           "random_init_model", "score_backbone"]
+__all__ = [
+    "EvaluationData",
+    "PROTOCOLS",
+    "ceiling_scores",
+    "evaluate_representation",
+    "few_shot_results",
+    "floor_scores",
+    "random_init_model",
+    "score_backbone",
+]

@@ -1,7 +1,6 @@
 """Frozen features of a backbone in the two views the probes read: pooled (CLS + mean patch token) and tokens (CLS
 and every patch token, for spatial targets such as landmarks)."""
 
-
 import torch
 from tqdm.auto import tqdm
 
@@ -16,17 +15,23 @@ def pool_features(hidden: torch.Tensor, view: str) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def frozen_features(model: torch.nn.Module, pixel_values: torch.Tensor, views=("pooled", "tokens"),
-                    batch_size: int = 256, show_progress: bool = False) -> dict[str, torch.Tensor]:
+def frozen_features(
+    model: torch.nn.Module,
+    pixel_values: torch.Tensor,
+    views=("pooled", "tokens"),
+    batch_size: int = 256,
+    show_progress: bool = False,
+) -> dict[str, torch.Tensor]:
     """The `views` of `model`'s final-norm tokens for every image of `pixel_values` (N, 3, H, W), float32 on the
     CPU; the model runs in eval mode and its mode is restored."""
     was_training = model.training
     model.eval()
     out = {view: [] for view in views}
     try:
-        for start in tqdm(range(0, len(pixel_values), batch_size), desc="Frozen features", disable=not show_progress,
-                          leave=False):
-            hidden = model(pixel_values=pixel_values[start:start + batch_size]).last_hidden_state.float()
+        for start in tqdm(
+            range(0, len(pixel_values), batch_size), desc="Frozen features", disable=not show_progress, leave=False
+        ):
+            hidden = model(pixel_values=pixel_values[start : start + batch_size]).last_hidden_state.float()
             for view in views:
                 out[view].append(pool_features(hidden, view).cpu())
     finally:

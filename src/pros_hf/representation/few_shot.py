@@ -29,8 +29,9 @@ def few_shot_protocol_name(fraction: float) -> str:
     return f"few_shot_{100 * fraction:g}%"
 
 
-def supervised_scores(model: SupervisedModel, pixel_values: torch.Tensor, targets: dict,
-                      tasks: Sequence[RepresentationTask]) -> dict:
+def supervised_scores(
+    model: SupervisedModel, pixel_values: torch.Tensor, targets: dict, tasks: Sequence[RepresentationTask]
+) -> dict:
     """`{task: score}` of the readouts' own predictions: accuracy, mean attribute accuracy, inter-ocular NME."""
     outputs = model.predict(pixel_values)
     scores = {}
@@ -50,27 +51,54 @@ def few_shot_rows(expression: torch.Tensor, fraction: float, seed: int) -> np.nd
     return few_shot_indices(expression.numpy(), fraction, seed)
 
 
-def few_shot_scores(model: torch.nn.Module, train, test, tasks: Sequence[RepresentationTask], fraction: float,
-                    seed: int, recipe: CeilingRecipe | None = None, flip_permutation=None,
-                    min_steps: int = DEFAULT_MIN_STEPS, show_progress: bool = False) -> dict:
+def few_shot_scores(
+    model: torch.nn.Module,
+    train,
+    test,
+    tasks: Sequence[RepresentationTask],
+    fraction: float,
+    seed: int,
+    recipe: CeilingRecipe | None = None,
+    flip_permutation=None,
+    min_steps: int = DEFAULT_MIN_STEPS,
+    show_progress: bool = False,
+) -> dict:
     """`{task: score}` of a copy of `model` fine-tuned on a `fraction` of `train`'s labels drawn with `seed`
     (`train`, `test`: `EvaluationData`; identity-like tasks are left out)."""
     tasks = [task for task in tasks if not task.held_out_people]
     if not tasks:
-        raise ValueError("few-shot fine-tuning needs a task with training labels (expression, attributes or "
-                         "landmarks).")
+        raise ValueError(
+            "few-shot fine-tuning needs a task with training labels (expression, attributes or landmarks)."
+        )
     anchor = train.targets.get("expression")
-    rows = (few_shot_rows(anchor, fraction, seed) if anchor is not None else
-            few_shot_indices(np.arange(len(train.pixel_values)), fraction, seed, stratify=False))
+    rows = (
+        few_shot_rows(anchor, fraction, seed)
+        if anchor is not None
+        else few_shot_indices(np.arange(len(train.pixel_values)), fraction, seed, stratify=False)
+    )
     rows_tensor = torch.as_tensor(rows)
     targets = {task.name: train.targets[task.name][rows_tensor] for task in tasks}
     recipe = copy.deepcopy(recipe or CeilingRecipe())
     recipe.seed = seed
-    supervised = train_supervised(copy.deepcopy(model), train.pixel_values[rows_tensor], targets, tasks, recipe,
-                                  flip_permutation, show_progress, min_steps=min_steps,
-                                  description=f"Fine-tuning on {100 * fraction:g}% of the labels")
+    supervised = train_supervised(
+        copy.deepcopy(model),
+        train.pixel_values[rows_tensor],
+        targets,
+        tasks,
+        recipe,
+        flip_permutation,
+        show_progress,
+        min_steps=min_steps,
+        description=f"Fine-tuning on {100 * fraction:g}% of the labels",
+    )
     return supervised_scores(supervised, test.pixel_values, test.targets, tasks)
 
 
-__all__ = ["DEFAULT_MIN_STEPS", "FEW_SHOT_FRACTIONS", "few_shot_protocol_name", "few_shot_rows", "few_shot_scores",
-           "supervised_scores"]
+__all__ = [
+    "DEFAULT_MIN_STEPS",
+    "FEW_SHOT_FRACTIONS",
+    "few_shot_protocol_name",
+    "few_shot_rows",
+    "few_shot_scores",
+    "supervised_scores",
+]

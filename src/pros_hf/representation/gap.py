@@ -13,7 +13,6 @@ NME both differences are negative). It is undefined when the ceiling does not di
 the benchmark then cannot tell, which is reported as None rather than as a number.
 """
 
-
 import math
 from collections.abc import Sequence
 

@@ -7,7 +7,6 @@ landmark coordinates the weighted mean of the neighbours' points. No parameter i
 of the feature space holds, as DINO uses it to tune pre-training.
 """
 
-
 from collections.abc import Callable
 
 import torch
@@ -22,14 +21,15 @@ DINO_TEMPERATURE = 0.07
 def _neighbour_weights(train_features, test_features, k, temperature, chunk_size=256):
     train = F.normalize(train_features.float(), dim=1)
     for start in range(0, len(test_features), chunk_size):
-        chunk = F.normalize(test_features[start:start + chunk_size].float(), dim=1)
+        chunk = F.normalize(test_features[start : start + chunk_size].float(), dim=1)
         similarity, indices = (chunk @ train.T).topk(min(k, len(train)), dim=1)
         weights = (similarity.double() / temperature).exp()
         yield indices, weights / weights.sum(dim=1, keepdim=True)
 
 
-def knn_predict(train_features, train_targets, test_features, kind: str, k: int = DINO_K,
-                temperature: float = DINO_TEMPERATURE) -> torch.Tensor:
+def knn_predict(
+    train_features, train_targets, test_features, kind: str, k: int = DINO_K, temperature: float = DINO_TEMPERATURE
+) -> torch.Tensor:
     """Predictions for `test_features`: class ids (single_label), 0/1 rows (multi_label) or coordinates
     (regression)."""
     if not isinstance(k, int) or k < 1 or not temperature > 0:
@@ -37,9 +37,14 @@ def knn_predict(train_features, train_targets, test_features, kind: str, k: int 
     if kind == "single_label":
         labels = torch.as_tensor(train_targets).long()
         num_classes = int(labels.max()) + 1
-        predictions, _ = weighted_knn_classify(F.normalize(train_features.float(), dim=1), labels,
-                                               F.normalize(test_features.float(), dim=1), num_classes,
-                                               min(k, len(labels)), temperature)
+        predictions, _ = weighted_knn_classify(
+            F.normalize(train_features.float(), dim=1),
+            labels,
+            F.normalize(test_features.float(), dim=1),
+            num_classes,
+            min(k, len(labels)),
+            temperature,
+        )
         return predictions
     targets = torch.as_tensor(train_targets).double()
     out = []
@@ -49,9 +54,16 @@ def knn_predict(train_features, train_targets, test_features, kind: str, k: int 
     return (mean > 0.5).float() if kind == "multi_label" else mean
 
 
-def knn_score(train_features, train_targets, test_features, test_targets, kind: str,
-              regression_error: Callable | None = None, k: int = DINO_K,
-              temperature: float = DINO_TEMPERATURE) -> float:
+def knn_score(
+    train_features,
+    train_targets,
+    test_features,
+    test_targets,
+    kind: str,
+    regression_error: Callable | None = None,
+    k: int = DINO_K,
+    temperature: float = DINO_TEMPERATURE,
+) -> float:
     """Accuracy (single_label), mean accuracy over columns (multi_label) or `regression_error(predictions,
     targets)` (regression, lower is better)."""
     predictions = knn_predict(train_features, train_targets, test_features, kind, k, temperature)

@@ -49,19 +49,27 @@ def _check_inputs(train_features, train_targets, test_features, test_targets, ki
     if kind not in TARGET_KINDS:
         raise ValueError(f"kind must be one of {list(TARGET_KINDS)}, got {kind!r}.")
     tensors = []
-    for name, value in (("train_features", train_features), ("train_targets", train_targets),
-                        ("test_features", test_features), ("test_targets", test_targets)):
+    for name, value in (
+        ("train_features", train_features),
+        ("train_targets", train_targets),
+        ("test_features", test_features),
+        ("test_targets", test_targets),
+    ):
         tensor = torch.as_tensor(value)
         if tensor.numel() == 0:
             raise ValueError(f"{name} is empty.")
         tensors.append(tensor)
     train_x, train_y, test_x, test_y = tensors
     if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(f"features must be (N, D) with the same D for train and test, got {tuple(train_x.shape)} "
-                         f"and {tuple(test_x.shape)}.")
+        raise ValueError(
+            f"features must be (N, D) with the same D for train and test, got {tuple(train_x.shape)} "
+            f"and {tuple(test_x.shape)}."
+        )
     if len(train_x) != len(train_y) or len(test_x) != len(test_y):
-        raise ValueError(f"features and targets differ in length: train {len(train_x)} / {len(train_y)}, test "
-                         f"{len(test_x)} / {len(test_y)}.")
+        raise ValueError(
+            f"features and targets differ in length: train {len(train_x)} / {len(train_y)}, test "
+            f"{len(test_x)} / {len(test_y)}."
+        )
     if not (torch.isfinite(train_x).all() and torch.isfinite(test_x).all()):
         raise ValueError("features hold NaN or infinite values.")
     if kind == "single_label":
@@ -128,10 +136,13 @@ def _fit_logistic(x, y, kind, settings, steps, seed, num_outputs):
         grads = torch.autograd.grad(loss, (weight, bias))
         scale = 0.5 * (1.0 + math.cos(math.pi * (step - 1) / steps))  # cosine decay of the learning rate
         with torch.no_grad():
-            for tensor, grad, (m, v), decay in ((weight, grads[0], moments[0], True), (bias, grads[1], moments[1], False)):
+            for tensor, grad, (m, v), decay in (
+                (weight, grads[0], moments[0], True),
+                (bias, grads[1], moments[1], False),
+            ):
                 m.mul_(beta1).add_(grad, alpha=1 - beta1)
                 v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                update = (m / (1 - beta1 ** step)) / ((v / (1 - beta2 ** step)).sqrt() + eps)
+                update = (m / (1 - beta1**step)) / ((v / (1 - beta2**step)).sqrt() + eps)
                 if decay:  # decoupled weight decay on the weights, not the bias (AdamW)
                     tensor.mul_(1 - learning_rate * scale * weight_decay)
                 tensor.sub_(learning_rate * scale * update)
@@ -197,8 +208,11 @@ def linear_probe(
     error), e.g. a landmark NME. Different seeds give different validation splits and initialisations.
     """
     train_x, train_y, test_x, test_y = _check_inputs(train_features, train_targets, test_features, test_targets, kind)
-    for name, values in (("learning_rates", learning_rates), ("weight_decays", weight_decays),
-                         ("ridge_alphas", ridge_alphas)):
+    for name, values in (
+        ("learning_rates", learning_rates),
+        ("weight_decays", weight_decays),
+        ("ridge_alphas", ridge_alphas),
+    ):
         if not len(values) or any(not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0) for v in values):
             raise ValueError(f"{name} must be a non-empty list of finite numbers >= 0, got {list(values)!r}.")
     if not isinstance(steps, int) or steps < 1:
@@ -215,8 +229,11 @@ def linear_probe(
             return _fit_ridge(x, y, [setting["ridge_alpha"] for setting in settings])
         return _fit_logistic(x, y, kind, settings, steps, seed, num_outputs)
 
-    settings = ([{"ridge_alpha": float(a)} for a in ridge_alphas] if kind == "regression" else
-                [{"learning_rate": float(lr), "weight_decay": float(wd)} for lr in learning_rates for wd in weight_decays])
+    settings = (
+        [{"ridge_alpha": float(a)} for a in ridge_alphas]
+        if kind == "regression"
+        else [{"learning_rate": float(lr), "weight_decay": float(wd)} for lr in learning_rates for wd in weight_decays]
+    )
     tried = []
     for setting, model in zip(settings, fit(fit_rows, settings)):
         score = _score(_predict(model, train_x[held_rows]), train_y[held_rows], kind, error_fn)
@@ -235,5 +252,13 @@ def linear_probe(
     )
 
 
-__all__ = ["DEFAULT_LEARNING_RATES", "DEFAULT_RIDGE_ALPHAS", "DEFAULT_WEIGHT_DECAYS", "LinearProbeResult",
-           "TARGET_KINDS", "linear_probe", "standardize", "validation_split"]
+__all__ = [
+    "DEFAULT_LEARNING_RATES",
+    "DEFAULT_RIDGE_ALPHAS",
+    "DEFAULT_WEIGHT_DECAYS",
+    "LinearProbeResult",
+    "TARGET_KINDS",
+    "linear_probe",
+    "standardize",
+    "validation_split",
+]

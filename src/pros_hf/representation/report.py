@@ -1,6 +1,5 @@
 """The representation report: the gap-closed table as text and as a figure, and the JSON it comes from."""
 
-
 import json
 import os
 from collections.abc import Mapping
@@ -15,8 +14,10 @@ def _number(value, digits=3) -> str:
 def format_gap_table(report: Mapping) -> str:
     """A Markdown table: one row per (task, protocol) with floor, random init, pre-trained, ceiling and gap closed
     (means over the seeds, with their spread)."""
-    lines = ["| task | protocol | metric | floor | random init | pre-trained | ceiling | gap closed |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| task | protocol | metric | floor | random init | pre-trained | ceiling | gap closed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for task, protocols in report["tasks"].items():
         for protocol, row in protocols.items():
             direction = "higher" if row["higher_is_better"] else "lower"
@@ -27,7 +28,8 @@ def format_gap_table(report: Mapping) -> str:
                 f"| {task} | {protocol} | {row['metric']} ({direction} is better) | {_number(row['floor'])} | "
                 f"{_number(row['random_init'])} ± {_number(row['random_init_std'])} | "
                 f"{_number(row['pretrained'])} ± {_number(row['pretrained_std'])} | {_number(row['ceiling'])} | "
-                f"{gap} |")
+                f"{gap} |"
+            )
     return "\n".join(lines)
 
 
@@ -49,8 +51,9 @@ def plot_gap_closed(reports: Mapping[str, Mapping], path) -> str:
         rows = [reports[method]["tasks"].get(task, {}).get(protocol, {}) for task, protocol in groups]
         values = [row.get("gap_closed") if row.get("gap_closed") is not None else np.nan for row in rows]
         errors = [row.get("gap_closed_std") or 0.0 for row in rows]
-        axes.bar(positions + (index - (len(methods) - 1) / 2) * width, values, width, yerr=errors, capsize=3,
-                 label=method)
+        axes.bar(
+            positions + (index - (len(methods) - 1) / 2) * width, values, width, yerr=errors, capsize=3, label=method
+        )
     axes.axhline(0.0, color="black", linewidth=0.8)
     axes.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     axes.axhline(0.5, color="grey", linewidth=0.6, linestyle=":")
@@ -72,9 +75,12 @@ def provenance(kind: str, script: str, argv: list[str]) -> dict:
 
     import torch
 
-    return {"kind": kind, "command": " ".join(["python", script, *map(shlex.quote, argv)]),
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-            "date": datetime.date.today().isoformat()}
+    return {
+        "kind": kind,
+        "command": " ".join(["python", script, *map(shlex.quote, argv)]),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def write_report(report: Mapping, path) -> str:

@@ -15,7 +15,6 @@ The floor of each task is what its labels alone predict, without looking at an i
 attribute's majority value, the mean face shape, the most frequent person of the gallery.
 """
 
-
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,8 +41,9 @@ TASKS = {
     "expression": RepresentationTask("expression", "expression", "single_label", "accuracy", True, "pooled"),
     "attributes": RepresentationTask("attributes", "attributes", "multi_label", "mean_accuracy", True, "pooled"),
     "landmarks": RepresentationTask("landmarks", "landmarks", "regression", "nme_inter_ocular", False, "tokens"),
-    "identity": RepresentationTask("identity", "identity", "single_label", "top1_accuracy", True, "pooled",
-                                   held_out_people=True),
+    "identity": RepresentationTask(
+        "identity", "identity", "single_label", "top1_accuracy", True, "pooled", held_out_people=True
+    ),
 }
 
 
@@ -64,8 +64,9 @@ def landmark_nme(predictions: torch.Tensor, targets: torch.Tensor, left: int = 3
     return float(((pred - true).norm(dim=2).mean(dim=1) / distance).mean())
 
 
-def task_targets(task: RepresentationTask, column, image_sizes: np.ndarray | None = None,
-                 num_attributes: int | None = None) -> torch.Tensor:
+def task_targets(
+    task: RepresentationTask, column, image_sizes: np.ndarray | None = None, num_attributes: int | None = None
+) -> torch.Tensor:
     """The column's labels as a probe's targets: class ids (long), 0/1 rows (float) or landmarks flattened to
     (N, 2P) and normalised by each image's (width, height) as `normalize_landmarks` does (pixel centres at
     integers: `u = (x + 0.5) / width`), so that images of any size share one frame and a flip is `u -> 1 - u`."""
@@ -76,8 +77,13 @@ def task_targets(task: RepresentationTask, column, image_sizes: np.ndarray | Non
         return torch.from_numpy(values.astype(np.int64))
     if task.kind == "multi_label":
         rows = list(column)
-        if rows and np.asarray(rows[0]).ndim == 1 and num_attributes is not None and len(rows[0]) == num_attributes \
-                and set(np.unique(np.asarray(rows))) <= {0, 1}:
+        if (
+            rows
+            and np.asarray(rows[0]).ndim == 1
+            and num_attributes is not None
+            and len(rows[0]) == num_attributes
+            and set(np.unique(np.asarray(rows))) <= {0, 1}
+        ):
             return torch.as_tensor(np.asarray(rows, dtype=np.float32))
         if num_attributes is None:
             raise ValueError(f"the {task.column!r} column holds attribute ids: num_attributes is needed.")
@@ -110,5 +116,13 @@ def floor_score(task: RepresentationTask, train_targets: torch.Tensor, test_targ
     return landmark_nme(mean_shape, test_targets)
 
 
-__all__ = ["FEATURE_VIEWS", "TASKS", "TASK_NAMES", "RepresentationTask", "floor_score", "get_tasks", "landmark_nme",
-           "task_targets"]
+__all__ = [
+    "FEATURE_VIEWS",
+    "TASKS",
+    "TASK_NAMES",
+    "RepresentationTask",
+    "floor_score",
+    "get_tasks",
+    "landmark_nme",
+    "task_targets",
+]

@@ -21,7 +21,15 @@ from .dominance import (
     select_face,
     square_crop_box,
 )
-from .embedding import IMAGENET_MEAN, IMAGENET_STD, POOLINGS, ImageEmbedder, load_embedding_model, random_init_embedding_model
+from .embedding import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    POOLINGS,
+    ImageEmbedder,
+    load_embedding_model,
+    random_init_embedding_model,
+)
+from .face_crops import crop_faces_in_dataset
 from .index import (
     IndexSettings,
     add_embedding_index,
@@ -31,17 +39,51 @@ from .index import (
     search_neighbors,
 )
 from .report import CurationReport, DetectionCounts, save_dominance_histogram, save_montage
-from .face_crops import crop_faces_in_dataset
 from .sources import DatasetSource, FolderSource, open_source
 
 __all__ = [
-    "CurationConfig", "CurationReport", "CurationResult", "DatasetSource", "Detection", "DetectionCounts",
-    "FACE_DETECTORS", "FaceDecision", "FaceDetector", "FaceThresholds", "FolderSource", "HaarCascadeDetector",
-    "IMAGENET_MEAN", "IMAGENET_STD", "ImageEmbedder", "IndexSettings", "PAD_MODES", "POOLINGS", "REJECTION_REASONS",
-    "YuNetDetector", "add_embedding_index", "box_area", "choose_nlist", "clip_box", "crop_faces_in_dataset", "crop_square_face",
+    "CurationConfig",
+    "CurationReport",
+    "CurationResult",
+    "DatasetSource",
+    "Detection",
+    "DetectionCounts",
+    "FACE_DETECTORS",
+    "FaceDecision",
+    "FaceDetector",
+    "FaceThresholds",
+    "FolderSource",
+    "HaarCascadeDetector",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "ImageEmbedder",
+    "IndexSettings",
+    "PAD_MODES",
+    "POOLINGS",
+    "REJECTION_REASONS",
+    "YuNetDetector",
+    "add_embedding_index",
+    "box_area",
+    "choose_nlist",
+    "clip_box",
+    "crop_faces_in_dataset",
+    "crop_square_face",
     "curate",
-    "embed_seed_folder", "face_dominance", "find_near_duplicates", "get_face_detector", "load_embedding_model",
-    "open_source", "process_shard", "push_curated_dataset", "random_init_embedding_model", "retrieve_around_queries",
-    "save_dominance_histogram", "save_montage", "search_neighbors", "select_face", "square_crop_box",
-    "write_demo_images", "write_lfw_subset",
+    "embed_seed_folder",
+    "face_dominance",
+    "find_near_duplicates",
+    "get_face_detector",
+    "load_embedding_model",
+    "open_source",
+    "process_shard",
+    "push_curated_dataset",
+    "random_init_embedding_model",
+    "retrieve_around_queries",
+    "save_dominance_histogram",
+    "save_montage",
+    "search_neighbors",
+    "select_face",
+    "square_crop_box",
+    "write_demo_images",
+    "write_lfw_subset",
 ]

@@ -16,9 +16,9 @@ import json
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from collections.abc import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -114,8 +114,20 @@ class CurationConfig:
 
     def shard_signature(self) -> dict:
         """The settings that change what a shard holds: a resume must use the same ones."""
-        keys = ("detector", "detector_kwargs", "min_score", "min_face_size", "min_dominance", "margin", "crop_size",
-                "pad_mode", "shard_size", "max_pixels", "image_column", "split")
+        keys = (
+            "detector",
+            "detector_kwargs",
+            "min_score",
+            "min_face_size",
+            "min_dominance",
+            "margin",
+            "crop_size",
+            "pad_mode",
+            "shard_size",
+            "max_pixels",
+            "image_column",
+            "split",
+        )
         return {key: getattr(self, key) for key in keys}
 
 
@@ -343,7 +355,9 @@ def curate(
     detector = detector or get_face_detector(config.detector, **config.detector_kwargs)
     if embedder is None:
         embedder = ImageEmbedder(
-            model=model, image_processor=image_processor, batch_size=config.embed_batch_size,
+            model=model,
+            image_processor=image_processor,
+            batch_size=config.embed_batch_size,
             show_progress=config.show_progress,
         )
     described = {k: v for k, v in image_source.describe().items() if k != "non_image_files_skipped"}
@@ -391,8 +405,9 @@ def curate(
         for sample in samples:
             reason_samples = samples_by_reason.setdefault(sample["caption"].split(" ")[0], [])
             if len(reason_samples) < config.montage_samples:
-                reason_samples.append((os.path.join(shard_dir, sample["image"]) if sample["image"] else None,
-                                       sample["caption"]))
+                reason_samples.append(
+                    (os.path.join(shard_dir, sample["image"]) if sample["image"] else None, sample["caption"])
+                )
     progress.close()
     rejected_samples = _interleave(samples_by_reason, config.montage_samples)
     report.shards = {"total": num_shards, "computed": computed, "reused": reused}

@@ -272,7 +272,5 @@ def get_face_detector(name: str = "yunet", **kwargs) -> FaceDetector:
     try:
         detector_class = FACE_DETECTORS[name]
     except KeyError:
-        raise ValueError(
-            f"Unknown face detector {name!r}; valid names: {', '.join(sorted(FACE_DETECTORS))}."
-        ) from None
+        raise ValueError(f"Unknown face detector {name!r}; valid names: {', '.join(sorted(FACE_DETECTORS))}.") from None
     return detector_class(**kwargs)

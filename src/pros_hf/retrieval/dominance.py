@@ -4,8 +4,8 @@ ProS pre-trains on images in which the face is the dominant region. An image is 
 is large in pixels and large relative to the image; the stored sample is a square crop centred on that face.
 """
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -160,8 +160,10 @@ def crop_square_face(
         raise ValueError(f"Face box {tuple(box)} lies outside the {width}x{height} image.")
     if pad_left or pad_top or pad_right or pad_bottom:
         border = {"edge": cv2.BORDER_REPLICATE, "constant": cv2.BORDER_CONSTANT, "reflect": cv2.BORDER_REFLECT_101}
-        if pad_mode == "reflect" and max(pad_left, pad_right) >= crop.shape[1] or (
-            pad_mode == "reflect" and max(pad_top, pad_bottom) >= crop.shape[0]
+        if (
+            pad_mode == "reflect"
+            and max(pad_left, pad_right) >= crop.shape[1]
+            or (pad_mode == "reflect" and max(pad_top, pad_bottom) >= crop.shape[0])
         ):
             pad_mode = "edge"  # reflection needs more pixels than the pad; replicate instead of failing
         crop = cv2.copyMakeBorder(crop, pad_top, pad_bottom, pad_left, pad_right, border[pad_mode], value=(0, 0, 0))

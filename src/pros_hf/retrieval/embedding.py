@@ -6,8 +6,8 @@ resize + mean/std normalisation (ImageNet statistics by default, the ones ProS p
 """
 
 import logging
-from typing import Any
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,8 +43,9 @@ def random_init_embedding_model(image_size: int = 32, seed: int = 0):
 
 def load_embedding_model(name_or_path: str, trust_remote_code: bool = False):
     """``AutoModel`` and, when the checkpoint has one, its ``AutoImageProcessor`` (else None: mean/std is used)."""
-    import pros_hf  # noqa: F401  (registers the ProS Auto classes)
     from transformers import AutoImageProcessor, AutoModel
+
+    import pros_hf  # noqa: F401  (registers the ProS Auto classes)
 
     model = AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     try:

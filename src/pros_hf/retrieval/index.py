@@ -7,8 +7,8 @@ approximate recall (``nprobe`` lists are visited per query).
 
 import logging
 import math
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -7,9 +7,9 @@ Every image that enters the pipeline ends in exactly one bucket, so the counts a
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -59,7 +59,9 @@ class DetectionCounts:
         for name in ("files_seen", "unreadable", *REJECTION_REASONS, "kept_after_detection"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.unreadable_by_reason = dict(Counter(self.unreadable_by_reason) + Counter(other.unreadable_by_reason))
-        self.dominance_histogram_kept = [a + b for a, b in zip(self.dominance_histogram_kept, other.dominance_histogram_kept)]
+        self.dominance_histogram_kept = [
+            a + b for a, b in zip(self.dominance_histogram_kept, other.dominance_histogram_kept)
+        ]
         self.dominance_histogram_rejected = [
             a + b for a, b in zip(self.dominance_histogram_rejected, other.dominance_histogram_rejected)
         ]
@@ -174,7 +176,13 @@ def save_montage(
             image, caption = items[position]
             axis.imshow(image if image is not None else np.full((8, 8, 3), 160, np.uint8))
             axis.text(
-                0.5, -0.04, caption[:28], transform=axis.transAxes, ha="center", va="top", fontsize=5,
+                0.5,
+                -0.04,
+                caption[:28],
+                transform=axis.transAxes,
+                ha="center",
+                va="top",
+                fontsize=5,
                 color="darkgreen" if title == "kept" else "darkred",
             )
         row_offset += num_rows

@@ -6,8 +6,8 @@ makes shards resumable.
 """
 
 import os
-from typing import Any
 from collections.abc import Iterator
+from typing import Any
 
 from ..data.decoding import list_image_files
 
@@ -23,7 +23,7 @@ class FolderSource:
     def _count_other_files(self, recursive: bool) -> int:
         """Visible files of any extension, so that files skipped for their extension are reported too."""
         total = 0
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        for _dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
             total += sum(1 for name in filenames if not name.startswith("."))
         return total
@@ -36,7 +36,12 @@ class FolderSource:
             yield os.path.relpath(path, self.root), path
 
     def describe(self) -> dict:
-        return {"type": "folder", "root": self.root, "num_items": len(self), "non_image_files_skipped": self.other_files}
+        return {
+            "type": "folder",
+            "root": self.root,
+            "num_items": len(self),
+            "non_image_files_skipped": self.other_files,
+        }
 
 
 class DatasetSource:

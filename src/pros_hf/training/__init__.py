@@ -29,7 +29,6 @@ from .resume import (
 from .skips import SKIP_REPORT_NAME, NoImagesReadError, SkipReportCallback
 from .trainer import ProSTrainer
 
-
 __all__ = [
     "HEALTH_METRICS",
     "SKIP_REPORT_NAME",

@@ -19,69 +19,183 @@ class ProSTrainingArguments(TrainingArguments):
     """`TrainingArguments` with DINO's recipe as defaults, plus the self-distillation schedules and the crops."""
 
     # --- defaults changed from TrainingArguments ---------------------------------------------------------------- #
-    learning_rate: float = field(default=5e-4, metadata={"help": (
-        "Peak AdamW learning rate. DINO scales it with the total batch: 5e-4 * batch / 256. Too high a value is the "
-        "most common cause of early collapse.")})
-    weight_decay: float = field(default=0.04, metadata={"help": (
-        "Weight decay at step 0; it grows along a cosine to --weight_decay_end (DINO). Not applied to biases, norms, "
-        "prototypes, the CLS token and position embeddings.")})
-    max_grad_norm: float = field(default=3.0, metadata={"help": (
-        "Gradient clipping (DINO: 3.0). Self-distillation has rare large gradients early on; clipping keeps the "
-        "student from jumping away from its teacher.")})
+    learning_rate: float = field(
+        default=5e-4,
+        metadata={
+            "help": (
+                "Peak AdamW learning rate. DINO scales it with the total batch: 5e-4 * batch / 256. Too high a value is the "
+                "most common cause of early collapse."
+            )
+        },
+    )
+    weight_decay: float = field(
+        default=0.04,
+        metadata={
+            "help": (
+                "Weight decay at step 0; it grows along a cosine to --weight_decay_end (DINO). Not applied to biases, norms, "
+                "prototypes, the CLS token and position embeddings."
+            )
+        },
+    )
+    max_grad_norm: float = field(
+        default=3.0,
+        metadata={
+            "help": (
+                "Gradient clipping (DINO: 3.0). Self-distillation has rare large gradients early on; clipping keeps the "
+                "student from jumping away from its teacher."
+            )
+        },
+    )
     lr_scheduler_type: str = field(default="cosine", metadata={"help": "DINO: linear warm-up then cosine decay."})
-    warmup_steps: float = field(default=0.1, metadata={"help": (
-        "Learning-rate warm-up; below 1, a fraction of the training steps (DINO: 10 of 100 epochs).")})
-    remove_unused_columns: bool = field(default=False, metadata={"help": (
-        "Must stay False: the images are consumed by the multi-crop inside compute_loss, not by the model's "
-        "forward signature, and removing them would leave nothing to train on.")})
-    logging_nan_inf_filter: bool = field(default=False, metadata={"help": (
-        "Off: ProSTrainer stops on a non-finite loss (checked at each log and checkpoint) rather than hiding it from "
-        "the logs, and the stock filter makes the host wait for the device after every step.")})
-    dataloader_persistent_workers: bool | None = field(default=None, metadata={"help": (
-        "Keep the DataLoader workers between epochs; by default on whenever there are workers (short synthetic or "
-        "few-shot epochs would otherwise restart every worker every few dozen steps).")})
-    torch_compile_regions: bool = field(default=True, metadata={"help": (
-        "With --torch_compile: compile each transformer block and each other submodule apart (accelerate's regional "
-        "compilation) rather than the whole model. One compiled block serves every layer of the student and the "
-        "teacher and compiles in seconds, and the loss stays eager: compiled whole, it would recompile for every new "
-        "teacher temperature of the warm-up.")})
+    warmup_steps: float = field(
+        default=0.1,
+        metadata={
+            "help": ("Learning-rate warm-up; below 1, a fraction of the training steps (DINO: 10 of 100 epochs).")
+        },
+    )
+    remove_unused_columns: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Must stay False: the images are consumed by the multi-crop inside compute_loss, not by the model's "
+                "forward signature, and removing them would leave nothing to train on."
+            )
+        },
+    )
+    logging_nan_inf_filter: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Off: ProSTrainer stops on a non-finite loss (checked at each log and checkpoint) rather than hiding it from "
+                "the logs, and the stock filter makes the host wait for the device after every step."
+            )
+        },
+    )
+    dataloader_persistent_workers: bool | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Keep the DataLoader workers between epochs; by default on whenever there are workers (short synthetic or "
+                "few-shot epochs would otherwise restart every worker every few dozen steps)."
+            )
+        },
+    )
+    torch_compile_regions: bool = field(
+        default=True,
+        metadata={
+            "help": (
+                "With --torch_compile: compile each transformer block and each other submodule apart (accelerate's regional "
+                "compilation) rather than the whole model. One compiled block serves every layer of the student and the "
+                "teacher and compiles in seconds, and the loss stays eager: compiled whole, it would recompile for every new "
+                "teacher temperature of the warm-up."
+            )
+        },
+    )
     # --- self-distillation ------------------------------------------------------------------------------------ #
-    weight_decay_end: float = field(default=0.4, metadata={"help": (
-        "Weight decay at the end of training (DINO: 0.4). Strong late regularisation smooths the final features.")})
-    teacher_momentum: float = field(default=0.996, metadata={"help": (
-        "EMA momentum of the teacher at step 0, raised along a cosine to --teacher_momentum_end. Use 0.9995 or higher "
-        "for small batches (< 256): with few images per step a fast teacher follows the student's noise.")})
+    weight_decay_end: float = field(
+        default=0.4,
+        metadata={
+            "help": (
+                "Weight decay at the end of training (DINO: 0.4). Strong late regularisation smooths the final features."
+            )
+        },
+    )
+    teacher_momentum: float = field(
+        default=0.996,
+        metadata={
+            "help": (
+                "EMA momentum of the teacher at step 0, raised along a cosine to --teacher_momentum_end. Use 0.9995 or higher "
+                "for small batches (< 256): with few images per step a fast teacher follows the student's noise."
+            )
+        },
+    )
     teacher_momentum_end: float = field(default=1.0, metadata={"help": "Final EMA momentum (DINO: 1.0)."})
-    warmup_teacher_temperature_epochs: float = field(default=30.0, metadata={"help": (
-        "Epochs over which the teacher temperature rises from config.warmup_teacher_temperature to "
-        "config.teacher_temperature (DINO: 30 of 100). Capped at the length of training. A sharp teacher early on "
-        "keeps the random-init features from collapsing to uniform targets.")})
-    freeze_prototypes_epochs: float = field(default=1.0, metadata={"help": (
-        "Epochs during which prototype gradients are cancelled (DINO's freeze_last_layer: 1). Moving prototypes "
-        "before the backbone has structure chases noise; raise it if the loss collapses early.")})
-    warmup_teacher_temperature_steps: int | None = field(default=None, metadata={"help": (
-        "The teacher-temperature warm-up in optimizer steps instead of epochs (overrides "
-        "--warmup_teacher_temperature_epochs). A streamed dataset has no epoch length: give the schedules in steps.")})
-    freeze_prototypes_steps: int | None = field(default=None, metadata={"help": (
-        "The prototype freeze in optimizer steps instead of epochs (overrides --freeze_prototypes_epochs).")})
+    warmup_teacher_temperature_epochs: float = field(
+        default=30.0,
+        metadata={
+            "help": (
+                "Epochs over which the teacher temperature rises from config.warmup_teacher_temperature to "
+                "config.teacher_temperature (DINO: 30 of 100). Capped at the length of training. A sharp teacher early on "
+                "keeps the random-init features from collapsing to uniform targets."
+            )
+        },
+    )
+    freeze_prototypes_epochs: float = field(
+        default=1.0,
+        metadata={
+            "help": (
+                "Epochs during which prototype gradients are cancelled (DINO's freeze_last_layer: 1). Moving prototypes "
+                "before the backbone has structure chases noise; raise it if the loss collapses early."
+            )
+        },
+    )
+    warmup_teacher_temperature_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "The teacher-temperature warm-up in optimizer steps instead of epochs (overrides "
+                "--warmup_teacher_temperature_epochs). A streamed dataset has no epoch length: give the schedules in steps."
+            )
+        },
+    )
+    freeze_prototypes_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "The prototype freeze in optimizer steps instead of epochs (overrides --freeze_prototypes_epochs)."
+            )
+        },
+    )
     num_global_crops: int = field(default=2, metadata={"help": "Global crops per image (teacher and student)."})
-    num_local_crops: int = field(default=6, metadata={"help": (
-        "Local crops per image (student only; DINO: 6-10). Each costs about (local/global size)^2 of a global "
-        "view; 0 turns multi-crop off.")})
+    num_local_crops: int = field(
+        default=6,
+        metadata={
+            "help": (
+                "Local crops per image (student only; DINO: 6-10). Each costs about (local/global size)^2 of a global "
+                "view; 0 turns multi-crop off."
+            )
+        },
+    )
     global_crop_size: int = field(default=224, metadata={"help": "Side of a global crop (the backbone resolution)."})
     local_crop_size: int = field(default=96, metadata={"help": "Side of a local crop (an eye or a mouth on a face)."})
-    global_crop_scale: list[float] = field(default_factory=lambda: [0.4, 1.0], metadata={"help": (
-        "Area range of global crops (DINO: 0.4 1.0). On face-dominant images 0.4 keeps most of the face.")})
-    local_crop_scale: list[float] = field(default_factory=lambda: [0.05, 0.4], metadata={"help": (
-        "Area range of local crops (DINO: 0.05 0.4). Keep its maximum at or below the global minimum.")})
-    augmentation_overrides: str | None = field(default=None, metadata={"help": (
-        "JSON object of further MultiCropConfig fields (colour jitter, blur, solarize, interpolation, ...), e.g. "
-        "'{\"hue\": 0.05, \"interpolation\": \"bilinear\"}'.")})
-    collapse_tolerance: float = field(default=0.01, metadata={"help": (
-        "A logged matching loss within this relative distance of ln K counts as collapsed (uniform targets).")})
-    collapse_patience: int = field(default=3, metadata={"help": (
-        "Warn after this many consecutive collapsed logs. The loss value alone is a poor guide otherwise: "
-        "monitor k-NN accuracy (examples/knn_eval.py, KNNCallback).")})
+    global_crop_scale: list[float] = field(
+        default_factory=lambda: [0.4, 1.0],
+        metadata={
+            "help": ("Area range of global crops (DINO: 0.4 1.0). On face-dominant images 0.4 keeps most of the face.")
+        },
+    )
+    local_crop_scale: list[float] = field(
+        default_factory=lambda: [0.05, 0.4],
+        metadata={
+            "help": ("Area range of local crops (DINO: 0.05 0.4). Keep its maximum at or below the global minimum.")
+        },
+    )
+    augmentation_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "JSON object of further MultiCropConfig fields (colour jitter, blur, solarize, interpolation, ...), e.g. "
+                '\'{"hue": 0.05, "interpolation": "bilinear"}\'.'
+            )
+        },
+    )
+    collapse_tolerance: float = field(
+        default=0.01,
+        metadata={
+            "help": (
+                "A logged matching loss within this relative distance of ln K counts as collapsed (uniform targets)."
+            )
+        },
+    )
+    collapse_patience: int = field(
+        default=3,
+        metadata={
+            "help": (
+                "Warn after this many consecutive collapsed logs. The loss value alone is a poor guide otherwise: "
+                "monitor k-NN accuracy (examples/knn_eval.py, KNNCallback)."
+            )
+        },
+    )
 
     def __post_init__(self):
         check_training_numbers(self)  # every number finite, the optimizer's and the loop's in range
@@ -100,8 +214,12 @@ class ProSTrainingArguments(TrainingArguments):
         for name in ("teacher_momentum", "teacher_momentum_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name} must be in [0, 1] (an EMA momentum), got {getattr(self, name)}.")
-        for name in ("weight_decay", "weight_decay_end", "warmup_teacher_temperature_epochs",
-                     "freeze_prototypes_epochs"):
+        for name in (
+            "weight_decay",
+            "weight_decay_end",
+            "warmup_teacher_temperature_epochs",
+            "freeze_prototypes_epochs",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}.")
         for name in ("warmup_teacher_temperature_steps", "freeze_prototypes_steps", "num_local_crops"):
@@ -118,14 +236,18 @@ class ProSTrainingArguments(TrainingArguments):
         try:
             overrides = json.loads(self.augmentation_overrides) if self.augmentation_overrides else {}
         except json.JSONDecodeError as error:
-            raise ValueError(f"--augmentation_overrides is not valid JSON ({error}): "
-                             f"{self.augmentation_overrides!r}") from None
+            raise ValueError(
+                f"--augmentation_overrides is not valid JSON ({error}): {self.augmentation_overrides!r}"
+            ) from None
         if not isinstance(overrides, dict):
             raise ValueError(f"--augmentation_overrides must be a JSON object, got {self.augmentation_overrides!r}")
         fields = {
-            "n_global_crops": self.num_global_crops, "n_local_crops": self.num_local_crops,
-            "global_crop_size": self.global_crop_size, "local_crop_size": self.local_crop_size,
-            "global_crop_scale": tuple(self.global_crop_scale), "local_crop_scale": tuple(self.local_crop_scale),
+            "n_global_crops": self.num_global_crops,
+            "n_local_crops": self.num_local_crops,
+            "global_crop_size": self.global_crop_size,
+            "local_crop_size": self.local_crop_size,
+            "global_crop_scale": tuple(self.global_crop_scale),
+            "local_crop_scale": tuple(self.local_crop_scale),
         }
         # DINO's per-view blur/solarize probabilities are for two global views: extended to any number of them
         fields.update(MultiCropConfig.dino_global_probabilities(self.num_global_crops))
@@ -165,8 +287,10 @@ def check_crops_fit_the_model(model, crops: MultiCropConfig) -> None:
         sizes.append(("--local_crop_size", crops.local_crop_size))
     for flag, size in sizes:
         if size % patch:
-            raise ValueError(f"{flag} {size} is not a multiple of the model's patch size {patch}: the backbone "
-                             f"cuts crops into {patch}-px patches; use e.g. {max(patch, size // patch * patch)}.")
+            raise ValueError(
+                f"{flag} {size} is not a multiple of the model's patch size {patch}: the backbone "
+                f"cuts crops into {patch}-px patches; use e.g. {max(patch, size // patch * patch)}."
+            )
 
 
 def check_schedules_have_a_length(args: ProSTrainingArguments, train_dataset) -> None:
@@ -174,10 +298,18 @@ def check_schedules_have_a_length(args: ProSTrainingArguments, train_dataset) ->
     let them come out as zero steps (no temperature warm-up, no prototype freeze) without a word."""
     if train_dataset is None or has_length(train_dataset):
         return
-    missing = [f"--{name}_steps" for name, epochs, steps in (
-        ("warmup_teacher_temperature", args.warmup_teacher_temperature_epochs, args.warmup_teacher_temperature_steps),
-        ("freeze_prototypes", args.freeze_prototypes_epochs, args.freeze_prototypes_steps),
-    ) if epochs > 0 and steps is None]
+    missing = [
+        f"--{name}_steps"
+        for name, epochs, steps in (
+            (
+                "warmup_teacher_temperature",
+                args.warmup_teacher_temperature_epochs,
+                args.warmup_teacher_temperature_steps,
+            ),
+            ("freeze_prototypes", args.freeze_prototypes_epochs, args.freeze_prototypes_steps),
+        )
+        if epochs > 0 and steps is None
+    ]
     if missing:
         total = args.max_steps if args.max_steps > 0 else 0
         raise ValueError(
@@ -187,5 +319,9 @@ def check_schedules_have_a_length(args: ProSTrainingArguments, train_dataset) ->
         )
 
 
-__all__ = ["ProSTrainingArguments", "arguments_for_trainer", "check_crops_fit_the_model",
-           "check_schedules_have_a_length"]
+__all__ = [
+    "ProSTrainingArguments",
+    "arguments_for_trainer",
+    "check_crops_fit_the_model",
+    "check_schedules_have_a_length",
+]

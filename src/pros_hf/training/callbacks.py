@@ -17,7 +17,6 @@ from transformers import TrainerCallback
 
 from .. import schedules
 
-
 # Parameters without weight decay beyond DINO's rule for 1-D tensors (biases, norms).
 NO_DECAY_NAMES = ("prototypes", "cls_token", "position_embeddings", "mask_token", "register_tokens")
 
@@ -26,8 +25,11 @@ def decay_parameter_names(model: nn.Module) -> list[str]:
     """DINO's rule (no decay for 1-D tensors: biases, norms, layer scales) plus prototypes, CLS token, position
     embeddings, the mask and register tokens: decaying them would pull learnt positions and class vectors toward
     zero, not regularise features."""
-    return [name for name, parameter in model.named_parameters()
-            if parameter.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)]
+    return [
+        name
+        for name, parameter in model.named_parameters()
+        if parameter.ndim > 1 and not any(key in name for key in NO_DECAY_NAMES)
+    ]
 
 
 def schedule_steps(state, steps: int | None, epochs: float) -> int:
@@ -58,8 +60,9 @@ class TeacherEMACallback(TrainerCallback):
     def on_optimizer_step(self, args, state, control, model=None, optimizer=None, **kwargs):
         if getattr(optimizer, "step_was_skipped", False):
             return
-        momentum = schedules.teacher_momentum(state.global_step, state.max_steps, args.teacher_momentum,
-                                              args.teacher_momentum_end)
+        momentum = schedules.teacher_momentum(
+            state.global_step, state.max_steps, args.teacher_momentum, args.teacher_momentum_end
+        )
         unwrap(model).update_teacher(momentum)
         self.last_momentum = momentum
 
@@ -114,5 +117,12 @@ class WeightDecayScheduleCallback(TrainerCallback):
             group["weight_decay"] = self.last_decay = decay
 
 
-__all__ = ["NO_DECAY_NAMES", "PrototypeFreezeCallback", "TeacherEMACallback", "WeightDecayScheduleCallback",
-           "decay_parameter_names", "schedule_steps", "unwrap"]
+__all__ = [
+    "NO_DECAY_NAMES",
+    "PrototypeFreezeCallback",
+    "TeacherEMACallback",
+    "WeightDecayScheduleCallback",
+    "decay_parameter_names",
+    "schedule_steps",
+    "unwrap",
+]

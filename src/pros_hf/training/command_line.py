@@ -8,15 +8,25 @@ import torch
 
 from ..cli import flag_is_on, flag_name
 
-
 # Without --train_dir: a small, fast run on the synthetic faces (a micro ViT on a CPU in minutes). These replace the
 # defaults --help shows, for every flag the user did not give.
 NO_DATA_DEFAULTS = {
-    "--output_dir": "outputs/pros-micro", "--num_train_epochs": "10", "--per_device_train_batch_size": "64",
-    "--global_crop_size": "48", "--local_crop_size": "24", "--num_local_crops": "4", "--learning_rate": "1e-3",
-    "--warmup_teacher_temperature_epochs": "3", "--teacher_momentum": "0.99", "--logging_steps": "20",
-    "--save_strategy": "epoch", "--save_total_limit": "2", "--report_to": "none", "--dataloader_num_workers": "0",
-    "--num_prototypes": "256", "--seed": "0",
+    "--output_dir": "outputs/pros-micro",
+    "--num_train_epochs": "10",
+    "--per_device_train_batch_size": "64",
+    "--global_crop_size": "48",
+    "--local_crop_size": "24",
+    "--num_local_crops": "4",
+    "--learning_rate": "1e-3",
+    "--warmup_teacher_temperature_epochs": "3",
+    "--teacher_momentum": "0.99",
+    "--logging_steps": "20",
+    "--save_strategy": "epoch",
+    "--save_total_limit": "2",
+    "--report_to": "none",
+    "--dataloader_num_workers": "0",
+    "--num_prototypes": "256",
+    "--seed": "0",
 }
 
 
@@ -32,8 +42,11 @@ def default_cpu_demo(argv: list[str]) -> list[str]:
 
 def no_data_epilog() -> str:
     """The --help epilog that lists `NO_DATA_DEFAULTS`."""
-    return ("Without --train_dir, the flags not given take these values instead of the defaults above: "
-            + ", ".join(f"{flag} {value}" for flag, value in NO_DATA_DEFAULTS.items()) + ".")
+    return (
+        "Without --train_dir, the flags not given take these values instead of the defaults above: "
+        + ", ".join(f"{flag} {value}" for flag, value in NO_DATA_DEFAULTS.items())
+        + "."
+    )
 
 
 def with_cpu_flags(argv: list[str]) -> list[str]:
@@ -46,8 +59,17 @@ def with_cpu_flags(argv: list[str]) -> list[str]:
     return argv
 
 
-def knn_tracking_callback(source, label_columns, image_processor, seed: int, *, split: str = "train",
-                          test_fraction: float = 0.5, eval_steps: int | None = None, image_column: str = "image"):
+def knn_tracking_callback(
+    source,
+    label_columns,
+    image_processor,
+    seed: int,
+    *,
+    split: str = "train",
+    test_fraction: float = 0.5,
+    eval_steps: int | None = None,
+    image_column: str = "image",
+):
     """A `KNNCallback` that measures the teacher's weighted k-NN top-1 on `source` during training.
 
     `source`: a labelled dataset, or a `save_to_disk` folder (`split` of a DatasetDict). It is split once, stratified
@@ -56,8 +78,15 @@ def knn_tracking_callback(source, label_columns, image_processor, seed: int, *, 
     from ..knn import KNNCallback, load_labelled_dataset
 
     dataset = load_labelled_dataset(os.fspath(source), split) if isinstance(source, (str, os.PathLike)) else source
-    return KNNCallback.from_dataset(dataset, label_columns, test_fraction=test_fraction, seed=seed,
-                                    eval_steps=eval_steps, image_processor=image_processor, image_column=image_column)
+    return KNNCallback.from_dataset(
+        dataset,
+        label_columns,
+        test_fraction=test_fraction,
+        seed=seed,
+        eval_steps=eval_steps,
+        image_processor=image_processor,
+        image_column=image_column,
+    )
 
 
 __all__ = ["NO_DATA_DEFAULTS", "default_cpu_demo", "knn_tracking_callback", "no_data_epilog", "with_cpu_flags"]

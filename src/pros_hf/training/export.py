@@ -14,7 +14,6 @@ from ..image_processing_pros import ProSImageProcessor
 from ..training_plots import plot_pretraining_curves
 from .skips import SKIP_REPORT_NAME
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -38,11 +37,22 @@ def latest_knn_results(callbacks) -> dict[str, float] | None:
     return None
 
 
-def write_backbone_folder(model, output_dir: str, *, state_dict=None, image_processor: ProSImageProcessor | None = None,
-                          summary: str = "Not recorded.", log_history=(), dataset_name: str = "unspecified",
-                          evaluation: dict[str, float] | None = None, skip_summary: dict | None = None,
-                          push: bool = False, repo_id: str | None = None, token: str | None = None,
-                          private: bool | None = None) -> str:
+def write_backbone_folder(
+    model,
+    output_dir: str,
+    *,
+    state_dict=None,
+    image_processor: ProSImageProcessor | None = None,
+    summary: str = "Not recorded.",
+    log_history=(),
+    dataset_name: str = "unspecified",
+    evaluation: dict[str, float] | None = None,
+    skip_summary: dict | None = None,
+    push: bool = False,
+    repo_id: str | None = None,
+    token: str | None = None,
+    private: bool | None = None,
+) -> str:
     """Write the teacher of `model` (a `ProSForPreTraining`) to `output_dir` as a `ProSModel` folder.
 
     `state_dict`: the full state dict of `model` when its weights are sharded (FSDP, DeepSpeed), gathered by the
@@ -54,19 +64,29 @@ def write_backbone_folder(model, output_dir: str, *, state_dict=None, image_proc
     backbone.save_pretrained(output_dir)
     (image_processor or ProSImageProcessor.from_model_config(model.config)).save_pretrained(output_dir)
     try:
-        plot_pretraining_curves(log_history, os.path.join(output_dir, "training_curves.png"),
-                                num_prototypes=model.config.num_prototypes)
-        summary += ("\n\n![Losses against ln K, entropies, prototypes in use, schedules and k-NN over the optimizer "
-                    "steps](training_curves.png)")
+        plot_pretraining_curves(
+            log_history, os.path.join(output_dir, "training_curves.png"), num_prototypes=model.config.num_prototypes
+        )
+        summary += (
+            "\n\n![Losses against ln K, entropies, prototypes in use, schedules and k-NN over the optimizer "
+            "steps](training_curves.png)"
+        )
     except ValueError as error:  # a run too short to have logged a step
         logger.info("No training_curves.png: %s", error)
-    backbone_card(backbone, repo_id=repo_id if push else None, dataset=dataset_name, training_summary=summary,
-                  evaluation=evaluation, pretraining_config=model.config).save(os.path.join(output_dir, "README.md"))
+    backbone_card(
+        backbone,
+        repo_id=repo_id if push else None,
+        dataset=dataset_name,
+        training_summary=summary,
+        evaluation=evaluation,
+        pretraining_config=model.config,
+    ).save(os.path.join(output_dir, "README.md"))
     with open(os.path.join(output_dir, SKIP_REPORT_NAME), "w") as handle:
         json.dump(skip_summary or {}, handle, indent=2)
     if push:
-        url = push_folder(output_dir, repo_id or os.path.basename(os.path.abspath(output_dir)), token=token,
-                          private=private)
+        url = push_folder(
+            output_dir, repo_id or os.path.basename(os.path.abspath(output_dir)), token=token, private=private
+        )
         logger.info("Pushed the backbone to %s", url)
     return output_dir
 

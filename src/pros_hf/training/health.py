@@ -13,12 +13,19 @@ from transformers import TrainerCallback
 
 from .callbacks import unwrap
 
-
 logger = logging.getLogger(__name__)
 
 # The model outputs averaged into every training log.
-HEALTH_METRICS = ("matching_loss", "me_max_loss", "koleo_loss", "patch_loss", "teacher_entropy",
-                  "student_mean_entropy", "active_prototypes", "teacher_temperature")
+HEALTH_METRICS = (
+    "matching_loss",
+    "me_max_loss",
+    "koleo_loss",
+    "patch_loss",
+    "teacher_entropy",
+    "student_mean_entropy",
+    "active_prototypes",
+    "teacher_temperature",
+)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -109,7 +116,9 @@ class CollapseWarningCallback(TrainerCallback):
                 "The matching loss has stayed at ln K = %.3f for %d logs (step %d): the teacher targets look uniform "
                 "(collapse). Try a lower teacher temperature, a higher teacher momentum, fewer prototypes for small "
                 "data, more --freeze_prototypes_epochs, or a lower learning rate.",
-                log_k, self.collapsed_logs, state.global_step,
+                log_k,
+                self.collapsed_logs,
+                state.global_step,
             )
 
 

@@ -9,7 +9,6 @@ import torch
 from ..configuration_pros import ProSConfig
 from ..modeling_pros_pretraining import ProSForPreTraining
 
-
 logger = logging.getLogger(__name__)
 
 
@@ -27,8 +26,13 @@ def apply_config_overrides(config: ProSConfig, overrides: str) -> ProSConfig:
         raise ValueError(f"config_overrides {overrides!r}: {error}") from None
 
 
-def pretraining_model(image_size: int, preset: str = "micro", model_name_or_path: str | None = None,
-                      config_overrides: str | None = None, **config_fields) -> ProSForPreTraining:
+def pretraining_model(
+    image_size: int,
+    preset: str = "micro",
+    model_name_or_path: str | None = None,
+    config_overrides: str | None = None,
+    **config_fields,
+) -> ProSForPreTraining:
     """A `ProSForPreTraining` for global crops of `image_size` pixels.
 
     Without `model_name_or_path`: the `preset` with `config_fields` (those given as None are left out). With it: the
@@ -51,16 +55,22 @@ def pretraining_model(image_size: int, preset: str = "micro", model_name_or_path
     state = backbone.state_dict()
     grid = model.student.embeddings.grid_size
     if grid != backbone.embeddings.grid_size:
-        logger.info("Position embeddings resampled from a %s to a %s patch grid (global crops of %d px)",
-                    backbone.embeddings.grid_size, grid, image_size)
+        logger.info(
+            "Position embeddings resampled from a %s to a %s patch grid (global crops of %d px)",
+            backbone.embeddings.grid_size,
+            grid,
+            image_size,
+        )
         with torch.no_grad():
             state["embeddings.position_embeddings"] = backbone.embeddings.interpolate_pos_encoding(*grid, torch.float32)
     if model.student.embeddings.mask_token is None:  # a backbone pre-trained with the patch loss, reused without
         state.pop("embeddings.mask_token", None)
     missing, unexpected = model.student.load_state_dict(state, strict=False)
     if unexpected or set(missing) - {"embeddings.mask_token"}:
-        raise ValueError(f"{model_name_or_path} does not match the configured backbone: missing {sorted(missing)}, "
-                         f"unexpected {sorted(unexpected)}.")
+        raise ValueError(
+            f"{model_name_or_path} does not match the configured backbone: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}."
+        )
     model.copy_student_to_teacher()
     return model
 

@@ -23,14 +23,24 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..configuration_pros import ProSConfig
 
-
 logger = logging.getLogger(__name__)
 
 TRAIN_RESULTS_NAME = "train_results.json"
 # The fields a checkpoint's weights depend on: another value gives tensors of other shapes or other parameters.
-ARCHITECTURE_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "image_size",
-                       "patch_size", "num_prototypes", "head_hidden_size", "head_bottleneck_size", "head_num_layers",
-                       "share_prototypes", "patch_loss_weight")
+ARCHITECTURE_FIELDS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "image_size",
+    "patch_size",
+    "num_prototypes",
+    "head_hidden_size",
+    "head_bottleneck_size",
+    "head_num_layers",
+    "share_prototypes",
+    "patch_loss_weight",
+)
 
 
 class CheckpointMismatchError(ValueError):
@@ -65,14 +75,21 @@ def last_complete_checkpoint(output_dir: str) -> str | None:
     if not os.path.isdir(output_dir):
         return None
     prefix = f"{PREFIX_CHECKPOINT_DIR}-"
-    steps = [int(name[len(prefix):]) for name in os.listdir(output_dir)
-             if name.startswith(prefix) and name[len(prefix):].isdigit()]
+    steps = [
+        int(name[len(prefix) :])
+        for name in os.listdir(output_dir)
+        if name.startswith(prefix) and name[len(prefix) :].isdigit()
+    ]
     for step in sorted(steps, reverse=True):
         path = os.path.join(output_dir, f"{prefix}{step}")
         if os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
             return path
-        logger.warning("%s was not written to the end (no %s; the run was killed while saving it): resuming from an "
-                       "earlier checkpoint", path, TRAINER_STATE_NAME)
+        logger.warning(
+            "%s was not written to the end (no %s; the run was killed while saving it): resuming from an "
+            "earlier checkpoint",
+            path,
+            TRAINER_STATE_NAME,
+        )
     return None
 
 
@@ -83,8 +100,11 @@ def check_checkpoint_matches(checkpoint: str, config: ProSConfig) -> None:
     if not os.path.isfile(path):
         return
     saved = ProSConfig.from_json_file(path)  # flat or with sections: both layouts load
-    differ = [f"{name} {getattr(saved, name)} -> {getattr(config, name)}" for name in ARCHITECTURE_FIELDS
-              if getattr(saved, name) != getattr(config, name)]
+    differ = [
+        f"{name} {getattr(saved, name)} -> {getattr(config, name)}"
+        for name in ARCHITECTURE_FIELDS
+        if getattr(saved, name) != getattr(config, name)
+    ]
     if differ:
         raise CheckpointMismatchError(
             f"{checkpoint} was trained with another configuration ({'; '.join(differ)}). Resuming continues a run "
@@ -129,9 +149,12 @@ def save_train_results(trainer, result) -> str:
     if trainer.steps_this_run == 0:
         if written_at(path, step, trainer.state.epoch):
             return path
-        content = {"global_step": step, "epoch": trainer.state.epoch, "skipped_images": skipped,
-                   "note": "resumed at its last step; the run that trained it was stopped before it recorded its "
-                           "figures"}
+        content = {
+            "global_step": step,
+            "epoch": trainer.state.epoch,
+            "skipped_images": skipped,
+            "note": "resumed at its last step; the run that trained it was stopped before it recorded its figures",
+        }
     else:
         content = {**result.metrics, "global_step": step, "skipped_images": skipped}
     with open(path, "w") as handle:
@@ -139,6 +162,15 @@ def save_train_results(trainer, result) -> str:
     return path
 
 
-__all__ = ["ARCHITECTURE_FIELDS", "CheckpointMismatchError", "FinishedRunCallback", "RunAlreadyComplete",
-           "TRAIN_RESULTS_NAME", "check_checkpoint_matches", "last_complete_checkpoint", "resume_checkpoint",
-           "save_train_results", "written_at"]
+__all__ = [
+    "ARCHITECTURE_FIELDS",
+    "CheckpointMismatchError",
+    "FinishedRunCallback",
+    "RunAlreadyComplete",
+    "TRAIN_RESULTS_NAME",
+    "check_checkpoint_matches",
+    "last_complete_checkpoint",
+    "resume_checkpoint",
+    "save_train_results",
+    "written_at",
+]

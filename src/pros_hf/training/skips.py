@@ -15,7 +15,6 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoin
 
 from ..data.skips import SkipReport
 
-
 logger = logging.getLogger(__name__)
 
 SKIP_REPORT_NAME = "skip_report.json"  # in the export and in every checkpoint
@@ -38,15 +37,18 @@ def gather_skip_summary(report: SkipReport, world_size: int) -> dict:
     return total.summary()
 
 
-def check_some_images_decode(report: SkipReport, batch_size: int, at_least: int = 16,
-                             num_images: int | None = None) -> None:
+def check_some_images_decode(
+    report: SkipReport, batch_size: int, at_least: int = 16, num_images: int | None = None
+) -> None:
     """Stop when not one image has decoded after `at_least` attempts (or a whole batch, if larger), or after every
     one of the `num_images` of the set was tried: a wrong image column or an unreadable set would otherwise train on
     empty batches to the end, and succeed. Called on an empty batch, before its step and any checkpoint."""
     needed = max(at_least, batch_size) if num_images is None else min(max(at_least, batch_size), num_images)
     if report.delivered == 0 and report.attempts >= needed:
-        raise NoImagesReadError(f"No training image could be read: {report.format()}. Check --train_dir / "
-                                "--image_column: the column must hold images, image paths or image bytes.")
+        raise NoImagesReadError(
+            f"No training image could be read: {report.format()}. Check --train_dir / "
+            "--image_column: the column must hold images, image paths or image bytes."
+        )
 
 
 class SkipReportCallback(TrainerCallback):
@@ -83,5 +85,10 @@ class SkipReportCallback(TrainerCallback):
             raise NoImagesReadError(f"No training image could be read: {report.format()}.")
 
 
-__all__ = ["SKIP_REPORT_NAME", "NoImagesReadError", "SkipReportCallback", "check_some_images_decode",
-           "gather_skip_summary"]
+__all__ = [
+    "SKIP_REPORT_NAME",
+    "NoImagesReadError",
+    "SkipReportCallback",
+    "check_some_images_decode",
+    "gather_skip_summary",
+]

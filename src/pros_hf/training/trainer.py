@@ -24,20 +24,25 @@ from .. import schedules
 from ..augmentation import MultiCropAugmentation
 from ..data.loading import collate_pretraining
 from ..data.skips import SkipReport
-from ..image_processing_pros import ProSImageProcessor
 from ..throughput import SteadyThroughputCallback
 from .arguments import (
-    ProSTrainingArguments, arguments_for_trainer, check_crops_fit_the_model, check_schedules_have_a_length,
+    ProSTrainingArguments,
+    arguments_for_trainer,
+    check_crops_fit_the_model,
+    check_schedules_have_a_length,
 )
 from .callbacks import (
-    PrototypeFreezeCallback, TeacherEMACallback, WeightDecayScheduleCallback, decay_parameter_names, schedule_steps,
+    PrototypeFreezeCallback,
+    TeacherEMACallback,
+    WeightDecayScheduleCallback,
+    decay_parameter_names,
+    schedule_steps,
     unwrap,
 )
 from .export import latest_knn_results, training_summary, write_backbone_folder
 from .health import CollapseWarningCallback, FiniteLossCallback, HealthMetrics
 from .resume import FinishedRunCallback, RunAlreadyComplete
 from .skips import SkipReportCallback, check_some_images_decode
-
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +54,31 @@ def use_regional_compilation(accelerator, regions: bool) -> None:
     if hasattr(plugin, "use_regional_compilation"):
         plugin.use_regional_compilation = regions
     elif regions:
-        logger.warning("This accelerate has no regional compilation (1.7 and later do): --torch_compile compiles the "
-                       "whole model.")
+        logger.warning(
+            "This accelerate has no regional compilation (1.7 and later do): --torch_compile compiles the whole model."
+        )
+
+
+def crop_flops(trainer, inputs) -> int:
+    """FLOPs of a micro-batch's forward and backward passes with the teacher, from its crops (summed into
+    `state.total_flos`); the Trainer's default would count the uint8 source pixels as tokens, walking every parameter."""
+    pixel_values = inputs.get("pixel_values") if hasattr(inputs, "get") else None
+    if pixel_values is None:
+        return 0
+    if trainer._flops_per_image is None:
+        crops = trainer.augmentation.config
+        sizes = (crops.global_crop_size, crops.n_global_crops, crops.local_crop_size, crops.n_local_crops)
+        compiled = bool(trainer.args.torch_compile)
+        trainer._flops_per_image = trainer.unwrapped_model.training_flops_per_image(*sizes, compiled=compiled)
+    return int(pixel_values.shape[0] * trainer._flops_per_image)
 
 
 class ProSTrainer(Trainer):
-    """Trainer for `ProSForPreTraining` on batches of uint8 source images (`{"pixel_values": (B, 3, S, S)}`).
-    `augmentation` defaults to the multi-crop of `args`; `image_processor` and `dataset_name` go into the export.
-    It runs with a copy of `args` (`arguments_for_trainer`): the caller's are left as they were given."""
+    """Trainer for `ProSForPreTraining` on batches of uint8 source images (`{"pixel_values": (B, 3, S, S)}`), with a
+    copy of `args` (a `ProSTrainingArguments`; the caller's are left as given). `augmentation` (a `MultiCropAugmentation`)
+    defaults to the multi-crop of `args`; `image_processor` and `dataset_name` (for the card) go into the export."""
 
-    def __init__(self, model=None, args: ProSTrainingArguments | None = None,
-                 augmentation: MultiCropAugmentation | None = None, image_processor: ProSImageProcessor | None = None,
-                 dataset_name: str = "unspecified", **kwargs):
+    def __init__(self, model=None, args=None, augmentation=None, image_processor=None, dataset_name=None, **kwargs):
         given = args if args is not None else ProSTrainingArguments(output_dir="pros-pretraining")
         args = arguments_for_trainer(given)
         kwargs.setdefault("data_collator", collate_pretraining)
@@ -71,7 +89,7 @@ class ProSTrainer(Trainer):
         self.augmentation = augmentation or MultiCropAugmentation(args.multicrop_config())
         check_crops_fit_the_model(self.model, self.augmentation.config)
         check_schedules_have_a_length(args, self.train_dataset)
-        self.image_processor, self.dataset_name = image_processor, dataset_name
+        self.image_processor, self.dataset_name = image_processor, dataset_name or "unspecified"
         self.push_backbone_to_hub = given.push_to_hub  # the teacher backbone is pushed, not the checkpoints
         self.health, self.skip_report, self.skip_summary = HealthMetrics(), SkipReport(), None  # summary: after train
         self._flops_per_image = None  # set on the first step, from the model and the crops
@@ -81,8 +99,8 @@ class ProSTrainer(Trainer):
         self.teacher_ema, self.prototype_freeze = TeacherEMACallback(), PrototypeFreezeCallback()
         self.weight_decay_schedule = WeightDecayScheduleCallback(decay_parameter_names)
         self.skips = SkipReportCallback(self.skip_report)
-        for callback in (self.finished_run, self.loss_check, self.teacher_ema, self.prototype_freeze,
-                         self.weight_decay_schedule, self.skips, CollapseWarningCallback()):
+        own = (self.finished_run, self.loss_check, self.teacher_ema, self.prototype_freeze, self.weight_decay_schedule)
+        for callback in (*own, self.skips, CollapseWarningCallback()):
             self.add_callback(callback)
 
     @property
@@ -113,27 +131,20 @@ class ProSTrainer(Trainer):
         return self.weight_decay_schedule.decay_groups(self.optimizer, self.model)
 
     def current_teacher_temperature(self) -> float:
-        config = self.unwrapped_model.config
-        return schedules.teacher_temperature(self.state.global_step, self.warmup_temperature_steps,
-                                             config.warmup_teacher_temperature, config.teacher_temperature)
+        config, step = self.unwrapped_model.config, self.state.global_step
+        temperatures = (config.warmup_teacher_temperature, config.teacher_temperature)
+        return schedules.teacher_temperature(step, self.warmup_temperature_steps, *temperatures)
 
     def floating_point_ops(self, inputs) -> int:
-        """FLOPs of this micro-batch's forward and backward passes with the teacher, from its crops (summed into
-        `state.total_flos`); the default would count the uint8 source pixels as tokens, walking every parameter."""
-        pixel_values = inputs.get("pixel_values") if hasattr(inputs, "get") else None
-        if pixel_values is None:
-            return 0
-        if self._flops_per_image is None:
-            crops = self.augmentation.config
-            self._flops_per_image = self.unwrapped_model.training_flops_per_image(
-                crops.global_crop_size, crops.n_global_crops, crops.local_crop_size, crops.n_local_crops,
-                compiled=bool(self.args.torch_compile))
-        return int(pixel_values.shape[0] * self._flops_per_image)
+        """FLOPs of this micro-batch's passes with the teacher, from its crops (`crop_flops`)."""
+        return crop_flops(self, inputs)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if "pixel_values" not in inputs:
-            raise ValueError(f"ProSTrainer expects batches with 'pixel_values' (uint8 source images), got "
-                             f"{sorted(inputs)}; use pros_hf.data.load_pretraining_images and collate_pretraining.")
+            raise ValueError(
+                f"ProSTrainer expects batches with 'pixel_values' (uint8 source images), got "
+                f"{sorted(inputs)}; use pros_hf.data.load_pretraining_images and collate_pretraining."
+            )
         pixel_values = inputs["pixel_values"]
         if model.training:
             self.skip_report.update(inputs)
@@ -144,8 +155,10 @@ class ProSTrainer(Trainer):
             loss = sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
             return (loss, None) if return_outputs else loss
         global_crops, local_crops = self.augmentation(pixel_values)
-        outputs = model(global_crops=global_crops, local_crops=local_crops if local_crops.shape[1] > 0 else None,
-                        teacher_temperature=self.current_teacher_temperature())
+        local_crops = local_crops if local_crops.shape[1] > 0 else None
+        outputs = model(
+            global_crops=global_crops, local_crops=local_crops, teacher_temperature=self.current_teacher_temperature()
+        )
         # checked at the next log or checkpoint: a host sync here would leave the GPU idle before every backward pass
         self.loss_check.record(self.state.global_step, outputs.loss)
         if model.training:
@@ -163,8 +176,8 @@ class ProSTrainer(Trainer):
         self.check_losses_finite()
         averages = self.health.pop_averages() if "loss" in logs else {}
         if averages:
-            scheduled = {"teacher_momentum": self.teacher_ema.last_momentum,
-                         "weight_decay": self.weight_decay_schedule.last_decay}
+            momentum, decay = self.teacher_ema.last_momentum, self.weight_decay_schedule.last_decay
+            scheduled = {"teacher_momentum": momentum, "weight_decay": decay}
             logs.update(averages, **{name: value for name, value in scheduled.items() if value is not None})
         super().log(logs, *args, **kwargs)
 
@@ -195,12 +208,12 @@ class ProSTrainer(Trainer):
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
         state = self.accelerator.get_state_dict(self.model_wrapped) if sharded else None
         if self.is_world_process_zero():
-            args = self.args
-            write_backbone_folder(
-                self.unwrapped_model, output_dir, state_dict=state, image_processor=self.image_processor,
-                summary=training_summary(args, self.state), log_history=self.state.log_history,
-                dataset_name=self.dataset_name, evaluation=evaluation,
-                skip_summary=self.skip_summary or self.skip_report.summary(), push=self.push_backbone_to_hub,
-                repo_id=args.hub_model_id, token=args.hub_token, private=getattr(args, "hub_private_repo", None))
+            args, skips = self.args, self.skip_summary or self.skip_report.summary()
+            card = dict(summary=training_summary(args, self.state), log_history=self.state.log_history)
+            card.update(dataset_name=self.dataset_name, evaluation=evaluation, skip_summary=skips)
+            card["image_processor"] = self.image_processor
+            hub = dict(push=self.push_backbone_to_hub, repo_id=args.hub_model_id, token=args.hub_token)
+            hub["private"] = getattr(args, "hub_private_repo", None)
+            write_backbone_folder(self.unwrapped_model, output_dir, state_dict=state, **card, **hub)
         self.accelerator.wait_for_everyone()
         return output_dir

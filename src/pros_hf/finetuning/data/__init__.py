@@ -55,7 +55,6 @@ from .splits import few_shot_indices, label_array, split_train_test
 from .tasks import TASKS, TaskData, TaskLabels, default_label_names, multi_hot, task_features
 from .validation import LabelError, normalize_task_dataset, validate_task_dataset
 
-
 __all__ = [
     "NON_ATTRIBUTE_COLUMNS",
     "SYNTHETIC_CROP_MARGIN",

@@ -20,8 +20,9 @@ def processed_size(processor) -> tuple[int, int]:
     return side, side
 
 
-def default_augmentation(task: str, output_size: tuple[int, int], processor, num_landmarks: int | None = None,
-                         flip_landmarks: bool = False):
+def default_augmentation(
+    task: str, output_size: tuple[int, int], processor, num_landmarks: int | None = None, flip_landmarks: bool = False
+):
     """Training-time augmentation (a `LandmarkAugmentation`).
 
     Landmarks: rotation up to 15 degrees, zoom 0.9-1.1, shift 5%, image and points together; no flip unless
@@ -31,14 +32,24 @@ def default_augmentation(task: str, output_size: tuple[int, int], processor, num
     from ...augmentation import LandmarkAugmentation
     from ...data.synthetic import FLIP_PERMUTATION_68
 
-    common = dict(output_size=output_size, scale=(0.9, 1.1), translate=0.05, mean=tuple(processor.image_mean),
-                  std=tuple(processor.image_std))
+    common = dict(
+        output_size=output_size,
+        scale=(0.9, 1.1),
+        translate=0.05,
+        mean=tuple(processor.image_mean),
+        std=tuple(processor.image_std),
+    )
     if task == "landmarks":
         if flip_landmarks and num_landmarks != 68:
-            raise ValueError(f"flip_landmarks needs the 68-point iBUG layout (its flip permutation), got "
-                             f"{num_landmarks} points.")
-        return LandmarkAugmentation(rotation_degrees=15.0, flip_p=0.5 if flip_landmarks else 0.0,
-                                    flip_permutation=FLIP_PERMUTATION_68 if flip_landmarks else None, **common)
+            raise ValueError(
+                f"flip_landmarks needs the 68-point iBUG layout (its flip permutation), got {num_landmarks} points."
+            )
+        return LandmarkAugmentation(
+            rotation_degrees=15.0,
+            flip_p=0.5 if flip_landmarks else 0.0,
+            flip_permutation=FLIP_PERMUTATION_68 if flip_landmarks else None,
+            **common,
+        )
     return LandmarkAugmentation(rotation_degrees=10.0, flip_p=0.5, flip_permutation=(0,), **common)
 
 
@@ -59,8 +70,11 @@ class FaceTaskCollator:
         self.augmentation = augmentation
         self.prepare_row = prepare_row
         # With augmentation the processor's geometry only: the augmentation normalises after its transform.
-        self._processor = image_processor if augmentation is None else type(image_processor)(
-            **{**image_processor.to_dict(), "do_normalize": False})
+        self._processor = (
+            image_processor
+            if augmentation is None
+            else type(image_processor)(**{**image_processor.to_dict(), "do_normalize": False})
+        )
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
         from ...pipelines import image_height_width

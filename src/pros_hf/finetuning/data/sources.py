@@ -24,7 +24,6 @@ from .validation import (
     validate_task_dataset,
 )
 
-
 logger = logging.getLogger(__name__)
 
 # Default synthetic data, also what examples/demo.py pre-trains on: render 128 px, YuNet face crop to 64 px, tight
@@ -133,11 +132,17 @@ def _drop_repeated_images(image_dir: Path, labels_file: Path, records: list, val
         if values[first[key]] != value:
             raise LabelError(
                 f"{where} and {earlier_where} name the same image {str(record['file_name'])!r} with different labels "
-                f"({value!r} and {values[first[key]]!r}); keep one row per image.")
+                f"({value!r} and {values[first[key]]!r}); keep one row per image."
+            )
         dropped.append(where)
     if dropped:
-        logger.warning("%s: dropped %d row(s) repeating an earlier row's image and label (%s%s)", labels_file,
-                       len(dropped), ", ".join(dropped[:5]), " ..." if len(dropped) > 5 else "")
+        logger.warning(
+            "%s: dropped %d row(s) repeating an earlier row's image and label (%s%s)",
+            labels_file,
+            len(dropped),
+            ", ".join(dropped[:5]),
+            " ..." if len(dropped) > 5 else "",
+        )
     return [records[i] for i in kept], [values[i] for i in kept]
 
 
@@ -158,8 +163,10 @@ def landmark_outside_image(points, width: int, height: int) -> int | None:
 
 def landmarks_outside_message(where: str, points, index: int, width: int, height: int) -> str:
     x, y = (float(v) for v in np.asarray(points, dtype=np.float64).reshape(-1, 2)[index])
-    return (f"{where}: landmark {index} at ({x:g}, {y:g}) lies far outside its {width}x{height} image; landmarks are "
-            f"pixel coordinates of the image (at most {LANDMARK_MARGIN:g} of its side outside it).")
+    return (
+        f"{where}: landmark {index} at ({x:g}, {y:g}) lies far outside its {width}x{height} image; landmarks are "
+        f"pixel coordinates of the image (at most {LANDMARK_MARGIN:g} of its side outside it)."
+    )
 
 
 def read_label_file(
@@ -188,19 +195,25 @@ def read_label_file(
     for where, record in records:
         if _is_missing(record.get("file_name")):
             raise LabelError(f"{where}: no file_name (every row names its image, relative to {image_dir}).")
-    missing = [(where, record["file_name"]) for where, record in records
-               if not (image_dir / str(record["file_name"])).is_file()]
+    missing = [
+        (where, record["file_name"])
+        for where, record in records
+        if not (image_dir / str(record["file_name"])).is_file()
+    ]
     if missing:
         listed = "; ".join(f"{name!r} ({where})" for where, name in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise FileNotFoundError(f"{len(missing)} image(s) named in {labels_file} do not exist in {image_dir}: "
-                                f"{listed}{more}.")
+        raise FileNotFoundError(
+            f"{len(missing)} image(s) named in {labels_file} do not exist in {image_dir}: {listed}{more}."
+        )
     sizes, undecodable = _image_sizes(image_dir, records)
     if undecodable:
         listed = "; ".join(f"{name!r} ({where}: {why})" for where, name, why in undecodable[:5])
         more = f" and {len(undecodable) - 5} more" if len(undecodable) > 5 else ""
-        raise ValueError(f"{len(undecodable)} image(s) named in {labels_file} cannot be read as images: "
-                         f"{listed}{more}. Replace them or drop their rows.")
+        raise ValueError(
+            f"{len(undecodable)} image(s) named in {labels_file} cannot be read as images: "
+            f"{listed}{more}. Replace them or drop their rows."
+        )
 
     if task == "attributes":
         if label_names is None:
@@ -246,10 +259,17 @@ def read_label_file(
 # (d) synthetic faces
 
 
-def synthetic_face_crops(num_images: int, seed: int, cache_dir: str | os.PathLike | None = None,
-                         render_size: int = SYNTHETIC_RENDER_SIZE, crop_size: int = SYNTHETIC_CROP_SIZE,
-                         margin: float = SYNTHETIC_CROP_MARGIN, *, path: str | os.PathLike | None = None,
-                         return_counts: bool = False):
+def synthetic_face_crops(
+    num_images: int,
+    seed: int,
+    cache_dir: str | os.PathLike | None = None,
+    render_size: int = SYNTHETIC_RENDER_SIZE,
+    crop_size: int = SYNTHETIC_CROP_SIZE,
+    margin: float = SYNTHETIC_CROP_MARGIN,
+    *,
+    path: str | os.PathLike | None = None,
+    return_counts: bool = False,
+):
     """Synthetic faces rendered at `render_size` and face-cropped to `crop_size` (the demo's recipe), cached.
 
     The first call renders and runs the face detector (about 30 images/s on a CPU core) and saves the result under
@@ -264,8 +284,13 @@ def synthetic_face_crops(num_images: int, seed: int, cache_dir: str | os.PathLik
     from ...data.synthetic import make_synthetic_faces
     from ...retrieval import crop_faces_in_dataset
 
-    recipe = {"num_faces": num_images, "seed": seed, "image_size": render_size, "crop_size": crop_size,
-              "margin": margin}
+    recipe = {
+        "num_faces": num_images,
+        "seed": seed,
+        "image_size": render_size,
+        "crop_size": crop_size,
+        "margin": margin,
+    }
     if path is not None:
         folder, stamp = Path(path), Path(f"{path}.json")
         cached = stamp.exists() and json.loads(stamp.read_text()) == recipe
@@ -320,8 +345,7 @@ def _image_paths(dataset) -> list[str | None]:
     import datasets
 
     column = dataset.cast_column("image", datasets.Image(decode=False))["image"]
-    return [os.path.realpath(item["path"]) if isinstance(item, dict) and item.get("path") else None
-            for item in column]
+    return [os.path.realpath(item["path"]) if isinstance(item, dict) and item.get("path") else None for item in column]
 
 
 def check_landmarks_in_images(dataset, name: str) -> None:
@@ -351,9 +375,11 @@ def check_no_shared_images(train, test, train_name, test_name) -> None:
     train_paths = {path for path in _image_paths(train) if path}
     shared = [path for path in _image_paths(test) if path in train_paths]
     if shared:
-        raise LabelError(f"{len(shared)} image(s) are in both {train_name} and {test_name} (e.g. "
-                         f"{os.path.basename(shared[0])!r}): a test image must not be trained on; remove them from "
-                         "one of the files.")
+        raise LabelError(
+            f"{len(shared)} image(s) are in both {train_name} and {test_name} (e.g. "
+            f"{os.path.basename(shared[0])!r}): a test image must not be trained on; remove them from "
+            "one of the files."
+        )
 
 
 def load_task_data(
@@ -390,8 +416,11 @@ def load_task_data(
     for name, count in (("num_train", num_train), ("num_test", num_test)):
         if count is not None and count < 1:  # 0 would train / test on nothing, a negative count slices from the end
             raise ValueError(f"{name} must be at least 1 (or None for all), got {count}.")
-    given = [name for name, value in (("dataset", dataset), ("labels_file", labels_file),
-                                      ("hub_dataset", hub_dataset)) if value]
+    given = [
+        name
+        for name, value in (("dataset", dataset), ("labels_file", labels_file), ("hub_dataset", hub_dataset))
+        if value
+    ]
     if len(given) > 1:
         raise ValueError(f"Pass one data source, got {given}.")
     if labels_file and not image_dir:
@@ -411,8 +440,11 @@ def load_task_data(
         name = f"{public_name(image_dir)} ({Path(labels_file).name})"
     elif dataset or hub_dataset:
         for flag, folder in (("dataset", dataset), ("test_dataset", test_dataset)):
-            if folder and not (Path(folder) / "dataset_info.json").is_file() and not (
-                    Path(folder) / "dataset_dict.json").is_file():
+            if (
+                folder
+                and not (Path(folder) / "dataset_info.json").is_file()
+                and not (Path(folder) / "dataset_dict.json").is_file()
+            ):
                 what = "no such folder" if not Path(folder).exists() else "not a folder written by save_to_disk"
                 raise FileNotFoundError(f"{flag} {folder!r}: {what} (relative to {os.getcwd()}).")
         if dataset:
@@ -437,14 +469,21 @@ def load_task_data(
                     raise ValueError(f"{test_dataset} has splits {list(test_raw)}; pass --test_split.")
                 test_raw = test_raw[name_in]
             name = f"{public_name(dataset)} (test: {public_name(test_dataset)})"
-        common = dict(task=task, label_names=label_names, num_landmarks=num_landmarks, image_column=image_column,
-                      label_column=label_column, attribute_columns=attribute_columns)
+        common = dict(
+            task=task,
+            label_names=label_names,
+            num_landmarks=num_landmarks,
+            image_column=image_column,
+            label_column=label_column,
+            attribute_columns=attribute_columns,
+        )
         train, labels = normalize_task_dataset(train_raw, **common)
         if task == "landmarks":
             check_landmarks_in_images(train, dataset or hub_dataset)
         if test_raw is not None:
-            test, _ = normalize_task_dataset(test_raw, **{**common, "label_names": labels.label_names,
-                                                          "num_landmarks": labels.num_landmarks})
+            test, _ = normalize_task_dataset(
+                test_raw, **{**common, "label_names": labels.label_names, "num_landmarks": labels.num_landmarks}
+            )
             if task == "landmarks":
                 check_landmarks_in_images(test, test_dataset or f"{dataset or hub_dataset} ({test_name} split)")
         else:
@@ -455,8 +494,10 @@ def load_task_data(
         test_raw = synthetic_face_crops(1000 if num_test is None else num_test, SYNTHETIC_TEST_SEED, cache_dir)
         train, labels = normalize_task_dataset(train_raw, task)
         test, _ = normalize_task_dataset(test_raw, task)
-        name = (f"synthetic faces ({len(train)} train / {len(test)} test face crops of "
-                f"{SYNTHETIC_CROP_SIZE} px, seeds {SYNTHETIC_TRAIN_SEED}/{SYNTHETIC_TEST_SEED})")
+        name = (
+            f"synthetic faces ({len(train)} train / {len(test)} test face crops of "
+            f"{SYNTHETIC_CROP_SIZE} px, seeds {SYNTHETIC_TRAIN_SEED}/{SYNTHETIC_TEST_SEED})"
+        )
         num_train = num_test = None  # already the rendered counts
     if num_train is not None and num_train < len(train):
         train = train.shuffle(seed=seed).select(range(num_train))

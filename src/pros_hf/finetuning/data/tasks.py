@@ -7,7 +7,6 @@ import numpy as np
 
 from ...validation import check_choice
 
-
 TASKS = ("attributes", "expression", "landmarks")
 
 
@@ -71,7 +70,6 @@ def task_features(labels: TaskLabels):
     else:
         label = datasets.Array2D(shape=(labels.num_landmarks, 2), dtype="float32")
     return datasets.Features({"image": datasets.Image(), labels.task: label})
-
 
 
 @dataclass

@@ -15,8 +15,11 @@ class LabelError(ValueError):
 
 
 def _is_missing(value) -> bool:
-    return value is None or (isinstance(value, str) and value.strip() == "") or (
-        isinstance(value, float) and math.isnan(value))
+    return (
+        value is None
+        or (isinstance(value, str) and value.strip() == "")
+        or (isinstance(value, float) and math.isnan(value))
+    )
 
 
 def _parse_int(value) -> int | None:
@@ -42,8 +45,10 @@ def _parse_expression(value, where: str, labels: TaskLabels) -> int:
     if number is None:
         raise LabelError(f"{where}: expression {value!r} is neither a class id nor one of {list(labels.label_names)}.")
     if not 0 <= number < len(labels.label_names):
-        raise LabelError(f"{where}: expression label {number} is out of range [0, {len(labels.label_names)}) "
-                         f"(classes {list(labels.label_names)}).")
+        raise LabelError(
+            f"{where}: expression label {number} is out of range [0, {len(labels.label_names)}) "
+            f"(classes {list(labels.label_names)})."
+        )
     return number
 
 
@@ -97,7 +102,7 @@ def _feature_names(feature) -> tuple[str, ...] | None:
 
 
 def _row_label(dataset, index: int) -> str:
-    """"row 12" plus the file name when the dataset knows where the image came from."""
+    """ "row 12" plus the file name when the dataset knows where the image came from."""
     text = f"row {index}"
     if "file_name" in dataset.column_names:
         return f"{text} (file_name {dataset[int(index)]['file_name']!r})"
@@ -129,8 +134,9 @@ def normalize_task_dataset(
     check_choice("task", task, TASKS)
     label_column = label_column or task
     if image_column not in dataset.column_names:
-        raise ValueError(f"No image column {image_column!r} in the dataset (columns {dataset.column_names}); "
-                         "pass --image_column.")
+        raise ValueError(
+            f"No image column {image_column!r} in the dataset (columns {dataset.column_names}); pass --image_column."
+        )
     if attribute_columns:
         absent = [c for c in attribute_columns if c not in dataset.column_names]
         if absent:
@@ -141,16 +147,19 @@ def normalize_task_dataset(
                 if value is None:
                     raise LabelError(f"{_row_label(dataset, index)}: missing value for attribute {name!r}.")
                 if value not in (0, 1, True, False):
-                    raise LabelError(f"{_row_label(dataset, index)}: attribute {name!r} is {value!r}; "
-                                     "attributes must be 0 or 1.")
+                    raise LabelError(
+                        f"{_row_label(dataset, index)}: attribute {name!r} is {value!r}; attributes must be 0 or 1."
+                    )
         # the 0/1 columns become lists of attribute ids; the dataset itself is left as it is (adding a column to a
         # column selection of a dataset loaded from disk fails in datasets 5: an empty table is appended to)
         values = [np.flatnonzero(row.astype(int)).tolist() for row in table]
         label_names = tuple(attribute_columns)
         feature = None
     elif label_column not in dataset.column_names:
-        raise ValueError(f"No {task} label column {label_column!r} in the dataset (columns {dataset.column_names}); "
-                         "pass --label_column" + (" or --attribute_columns." if task == "attributes" else "."))
+        raise ValueError(
+            f"No {task} label column {label_column!r} in the dataset (columns {dataset.column_names}); "
+            "pass --label_column" + (" or --attribute_columns." if task == "attributes" else ".")
+        )
     else:
         feature = dataset.features.get(label_column)
         values = dataset[label_column]
@@ -164,8 +173,10 @@ def normalize_task_dataset(
         names = label_names or _feature_names(feature)
         is_id_list = _feature_names(feature) is not None and not attribute_columns
         if names is None:
-            raise ValueError("Attribute names are unknown: the attributes column is not a list of ClassLabel; pass "
-                             "label_names (--class_names) for a 0/1 vector column, or attribute_columns.")
+            raise ValueError(
+                "Attribute names are unknown: the attributes column is not a list of ClassLabel; pass "
+                "label_names (--class_names) for a 0/1 vector column, or attribute_columns."
+            )
         labels = TaskLabels("attributes", label_names=tuple(names))
         converted = []
         for index, value in enumerate(values):
@@ -189,8 +200,10 @@ def normalize_task_dataset(
         if num_landmarks is None:
             num_landmarks = len(_parse_landmarks(first, _row_label(dataset, 0), None))
         labels = TaskLabels("landmarks", num_landmarks=int(num_landmarks))
-        converted = [_parse_landmarks(value, _row_label(dataset, index), labels.num_landmarks).tolist()
-                     for index, value in enumerate(values)]
+        converted = [
+            _parse_landmarks(value, _row_label(dataset, index), labels.num_landmarks).tolist()
+            for index, value in enumerate(values)
+        ]
 
     base = dataset.select_columns([image_column])
     if image_column != "image":
@@ -210,16 +223,22 @@ def validate_task_dataset(dataset, labels: TaskLabels) -> None:
         array = np.asarray([-1 if v is None else v for v in values], dtype=np.int64)
         bad = np.flatnonzero((array < 0) | (array >= labels.num_labels))
         if bad.size:
-            raise LabelError(f"{_row_label(dataset, bad[0])}: expression label {values[bad[0]]!r} missing or out of "
-                             f"range [0, {labels.num_labels}).")
+            raise LabelError(
+                f"{_row_label(dataset, bad[0])}: expression label {values[bad[0]]!r} missing or out of "
+                f"range [0, {labels.num_labels})."
+            )
     elif labels.task == "attributes":
         for index, ids in enumerate(values):
             if ids is None or any(v is None or not 0 <= v < labels.num_labels for v in ids):
-                raise LabelError(f"{_row_label(dataset, index)}: attribute ids {ids!r} missing or out of range "
-                                 f"[0, {labels.num_labels}).")
+                raise LabelError(
+                    f"{_row_label(dataset, index)}: attribute ids {ids!r} missing or out of range "
+                    f"[0, {labels.num_labels})."
+                )
     else:
         for index, points in enumerate(values):
             array = np.asarray(points, dtype=np.float32) if points is not None else np.zeros((0, 2))
             if array.shape != (labels.num_landmarks, 2) or not np.isfinite(array).all():
-                raise LabelError(f"{_row_label(dataset, index)}: landmarks of shape {array.shape}, expected "
-                                 f"({labels.num_landmarks}, 2) finite pixel coordinates.")
+                raise LabelError(
+                    f"{_row_label(dataset, index)}: landmarks of shape {array.shape}, expected "
+                    f"({labels.num_landmarks}, 2) finite pixel coordinates."
+                )

@@ -57,8 +57,11 @@ def _matrix(rows, name: str) -> np.ndarray:
 def per_attribute_accuracy(predictions, references, threshold: float = 0.5) -> np.ndarray:
     """Accuracy of each attribute over the images, float64 (num_attributes,)."""
     # type first: comparing None or a string with 0 is a bare TypeError
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
-            or not 0 < threshold < 1:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.integer, np.floating))
+        or not 0 < threshold < 1
+    ):
         raise ValueError(f"threshold must be a number that lies in (0, 1), got {threshold!r}.")
     predictions, references = _matrix(predictions, "predictions"), _matrix(references, "references")
     if len(predictions) != len(references):
@@ -88,10 +91,12 @@ class AttributeAccuracy(evaluate.Metric):
             inputs_description=_KWARGS_DESCRIPTION,
             # float64 both: an int32 feature truncates references (0.7 -> 0, 1.9 -> 1) before the 0/1 check sees
             # them, and float32 moves probabilities across the threshold (0.50000001 -> 0.5)
-            features=datasets.Features({
-                "predictions": datasets.Sequence(datasets.Value("float64")),
-                "references": datasets.Sequence(datasets.Value("float64")),
-            }),
+            features=datasets.Features(
+                {
+                    "predictions": datasets.Sequence(datasets.Value("float64")),
+                    "references": datasets.Sequence(datasets.Value("float64")),
+                }
+            ),
         )
 
     def _compute(self, predictions, references, threshold=0.5, attribute_names=None):
@@ -99,7 +104,9 @@ class AttributeAccuracy(evaluate.Metric):
         per_attribute = accuracies.tolist()
         if attribute_names is not None:
             if len(attribute_names) != len(accuracies):
-                raise ValueError(f"attribute_names has {len(attribute_names)} names but the inputs have "
-                                 f"{len(accuracies)} attributes.")
+                raise ValueError(
+                    f"attribute_names has {len(attribute_names)} names but the inputs have "
+                    f"{len(accuracies)} attributes."
+                )
             per_attribute = dict(zip(attribute_names, per_attribute))
         return {"mean_accuracy": float(accuracies.mean()), "per_attribute_accuracy": per_attribute}

@@ -110,8 +110,9 @@ class ExpressionMetrics(evaluate.Metric):
             citation=_CITATION,
             inputs_description=_KWARGS_DESCRIPTION,
             # float64, not int64: an int64 feature truncates a probability (0.9 -> class 0) before `_class_ids` sees it
-            features=datasets.Features({"predictions": datasets.Value("float64"),
-                                        "references": datasets.Value("float64")}),
+            features=datasets.Features(
+                {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
+            ),
         )
 
     def _compute(self, predictions, references, num_classes=None, label_names=None):

@@ -92,8 +92,9 @@ def _box_size(box, index: int) -> tuple[float, float]:
     return width, height
 
 
-def normalizing_distance(reference, normalization: str = "inter_ocular", left_eye=None, right_eye=None,
-                         index: int = 0, box=None) -> float:
+def normalizing_distance(
+    reference, normalization: str = "inter_ocular", left_eye=None, right_eye=None, index: int = 0, box=None
+) -> float:
     """The distance one image's errors are divided by: measured on its ground-truth points ``reference`` (N, 2), or
     for the box normalisations on its face ``box`` (x0, y0, x1, y1) when one is given (else the points' extent)."""
     reference = np.asarray(reference, dtype=np.float64)
@@ -117,8 +118,9 @@ def normalizing_distance(reference, normalization: str = "inter_ocular", left_ey
     return float(np.linalg.norm(left - right))
 
 
-def per_image_nme(predictions, references, normalization: str = "inter_ocular", left_eye=None,
-                  right_eye=None, boxes=None) -> np.ndarray:
+def per_image_nme(
+    predictions, references, normalization: str = "inter_ocular", left_eye=None, right_eye=None, boxes=None
+) -> np.ndarray:
     """NME of each image: mean point-to-point distance over the image's normalising distance, float64 (num_images,).
     ``boxes`` (one (x0, y0, x1, y1) per image) are what "box" and "box_diagonal" divide by; without them, the
     extent of each image's ground-truth points."""
@@ -156,8 +158,11 @@ def per_image_nme(predictions, references, normalization: str = "inter_ocular", 
 
 def _check_threshold(threshold) -> float:
     # a number, positive and finite: None is a bare TypeError below, and at inf the CED levels and the AUC are NaN
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
-            or not 0 < threshold < np.inf:
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float, np.integer, np.floating))
+        or not 0 < threshold < np.inf
+    ):
         raise ValueError(f"failure_threshold must be positive and finite, got {threshold!r}.")
     return float(threshold)
 
@@ -172,8 +177,11 @@ def ced_curve(errors, threshold: float = 0.10, step: float = 1e-4) -> tuple[np.n
     from this one by up to step / threshold (0.0014); at 0.10 the levels are the same 1,001.
     """
     threshold = _check_threshold(threshold)
-    if isinstance(step, bool) or not isinstance(step, (int, float, np.integer, np.floating)) \
-            or not 0 < step <= threshold / 2:
+    if (
+        isinstance(step, bool)
+        or not isinstance(step, (int, float, np.integer, np.floating))
+        or not 0 < step <= threshold / 2
+    ):
         raise ValueError(f"ced_step must be positive and at most half the threshold {threshold}, got {step!r}.")
     intervals = max(2, int(round(threshold / step)))
     intervals += intervals % 2
@@ -208,9 +216,17 @@ class LandmarkNME(evaluate.Metric):
             features=datasets.Features({"predictions": points, "references": points}),
         )
 
-    def _compute(self, predictions, references, normalization="inter_ocular", failure_threshold=0.10,
-                 ced_step=1e-4, left_eye=None, right_eye=None, boxes=None):
+    def _compute(
+        self,
+        predictions,
+        references,
+        normalization="inter_ocular",
+        failure_threshold=0.10,
+        ced_step=1e-4,
+        left_eye=None,
+        right_eye=None,
+        boxes=None,
+    ):
         errors = per_image_nme(predictions, references, normalization, left_eye, right_eye, boxes)
         failure_rate, auc = failure_rate_and_auc(errors, failure_threshold, ced_step)
-        return {"nme": float(errors.mean()), "failure_rate": failure_rate, "auc": auc,
-                "per_image_nme": errors.tolist()}
+        return {"nme": float(errors.mean()), "failure_rate": failure_rate, "auc": auc, "per_image_nme": errors.tolist()}
