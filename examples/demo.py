@@ -150,29 +150,15 @@ def main() -> int:
     ):
         shutil.rmtree(output / "backbone")
     flags_stamp.write_text(json.dumps(PRETRAIN_FLAGS))
+    # one process on both cores (accelerate gives a CPU process one thread unless told otherwise)
+    launch = "-m accelerate.commands.launch -q --num_processes 1 --num_cpu_threads_per_process 2 --num_machines 1"
+    launch += " --mixed_precision no --dynamo_backend no"
+    data = ["--train_dir", str(output / "faces_train"), "--output_dir", str(output / "backbone")]
     run(
         "3. ProS pre-training without labels (accelerate launch, 1 process)",
-        [
-            python,
-            "-m",
-            "accelerate.commands.launch",
-            "-q",
-            "--num_processes",
-            "1",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "examples/pretrain.py",
-            "--train_dir",
-            str(output / "faces_train"),
-            "--output_dir",
-            str(output / "backbone"),
-            *PRETRAIN_FLAGS,
-        ],
+        [python, *launch.split(), "examples/pretrain.py", *data, *PRETRAIN_FLAGS],
     )
+    sizes = ["--num_train", str(args.num_train), "--num_test", str(args.num_test), "--seeds", *args.seeds]
     run(
         "4. linear probe and k-NN: floor, random init, pre-trained, supervised ceiling; transfer to real faces",
         [
@@ -182,12 +168,7 @@ def main() -> int:
             f"ProS={output / 'backbone'}",
             "--output_dir",
             str(output),
-            "--num_train",
-            str(args.num_train),
-            "--num_test",
-            str(args.num_test),
-            "--seeds",
-            *args.seeds,
+            *sizes,
             "--real_faces",
         ],
     )
