@@ -217,6 +217,14 @@ def main(argv: list[str] | None = None) -> None:
         ),
     )
     parser.add_argument(
+        "--compile_backend",
+        default="inductor",
+        help=(
+            "torch.compile's backend for --compile: inductor generates the kernels measured on a GPU; aot_eager "
+            "traces the same graphs (forward and backward) without code generation, for a quick trial of the command"
+        ),
+    )
+    parser.add_argument(
         "--same_optimizer",
         action="store_true",
         help=("give the reference the fused AdamW too (default: DINO's torch.optim.AdamW with torch's defaults)"),
@@ -235,7 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, model in models.items():
         if args.compile == "both" or (args.compile == "pros" and name == "pros"):
             compile_backbone = compile_regions if args.compile_scope == "regions" else torch.compile
-            model.student, model.teacher = compile_backbone(model.student), compile_backbone(model.teacher)
+            model.student = compile_backbone(model.student, backend=args.compile_backend)
+            model.teacher = compile_backbone(model.teacher, backend=args.compile_backend)
     print(
         f"{args.preset}, batch {args.batch_size}, {args.num_global}x{args.global_size} + {args.num_local}x"
         f"{args.local_size} crops, K={args.num_prototypes}, {device}, torch {torch.__version__}, "

@@ -27,7 +27,7 @@
 # run (exit status 1 at the end).
 # A trial run of the same commands on a CPU, at toy sizes (tests/test_gpu_check_script.py does this):
 #   DEVICE=cpu PRESET=micro BATCH=2 NUM_LOCAL=2 GLOBAL=32 LOCAL=16 K=64 REPEATS=1 STEPS=3 WORKERS=0 IMAGES=16 \
-#       PARTS=all bash benchmarks/gpu_check.sh /tmp/gpu_check_trial
+#       COMPILE_BACKEND=aot_eager PARTS=all bash benchmarks/gpu_check.sh /tmp/gpu_check_trial
 set -uo pipefail
 OUT_DIR=${1:-gpu_check}
 DEVICE=${DEVICE:-cuda}
@@ -41,6 +41,7 @@ REPEATS=${REPEATS:-20}
 STEPS=${STEPS:-80}
 WORKERS=${WORKERS:-8}
 IMAGES=${IMAGES:-1024}
+COMPILE_BACKEND=${COMPILE_BACKEND:-inductor}  # aot_eager: the compiled parts traced without code generation (a trial)
 PARTS=${PARTS:-environment multicrop_device pretrain_step profile compiled_step pretrain pretrain_compiled syncs}
 [ "$PARTS" = all ] && PARTS="environment multicrop_device pretrain_step profile compiled_step pretrain \
 pretrain_compiled syncs backbone augmentation"
@@ -95,18 +96,19 @@ step pretrain_step $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" --pr
 step profile bash -c "$PY benchmarks/profile_pretrain_step.py ${STEP_FLAGS[*]} --model pros && \
     $PY benchmarks/profile_pretrain_step.py ${STEP_FLAGS[*]} --model reference"
 if ! step compiled_step $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" --precisions bf16 \
-        --repeats "$REPEATS" --compile both --compile_scope regions --output_json "$OUT_DIR/compiled_step.json" \
-        && wanted compiled_step; then
+        --repeats "$REPEATS" --compile both --compile_scope regions --compile_backend "$COMPILE_BACKEND" \
+        --output_json "$OUT_DIR/compiled_step.json" && wanted compiled_step; then
     # the workaround of pytorch/pytorch#197077; when it works, the compiled training run below uses it too
     export TORCHINDUCTOR_COALESCE_TILING_ANALYSIS=0 TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION=0
     PARTS=compiled_step_retry step compiled_step_retry $PY benchmarks/bench_pretrain_step.py "${STEP_FLAGS[@]}" \
         --precisions bf16 --repeats "$REPEATS" --compile both --compile_scope regions \
-        --output_json "$OUT_DIR/compiled_step.json" \
+        --compile_backend "$COMPILE_BACKEND" --output_json "$OUT_DIR/compiled_step.json" \
         || unset TORCHINDUCTOR_COALESCE_TILING_ANALYSIS TORCHINDUCTOR_LOOP_REINDEXING_AFTER_FUSION
 fi
 step pretrain $PY examples/pretrain.py "${PRETRAIN_FLAGS[@]}" --max_steps "$STEPS" \
     --output_dir "$(mktemp -d)/pretrain"
 step pretrain_compiled $PY examples/pretrain.py "${PRETRAIN_FLAGS[@]}" --max_steps "$STEPS" --torch_compile True \
+    --torch_compile_backend "$COMPILE_BACKEND" \
     --output_dir "$(mktemp -d)/pretrain"
 step syncs $PY -W default -c "
 import runpy, sys, torch

@@ -24,6 +24,9 @@ TOY = {
     "STEPS": "2",
     "WORKERS": "0",
     "IMAGES": "8",
+    # the compiled parts traced and run without inductor's code generation (minutes of C++ builds on a CPU);
+    # inductor itself is tested on the trainer (tests/test_training.py)
+    "COMPILE_BACKEND": "aot_eager",
 }
 
 
