@@ -12,6 +12,10 @@ PRETRAIN_FLAGS), changing only how the teacher's targets are made:
 - sinkhorn: SwAV / DINOv2: shared prototypes, targets balanced over the batch by Sinkhorn-Knopp;
 - ibot: ProS's defaults plus iBOT's masked patch loss (weight 1, half of the global crops masked).
 
+`--arm NAME="FLAGS"` adds an arm of your own (any pretrain.py flags over the demo's recipe), e.g. a recipe search:
+`--arms sinkhorn --arm k1024="--target_mode sinkhorn --num_prototypes 1024"`. `--parallel 2` pre-trains two runs at a
+time on one thread each, which on two CPU cores finishes sooner than one run at a time on both.
+
 Then examples/evaluate_representation.py scores every run (linear probe and k-NN against random initialisation and
 the supervised ceiling, which are computed once and shared) and this script writes ablation.json: per arm, task and
 protocol, the gap closed as mean and spread over the pre-training seeds, and the arm with the most gap closed.
@@ -19,6 +23,8 @@ protocol, the gap closed as mean and spread over the pre-training seeds, and the
 
 import argparse
 import json
+import os
+import shlex
 import subprocess
 import sys
 import time
@@ -48,6 +54,34 @@ def recipe_without(flags: list[str], names: set[str]) -> list[str]:
             continue
         out.append(flag)
     return out
+
+
+def parse_arm(text: str) -> tuple[str, list[str]]:
+    """`NAME=FLAGS` (a shell-quoted flag string) -> (NAME, flags)."""
+    name, sep, flags = text.partition("=")
+    if not sep or not name.strip() or not flags.strip().startswith("--"):
+        raise argparse.ArgumentTypeError(f'--arm takes NAME="--flag value ...", got {text!r}')
+    return name.strip(), shlex.split(flags)
+
+
+def run_all(commands: dict[str, list[str]], parallel: int) -> None:
+    """Run the pre-training commands, `parallel` at a time (one thread each when more than one); stop at a failure."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"} if parallel > 1 else None
+    pending, running = list(commands.items()), {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, command = pending.pop(0)
+            running[name] = (subprocess.Popen(command, cwd=ROOT, env=env), time.perf_counter())
+        time.sleep(1)
+        for name, (process, start) in list(running.items()):
+            if process.poll() is None:
+                continue
+            del running[name]
+            if process.returncode:
+                for other, _ in running.values():
+                    other.kill()
+                raise SystemExit(f"pre-training {name} failed (exit status {process.returncode})")
+            print(f"--- {name}: {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def summarise(reports: dict, arms: list[str], seeds: list[int]) -> dict:
@@ -95,13 +129,31 @@ def format_table(table: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--arms", nargs="*", default=None, choices=list(ARMS), help="built-in arms (default: all)")
+    parser.add_argument(
+        "--arm",
+        action="append",
+        type=parse_arm,
+        default=[],
+        metavar='NAME="FLAGS"',
+        help="an arm of your own: pretrain.py flags over the demo's recipe (repeatable)",
+    )
+    parser.add_argument("--parallel", type=int, default=1, help="pre-training runs at a time (one thread each)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="pre-training seeds per arm")
     parser.add_argument("--num_train", type=int, default=4000)
     parser.add_argument("--num_test", type=int, default=1000)
     parser.add_argument("--num_train_epochs", type=int, help="override the demo's epochs (equal for every arm)")
     parser.add_argument("--ceiling_epochs", type=int, default=30)
     args = parser.parse_args()
+    arms = {name: ARMS[name] for name in (args.arms if args.arms is not None else [] if args.arm else ARMS)}
+    for name, flags in args.arm:
+        if name in arms:
+            parser.error(f"arm {name!r} is given twice")
+        arms[name] = flags
+    if not arms:
+        parser.error("no arm to run: name built-in arms with --arms or add one with --arm")
+    if args.parallel < 1:
+        parser.error(f"--parallel must be at least 1, got {args.parallel}")
     output = Path(args.output_dir).resolve()
     output.mkdir(parents=True, exist_ok=True)
     make_benchmark_faces(output, args.num_train)
@@ -110,33 +162,28 @@ def main() -> int:
     )
     if args.num_train_epochs:
         base += ["--num_train_epochs", str(args.num_train_epochs)]
-    models = []
-    for arm in args.arms:
+    models, commands = [], {}
+    for arm, flags in arms.items():
         for seed in args.seeds:
             name = f"{arm}-{seed}"
             run_dir = output / name
             if not (run_dir / "config.json").exists():
-                start = time.perf_counter()
-                subprocess.run(
-                    [
-                        sys.executable,
-                        "examples/pretrain.py",
-                        "--train_dir",
-                        str(output / "faces_train"),
-                        "--output_dir",
-                        str(run_dir),
-                        *base,
-                        *ARMS[arm],
-                        "--seed",
-                        str(seed),
-                        "--disable_tqdm",
-                        "True",
-                    ],
-                    check=True,
-                    cwd=ROOT,
-                )
-                print(f"--- {name}: {time.perf_counter() - start:.0f} s", flush=True)
+                commands[name] = [
+                    sys.executable,
+                    "examples/pretrain.py",
+                    "--train_dir",
+                    str(output / "faces_train"),
+                    "--output_dir",
+                    str(run_dir),
+                    *base,
+                    *flags,
+                    "--seed",
+                    str(seed),
+                    "--disable_tqdm",
+                    "True",
+                ]
             models += ["--model", f"{name}={run_dir}"]
+    run_all(commands, args.parallel)
     subprocess.run(
         [
             sys.executable,
@@ -159,13 +206,13 @@ def main() -> int:
         cwd=ROOT,
     )
     reports = json.loads((output / "representation.json").read_text())
-    reports = reports.get("models", {f"{args.arms[0]}-{args.seeds[0]}": reports})
-    table = summarise(reports, args.arms, args.seeds)
+    reports = reports.get("models", {f"{next(iter(arms))}-{args.seeds[0]}": reports})
+    table = summarise(reports, list(arms), args.seeds)
     from pros_hf.representation import provenance
 
     result = {
         **provenance("ablation", "examples/ablate_targets.py", sys.argv[1:]),
-        "arms": {arm: ARMS[arm] for arm in args.arms},
+        "arms": arms,
         "seeds": args.seeds,
         "image_size": IMAGE_SIZE,
         "recipe": base,

@@ -117,13 +117,15 @@ def main() -> int:
         )
     print("\n=== 2. the benchmark faces", flush=True)
     make_benchmark_faces(output, args.num_train)
-    # pretrain.py resumes from the checkpoints in its output folder; a run made with other flags is started afresh
+    # pretrain.py resumes from the checkpoints in its output folder; a run made with other flags or on other faces is
+    # started afresh
     flags_stamp = output / "backbone_flags.json"
+    made_with = {"flags": PRETRAIN_FLAGS, "faces": json.loads((output / "faces_train.json").read_text())}
     if (output / "backbone").exists() and (
-        not flags_stamp.exists() or json.loads(flags_stamp.read_text()) != PRETRAIN_FLAGS
+        not flags_stamp.exists() or json.loads(flags_stamp.read_text()) != made_with
     ):
         shutil.rmtree(output / "backbone")
-    flags_stamp.write_text(json.dumps(PRETRAIN_FLAGS))
+    flags_stamp.write_text(json.dumps(made_with))
     # one process on both cores (accelerate gives a CPU process one thread unless told otherwise)
     launch = "-m accelerate.commands.launch -q --num_processes 1 --num_cpu_threads_per_process 2 --num_machines 1"
     launch += " --mixed_precision no --dynamo_backend no"

@@ -19,6 +19,7 @@ tasks' columns).
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -119,6 +120,12 @@ def parser() -> argparse.ArgumentParser:
         help="Passes of the supervised ceiling over the training set (a ViT from scratch needs tens).",
     )
     p.add_argument(
+        "--num_proc",
+        type=positive_int,
+        default=min(4, os.cpu_count() or 1),
+        help="Processes rendering the benchmark faces (the faces do not depend on it; default: up to 4 cores).",
+    )
+    p.add_argument(
         "--few_shot_min_steps",
         type=positive_int,
         default=150,
@@ -145,16 +152,6 @@ def named_models(values: list[str]) -> dict[str, str]:
     return models
 
 
-def benchmark_landmarks_px(args, image_size: int):
-    """The training faces' points in pixels (how the real photographs are framed to match them)."""
-    from pros_hf.data.synthetic import synthetic_faces_arrays
-    from pros_hf.representation import benchmark_settings
-
-    if args.train_dataset:
-        raise SystemExit("--real_faces reads the benchmark faces' framing: leave out --train_dataset.")
-    return synthetic_faces_arrays(**benchmark_settings(args.num_train, image_size, TRAIN_SEED))["landmarks"]
-
-
 def load_data(args, processor, image_size: int):
     if bool(args.train_dataset) != bool(args.test_dataset):
         raise SystemExit("--train_dataset and --test_dataset go together.")
@@ -170,8 +167,8 @@ def load_data(args, processor, image_size: int):
                 raise SystemExit(f"{flag} {path}: {error}") from None
         return loaded
     return (
-        benchmark_evaluation_data(args.num_train, image_size, TRAIN_SEED, processor),
-        benchmark_evaluation_data(args.num_test, image_size, TEST_SEED, processor),
+        benchmark_evaluation_data(args.num_train, image_size, TRAIN_SEED, processor, args.num_proc),
+        benchmark_evaluation_data(args.num_test, image_size, TEST_SEED, processor, args.num_proc),
     )
 
 
@@ -194,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     processor = ProSImageProcessor.from_model_config(first.config)
     image_size = first.config.image_size if isinstance(first.config.image_size, int) else first.config.image_size[0]
     train, test = load_data(args, processor, image_size)
+    if args.real_faces and "landmarks" not in train.targets:
+        raise SystemExit("--real_faces fits its landmark readout on the training faces' landmarks: keep the "
+                         "landmarks task in --tasks.")  # fmt: skip
     output = Path(args.output_dir)
     cache = CeilingCache(output / "ceiling_cache")
     reports = {}
@@ -222,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
                 processor,
                 train.pixel_values,
                 train.targets["landmarks"],
-                benchmark_landmarks_px(args, image_size),
                 image_size,
                 args.seeds,
             )

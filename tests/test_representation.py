@@ -166,6 +166,25 @@ def test_supervised_training_learns_a_planted_label():
     assert float((predictions == labels[96:]).float().mean()) > 0.9
 
 
+def test_joint_training_weighs_each_attribute_like_a_task_and_scales_landmarks_by_the_recipe():
+    """Averaged over 12 attributes, the rare ones stayed at their majority class beside the other tasks' losses: each
+    attribute's loss counts in full, and the landmark loss takes the recipe's weight."""
+    from pros_hf.representation.ceiling import _loss
+
+    generator = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(8, 12, generator=generator), (torch.rand(8, 12, generator=generator) > 0.5).float()
+    per_attribute = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    attributes, landmarks = get_tasks(["attributes", "landmarks"])
+    recipe = CeilingRecipe()
+    torch.testing.assert_close(_loss(attributes, logits, targets, recipe), per_attribute.sum(1).mean())
+    points, truth = torch.rand(8, 136, generator=generator), torch.rand(8, 136, generator=generator)
+    light, heavy = (_loss(landmarks, points, truth, CeilingRecipe(landmark_loss_weight=w)) for w in (1.0, 20.0))
+    torch.testing.assert_close(heavy, 20.0 * light)
+    assert CeilingRecipe().to_dict()["landmark_loss_weight"] == 20.0  # part of the ceiling cache's key
+    with pytest.raises(ValueError, match="landmark_loss_weight"):
+        CeilingRecipe(landmark_loss_weight=-1.0)
+
+
 def test_ceiling_cache_returns_results_only_for_the_same_settings(tmp_path):
     cache = CeilingCache(tmp_path)
     settings = {"recipe": {"epochs": 30}, "train_data": "abc"}

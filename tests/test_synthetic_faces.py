@@ -196,6 +196,11 @@ def test_parallel_rendering_gives_the_same_dataset():
     sequential = make_synthetic_faces(13, image_size=40, seed=5)
     parallel = make_synthetic_faces(13, image_size=40, seed=5, num_proc=2)
     assert parallel.data.table.equals(sequential.data.table)
+    arrays = synthetic_faces_arrays(13, image_size=40, seed=5, return_params=True, return_masks=True)
+    in_parallel = synthetic_faces_arrays(13, image_size=40, seed=5, return_params=True, return_masks=True, num_proc=2)
+    assert in_parallel.keys() == arrays.keys() and in_parallel["params"] == arrays["params"]
+    for name in ("images", "landmarks", "expression", "attributes", "identity", "masks"):
+        assert np.array_equal(in_parallel[name], arrays[name]), name
 
 
 def test_identity_shares_shape_and_colouring(posed):

