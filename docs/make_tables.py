@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -541,10 +542,12 @@ def render_ablation(result: dict) -> list[str]:
             ]
             rows.append([arm, protocol.replace("_", " "), *cells])
     best = result["best_linear_probe"]
+    flags = [f"- {arm}: `{shlex.join(result['arms'][arm])}`" for arm in arms if arm in result.get("arms", {})]
     return [
         f"Pre-training seeds {result['seeds']}; most gap closed by the linear probe: **{best}**.",
         "",
         *table(["arm", "protocol", *tasks], rows),
+        *(["", "Each arm's flags over the recipe:", "", *flags] if flags else []),
     ]
 
 

@@ -401,3 +401,15 @@ def test_ced_figure_reports_the_metric_numbers(nme):
     assert _failure_rate_and_auc(np.array(result["per_image_nme"]), 0.10, 5e-4) == pytest.approx(
         (result["failure_rate"], result["auc"])
     )
+
+
+def test_the_representation_protocols_nme_is_the_metrics_inter_ocular_nme(nme):
+    """pros_hf.representation scores landmarks with its own torch function (probes run on tensors); it must give
+    what the evaluate metric gives for the same points."""
+    from pros_hf.representation import landmark_nme
+
+    rng = np.random.default_rng(1)
+    references = (_face_68() + rng.normal(0, 3, (20, 68, 2))).astype(np.float32)
+    predictions = (references + rng.normal(0, 2, references.shape)).astype(np.float32)
+    expected = nme.compute(predictions=predictions, references=references, normalization="inter_ocular")["nme"]
+    assert landmark_nme(predictions.reshape(20, -1), references.reshape(20, -1)) == pytest.approx(expected, rel=1e-5)
