@@ -6,11 +6,11 @@
 Every arm pre-trains the demo's micro ViT on the demo's benchmark faces with the demo's recipe (examples/demo.py's
 PRETRAIN_FLAGS), changing only how the teacher's targets are made:
 
-- pros: one prototype matrix shared by student and teacher, centred targets (ProSConfig's defaults);
+- pros: one prototype matrix shared by student and teacher (ProS), targets centred as DINO centres them;
 - dino: DINO: the teacher keeps an EMA copy of the prototypes, targets centred by a running mean;
 - msn: MSN: shared prototypes, sharpened targets (T = 0.25) and mean-entropy maximisation;
 - sinkhorn: SwAV / DINOv2: shared prototypes, targets balanced over the batch by Sinkhorn-Knopp;
-- ibot: ProS's defaults plus iBOT's masked patch loss (weight 1, half of the global crops masked).
+- ibot: the pros arm plus iBOT's masked patch loss (weight 1, half of the global crops masked).
 
 `--arm NAME="FLAGS"` adds an arm of your own (any pretrain.py flags over the demo's recipe), e.g. a recipe search:
 `--arms sinkhorn --arm k1024="--target_mode sinkhorn --num_prototypes 1024"`. `--parallel 2` pre-trains two runs at a

@@ -37,7 +37,7 @@ def test_teacher_starts_as_the_student_and_never_trains():
 
 
 def test_loss_equals_a_plain_recomputation():
-    model = micro_model().eval()
+    model = micro_model(target_mode="center").eval()
     global_crops, local_crops = crops()
     output = model(global_crops, local_crops, teacher_temperature=0.05)
     config = model.config
@@ -79,7 +79,7 @@ def test_update_teacher_is_an_exact_ema():
 
 
 def test_center_moves_only_in_training():
-    model = micro_model()
+    model = micro_model(target_mode="center")
     global_crops, local_crops = crops()
     model.eval()
     model(global_crops, local_crops)
