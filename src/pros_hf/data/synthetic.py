@@ -207,16 +207,24 @@ def synthetic_faces_arrays(
     render = (n, size, seed, n_id, expr_ids, background, pose, return_params, return_masks)
     if num_proc == 1 or n < 2 * num_proc:
         return _render_arrays(render, 0, n)
-    bounds = np.linspace(0, n, 4 * num_proc + 1).astype(int).tolist()  # as make_synthetic_faces splits the work
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    with ProcessPoolExecutor(num_proc, mp_context=context) as pool:
-        chunks = [pool.submit(_render_arrays, render, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        parts = [chunk.result() for chunk in chunks]  # in order: rows as the sequential run gives them
+    parts = list(_in_chunks(_render_arrays, render, n, num_proc))
     return {
         name: sum((part[name] for part in parts), []) if name == "params" else np.concatenate([p[name] for p in parts])
         for name in parts[0]
     }
+
+
+def _in_chunks(render_part, render: tuple, n: int, num_proc: int):
+    """Yield `render_part(render, start, stop)` over images 0..n-1 in worker processes, in order (the rows come out
+    as the sequential run gives them). A few chunks per process balance the load; fork where there is one (no
+    re-import in the children)."""
+    bounds = np.linspace(0, n, 4 * num_proc + 1).astype(int).tolist()
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    with ProcessPoolExecutor(num_proc, mp_context=context) as pool:
+        chunks = [pool.submit(render_part, render, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        for chunk in chunks:
+            yield chunk.result()
 
 
 def _render_arrays(render: tuple, start: int, stop: int) -> dict:
@@ -394,19 +402,12 @@ def make_synthetic_faces(
     if num_proc == 1 or n < 2 * num_proc:
         columns = _render_columns(render, 0, n, progress)
     else:
-        # a few chunks per process balance the load; fork where there is one (no re-import in the children)
-        bounds = np.linspace(0, n, 4 * num_proc + 1).astype(int).tolist()
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         columns = {name: [] for name in _COLUMNS}
-        with ProcessPoolExecutor(num_proc, mp_context=context) as pool:
-            chunks = [pool.submit(_render_columns, render, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-            for chunk in chunks:  # in order: the rows come out as the sequential run gives them
-                part = chunk.result()
-                for name in _COLUMNS:
-                    columns[name].extend(part[name])
-                if progress is not None:
-                    progress.update(len(part["identity"]))
+        for part in _in_chunks(_render_columns, render, n, num_proc):
+            for name in _COLUMNS:
+                columns[name].extend(part[name])
+            if progress is not None:
+                progress.update(len(part["identity"]))
     if progress is not None:
         progress.close()
     return datasets.Dataset.from_dict(columns, features=synthetic_faces_features())
