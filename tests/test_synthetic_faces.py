@@ -203,6 +203,24 @@ def test_parallel_rendering_gives_the_same_dataset():
         assert np.array_equal(in_parallel[name], arrays[name]), name
 
 
+def test_a_face_out_of_the_frame_is_not_drawn_but_takes_its_random_draws():
+    """render_face(frame_margin=...) checks the landmarks before drawing: a face that fails is not drawn, yet its
+    generator ends where a full render leaves it, so the faces drawn after a redrawn pose do not change."""
+    ident = sample_identity(np.random.default_rng(0))
+    noisy = 0
+    for seed in (0, 1, 2, 17, 18):  # 17 and 18 draw no sensor noise (noise_std <= 0.5)
+        params = sample_face_params(np.random.default_rng(seed), ident, 0, [0])
+        noisy += params.noise_std > 0.5
+        rendered, skipped = np.random.default_rng(seed), np.random.default_rng(seed)
+        full = render_face(rendered, params, 48, "clutter")
+        assert render_face(skipped, params, 48, "clutter", frame_margin=24.0) is None  # no landmark is that far in
+        assert rendered.random() == skipped.random()
+        kept = render_face(np.random.default_rng(seed), params, 48, "clutter", frame_margin=-100.0)
+        np.testing.assert_array_equal(kept.image, full.image)
+        np.testing.assert_array_equal(kept.landmarks, full.landmarks)
+    assert noisy == 3  # with and without sensor noise (drawn last)
+
+
 def test_identity_shares_shape_and_colouring(posed):
     params, ids, masks, images = posed["params"], posed["identity"], posed["masks"], posed["images"]
     assert sorted(np.bincount(ids).tolist()) == [10] * 6  # ceil(60 / 10) identities, balanced

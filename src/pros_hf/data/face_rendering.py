@@ -119,14 +119,44 @@ class _Canvas:
             self.ldraw.line(xy, fill=_L[label], width=max(w, 3), joint="curve")
 
 
-def _background(rng: np.random.Generator, size: int, kind: str) -> Image.Image:
-    """Colour gradient (or flat colour) at final resolution, upsampled; clutter shapes are added at draw size."""
+class _RenderDraws(NamedTuple):
+    """Every random draw of one render, taken in one go and in the order the drawing uses them (background, clutter,
+    sensor noise). A face that is not drawn (its landmarks left the frame) still takes its draws, so the faces after
+    it come out the same."""
+
+    background: tuple  # colours (and the gradient's angle)
+    clutter: list  # (kind, (cx, cy, rx, ry), colour, points or None, line width or None) at draw size
+    noise: np.ndarray | None  # (H, W, 3) float32 standard normal, when the face has sensor noise
+
+
+def _sample_draws(rng: np.random.Generator, size: int, kind: str, noise_std: float) -> _RenderDraws:
     c0 = rng.uniform(0, 255, 3)
-    if kind == "plain":
-        arr = np.broadcast_to(c0, (size, size, 3))
+    colours = (c0,) if kind == "plain" else (c0, rng.uniform(0, 255, 3), rng.uniform(0, 2 * math.pi))
+    clutter = []
+    if kind == "clutter":
+        big = size * _SUPERSAMPLE
+        for _ in range(int(rng.integers(2, 9))):
+            shape = int(rng.integers(4))
+            cx, cy = rng.uniform(-0.1, 1.1, 2) * big
+            rx, ry = rng.uniform(0.05, 0.35, 2) * big
+            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+            points = width = None
+            if shape == 2:  # polygon of 3-5 corners
+                points = rng.uniform(-1, 1, (int(rng.integers(3, 6)), 2)) * (rx, ry) + (cx, cy)
+            elif shape == 3:  # polyline of 2-4 points
+                points = rng.uniform(-1, 1, (int(rng.integers(2, 5)), 2)) * (rx, ry) + (cx, cy)
+                width = int(rng.integers(1, 3 * _SUPERSAMPLE + 1))
+            clutter.append((shape, (cx, cy, rx, ry), colour, points, width))
+    noise = rng.standard_normal((size, size, 3), dtype=np.float32) if noise_std > 0.5 else None
+    return _RenderDraws(colours, clutter, noise)
+
+
+def _background(colours: tuple, size: int) -> Image.Image:
+    """Colour gradient (or flat colour) at final resolution, upsampled; clutter shapes are added at draw size."""
+    if len(colours) == 1:
+        arr = np.broadcast_to(colours[0], (size, size, 3))
     else:
-        c1 = rng.uniform(0, 255, 3)
-        ang = rng.uniform(0, 2 * math.pi)
+        c0, c1, ang = colours
         lin = np.linspace(0.0, 1.0, size)
         t = (lin[None, :] * math.cos(ang) + lin[:, None] * math.sin(ang)) * 0.5
         t = t - t.min()
@@ -136,24 +166,16 @@ def _background(rng: np.random.Generator, size: int, kind: str) -> Image.Image:
     return img.resize((size * _SUPERSAMPLE, size * _SUPERSAMPLE), Image.Resampling.NEAREST)
 
 
-def _clutter(rng: np.random.Generator, draw: ImageDraw.ImageDraw, size: int) -> None:
-    n = int(rng.integers(2, 9))
-    big = size * _SUPERSAMPLE
-    for _ in range(n):
-        kind = int(rng.integers(4))
-        cx, cy = rng.uniform(-0.1, 1.1, 2) * big
-        rx, ry = rng.uniform(0.05, 0.35, 2) * big
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-        if kind == 0:
+def _clutter(shapes: list, draw: ImageDraw.ImageDraw) -> None:
+    for shape, (cx, cy, rx, ry), colour, points, width in shapes:
+        if shape == 0:
             draw.ellipse([cx - rx, cy - ry, cx + rx, cy + ry], fill=colour)
-        elif kind == 1:
+        elif shape == 1:
             draw.rectangle([cx - rx, cy - ry, cx + rx, cy + ry], fill=colour)
-        elif kind == 2:
-            pts = rng.uniform(-1, 1, (int(rng.integers(3, 6)), 2)) * (rx, ry) + (cx, cy)
-            draw.polygon(pts.ravel().tolist(), fill=colour)
+        elif shape == 2:
+            draw.polygon(points.ravel().tolist(), fill=colour)
         else:
-            pts = rng.uniform(-1, 1, (int(rng.integers(2, 5)), 2)) * (rx, ry) + (cx, cy)
-            draw.line(pts.ravel().tolist(), fill=colour, width=int(rng.integers(1, 3 * _SUPERSAMPLE + 1)))
+            draw.line(points.ravel().tolist(), fill=colour, width=width)
 
 
 def _mouth_curves(u, my, corner, gap, lip_up, lip_lo, upper_raise):
@@ -178,32 +200,121 @@ _U_BROW = np.linspace(0.0, 1.0, 9)  # inner (0) to outer (1); holds the 5 landma
 _A_JAW = np.linspace(-math.pi / 2, math.pi / 2, 49)  # every 3rd sample is a jaw landmark
 
 
+class _FaceGeometry:
+    """The shapes that carry the 68 landmarks (jaw, eyelids, brows, nose, lips), in the canonical frame and in pixels.
+    The drawing and the landmarks both read them, so a face's landmarks are known before any pixel is drawn."""
+
+    def __init__(self, params: FaceParams, image_size: int):
+        ident = params.identity
+        (corner, gap, mouth_wx, upper_raise, lip_thin, eye_up, eye_low, brow_raise, brow_inner, brow_arch_x,
+         self.wrinkle) = params.expression_shape()  # fmt: skip
+        self.corner, self.gap = corner, gap + params.extra_open
+        proj = self.proj = _Projector(params, image_size)
+        w, y0, chin = ident.face_width, ident.jaw_top_y, ident.chin_y
+        landmarks = self.landmarks = np.zeros((68, 2))
+
+        # jaw (landmarks 0-16)
+        sa, self.jaw_cos = np.sin(_A_JAW), np.cos(_A_JAW)
+        n = ident.jaw_exponent
+        self.jaw = np.stack([w * np.sign(sa) * np.abs(sa) ** (2 / n), y0 + (chin - y0) * np.abs(self.jaw_cos) ** (2 / n)],
+                            axis=1)  # fmt: skip
+        self.jaw_pix = proj(self.jaw)
+        landmarks[0:17] = self.jaw_pix[::3]
+
+        # eyelids (landmarks 36-47): per eye its centre, upper and lower lid, and the lids' pixels
+        a = ident.eye_size
+        self.lid_upper, self.lid_lower = a * 0.6 * eye_up, a * 0.38 * eye_low
+        f = (1.0 - _T_EYE * _T_EYE) ** 0.7
+        self.eyes = []
+        for side, first in ((-1.0, 36), (1.0, 42)):
+            cx, cy = side * ident.eye_spacing, ident.eye_y
+            xs = cx + a * _T_EYE
+            base = cy - ident.eye_tilt * (1.0 + side * _T_EYE) / 2
+            upper = np.stack([xs, base - self.lid_upper * f], axis=1)
+            lower = np.stack([xs, base + self.lid_lower * f], axis=1)
+            up_pix, lo_pix = proj(upper), proj(lower)
+            landmarks[first : first + 6] = [up_pix[0], up_pix[4], up_pix[8], up_pix[12], lo_pix[8], lo_pix[4]]
+            self.eyes.append((cx, cy, upper, lower, up_pix, lo_pix))
+
+        # brows (landmarks 17-26): a centre line from the inner (u = 0) to the outer end, tapering
+        by = ident.eye_y - ident.brow_height - brow_raise
+        arch = ident.brow_arch * brow_arch_x
+        u = _U_BROW
+        self.brow_y = by - arch * (1.0 - ((u - 0.55) / 0.6) ** 2) - brow_inner * (1.0 - u) ** 1.5
+        self.brow_thickness = ident.brow_thickness * (1.15 - 0.5 * u)
+        self.brows = []
+        for side, first in ((-1.0, 17), (1.0, 22)):
+            inner_x = side * (ident.eye_spacing - 0.17)
+            bx = inner_x + side * 0.45 * u
+            centre_pix = proj(np.stack([bx, self.brow_y], axis=1))
+            mid = centre_pix[::2]  # inner -> outer, 5 stations
+            landmarks[first : first + 5] = mid[::-1] if side < 0 else mid
+            self.brows.append((bx, centre_pix))
+
+        # nose (landmarks 27-35): the bridge and the bottom edge, lifted off the head
+        self.nose_tip = tip = ident.eye_y + ident.nose_length
+        self.nose_width = nw = ident.nose_width * (1 + 0.15 * self.wrinkle)
+        bridge = np.stack([np.zeros(4), np.linspace(ident.eye_y - 0.04, tip, 4)], axis=1)
+        self.bridge_pix = proj(bridge, np.array([0.04, 0.12, 0.22, 0.34]))
+        landmarks[27:31] = self.bridge_pix
+        bottom = np.array([[-nw, tip + 0.035], [-0.075, tip + 0.08], [0.0, tip + 0.09], [0.075, tip + 0.08],
+                           [nw, tip + 0.035]])  # fmt: skip
+        self.nose_bottom_pix = proj(bottom, np.array([0.1, 0.16, 0.2, 0.16, 0.1]))
+        landmarks[31:36] = self.nose_bottom_pix
+
+        # lips (landmarks 48-67): outer upper, inner upper, inner lower, outer lower contours
+        self.mouth_y = ident.eye_y + ident.nose_length + ident.philtrum
+        self.mouth_width = ident.mouth_width * mouth_wx
+        self.mouth_x = _U_MOUTH * self.mouth_width
+        lip_up, lip_lo = ident.lip_upper * lip_thin, ident.lip_lower * lip_thin
+        self.lip_curves = _mouth_curves(_U_MOUTH, self.mouth_y, corner, self.gap, lip_up, lip_lo, upper_raise)
+        self.lip_pix = uo, mu, ml, lo = tuple(proj(np.stack([self.mouth_x, c], axis=1)) for c in self.lip_curves)
+        landmarks[48:55] = uo[[0, 4, 8, 12, 16, 20, 24]]
+        landmarks[55:60] = lo[[20, 16, 12, 8, 4]]
+        landmarks[60:65] = mu[[3, 8, 12, 16, 21]]
+        landmarks[65:68] = ml[[16, 12, 8]]
+
+    def in_frame(self, image_size: int, margin: float) -> bool:
+        """Whether every landmark lies at least `margin` pixels inside the image."""
+        points = self.landmarks.astype(np.float32)  # as RenderedFace holds them
+        return bool(points.min() >= margin and points.max() <= image_size - 1 - margin)
+
+
 def render_face(
     rng: np.random.Generator,
     params: FaceParams,
     image_size: int = 128,
     background: str = "clutter",
     return_masks: bool = False,
-) -> RenderedFace:
+    frame_margin: float | None = None,
+) -> RenderedFace | None:
     """Render one face. ``rng`` draws only what is not in ``params`` (background, clutter, sensor noise), so one
     ``params`` renders the same face on different backgrounds. ``return_masks`` adds a label map (``MASK_LABELS``)
-    of what is visible at each pixel, for checking that landmarks sit on the drawn features."""
+    of what is visible at each pixel, for checking that landmarks sit on the drawn features. With ``frame_margin``,
+    a face with a landmark closer than that many pixels to the border is not drawn and None is returned (its random
+    draws are taken all the same, so what ``rng`` gives next does not depend on it)."""
     image_size = check_int("image_size", image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE)
     check_choice("background", background, BACKGROUNDS)
+    geometry = _FaceGeometry(params, image_size)
+    draws = _sample_draws(rng, image_size, background, params.noise_std)
+    if frame_margin is not None and not geometry.in_frame(image_size, frame_margin):
+        return None
+    return _draw_face(params, geometry, draws, image_size, return_masks)
+
+
+def _draw_face(
+    params: FaceParams, g: _FaceGeometry, draws: _RenderDraws, image_size: int, return_masks: bool
+) -> RenderedFace:
     ident = params.identity
-    (corner, gap, mouth_wx, upper_raise, lip_thin, eye_up, eye_low, brow_raise, brow_inner, brow_arch_x,
-     wrinkle) = params.expression_shape()  # fmt: skip
-    gap += params.extra_open
-    proj = _Projector(params, image_size)
+    proj = g.proj
     px = proj.scale / 128.0 * 2.2  # a "line unit": about 2 px at the default face size of 128 px images
     skin = ident.skin_rgb
-    w, y0, chin = ident.face_width, ident.jaw_top_y, ident.chin_y
-    landmarks = np.zeros((68, 2))
+    w, y0 = ident.face_width, ident.jaw_top_y
+    corner, gap, wrinkle = g.corner, g.gap, g.wrinkle
 
-    img = _background(rng, image_size, background)
+    img = _background(draws.background, image_size)
     cv = _Canvas(img, return_masks)
-    if background == "clutter":
-        _clutter(rng, cv.draw, image_size)
+    _clutter(draws.clutter, cv.draw)
 
     # --- body: long hair (back), neck, clothes, ears, long hair (front locks) ---
     hair = ident.hair_rgb
@@ -242,22 +353,13 @@ def render_face(
             cv.line(proj(strand, flat=True), _rgb(hair, 0.7), 0.5 * px)
 
     # --- face skin: jaw (landmarks 0-16) + cranium ---
-    sa, ca = np.sin(_A_JAW), np.cos(_A_JAW)
-    n = ident.jaw_exponent
-    jaw = np.stack([w * np.sign(sa) * np.abs(sa) ** (2 / n), y0 + (chin - y0) * np.abs(ca) ** (2 / n)], axis=1)
+    jaw, ca = g.jaw, g.jaw_cos
     cranium = np.stack([w * cb_e, y0 - ch * sb_e], axis=1)[1:-1]
-    jaw_pix = proj(jaw)
-    landmarks[0:17] = jaw_pix[::3]
-    cv.polygon(np.concatenate([jaw_pix, proj(cranium)]), _rgb(skin), "skin")
+    cv.polygon(np.concatenate([g.jaw_pix, proj(cranium)]), _rgb(skin), "skin")
 
     # --- beard (under the lips, drawn before them) ---
-    my = ident.eye_y + ident.nose_length + ident.philtrum
-    mw = ident.mouth_width * mouth_wx
-    lip_up, lip_lo = ident.lip_upper * lip_thin, ident.lip_lower * lip_thin
-    mx = _U_MOUTH * mw
-    upper_outer, mid_upper, mid_lower, lower_outer = _mouth_curves(
-        _U_MOUTH, my, corner, gap, lip_up, lip_lo, upper_raise
-    )
+    my, mw, mx = g.mouth_y, g.mouth_width, g.mouth_x
+    upper_outer, mid_upper, mid_lower, lower_outer = g.lip_curves
     if ident.beard:
         beard_rgb = _rgb(hair, 0.9)
         low = lower_outer[12] + 0.05
@@ -290,17 +392,8 @@ def render_face(
             cv.line(proj(np.stack([crown, mid, end])), _rgb(hair, shade), 0.5 * px)
 
     # --- eyes (landmarks 36-47) ---
-    a = ident.eye_size
-    hu, hl = a * 0.6 * eye_up, a * 0.38 * eye_low
-    f = (1.0 - _T_EYE * _T_EYE) ** 0.7
-    for side, first in ((-1.0, 36), (1.0, 42)):
-        cx, cy = side * ident.eye_spacing, ident.eye_y
-        xs = cx + a * _T_EYE
-        base = cy - ident.eye_tilt * (1.0 + side * _T_EYE) / 2
-        upper = np.stack([xs, base - hu * f], axis=1)
-        lower = np.stack([xs, base + hl * f], axis=1)
-        up_pix, lo_pix = proj(upper), proj(lower)
-        landmarks[first : first + 6] = [up_pix[0], up_pix[4], up_pix[8], up_pix[12], lo_pix[8], lo_pix[4]]
+    a, hu = ident.eye_size, g.lid_upper
+    for cx, cy, upper, lower, up_pix, lo_pix in g.eyes:
         cv.polygon(np.concatenate([up_pix, lo_pix[-2:0:-1]]), (238, 236, 230), "sclera")
         ix = cx + params.gaze[0] * a * 0.35
         iy = cy + params.gaze[1] * 0.015 - ident.eye_tilt / 2
@@ -324,32 +417,16 @@ def render_face(
 
     # --- brows (landmarks 17-26) ---
     brow_rgb = _rgb(hair, 0.75) if np.mean(hair) > 90 else _rgb(hair)
-    by = ident.eye_y - ident.brow_height - brow_raise
-    arch = ident.brow_arch * brow_arch_x
-    u = _U_BROW
-    centre_y = by - arch * (1.0 - ((u - 0.55) / 0.6) ** 2) - brow_inner * (1.0 - u) ** 1.5
-    thick = ident.brow_thickness * (1.15 - 0.5 * u)
-    for side, first in ((-1.0, 17), (1.0, 22)):
-        inner_x = side * (ident.eye_spacing - 0.17)
-        bx = inner_x + side * 0.45 * u
+    centre_y, thick = g.brow_y, g.brow_thickness
+    for bx, centre_pix in g.brows:
         top = proj(np.stack([bx, centre_y - thick / 2], axis=1))
         bottom = proj(np.stack([bx, centre_y + thick / 2], axis=1))
-        mid = proj(np.stack([bx, centre_y], axis=1))[::2]  # inner -> outer, 5 stations
-        landmarks[first : first + 5] = mid[::-1] if side < 0 else mid
         cv.polygon(np.concatenate([top, bottom[::-1]]), brow_rgb, "brow")
-        cv.line(proj(np.stack([bx, centre_y], axis=1)), brow_rgb, 0.35 * px, "brow")  # keeps the tapered tail visible
+        cv.line(centre_pix, brow_rgb, 0.35 * px, "brow")  # keeps the tapered tail visible
 
     # --- nose (landmarks 27-35) ---
-    tip = ident.eye_y + ident.nose_length
-    nw = ident.nose_width * (1 + 0.15 * wrinkle)
-    bridge = np.stack([np.zeros(4), np.linspace(ident.eye_y - 0.04, tip, 4)], axis=1)
-    bridge_pix = proj(bridge, np.array([0.04, 0.12, 0.22, 0.34]))
-    landmarks[27:31] = bridge_pix
-    bottom = np.array([[-nw, tip + 0.035], [-0.075, tip + 0.08], [0.0, tip + 0.09], [0.075, tip + 0.08],
-                       [nw, tip + 0.035]])  # fmt: skip
-    bottom_z = np.array([0.1, 0.16, 0.2, 0.16, 0.1])
-    bottom_pix = proj(bottom, bottom_z)
-    landmarks[31:36] = bottom_pix
+    tip, nw = g.nose_tip, g.nose_width
+    bridge_pix, bottom_pix = g.bridge_pix, g.nose_bottom_pix
     shade_side = 1.0 if math.cos(params.light_angle) < 0 else -1.0
     cv.line(proj(np.array([[shade_side * 0.07, ident.eye_y + 0.02], [shade_side * 0.085, tip - 0.08],
                            [shade_side * (nw - 0.02), tip - 0.02]]), np.array([0.1, 0.25, 0.2])),
@@ -376,11 +453,7 @@ def render_face(
 
     # --- lips (landmarks 48-67) ---
     lip_rgb = params.lipstick_rgb if params.lipstick else ident.lip_rgb
-    uo, mu, ml, lo = (proj(np.stack([mx, c], axis=1)) for c in (upper_outer, mid_upper, mid_lower, lower_outer))
-    landmarks[48:55] = uo[[0, 4, 8, 12, 16, 20, 24]]
-    landmarks[55:60] = lo[[20, 16, 12, 8, 4]]
-    landmarks[60:65] = mu[[3, 8, 12, 16, 21]]
-    landmarks[65:68] = ml[[16, 12, 8]]
+    uo, mu, ml, lo = g.lip_pix
     cv.polygon(np.concatenate([uo, lo[::-1]]), _rgb(lip_rgb), "lips")
     cv.polygon(np.concatenate([uo, mu[::-1]]), _rgb(lip_rgb, 0.82), "lips")
     if float(np.max(mid_lower - mid_upper)) > 0.004:
@@ -452,11 +525,11 @@ def render_face(
                                             + lin[:, None] * math.sin(params.light_angle)))  # fmt: skip
     gain = np.asarray(params.colour_gain, dtype=np.float32) * params.brightness
     arr = arr * (light[..., None] * gain)
-    if params.noise_std > 0.5:
-        arr += rng.standard_normal(arr.shape, dtype=np.float32) * params.noise_std
+    if draws.noise is not None:
+        arr += draws.noise * params.noise_std
     out = np.clip(arr, 0, 255).astype(np.uint8)
     masks = None
     if return_masks:
         off = _SUPERSAMPLE // 2
         masks = np.asarray(cv.labels, dtype=np.uint8)[off::_SUPERSAMPLE, off::_SUPERSAMPLE].copy()
-    return RenderedFace(out, landmarks.astype(np.float32), params.expression, params.attributes(), masks)
+    return RenderedFace(out, g.landmarks.astype(np.float32), params.expression, params.attributes(), masks)

@@ -115,19 +115,20 @@ def _generate(
         rng = np.random.default_rng([seed, 3, i])
         k = int(assignment[i])
         for attempt in range(20):
-            # a pose that pushes a landmark out of the frame is redrawn (rare), then pose is switched off
+            # a face with a landmark out of the frame (a strong pose, or a tight crop) is redrawn before any pixel is
+            # spent on it; the last try has no pose and is kept whatever it gives
+            last = attempt == 19
             params = sample_face_params(
                 rng,
                 identities[k],
                 k,
                 expression_ids,
-                pose_scale if attempt < 19 else 0.0,
+                0.0 if last else pose_scale,
                 face_scale=face_scale,
                 expression_strength=expression_strength,
             )
-            face = render_face(rng, params, image_size, background, return_masks)
-            lm = face.landmarks
-            if lm.min() >= margin and lm.max() <= image_size - 1 - margin:
+            face = render_face(rng, params, image_size, background, return_masks, None if last else margin)
+            if face is not None:
                 break
         yield k, params, face
 
