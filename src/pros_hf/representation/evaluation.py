@@ -62,12 +62,17 @@ def score_backbone(
     test: EvaluationData,
     tasks: Sequence[RepresentationTask],
     protocols: Sequence[str],
-    seed: int,
-) -> dict:
-    """`{task: {protocol: score}}` of `model`'s frozen features for one seed."""
+    seeds: Sequence[int],
+) -> list[dict]:
+    """`{task: {protocol: score}}` of `model`'s frozen features for each of `seeds` (the features are computed once:
+    they do not depend on the seed)."""
     tasks = list(tasks)
     train_features = frozen_features(model, train.pixel_values, _views(tasks))
     test_features = frozen_features(model, test.pixel_values, _views(tasks))
+    return [_score_features(train_features, test_features, train, test, tasks, protocols, seed) for seed in seeds]
+
+
+def _score_features(train_features, test_features, train, test, tasks, protocols, seed: int) -> dict:
     scores = {}
     for task in tasks:
         if task.held_out_people:  # identity: gallery and queries among the people no backbone trained on
@@ -190,7 +195,7 @@ def ceiling_scores(
             show_progress,
             description="Supervised ceiling",
         )
-        per_seed = [score_backbone(supervised.backbone, train, test, tasks, protocols, seed) for seed in seeds]
+        per_seed = score_backbone(supervised.backbone, train, test, tasks, protocols, seeds)
         results = {
             task.name: {protocol: float(np.mean([s[task.name][protocol] for s in per_seed])) for protocol in protocols}
             for task in tasks
@@ -294,12 +299,13 @@ def evaluate_representation(
         raise ValueError("seeds must name at least one seed.")
     recipe = ceiling_recipe or CeilingRecipe()
     floors = floor_scores(train, test, tasks, seeds)
-    pretrained = [score_backbone(model, train, test, tasks, protocols, seed) for seed in seeds]
+    pretrained = score_backbone(model, train, test, tasks, protocols, seeds)
 
     def random_init_scores():
         return {
             "frozen": [
-                score_backbone(random_init_model(model, seed), train, test, tasks, protocols, seed) for seed in seeds
+                score_backbone(random_init_model(model, seed), train, test, tasks, protocols, [seed])[0]
+                for seed in seeds
             ],
             "few_shot": few_shot_results(
                 random_init_model(model, 0),
