@@ -30,26 +30,41 @@ TOY = {
 }
 
 
+# every part of PARTS=all, in two halves of about equal time that run side by side (one core each)
+HALVES = (
+    "environment multicrop_device pretrain_step profile compiled_step",
+    "pretrain pretrain_compiled syncs backbone augmentation",
+)
+
+
 def test_gpu_check_runs_every_step_at_toy_sizes(tmp_path):
-    env = {**os.environ, **TOY, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "PARTS": "all"}
-    # its own process group, so that a timeout stops the benchmarks it started too, not only bash
-    process = subprocess.Popen(
-        ["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    processes = []
+    for parts in HALVES:
+        env = {**os.environ, **TOY, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "PARTS": parts}
+        # its own process group, so that a timeout stops the benchmarks it started too, not only bash
+        processes.append(
+            subprocess.Popen(
+                ["bash", "benchmarks/gpu_check.sh", str(tmp_path / "out")],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        )
     try:
-        stdout, stderr = process.communicate(timeout=900)
+        outputs = [process.communicate(timeout=900) for process in processes]
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate()
+        for process in processes:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
         raise
-    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for process, (stdout, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    script = (ROOT / "benchmarks/gpu_check.sh").read_text()
+    every_part = script.split('[ "$PARTS" = all ] && PARTS="')[1].split('"')[0].replace("\\\n", " ").split()
+    assert sorted(" ".join(HALVES).split()) == sorted(every_part)
     out = tmp_path / "out"
     assert "device cpu" in (out / "environment.txt").read_text()
     step = (out / "pretrain_step.txt").read_text()
