@@ -31,7 +31,7 @@ from pros_hf.representation import (
     train_supervised,
 )
 from pros_hf.representation.ceiling import _flip
-from pros_hf.representation.linear_probe import validation_split
+from pros_hf.representation.linear_probe import _fit_logistic, validation_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,6 +57,41 @@ def test_linear_probe_recovers_planted_classes_attributes_and_coordinates():
     noise = torch.randn(1200, 32, generator=torch.Generator().manual_seed(9))
     result = linear_probe(noise[:900], labels[:900], noise[900:], labels[900:], "single_label", seed=0)
     assert result.test_score < 0.45
+
+
+@pytest.mark.parametrize("kind", ["single_label", "multi_label"])
+def test_logistic_probe_steps_equal_torch_adamw_on_autograd_gradients(kind):
+    """The probe's written-out gradients and side-by-side AdamW give, per setting, the weights that torch.optim.AdamW
+    reaches on the autograd gradients of the mean cross-entropy (or logistic loss) under the same cosine schedule."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(60, 8, generator=generator)
+    y = torch.randint(0, 4, (60,), generator=generator)
+    if kind == "multi_label":
+        y = torch.nn.functional.one_hot(y, 4).float()
+    settings = [{"learning_rate": 0.05, "weight_decay": 0.0}, {"learning_rate": 0.01, "weight_decay": 0.3}]
+    steps = 6
+    fitted = _fit_logistic(x, y, kind, settings, steps, seed=5, num_outputs=4)
+    initial = torch.randn(len(settings), 8, 4, generator=torch.Generator().manual_seed(5)) * 0.01
+    for index, setting in enumerate(settings):
+        weight = initial[index].clone().requires_grad_(True)
+        bias = torch.zeros(4, requires_grad=True)
+        optimizer = torch.optim.AdamW(
+            [{"params": [weight], "weight_decay": setting["weight_decay"]}, {"params": [bias], "weight_decay": 0.0}],
+            lr=setting["learning_rate"],
+        )
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1.0 + np.cos(np.pi * step / steps)))
+        for _ in range(steps):
+            logits = x @ weight + bias
+            if kind == "single_label":
+                loss = torch.nn.functional.cross_entropy(logits, y)
+            else:
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+        with torch.no_grad():
+            torch.testing.assert_close(fitted[index](x), x @ weight + bias, rtol=1e-4, atol=1e-5)
 
 
 def test_linear_probe_chooses_its_settings_without_the_test_labels():

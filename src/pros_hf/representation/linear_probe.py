@@ -126,8 +126,10 @@ def _fit_logistic(x, y, kind, settings, steps, seed, num_outputs):
     initial = torch.randn(count, dim, num_outputs, generator=generator) * 0.01
     weight = initial.permute(1, 0, 2).reshape(dim, count * num_outputs).contiguous()  # setting s: columns s*C..
     bias = torch.zeros(count * num_outputs)
-    per_column = lambda key: torch.tensor([s[key] for s in settings]).repeat_interleave(num_outputs)  # noqa: E731
-    learning_rate, weight_decay = per_column("learning_rate"), per_column("weight_decay")
+    learning_rate, weight_decay = (
+        torch.tensor([s[key] for s in settings]).repeat_interleave(num_outputs)  # one value per column
+        for key in ("learning_rate", "weight_decay")
+    )
     if kind == "single_label":
         target = F.one_hot(y, num_outputs).float().repeat(1, count)  # (N, settings x C)
     else:
